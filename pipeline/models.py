@@ -1,0 +1,116 @@
+"""The data that flows between modules: documents in, spoken summaries and results out.
+
+Plain frozen data classes; no behaviour that touches files, sockets or the clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+DEFAULT_MODEL = "gpt-4o-audio-preview"
+DEFAULT_VOICE = "alloy"
+DEFAULT_WORDS = 120
+OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse")
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One text to summarise, already read and decoded."""
+
+    id: str
+    source: str
+    text: str
+    sha256: str
+    title: str | None = None
+    voice: str | None = None
+    instructions: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedDocument:
+    """A source item that could not become a Document; it fails alone with this reason."""
+
+    id: str
+    source: str
+    reason: str
+    title: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunSettings:
+    """Everything one run needs, built once (by the CLI or a caller) and never mutated."""
+
+    inputs: tuple[str, ...]
+    out_dir: Path
+    provider: Literal["openai", "local"] = "local"
+    model: str = DEFAULT_MODEL
+    voice: str = DEFAULT_VOICE
+    words: int = DEFAULT_WORDS
+    concurrency: int = 4
+    instructions: str | None = None
+    base_url: str = "https://api.openai.com/v1"
+    api_key: str | None = field(default=None, repr=False)
+    timeout_s: float = 120.0
+    local_workers: int = 2
+    audio_format: str = "wav"
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts as the server reported them (zeros for the local engine)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    prompt_tokens_details: dict[str, int] = field(default_factory=dict)
+    completion_tokens_details: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+            "prompt_tokens_details": dict(self.prompt_tokens_details),
+            "completion_tokens_details": dict(self.completion_tokens_details),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SpokenSummary:
+    """What a provider returns: verified WAV bytes and exactly the text they speak."""
+
+    wav: bytes
+    transcript: str
+    sample_rate: int
+    duration_s: float
+    provider: str
+    model: str
+    voice: str
+    audio_id: str | None = None
+    audio_expires_at: int | None = None
+    request_id: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    engine: str | None = None
+    requests: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentResult:
+    """How one document ended in one run; what the report and state record."""
+
+    doc_id: str
+    source: str
+    status: Literal["done", "failed", "skipped"]
+    title: str | None = None
+    reason: str | None = None
+    error_class: str | None = None
+    wav_name: str | None = None
+    sidecar_name: str | None = None
+    transcript: str | None = None
+    duration_s: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    requests: int = 0
+    elapsed_s: float = 0.0

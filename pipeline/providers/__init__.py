@@ -1,0 +1,16 @@
+"""Speaking-model providers behind one interface; the runner picks one and never sees httpx or Piper."""
+
+from __future__ import annotations
+
+from pipeline.models import RunSettings
+from pipeline.providers.base import Provider
+
+
+def make_provider(settings: RunSettings) -> Provider:
+    if settings.provider == "openai":
+        from pipeline.providers.openai import OpenAIProvider
+
+        return OpenAIProvider(settings)
+    from pipeline.providers.local import LocalProvider
+
+    return LocalProvider(settings)

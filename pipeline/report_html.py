@@ -1,0 +1,102 @@
+"""report.html: one self-contained page (inline CSS, no scripts, no external assets) for a run.
+
+Every value that came from a document or a server is escaped here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+from urllib.parse import quote
+
+_CSS = """
+:root { color-scheme: light dark; --ok:#1a7f37; --bad:#cf222e; --skip:#6e7781; --line:#d0d7de; --soft:#f6f8fa; }
+@media (prefers-color-scheme: dark) { :root { --line:#30363d; --soft:#161b22; } }
+* { box-sizing: border-box; }
+body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 980px; padding: 24px; }
+h1 { font-size: 22px; margin: 0 0 4px; }
+.meta { color: var(--skip); margin: 0 0 20px; font-size: 13px; }
+.totals { display: grid; grid-template-columns: repeat(auto-fit, minmax(120px, 1fr)); gap: 10px; margin-bottom: 24px; }
+.card { border: 1px solid var(--line); border-radius: 8px; padding: 10px 12px; background: var(--soft); }
+.card b { display: block; font-size: 22px; }
+.card span { font-size: 12px; color: var(--skip); text-transform: uppercase; letter-spacing: .04em; }
+.doc { border: 1px solid var(--line); border-radius: 8px; padding: 14px 16px; margin-bottom: 12px; }
+.doc header { display: flex; gap: 10px; align-items: baseline; flex-wrap: wrap; }
+.doc h2 { font-size: 16px; margin: 0; }
+.doc .id { font-family: ui-monospace, monospace; font-size: 12px; color: var(--skip); }
+.badge { font-size: 12px; font-weight: 600; padding: 1px 8px; border-radius: 10px; color: #fff; }
+.done { background: var(--ok); } .failed { background: var(--bad); } .skipped { background: var(--skip); }
+.doc audio { width: 100%; margin: 10px 0 4px; }
+.doc p.transcript { margin: 6px 0 0; }
+.doc p.reason { color: var(--bad); margin: 8px 0 0; font-family: ui-monospace, monospace; font-size: 13px; }
+.facts { font-size: 12px; color: var(--skip); }
+nav { margin-bottom: 16px; font-size: 14px; }
+"""
+
+
+def _minutes(seconds: float) -> str:
+    seconds = float(seconds or 0)
+    return f"{int(seconds // 60)}:{int(round(seconds % 60)):02d}"
+
+
+def _card(value: object, label: str) -> str:
+    return f'<div class="card"><b>{escape(str(value))}</b><span>{escape(label)}</span></div>'
+
+
+def _document(doc: dict[str, Any]) -> str:
+    status = str(doc.get("status") or "")
+    status_class = status if status in ("done", "failed", "skipped") else "skipped"
+    title = doc.get("title") or doc.get("doc_id") or ""
+    parts = [
+        f'<article class="doc" id="doc-{escape(str(doc.get("doc_id") or ""))}">',
+        f'<header><h2>{escape(str(title))}</h2><span class="badge {status_class}">{escape(status)}</span>'
+        f'<span class="id">{escape(str(doc.get("doc_id") or ""))}</span></header>',
+        f'<div class="facts">{escape(str(doc.get("source") or ""))}',
+    ]
+    if doc.get("duration_s"):
+        parts.append(f' · {escape(_minutes(doc["duration_s"]))} of audio')
+    if doc.get("elapsed_s"):
+        parts.append(f' · made in {float(doc["elapsed_s"]):.1f} s')
+    parts.append("</div>")
+    if doc.get("wav_name"):
+        parts.append(f'<audio controls preload="none" src="{escape(quote(str(doc["wav_name"])))}"></audio>')
+    if doc.get("transcript"):
+        parts.append(f'<p class="transcript">{escape(str(doc["transcript"]))}</p>')
+    if doc.get("reason"):
+        parts.append(f'<p class="reason">{escape(str(doc["reason"]))}</p>')
+    parts.append("</article>")
+    return "".join(parts)
+
+
+def render(report: dict[str, Any]) -> str:
+    totals = report.get("totals", {})
+    settings = report.get("settings", {})
+    documents = report.get("documents", [])
+    failed = [d for d in documents if d.get("status") == "failed"]
+    others = [d for d in documents if d.get("status") != "failed"]
+    meta = (f'run {report.get("run_id", "")} · {report.get("status", "")} · started {report.get("started_at", "")} · '
+            f'{settings.get("provider", "")} / {settings.get("model", "")} / voice {settings.get("voice", "")}')
+    cards = "".join([
+        _card(totals.get("documents", 0), "documents"),
+        _card(totals.get("done", 0), "done"),
+        _card(totals.get("skipped", 0), "skipped"),
+        _card(totals.get("failed", 0), "failed"),
+        _card(_minutes(totals.get("audio_seconds", 0)), "audio (m:ss)"),
+        _card(f'{totals.get("tokens_in", 0)}/{totals.get("tokens_out", 0)}', "tokens in/out"),
+        _card(totals.get("requests", 0), "requests"),
+        _card(f'{float(totals.get("wall_seconds", 0)):.1f} s', "wall time"),
+    ])
+    nav = f'<nav><a href="#failed">{len(failed)} failed</a></nav>' if failed else ""
+    failed_section = ""
+    if failed:
+        failed_section = '<h2 id="failed">Failed</h2>' + "".join(_document(d) for d in failed)
+    done_heading = "<h2>Summaries</h2>" if others else ""
+    return (
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        f"<title>audiosum report {escape(str(report.get('run_id', '')))}</title><style>{_CSS}</style></head><body>"
+        f"<h1>audiosum run report</h1><p class=\"meta\">{escape(meta)}</p>"
+        f"<section class=\"totals\">{cards}</section>{nav}{failed_section}{done_heading}"
+        + "".join(_document(d) for d in others)
+        + "</body></html>\n"
+    )

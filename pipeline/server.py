@@ -1,0 +1,397 @@
+"""`audiosum serve`: an OpenAI-compatible Chat Completions audio endpoint over the offline engine.
+
+The peer the test suite talks to over loopback; it speaks the wire format, validates like the real service,
+and never calls out to any network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import math
+import multiprocessing
+import re
+import secrets
+import sys
+import time
+from collections import Counter, OrderedDict
+from collections.abc import AsyncIterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from pipeline.audio import InvalidAudio, wav_info
+from pipeline.engine import extractive, narrate, speech, tone
+from pipeline.models import DEFAULT_WORDS, OPENAI_VOICES
+from pipeline.providers.local import threads_per_worker
+
+KNOWN_FORMATS = frozenset({"wav", "pcm16", "mp3", "flac", "opus", "aac"})
+SERVED_FORMATS = frozenset({"wav", "pcm16"})
+INPUT_AUDIO_FORMATS = frozenset({"wav", "mp3"})
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+# This server's own accounting convention for audio tokens (the real service does not publish a rate).
+AUDIO_TOKENS_PER_SECOND = 10
+MAX_REMEMBERED_AUDIO = 10_000
+MODELS = ("gpt-4o-audio-preview", "gpt-4o-mini-audio-preview", "gpt-audio", "gpt-audio-mini")
+
+_WORDS_HINT = re.compile(r"\b(?:about|around|roughly|approximately|in|under)\s+(\d{1,4})\s+words\b", re.IGNORECASE)
+_TITLE_LINE = re.compile(r"\ATitle: (?P<title>[^\n]*)\n+")
+_DOCUMENT_LINE = re.compile(r"\A\s*Document to summarise:\s*\n+")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    engine: str = "local"
+    api_key: str | None = field(default=None, repr=False)
+    audio_ttl_s: int = 3600
+    workers: int = 2
+
+
+class ApiFailure(Exception):
+    """An answer in the OpenAI error shape."""
+
+    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
+                 error_type: str = "invalid_request_error") -> None:
+        super().__init__(message)
+        self.status, self.message, self.param, self.code, self.error_type = status, message, param, code, error_type
+
+    def response(self) -> JSONResponse:
+        return error_response(self.status, self.message, param=self.param, code=self.code, error_type=self.error_type)
+
+
+def error_response(status: int, message: str, *, param: str | None = None, code: str | None = None,
+                   error_type: str = "invalid_request_error") -> JSONResponse:
+    body = {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status, headers={"x-request-id": _request_id()})
+
+
+def _request_id() -> str:
+    return "req_" + secrets.token_hex(16)
+
+
+@dataclass(slots=True)
+class _Turn:
+    role: str
+    text: str
+    audio_parts: list[tuple[bytes, str]]
+
+
+class AudioMemory:
+    """Answers' audio ids → transcripts, until they expire (bounded, oldest dropped first)."""
+
+    def __init__(self, ttl_s: int) -> None:
+        self.ttl_s = ttl_s
+        self._items: OrderedDict[str, tuple[str, int]] = OrderedDict()
+
+    def remember(self, transcript: str) -> tuple[str, int]:
+        audio_id = "audio_" + secrets.token_hex(12)
+        expires_at = int(time.time()) + self.ttl_s
+        self._items[audio_id] = (transcript, expires_at)
+        while len(self._items) > MAX_REMEMBERED_AUDIO:
+            self._items.popitem(last=False)
+        return audio_id, expires_at
+
+    def transcript(self, audio_id: str) -> str | None:
+        item = self._items.get(audio_id)
+        if item is None or item[1] <= time.time():
+            return None
+        return item[0]
+
+
+class ChatServer:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.memory = AudioMemory(config.audio_ttl_s)
+        self.stats: Counter[str] = Counter()
+        self.pool: ProcessPoolExecutor | None = None
+
+    # -- request checking -------------------------------------------------------------------------
+    def check_auth(self, request: Request) -> None:
+        if self.config.api_key is None:
+            return
+        header = request.headers.get("authorization", "")
+        if not header.startswith("Bearer ") or not secrets.compare_digest(header[7:], self.config.api_key):
+            raise ApiFailure(401, "Incorrect API key provided. You can find your API key in your account settings.",
+                             code="invalid_api_key")
+
+    def parse_turns(self, messages: Any) -> list[_Turn]:
+        if not isinstance(messages, list) or not messages:
+            raise ApiFailure(400, "'messages' must be a non-empty array.", param="messages")
+        turns: list[_Turn] = []
+        for index, message in enumerate(messages):
+            where = f"messages[{index}]"
+            if not isinstance(message, dict) or message.get("role") not in ROLES:
+                raise ApiFailure(400, f"Invalid value for '{where}.role': expected one of {sorted(ROLES)}.",
+                                 param=f"{where}.role", code="invalid_value")
+            role = message["role"]
+            audio_ref = message.get("audio")
+            if role == "assistant" and audio_ref is not None:
+                if not isinstance(audio_ref, dict) or not isinstance(audio_ref.get("id"), str):
+                    raise ApiFailure(400, f"'{where}.audio' must be an object with an 'id'.", param=f"{where}.audio")
+                transcript = self.memory.transcript(audio_ref["id"])
+                if transcript is None:
+                    raise ApiFailure(400, f"Audio with id '{audio_ref['id']}' was not found or has expired.",
+                                     param=f"{where}.audio.id", code="invalid_value")
+                turns.append(_Turn(role, transcript, []))
+                continue
+            turns.append(self._content_turn(role, message.get("content"), where))
+        return turns
+
+    @staticmethod
+    def _content_turn(role: str, content: Any, where: str) -> _Turn:
+        if isinstance(content, str):
+            return _Turn(role, content, [])
+        if content is None and role == "assistant":
+            return _Turn(role, "", [])
+        if not isinstance(content, list):
+            raise ApiFailure(400, f"'{where}.content' must be a string or an array of content parts.",
+                             param=f"{where}.content")
+        texts: list[str] = []
+        audio: list[tuple[bytes, str]] = []
+        for part_index, part in enumerate(content):
+            param = f"{where}.content[{part_index}]"
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "text" and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+            elif kind == "input_audio" and isinstance(part.get("input_audio"), dict):
+                audio.append(ChatServer._input_audio(part["input_audio"], param))
+            else:
+                raise ApiFailure(400, f"Invalid content part at '{param}'.", param=param, code="invalid_value")
+        return _Turn(role, "\n\n".join(texts), audio)
+
+    @staticmethod
+    def _input_audio(value: dict[str, Any], param: str) -> tuple[bytes, str]:
+        audio_format = value.get("format")
+        if audio_format not in INPUT_AUDIO_FORMATS:
+            raise ApiFailure(400, f"Invalid value for '{param}.input_audio.format': expected 'wav' or 'mp3'.",
+                             param=f"{param}.input_audio.format", code="invalid_value")
+        try:
+            data = base64.b64decode(value.get("data") or "", validate=True)
+        except (binascii.Error, ValueError):
+            raise ApiFailure(400, f"'{param}.input_audio.data' is not valid base64.",
+                             param=f"{param}.input_audio.data") from None
+        if not data:
+            raise ApiFailure(400, f"'{param}.input_audio.data' is empty.", param=f"{param}.input_audio.data")
+        return data, audio_format
+
+    @staticmethod
+    def check_output(body: dict[str, Any]) -> tuple[list[str], str | None, str | None]:
+        modalities = body.get("modalities", ["text"])
+        if not isinstance(modalities, list) or not modalities or any(m not in ("text", "audio") for m in modalities):
+            raise ApiFailure(400, "Invalid value for 'modalities': expected a list of 'text' and 'audio'.",
+                             param="modalities", code="invalid_value")
+        audio = body.get("audio")
+        if "audio" not in modalities:
+            if audio is not None:
+                raise ApiFailure(400, "'audio' was given but 'modalities' does not include 'audio'.",
+                                 param="modalities")
+            return modalities, None, None
+        if not isinstance(audio, dict):
+            raise ApiFailure(400, "'audio' is required when 'modalities' includes 'audio'.", param="audio")
+        voice, audio_format = audio.get("voice"), audio.get("format")
+        if voice not in OPENAI_VOICES:
+            raise ApiFailure(400, f"Invalid value for 'audio.voice': {voice!r}. Supported values are: "
+                             + ", ".join(repr(v) for v in OPENAI_VOICES) + ".", param="audio.voice",
+                             code="invalid_value")
+        if audio_format not in KNOWN_FORMATS:
+            raise ApiFailure(400, f"Invalid value for 'audio.format': {audio_format!r}.", param="audio.format",
+                             code="invalid_value")
+        if audio_format not in SERVED_FORMATS:
+            raise ApiFailure(400, f"This server produces only 'wav' and 'pcm16', not {audio_format!r}.",
+                             param="audio.format", code="unsupported_value")
+        return modalities, voice, audio_format
+
+    # -- answering --------------------------------------------------------------------------------
+    async def speak(self, task: str, words: int, title: str | None, turns: list[_Turn]) -> narrate.Narration:
+        question_turn = turns[-1] if turns and turns[-1].role == "user" else None
+        follow_up = question_turn is not None and any(t.role == "assistant" for t in turns[:-1])
+        if question_turn is not None and question_turn.audio_parts:
+            return self._describe_audio(question_turn.audio_parts)
+        if follow_up:
+            context = "\n\n".join(t.text for t in turns[:-1] if t.role in ("user", "assistant") and t.text)
+            spoken = extractive.answer(question_turn.text, context, words) or extractive.lead(context, words)
+            return narrate.Narration(" ".join(spoken), await self._voice(spoken))
+        if self.config.engine == "tone" or self.pool is None:
+            return narrate.narrate(task, words, title, "tone")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.pool, narrate.narrate, task, words, title, "local")
+
+    async def _voice(self, spoken: list[str]) -> speech.SpeechAudio:
+        if self.config.engine == "tone" or self.pool is None:
+            return tone.tone(spoken)
+        return await asyncio.get_running_loop().run_in_executor(self.pool, speech.speak, spoken)
+
+    def _describe_audio(self, parts: list[tuple[bytes, str]]) -> narrate.Narration:
+        # The offline engine has no speech recognition; say honestly what was measured instead.
+        descriptions = []
+        for data, audio_format in parts:
+            try:
+                info = wav_info(data) if audio_format == "wav" else None
+            except InvalidAudio as exc:
+                raise ApiFailure(400, f"The input audio could not be decoded: {exc}.",
+                                 param="messages", code="invalid_value") from None
+            if info is not None:
+                descriptions.append(f"a {info.duration_s:.1f} second WAV recording at {info.sample_rate} hertz")
+            else:
+                descriptions.append(f"an MP3 recording of {len(data)} bytes")
+        spoken = ["This offline server cannot understand speech.", f"It received {', '.join(descriptions)}."]
+        return narrate.Narration(" ".join(spoken), tone.tone(spoken))
+
+    async def chat_completions(self, request: Request) -> Response:
+        self.stats["requests"] += 1
+        try:
+            self.check_auth(request)
+            try:
+                body = await request.json()
+            except (ValueError, UnicodeDecodeError):
+                raise ApiFailure(400, "We could not parse the JSON body of your request.") from None
+            if not isinstance(body, dict):
+                raise ApiFailure(400, "The request body must be a JSON object.")
+            model = body.get("model")
+            if not isinstance(model, str) or not model:
+                raise ApiFailure(400, "You must provide a model parameter.", param="model")
+            modalities, voice, audio_format = self.check_output(body)
+            turns = self.parse_turns(body.get("messages"))
+            has_audio_in = any(t.audio_parts for t in turns)
+            if "audio" not in modalities and not has_audio_in:
+                raise ApiFailure(400, "This model requires that either input content or output modality contain "
+                                 "audio.", param="modalities", code="invalid_value")
+            answer = await self._answer(model, turns, voice, audio_format)
+        except ApiFailure as failure:
+            self.stats[f"error_{failure.status}"] += 1
+            return failure.response()
+        self.stats["ok"] += 1
+        return JSONResponse(answer, headers={"x-request-id": _request_id()})
+
+    async def _answer(self, model: str, turns: list[_Turn], voice: str | None,
+                      audio_format: str | None) -> dict[str, Any]:
+        instructions = " ".join(t.text for t in turns if t.role in ("system", "developer"))
+        hint = _WORDS_HINT.search(instructions)
+        words = max(10, min(2000, int(hint.group(1)))) if hint else DEFAULT_WORDS
+        last_user = next((t for t in reversed(turns) if t.role == "user"), None)
+        task, title = self._strip_layout(last_user.text if last_user else "")
+        if not task.strip() and not (last_user and last_user.audio_parts):
+            raise ApiFailure(400, "The last user message has no text or audio to work on.", param="messages")
+        narration = await self.speak(task, words, title, turns)
+        transcript = narration.transcript or "There was nothing in the text that could be spoken."
+        message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
+        completion_audio_tokens = 0
+        if voice is not None:
+            audio_id, expires_at = self.memory.remember(transcript)
+            data = narration.audio.wav if audio_format == "wav" else _pcm_frames(narration.audio.wav)
+            message["audio"] = {"id": audio_id, "expires_at": expires_at,
+                                "data": base64.b64encode(data).decode("ascii"), "transcript": transcript}
+            completion_audio_tokens = math.ceil(narration.audio.duration_s * AUDIO_TOKENS_PER_SECOND)
+        else:
+            message["content"] = transcript
+        prompt_text = sum(_estimate_tokens(t.text) + 4 for t in turns)
+        prompt_audio = sum(math.ceil(len(d) / 3200) for t in turns for d, _ in t.audio_parts)
+        completion_text = _estimate_tokens(transcript)
+        return {
+            "id": "chatcmpl-" + secrets.token_hex(12),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}],
+            "usage": {
+                "prompt_tokens": prompt_text + prompt_audio,
+                "completion_tokens": completion_text + completion_audio_tokens,
+                "total_tokens": prompt_text + prompt_audio + completion_text + completion_audio_tokens,
+                "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": prompt_audio,
+                                          "text_tokens": prompt_text},
+                "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": completion_audio_tokens,
+                                              "text_tokens": completion_text, "accepted_prediction_tokens": 0,
+                                              "rejected_prediction_tokens": 0},
+            },
+            "service_tier": "default",
+            "system_fingerprint": f"audiosum-{self.config.engine}",
+        }
+
+    @staticmethod
+    def _strip_layout(text: str) -> tuple[str, str | None]:
+        """Read audiosum's own user-message layout ("Title: …", "Document to summarise:") if present."""
+        title = None
+        match = _TITLE_LINE.match(text)
+        if match:
+            title, text = match.group("title").strip() or None, text[match.end():]
+        return _DOCUMENT_LINE.sub("", text, count=1), title
+
+    async def models(self, request: Request) -> Response:
+        self.stats["requests"] += 1
+        try:
+            self.check_auth(request)
+        except ApiFailure as failure:
+            self.stats[f"error_{failure.status}"] += 1
+            return failure.response()
+        self.stats["ok"] += 1
+        created = 1_700_000_000
+        return JSONResponse({"object": "list", "data": [
+            {"id": m, "object": "model", "created": created, "owned_by": "audiosum"} for m in MODELS]})
+
+    async def stats_endpoint(self, request: Request) -> Response:
+        return JSONResponse({"engine": self.config.engine, "counts": dict(self.stats)})
+
+
+def _estimate_tokens(text: str) -> int:
+    return math.ceil(len(text) / 4) if text else 0
+
+
+def _pcm_frames(wav: bytes) -> bytes:
+    import io
+    import wave
+
+    with wave.open(io.BytesIO(wav), "rb") as reader:
+        return reader.readframes(reader.getnframes())
+
+
+def create_app(config: ServerConfig) -> Starlette:
+    chat = ChatServer(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if config.engine == "local":
+            chat.pool = ProcessPoolExecutor(max_workers=config.workers,
+                                            mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=speech.init_worker,
+                                            initargs=(threads_per_worker(config.workers),))
+        print(f"audiosum serve: http://{config.host}:{config.port}/v1 (engine {config.engine})",
+              file=sys.stderr, flush=True)
+        try:
+            yield
+        finally:
+            if chat.pool is not None:
+                chat.pool.shutdown(cancel_futures=True)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, HTTPException) and exc.status_code == 405:
+            return error_response(405, f"Method {request.method} is not allowed on {request.url.path}.")
+        return error_response(404, f"Unknown request URL: {request.method} {request.url.path}.",
+                              code="unknown_url")
+
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat.chat_completions, methods=["POST"]),
+            Route("/v1/models", chat.models, methods=["GET"]),
+            Route("/stats", chat.stats_endpoint, methods=["GET"]),
+        ],
+        exception_handlers={404: not_found, 405: not_found},
+        lifespan=lifespan,
+    )
+    app.state.chat = chat
+    return app
+
+
+def serve(config: ServerConfig) -> None:
+    import uvicorn
+
+    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="warning", access_log=False)

@@ -1,0 +1,268 @@
+"""Turn inputs (folders, manifests, single files) into a stream of Documents.
+
+Items are yielded one at a time and never collected; a bad item becomes a RejectedDocument, never an exception.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import re
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+from pipeline.errors import DocumentError, UsageError
+from pipeline.models import Document, RejectedDocument
+
+TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown"})
+MANIFEST_SUFFIXES = frozenset({".jsonl", ".csv"})
+MAX_DOCUMENT_BYTES = 20 * 1024 * 1024
+MAX_MANIFEST_LINE_BYTES = 4 * 1024 * 1024
+MAX_ID_LENGTH = 100
+
+SourceItem = Document | RejectedDocument
+
+_UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_doc_id(raw: str) -> str:
+    """A filesystem-safe id that can never name a path outside the output folder."""
+    parts = [p for p in re.split(r"[\\/]+", raw.strip()) if p not in ("", ".", "..")]
+    cleaned = "__".join(_UNSAFE_ID_CHARS.sub("_", p) for p in parts).strip("._")
+    if not cleaned:
+        raise DocumentError(f"id {raw!r} has no usable characters")
+    if len(cleaned) > MAX_ID_LENGTH:
+        digest = hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+        cleaned = f"{cleaned[:MAX_ID_LENGTH - 11]}-{digest}"
+    return cleaned
+
+
+def check_inputs(inputs: tuple[str, ...]) -> None:
+    """Raise UsageError for no inputs or one that does not exist or is of an unknown kind."""
+    if not inputs:
+        raise UsageError("give at least one input: a folder, a manifest (.jsonl, .csv) or a text file")
+    for raw in inputs:
+        path = Path(raw)
+        if not path.exists():
+            raise UsageError(f"input {raw!r} does not exist")
+        if not path.is_dir() and path.suffix.lower() not in MANIFEST_SUFFIXES | TEXT_SUFFIXES:
+            raise UsageError(
+                f"input {raw!r} is not a folder, a manifest (.jsonl, .csv) or a text file (.txt, .md)")
+
+
+def iter_inputs(inputs: tuple[str, ...], *, skip_dir: Path | None = None) -> Iterator[SourceItem]:
+    """Every document of every input, in order; call check_inputs first."""
+    check_inputs(inputs)
+    for raw in inputs:
+        path = Path(raw)
+        if path.is_dir():
+            yield from iter_folder(path, skip_dir=skip_dir)
+        elif path.suffix.lower() in MANIFEST_SUFFIXES:
+            yield from iter_manifest(path)
+        elif path.suffix.lower() in TEXT_SUFFIXES:
+            yield _document_from_file(Path(os.path.abspath(path)), doc_id=path.stem, source=str(path),
+                                      root=path.parent.resolve())
+
+
+def iter_folder(root: Path, *, skip_dir: Path | None = None) -> Iterator[SourceItem]:
+    """Text files under root, recursively, in a stable (sorted) order; hidden folders are skipped."""
+    root_resolved = root.resolve()
+    skip = skip_dir.resolve() if skip_dir is not None else None
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        dirnames[:] = sorted(
+            d for d in dirnames
+            if not d.startswith(".") and (skip is None or (here / d).resolve() != skip)
+        )
+        for name in sorted(filenames):
+            path = here / name
+            if name.startswith(".") or path.suffix.lower() not in TEXT_SUFFIXES:
+                continue
+            relative = path.relative_to(root)
+            doc_id_raw = str(relative.with_suffix(""))
+            yield _document_from_file(Path(os.path.abspath(path)), doc_id=doc_id_raw, source=str(relative),
+                                      root=root_resolved)
+
+
+def iter_manifest(manifest: Path) -> Iterator[SourceItem]:
+    """Items of a .jsonl or .csv manifest; paths are resolved against, and confined to, its folder."""
+    if manifest.suffix.lower() == ".csv":
+        rows = _csv_rows(manifest)
+    else:
+        rows = _jsonl_rows(manifest)
+    for line_no, row in rows:
+        where = f"{manifest.name}:{line_no}"
+        if isinstance(row, str):
+            yield RejectedDocument(id=f"{manifest.stem}-line-{line_no}", source=where, reason=row)
+            continue
+        yield _document_from_row(row, manifest=manifest, where=where, line_no=line_no)
+
+
+def _jsonl_rows(manifest: Path) -> Iterator[tuple[int, dict[str, object] | str]]:
+    with manifest.open("rb") as handle:
+        line_no = 0
+        while True:
+            line = handle.readline(MAX_MANIFEST_LINE_BYTES + 1)
+            if not line:
+                return
+            line_no += 1
+            if len(line) > MAX_MANIFEST_LINE_BYTES:
+                # Skip the rest of an over-long line without holding it in memory.
+                while line and not line.endswith(b"\n"):
+                    line = handle.readline(MAX_MANIFEST_LINE_BYTES)
+                yield line_no, f"manifest line is longer than {MAX_MANIFEST_LINE_BYTES} bytes"
+                continue
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                yield line_no, f"manifest line is not valid JSON ({_first_line(exc)})"
+                continue
+            if not isinstance(value, dict):
+                yield line_no, "manifest line is not a JSON object"
+                continue
+            yield line_no, value
+
+
+def _csv_rows(manifest: Path) -> Iterator[tuple[int, dict[str, object] | str]]:
+    try:
+        with manifest.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            for row in reader:
+                line_no = reader.line_num
+                if None in row:
+                    yield line_no, "CSV row has more columns than the header"
+                    continue
+                if any(v is None for v in row.values()):
+                    yield line_no, "CSV row has fewer columns than the header"
+                    continue
+                yield line_no, {k.strip(): v for k, v in row.items() if v != ""}
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"manifest {manifest} is not UTF-8 text: {exc}") from exc
+    except csv.Error as exc:
+        raise UsageError(f"manifest {manifest} is not a readable CSV file: {exc}") from exc
+
+
+def _document_from_row(row: dict[str, object], *, manifest: Path, where: str, line_no: int) -> SourceItem:
+    fallback_id = f"{manifest.stem}-line-{line_no}"
+    strings: dict[str, str] = {}
+    for key in ("id", "path", "text", "title", "voice", "instructions"):
+        value = row.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            return RejectedDocument(id=fallback_id, source=where, reason=f"field {key!r} must be a string")
+        strings[key] = str(value)
+    raw_id = strings.get("id") or (Path(strings["path"]).stem if "path" in strings else "")
+    title = strings.get("title")
+    if not raw_id:
+        return RejectedDocument(id=fallback_id, source=where, reason="manifest item has no 'id'", title=title)
+    try:
+        doc_id = safe_doc_id(raw_id)
+    except DocumentError as exc:
+        return RejectedDocument(id=fallback_id, source=where, reason=str(exc), title=title)
+    if "text" in strings and "path" in strings:
+        return RejectedDocument(id=doc_id, source=where, reason="manifest item has both 'path' and 'text'",
+                                title=title)
+    extras = {"title": title, "voice": strings.get("voice"), "instructions": strings.get("instructions")}
+    if "text" in strings:
+        try:
+            text = _clean_text(strings["text"])
+        except DocumentError as exc:
+            return RejectedDocument(id=doc_id, source=where, reason=str(exc), title=title)
+        return Document(id=doc_id, source=where, text=text,
+                        sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(), **extras)
+    if "path" not in strings:
+        return RejectedDocument(id=doc_id, source=where, reason="manifest item has neither 'path' nor 'text'",
+                                title=title)
+    return _document_from_file(Path(strings["path"]), doc_id=doc_id, source=f"{where} ({strings['path']})",
+                               root=manifest.parent.resolve(), already_safe=True, **extras)
+
+
+def _document_from_file(path: Path, *, doc_id: str, source: str, root: Path, already_safe: bool = False,
+                        title: str | None = None, voice: str | None = None,
+                        instructions: str | None = None) -> SourceItem:
+    try:
+        safe_id = doc_id if already_safe else safe_doc_id(doc_id)
+    except DocumentError as exc:
+        return RejectedDocument(id=f"unnamed-{hashlib.sha256(source.encode()).hexdigest()[:8]}", source=source,
+                                reason=str(exc), title=title)
+    try:
+        data = read_confined(path, root)
+        text = _clean_text(_decode(data))
+    except DocumentError as exc:
+        return RejectedDocument(id=safe_id, source=source, reason=str(exc), title=title)
+    return Document(id=safe_id, source=source, text=text, sha256=hashlib.sha256(data).hexdigest(),
+                    title=title or guess_title(text), voice=voice, instructions=instructions)
+
+
+def guess_title(text: str) -> str | None:
+    """The first line when it reads as a title: a Markdown heading, or a short line with no closing stop."""
+    first = text.lstrip().split("\n", 1)[0].strip()
+    if first.startswith("#"):
+        first = first.lstrip("#").strip()
+    elif first.endswith((".", "!", "?", ":", ";", ",")):
+        return None
+    if not first or len(first.split()) > 14 or len(first) > 160:
+        return None
+    return first
+
+
+def read_confined(path: Path, root: Path) -> bytes:
+    """Bytes of a regular file that really lies under root (symlinks resolved), at most MAX_DOCUMENT_BYTES."""
+    candidate = path if path.is_absolute() else root / path
+    try:
+        resolved = candidate.resolve(strict=True)
+    except (FileNotFoundError, RuntimeError):
+        raise DocumentError(f"file {path} does not exist") from None
+    except OSError as exc:
+        raise DocumentError(f"cannot open {path}: {exc.strerror or exc}") from None
+    if not resolved.is_relative_to(root):
+        raise DocumentError(f"path {path} lies outside {root}")
+    try:
+        # O_NONBLOCK so a FIFO cannot hang the run; the fstat check below rejects it.
+        fd = os.open(resolved, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise DocumentError(f"cannot open {path}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise DocumentError(f"{path} is not a regular file")
+        if info.st_size > MAX_DOCUMENT_BYTES:
+            raise DocumentError(f"file is {info.st_size} bytes, over the {MAX_DOCUMENT_BYTES}-byte limit")
+        data = handle.read(MAX_DOCUMENT_BYTES + 1)
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise DocumentError(f"file grew past the {MAX_DOCUMENT_BYTES}-byte limit while being read")
+    return data
+
+
+def _decode(data: bytes) -> str:
+    if b"\x00" in data[:8192] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DocumentError("file looks binary (contains NUL bytes), not text")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise DocumentError(f"file has a UTF-16 mark but does not decode: {exc.reason}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DocumentError(
+            f"file is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
+
+
+def _clean_text(text: str) -> str:
+    if "\x00" in text:
+        raise DocumentError("text contains NUL characters")
+    stripped = text.strip()
+    if not stripped:
+        raise DocumentError("document is empty")
+    return stripped
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -1,0 +1,136 @@
+"""The run's memory in SQLite (OUT/.audiosum/state.sqlite): runs and per-document results.
+
+Owns all SQL; the schema migrates itself through named, ordered migrations recorded in the database.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+from pipeline.models import DocumentResult
+
+STATE_DIR = ".audiosum"
+STATE_FILE = "state.sqlite"
+
+Migration = Callable[[sqlite3.Connection], None]
+MIGRATIONS: list[tuple[str, Migration]] = []
+
+
+def migration(function: Migration) -> Migration:
+    MIGRATIONS.append((function.__name__, function))
+    return function
+
+
+@migration
+def m001_runs_and_results(db: sqlite3.Connection) -> None:
+    db.execute("""
+        CREATE TABLE runs (
+            run_id TEXT PRIMARY KEY,
+            started_at REAL NOT NULL,
+            ended_at REAL,
+            status TEXT NOT NULL,
+            settings_json TEXT NOT NULL
+        )""")
+    db.execute("""
+        CREATE TABLE run_documents (
+            run_id TEXT NOT NULL REFERENCES runs(run_id),
+            seq INTEGER NOT NULL,
+            doc_id TEXT NOT NULL,
+            source TEXT NOT NULL,
+            title TEXT,
+            status TEXT NOT NULL,
+            reason TEXT,
+            error_class TEXT,
+            wav_name TEXT,
+            sidecar_name TEXT,
+            transcript TEXT,
+            duration_s REAL NOT NULL DEFAULT 0,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            requests INTEGER NOT NULL DEFAULT 0,
+            elapsed_s REAL NOT NULL DEFAULT 0,
+            PRIMARY KEY (run_id, seq)
+        )""")
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+    done = {row[0] for row in db.execute("SELECT name FROM migrations")}
+    for name, function in MIGRATIONS:
+        if name in done:
+            continue
+        with db:
+            function(db)
+            db.execute("INSERT INTO migrations (name, applied_at) VALUES (?, ?)", (name, time.time()))
+
+
+_RESULT_COLUMNS = [f.name for f in fields(DocumentResult)]
+
+
+class RunState:
+    """One open state database; belongs to one run (or one `report` command), never global."""
+
+    def __init__(self, out_dir: Path) -> None:
+        folder = out_dir / STATE_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / STATE_FILE
+        self._db = sqlite3.connect(self.path, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        migrate(self._db)
+        self._seq = 0
+
+    def close(self) -> None:
+        self._db.close()
+
+    def start_run(self, settings: dict[str, Any]) -> str:
+        run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+        self._db.execute("INSERT INTO runs (run_id, started_at, status, settings_json) VALUES (?, ?, 'running', ?)",
+                         (run_id, time.time(), json.dumps(settings)))
+        return run_id
+
+    def record_result(self, run_id: str, result: DocumentResult) -> None:
+        self._seq += 1
+        values = asdict(result)
+        columns = ", ".join(["run_id", "seq"] + _RESULT_COLUMNS)
+        marks = ", ".join("?" for _ in range(len(_RESULT_COLUMNS) + 2))
+        self._db.execute(f"INSERT INTO run_documents ({columns}) VALUES ({marks})",
+                         [run_id, self._seq] + [values[c] for c in _RESULT_COLUMNS])
+
+    def finish_run(self, run_id: str, status: str) -> None:
+        self._db.execute("UPDATE runs SET ended_at = ?, status = ? WHERE run_id = ?", (time.time(), status, run_id))
+
+    def run(self, run_id: str | None = None) -> sqlite3.Row | None:
+        if run_id is None:
+            return self._db.execute("SELECT * FROM runs ORDER BY started_at DESC LIMIT 1").fetchone()
+        return self._db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+
+    def results(self, run_id: str) -> Iterator[DocumentResult]:
+        cursor = self._db.execute(
+            f"SELECT {', '.join(_RESULT_COLUMNS)} FROM run_documents WHERE run_id = ? ORDER BY seq", (run_id,))
+        for row in cursor:
+            yield DocumentResult(**dict(row))
+
+    def totals(self, run_id: str) -> dict[str, Any]:
+        row = self._db.execute("""
+            SELECT COUNT(*) AS documents,
+                   COALESCE(SUM(status = 'done'), 0) AS done,
+                   COALESCE(SUM(status = 'skipped'), 0) AS skipped,
+                   COALESCE(SUM(status = 'failed'), 0) AS failed,
+                   COALESCE(SUM(duration_s), 0.0) AS audio_seconds,
+                   COALESCE(SUM(prompt_tokens), 0) AS tokens_in,
+                   COALESCE(SUM(completion_tokens), 0) AS tokens_out,
+                   COALESCE(SUM(requests), 0) AS requests
+            FROM run_documents WHERE run_id = ?""", (run_id,)).fetchone()
+        totals = dict(row)
+        totals["audio_seconds"] = round(totals["audio_seconds"], 3)
+        return totals
