@@ -16,7 +16,7 @@ _CSS = """
 body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 980px; padding: 24px; }
 h1 { font-size: 22px; margin: 0 0 4px; }
 .meta { color: var(--skip); margin: 0 0 20px; font-size: 13px; }
-.totals { display: grid; grid-template-columns: repeat(auto-fit, minmax(120px, 1fr)); gap: 10px; margin-bottom: 24px; }
+.totals { display: grid; grid-template-columns: repeat(auto-fit, minmax(96px, 1fr)); gap: 10px; margin-bottom: 24px; }
 .card { border: 1px solid var(--line); border-radius: 8px; padding: 10px 12px; background: var(--soft); }
 .card b { display: block; font-size: 22px; }
 .card span { font-size: 12px; color: var(--skip); text-transform: uppercase; letter-spacing: .04em; }
@@ -46,11 +46,13 @@ def _card(value: object, label: str) -> str:
 def _document(doc: dict[str, Any]) -> str:
     status = str(doc.get("status") or "")
     status_class = status if status in ("done", "failed", "skipped") else "skipped"
-    title = doc.get("title") or doc.get("doc_id") or ""
+    doc_id = str(doc.get("doc_id") or "")
+    title = str(doc.get("title") or doc_id)
+    id_label = f'<span class="id">{escape(doc_id)}</span>' if title != doc_id else ""
     parts = [
-        f'<article class="doc" id="doc-{escape(str(doc.get("doc_id") or ""))}">',
-        f'<header><h2>{escape(str(title))}</h2><span class="badge {status_class}">{escape(status)}</span>'
-        f'<span class="id">{escape(str(doc.get("doc_id") or ""))}</span></header>',
+        f'<article class="doc" id="doc-{escape(doc_id)}">',
+        f'<header><h2>{escape(title)}</h2><span class="badge {status_class}">{escape(status)}</span>'
+        f'{id_label}</header>',
         f'<div class="facts">{escape(str(doc.get("source") or ""))}',
     ]
     if doc.get("duration_s"):
@@ -74,16 +76,22 @@ def render(report: dict[str, Any]) -> str:
     documents = report.get("documents", [])
     failed = [d for d in documents if d.get("status") == "failed"]
     others = [d for d in documents if d.get("status") != "failed"]
+    offline = settings.get("provider") == "local"
+    engine = ("offline engine: TextRank summary, Piper joe voice" if offline else
+              f'{settings.get("provider", "")} · {settings.get("model", "")} · voice {settings.get("voice", "")}')
     meta = (f'run {report.get("run_id", "")} · {report.get("status", "")} · started {report.get("started_at", "")} · '
-            f'{settings.get("provider", "")} / {settings.get("model", "")} / voice {settings.get("voice", "")}')
+            f'{engine} · {settings.get("words", "")} words')
+    api_cards = [] if offline else [
+        _card(f'{totals.get("tokens_in", 0)}/{totals.get("tokens_out", 0)}', "tokens in/out"),
+        _card(totals.get("requests", 0), "requests"),
+    ]
     cards = "".join([
         _card(totals.get("documents", 0), "documents"),
         _card(totals.get("done", 0), "done"),
         _card(totals.get("skipped", 0), "skipped"),
         _card(totals.get("failed", 0), "failed"),
         _card(_minutes(totals.get("audio_seconds", 0)), "audio (m:ss)"),
-        _card(f'{totals.get("tokens_in", 0)}/{totals.get("tokens_out", 0)}', "tokens in/out"),
-        _card(totals.get("requests", 0), "requests"),
+        *api_cards,
         _card(f'{float(totals.get("wall_seconds", 0)):.1f} s', "wall time"),
     ])
     nav = f'<nav><a href="#failed">{len(failed)} failed</a></nav>' if failed else ""

@@ -116,7 +116,7 @@ class RunState:
 
     def results(self, run_id: str) -> Iterator[DocumentResult]:
         cursor = self._db.execute(
-            f"SELECT {', '.join(_RESULT_COLUMNS)} FROM run_documents WHERE run_id = ? ORDER BY seq", (run_id,))
+            f"SELECT {', '.join(_RESULT_COLUMNS)} FROM run_documents WHERE run_id = ? ORDER BY doc_id, seq", (run_id,))
         for row in cursor:
             yield DocumentResult(**dict(row))
 

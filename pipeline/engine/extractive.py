@@ -16,7 +16,7 @@ from pipeline.engine.text import Sentence, as_spoken_sentence, sentences, speaka
 # TextRank's graph is quadratic in sentences; beyond this, pre-select by centroid similarity.
 MAX_GRAPH_SENTENCES = 400
 DAMPING = 0.85
-REDUNDANCY = 0.75
+REDUNDANCY = 0.5
 
 _WORD = re.compile(r"[a-z0-9']+")
 _STOPWORDS = frozenset("""
