@@ -61,8 +61,10 @@ def cli() -> None:
 
 
 @cli.command("run", short_help="Summarise documents into spoken WAVs, sidecars and a report.")
-@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
-@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.argument("inputs", nargs=-1, metavar="INPUT...")
+@click.option("--job", "job_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="A job file (jobs/NAME.toml) with the run's settings; options given here override it.")
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Output folder: <id>.wav, <id>.json, report.json, report.html.")
 @click.option("--provider", type=click.Choice(["auto", "openai", "local"]), default="auto", show_default=True,
               help="auto = openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else the offline engine.")
@@ -72,41 +74,109 @@ def cli() -> None:
 @click.option("--words", type=click.IntRange(10, 2000), default=DEFAULT_WORDS, show_default=True,
               help="Target length of each summary in words.")
 @click.option("--concurrency", type=click.IntRange(1, 512), default=None,
-              help="Documents in flight at once [default: 8 for openai, --workers for local].")
+              help="Documents in flight at once [default: --workers for local; for openai 8, or enough to "
+                   "keep --rpm busy].")
 @click.option("--workers", type=click.IntRange(1, 64), default=min(2, os.cpu_count() or 1), show_default=True,
               help="Offline engine: speech worker processes (the cores are shared between them).")
 @click.option("--instructions", default=None,
               help="Replace the system prompt; '{words}' in it becomes the --words value.")
 @click.option("--api-base", envvar="OPENAI_BASE_URL", default=None,
               help=f"API base URL [env OPENAI_BASE_URL; default {DEFAULT_API_BASE}].")
+@click.option("--rpm", type=click.IntRange(0), default=0, show_default=True,
+              help="Requests per minute allowed (0 = learn it from the server's x-ratelimit-* headers).")
+@click.option("--tpm", type=click.IntRange(0), default=0, show_default=True,
+              help="Tokens per minute allowed (0 = learn it from the server's headers).")
+@click.option("--max-attempts", type=click.IntRange(1, 20), default=6, show_default=True,
+              help="Tries per document for transient failures (429, 5xx, timeouts, broken answers).")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(1, 3600), default=120.0, show_default=True,
               help="Seconds to wait for one answer.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only failures and the final summary.")
-def run_command(inputs: tuple[str, ...], out_dir: Path, provider: str, model: str, voice: str, words: int,
-                concurrency: int | None, workers: int, instructions: str | None, api_base: str | None,
-                timeout_s: float, quiet: bool) -> None:
-    """Summarise INPUT... (folders of .txt/.md, .jsonl/.csv manifests, or single files) into OUT."""
+@click.pass_context
+def run_command(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | None, quiet: bool,
+                **options: object) -> None:
+    """Summarise INPUT (folders of .txt/.md files, .jsonl/.csv manifests, or single files) into OUT.
+
+    With --job, the job file supplies the inputs, output folder and settings; anything given on the
+    command line wins over the file.
+    """
     from pipeline import runner
 
-    api_key = os.environ.get("OPENAI_API_KEY") or None
     try:
-        chosen = resolve_provider(provider, api_key, api_base)
-        settings = RunSettings(
-            inputs=inputs, out_dir=out_dir, provider=chosen, model=model, voice=voice, words=words,
-            concurrency=concurrency or (8 if chosen == "openai" else workers), instructions=instructions,
-            base_url=check_base_url(api_base or DEFAULT_API_BASE), api_key=api_key, timeout_s=timeout_s,
-            local_workers=workers,
-        )
+        settings = _run_settings(ctx, inputs, job_path, options)
         outcome = runner.run(settings, on_result=_print_result(quiet))
     except UsageError as exc:
         click.echo(f"audiosum: error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
+    if outcome.abort_reason:
+        click.echo(f"audiosum: stopped: {outcome.abort_reason}", err=True)
     t = outcome.totals
-    minutes = t["audio_seconds"] / 60
+    retries = f" · {t['retries']} retries" if t.get("retries") else ""
     click.echo(f"audiosum: {t['done']} done, {t['skipped']} skipped, {t['failed']} failed · "
-               f"{minutes:.1f} audio min · {t['tokens_in']}/{t['tokens_out']} tokens in/out · "
-               f"{t['wall_seconds']:.1f} s · report {outcome.report_html}")
+               f"{t['audio_seconds'] / 60:.1f} audio min · {t['tokens_in']}/{t['tokens_out']} tokens in/out"
+               f"{retries} · {t['wall_seconds']:.1f} s · report {outcome.report_html}")
     sys.exit(outcome.exit_code)
+
+
+def _run_settings(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | None,
+                  options: dict[str, object]) -> RunSettings:
+    """Merge defaults < job file < options given on the command line, and check the result."""
+    values = dict(options)
+    if job_path is not None:
+        from pipeline.jobs import load_job
+
+        job = load_job(job_path)
+        for key, value in job.values.items():
+            source = ctx.get_parameter_source(key)
+            if key in values and source in (None, click.core.ParameterSource.DEFAULT):
+                values[key] = value
+        if not inputs:
+            inputs = tuple(str(v) for v in job.values.get("inputs", ()))
+    if not inputs:
+        raise UsageError("give at least one INPUT (or a --job that names its inputs)")
+    if not values.get("out_dir"):
+        raise UsageError("give an output folder with -o/--out (or a --job that names one)")
+    api_key = os.environ.get("OPENAI_API_KEY") or None
+    api_base = values["api_base"]
+    provider = resolve_provider(str(values["provider"]), api_key, api_base if api_base else None)
+    rpm = int(values["rpm"])
+    concurrency = values["concurrency"] or (
+        values["workers"] if provider == "local" else default_concurrency(rpm))
+    return RunSettings(
+        inputs=inputs, out_dir=Path(str(values["out_dir"])), provider=provider, model=str(values["model"]),
+        voice=str(values["voice"]), words=int(values["words"]), concurrency=int(concurrency),
+        instructions=values["instructions"], base_url=check_base_url(str(api_base or DEFAULT_API_BASE)),
+        api_key=api_key, timeout_s=float(values["timeout_s"]), local_workers=int(values["workers"]),
+        rpm=rpm, tpm=int(values["tpm"]), max_attempts=int(values["max_attempts"]),
+    )
+
+
+def default_concurrency(rpm: int) -> int:
+    """Enough requests in flight to keep the rate busy at a few seconds' latency (Little's law), within 8..64."""
+    if rpm <= 0:
+        return 8
+    return max(8, min(64, -(-rpm * 4 // 60)))
+
+
+@cli.command("jobs", short_help="List the job files in jobs/.")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path), default=Path("jobs"))
+def jobs_command(folder: Path) -> None:
+    """List the job files in FOLDER (default: jobs/) with their descriptions; broken ones say why."""
+    from pipeline.jobs import BrokenJob, list_jobs
+
+    try:
+        found = list_jobs(folder)
+    except UsageError as exc:
+        click.echo(f"audiosum: error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    broken = False
+    for job in found:
+        if isinstance(job, BrokenJob):
+            broken = True
+            click.echo(f"{job.name:<24} BROKEN: {job.reason}")
+        else:
+            click.echo(f"{job.name:<24} {job.description or ''}")
+            click.echo(f"{'':<24} audiosum run --job {job.path}")
+    sys.exit(1 if broken else 0)
 
 
 @cli.command("serve", short_help="Serve an OpenAI-compatible audio endpoint (offline).")

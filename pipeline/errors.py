@@ -19,14 +19,23 @@ class DocumentError(AudiosumError):
 
 
 class ApiError(AudiosumError):
-    """A request to the speaking model failed."""
+    """A request to the speaking model failed.
+
+    `cause` is a short stable label for reports (http_500, http_429_rate_limit_exceeded, timeout, connection,
+    broken_answer); `retry_after_s` is the server's own hint, when it gave one; `attempts` is filled in by the
+    retry policy with every attempt made for the document.
+    """
 
     def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
-                 request_id: str | None = None) -> None:
+                 request_id: str | None = None, cause: str | None = None,
+                 retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.request_id = request_id
+        self.cause = cause or (f"http_{status}" if status else type(self).__name__)
+        self.retry_after_s = retry_after_s
+        self.attempts: tuple[object, ...] = ()
 
 
 class TransientError(ApiError):
@@ -38,4 +47,8 @@ class PermanentApiError(ApiError):
 
 
 class AuthenticationFailed(PermanentApiError):
-    """The key was refused (401); every further request would be refused too."""
+    """The key was refused (401); every further request would be refused too, so the run stops."""
+
+
+class RunAborted(AudiosumError):
+    """The run stopped early for a reason that concerns every document (e.g. a refused key)."""

@@ -55,6 +55,9 @@ class RunSettings:
     timeout_s: float = 120.0
     local_workers: int = 2
     audio_format: str = "wav"
+    rpm: int = 0
+    tpm: int = 0
+    max_attempts: int = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +81,19 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class Attempt:
+    """One request made for a document: how it ended and how long the client then waited."""
+
+    number: int
+    outcome: str  # "ok", or the error's cause label (http_500, timeout, broken_answer, ...)
+    status: int | None = None
+    error_class: str | None = None
+    wait_s: float = 0.0
+    elapsed_s: float = 0.0
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SpokenSummary:
     """What a provider returns: verified WAV bytes and exactly the text they speak."""
 
@@ -93,7 +109,11 @@ class SpokenSummary:
     request_id: str | None = None
     usage: Usage = field(default_factory=Usage)
     engine: str | None = None
-    requests: int = 0
+    attempts: tuple[Attempt, ...] = ()
+
+    @property
+    def requests(self) -> int:
+        return len(self.attempts)
 
 
 @dataclass(frozen=True, slots=True)

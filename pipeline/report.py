@@ -32,6 +32,8 @@ def build(state: RunState, run_id: str) -> dict[str, Any]:
     totals = state.totals(run_id)
     ended = run["ended_at"]
     totals["wall_seconds"] = round((ended or run["started_at"]) - run["started_at"], 3)
+    totals["retries_by_cause"] = state.retries_by_cause(run_id)
+    totals["retries"] = sum(totals["retries_by_cause"].values())
     return {
         "run_id": run_id,
         "status": run["status"],

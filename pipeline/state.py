@@ -14,7 +14,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from pipeline.models import DocumentResult
+from pipeline.models import Attempt, DocumentResult
 
 STATE_DIR = ".audiosum"
 STATE_FILE = "state.sqlite"
@@ -58,6 +58,24 @@ def m001_runs_and_results(db: sqlite3.Connection) -> None:
             elapsed_s REAL NOT NULL DEFAULT 0,
             PRIMARY KEY (run_id, seq)
         )""")
+
+
+@migration
+def m002_attempts(db: sqlite3.Connection) -> None:
+    db.execute("""
+        CREATE TABLE attempts (
+            run_id TEXT NOT NULL REFERENCES runs(run_id),
+            doc_id TEXT NOT NULL,
+            number INTEGER NOT NULL,
+            outcome TEXT NOT NULL,
+            status INTEGER,
+            error_class TEXT,
+            wait_s REAL NOT NULL DEFAULT 0,
+            elapsed_s REAL NOT NULL DEFAULT 0,
+            request_id TEXT,
+            retried INTEGER NOT NULL DEFAULT 0
+        )""")
+    db.execute("CREATE INDEX attempts_by_run ON attempts (run_id, doc_id)")
 
 
 def migrate(db: sqlite3.Connection) -> None:
@@ -105,6 +123,20 @@ class RunState:
         marks = ", ".join("?" for _ in range(len(_RESULT_COLUMNS) + 2))
         self._db.execute(f"INSERT INTO run_documents ({columns}) VALUES ({marks})",
                          [run_id, self._seq] + [values[c] for c in _RESULT_COLUMNS])
+
+    def record_attempts(self, run_id: str, doc_id: str, attempts: tuple[Attempt, ...]) -> None:
+        last = len(attempts)
+        self._db.executemany(
+            "INSERT INTO attempts (run_id, doc_id, number, outcome, status, error_class, wait_s, elapsed_s,"
+            " request_id, retried) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(run_id, doc_id, a.number, a.outcome, a.status, a.error_class, a.wait_s, a.elapsed_s, a.request_id,
+              int(index < last)) for index, a in enumerate(attempts, start=1)])
+
+    def retries_by_cause(self, run_id: str) -> dict[str, int]:
+        rows = self._db.execute(
+            "SELECT outcome, COUNT(*) FROM attempts WHERE run_id = ? AND retried = 1 GROUP BY outcome ORDER BY 2 DESC",
+            (run_id,))
+        return {outcome: count for outcome, count in rows}
 
     def finish_run(self, run_id: str, status: str) -> None:
         self._db.execute("UPDATE runs SET ended_at = ?, status = ? WHERE run_id = ?", (time.time(), status, run_id))

@@ -113,14 +113,18 @@ def test_bad_documents_fail_alone(tone_server: RunningServer, tmp_path: Path) ->
     assert sorted(p.name for p in out.glob("*.wav")) == ["etc__evil.wav", "good.wav", "inline.wav"]
 
 
-def test_wrong_key_fails_documents_with_authentication_error(tone_server: RunningServer, tmp_path: Path) -> None:
+def test_wrong_key_stops_the_run_early_with_one_message(tone_server: RunningServer, tmp_path: Path) -> None:
     out = tmp_path / "out"
     wrong = "sk-wrong-key-should-never-be-printed"
-    result = run_cli("run", str(SAMPLE_INPUTS / "notes"), "-o", str(out), env=api_env(tone_server, key=wrong))
-    assert result.exit_code == 1
+    before = tone_server.stats()["counts"].get("error_401", 0)
+    result = run_cli("run", str(SAMPLE_INPUTS), "-o", str(out), "--concurrency", "1",
+                     env=api_env(tone_server, key=wrong))
+    assert result.exit_code == 2
+    assert result.stderr.count("stopped: the API refused the key") == 1
+    assert tone_server.stats()["counts"]["error_401"] - before == 1
     report = json.loads((out / "report.json").read_text())
-    assert {d["error_class"] for d in report["documents"]} == {"AuthenticationFailed"}
-    assert "HTTP 401" in report["documents"][0]["reason"]
+    assert report["status"] == "aborted" and "refused the key" in report["abort_reason"]
+    assert [d["error_class"] for d in report["documents"]] == ["AuthenticationFailed"]
     assert wrong not in _all_text(out) + result.stdout + result.stderr
     assert list(out.glob("*.wav")) == []
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 from typing import Any
 
@@ -14,9 +15,12 @@ import httpx
 
 from pipeline import __version__
 from pipeline.audio import InvalidAudio, wav_info
+from pipeline.clock import SYSTEM_CLOCK, Clock
 from pipeline.errors import ApiError, AuthenticationFailed, PermanentApiError, TransientError
 from pipeline.models import Document, RunSettings, SpokenSummary, Usage
 from pipeline.prompts import system_prompt, user_message
+from pipeline.ratelimit import RateLimiter, TokenEstimator
+from pipeline.retry import RetryPolicy, retry_after_seconds
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 CONNECT_TIMEOUT_S = 10.0
@@ -34,7 +38,8 @@ def build_request_body(document: Document, settings: RunSettings) -> dict[str, A
     }
 
 
-def classify_error_response(response: httpx.Response, *, secret: str | None = None) -> ApiError:
+def classify_error_response(response: httpx.Response, *, secret: str | None = None,
+                            retry_after_s: float | None = None) -> ApiError:
     """The error class for a non-2xx answer, read from its status and OpenAI error body."""
     status = response.status_code
     request_id = response.headers.get("x-request-id")
@@ -48,15 +53,15 @@ def classify_error_response(response: httpx.Response, *, secret: str | None = No
         pass
     message = _redact(message or response.reason_phrase or "no message", secret)
     text = f"HTTP {status}" + (f" {code}" if code else "") + f": {message}"
+    details = {"status": status, "code": code, "request_id": request_id,
+               "cause": f"http_{status}" + (f"_{code}" if status == 429 and code else "")}
     if status == 401:
-        return AuthenticationFailed(text, status=status, code=code, request_id=request_id)
+        return AuthenticationFailed(text, **details)
     if status == 429 and code == "insufficient_quota":
-        return PermanentApiError(text, status=status, code=code, request_id=request_id)
-    if status in RETRYABLE_STATUSES:
-        return TransientError(text, status=status, code=code, request_id=request_id)
-    if 500 <= status < 600:
-        return TransientError(text, status=status, code=code, request_id=request_id)
-    return PermanentApiError(text, status=status, code=code, request_id=request_id)
+        return PermanentApiError(text, **details)
+    if status in RETRYABLE_STATUSES or 500 <= status < 600:
+        return TransientError(text, retry_after_s=retry_after_s, **details)
+    return PermanentApiError(text, **details)
 
 
 def parse_answer(response: httpx.Response, *, provider: str, voice: str) -> SpokenSummary:
@@ -64,7 +69,8 @@ def parse_answer(response: httpx.Response, *, provider: str, voice: str) -> Spok
     request_id = response.headers.get("x-request-id")
 
     def broken(reason: str) -> TransientError:
-        return TransientError(f"broken answer: {reason}", status=response.status_code, request_id=request_id)
+        return TransientError(f"broken answer: {reason}", status=response.status_code, request_id=request_id,
+                              cause="broken_answer")
 
     try:
         body = response.json()
@@ -100,7 +106,6 @@ def parse_answer(response: httpx.Response, *, provider: str, voice: str) -> Spok
         audio_expires_at=audio.get("expires_at"),
         request_id=request_id,
         usage=_usage(body.get("usage")),
-        requests=1,
     )
 
 
@@ -125,13 +130,17 @@ def _redact(text: str, secret: str | None) -> str:
 
 
 class OpenAIProvider:
+    """Chat Completions audio over one pooled httpx client, paced by a RateLimiter, retried by a RetryPolicy."""
+
     name = "openai"
 
-    def __init__(self, settings: RunSettings, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, settings: RunSettings, transport: httpx.AsyncBaseTransport | None = None,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         headers = {"User-Agent": f"audiosum/{__version__}", "Content-Type": "application/json"}
         if settings.api_key:
             headers["Authorization"] = f"Bearer {settings.api_key}"
         self._secret = settings.api_key
+        self._clock = clock
         self._client = httpx.AsyncClient(
             base_url=settings.base_url.rstrip("/") + "/",
             headers=headers,
@@ -140,23 +149,44 @@ class OpenAIProvider:
                                 max_keepalive_connections=settings.concurrency),
             transport=transport,
         )
+        self.limiter = RateLimiter(settings.rpm, settings.tpm, clock=clock)
+        self.estimator = TokenEstimator()
+        self.retry = RetryPolicy(max_attempts=settings.max_attempts, clock=clock, on_retry=self._on_retry)
+
+    def _on_retry(self, error: ApiError, wait_s: float) -> None:
+        if error.status == 429:
+            # A rate-limit answer is about the whole client, not this task: everyone waits.
+            self.limiter.pause_for(wait_s)
 
     async def summarise(self, document: Document, settings: RunSettings) -> SpokenSummary:
         body = build_request_body(document, settings)
-        response = await self.send(body)
-        return parse_answer(response, provider=self.name, voice=body["audio"]["voice"])
+        cost, raw_cost = self.estimator.estimate(body["messages"], settings.words)
+        voice = body["audio"]["voice"]
+        payload = json.dumps(body).encode("utf-8")
 
-    async def send(self, body: dict[str, Any]) -> httpx.Response:
-        """One POST; the seam where rate limiting and retries wrap the request."""
+        async def attempt_once() -> SpokenSummary:
+            await self.limiter.acquire(cost)
+            return parse_answer(await self.send(payload), provider=self.name, voice=voice)
+
+        summary, attempts = await self.retry.call(attempt_once)
+        self.limiter.reconcile(cost, summary.usage.total_tokens)
+        self.estimator.observe(raw_cost, summary.usage.total_tokens)
+        return dataclasses.replace(summary, attempts=attempts)
+
+    async def send(self, payload: bytes) -> httpx.Response:
+        """One POST, its failures classified; every answer's x-ratelimit-* headers feed the limiter."""
         try:
-            response = await self._client.post("chat/completions", content=json.dumps(body).encode("utf-8"))
+            response = await self._client.post("chat/completions", content=payload)
         except httpx.TimeoutException as exc:
-            raise TransientError(f"request timed out ({type(exc).__name__})") from None
+            raise TransientError(f"request timed out ({type(exc).__name__})", cause="timeout") from None
         except httpx.TransportError as exc:
-            raise TransientError(f"connection failed ({type(exc).__name__}: {_redact(str(exc), self._secret)})") from None
+            detail = _redact(str(exc), self._secret) or "no detail"
+            raise TransientError(f"connection failed ({type(exc).__name__}: {detail})", cause="connection") from None
+        self.limiter.observe(response.headers)
         if response.is_success:
             return response
-        raise classify_error_response(response, secret=self._secret)
+        hint = retry_after_seconds(response.headers, now_wall=self._clock.wall())
+        raise classify_error_response(response, secret=self._secret, retry_after_s=hint)
 
     async def aclose(self) -> None:
         await self._client.aclose()

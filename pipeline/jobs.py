@@ -1,0 +1,276 @@
+"""Named job files (`jobs/NAME.toml`): read one, check every key, and hand back validated run option values.
+
+It must not run anything, read the environment or accept an API key; the CLI merges the values under its own options.
+
+Path rule (also in jobs/README.md): relative paths in `inputs` and `out` are resolved against the folder that
+*contains* the `jobs/` folder when the job file sits in a folder named exactly `jobs`, and against the job file's own
+folder otherwise. So `jobs/nightly.toml` with `inputs = ["sample_inputs"]` means `<repo>/sample_inputs` whatever the
+current directory is, which is what cron needs. A leading `~` is expanded; absolute paths are kept. The job file's path
+is made absolute but symlinks are not followed, so a symlinked job file resolves against where the link lives.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import tomllib
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from pathlib import Path
+
+from pipeline.errors import UsageError
+
+JOBS_FOLDER_NAME = "jobs"
+PROVIDERS = ("auto", "openai", "local")
+PRICE_KEYS = ("text_input_per_1m", "text_output_per_1m", "audio_input_per_1m", "audio_output_per_1m")
+# Normalised (lower case, '-' as '_') names that would put a secret in a file cron reads and people commit.
+SECRET_KEYS = frozenset({"api_key", "openai_api_key"})
+
+
+@dataclass(frozen=True, slots=True)
+class JobFile:
+    """One job file, loaded and checked; `values` holds only the options the file sets."""
+
+    path: Path
+    name: str
+    description: str | None
+    values: dict[str, object]
+    prices: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class BrokenJob:
+    """A job file that did not load; `reason` is the UsageError message."""
+
+    path: Path
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    """How one top-level TOML key becomes a value: its value key, kind and limits."""
+
+    value_key: str
+    kind: str  # "str", "int", "number", "str_list", "choice"
+    low: float | None = None
+    high: float | None = None
+
+
+KEYS: dict[str, _Key] = {
+    "inputs": _Key("inputs", "str_list"),
+    "out": _Key("out_dir", "str"),
+    "provider": _Key("provider", "choice"),
+    "model": _Key("model", "str"),
+    "voice": _Key("voice", "str"),
+    "words": _Key("words", "int", 10, 2000),
+    "instructions": _Key("instructions", "str"),
+    "concurrency": _Key("concurrency", "int", 1, 512),
+    "workers": _Key("workers", "int", 1, 64),
+    "api_base": _Key("api_base", "str"),
+    "timeout": _Key("timeout_s", "number", 1, 3600),
+    "rpm": _Key("rpm", "int", 0, None),
+    "tpm": _Key("tpm", "int", 0, None),
+    "max_attempts": _Key("max_attempts", "int", 1, 20),
+}
+REQUIRED = ("inputs", "out")
+PATH_KEYS = ("inputs", "out")
+KNOWN_TOP_LEVEL = ("description", *KEYS, "prices")
+
+
+def load_job(path: Path) -> JobFile:
+    """Read and check one job file; every problem is a UsageError naming the file (and the key, when there is one)."""
+    path = Path(path)
+    data = _read_toml(path)
+    _refuse_secrets(path, data, table=None)
+
+    for key in data:
+        if key not in KNOWN_TOP_LEVEL:
+            raise UsageError(_unknown_key(path, key, KNOWN_TOP_LEVEL))
+    for key in REQUIRED:
+        if key not in data:
+            raise UsageError(f"job file {path}: required key {key!r} is missing")
+
+    description = None
+    if "description" in data:
+        description = _check_str(path, "description", data["description"])
+
+    base = job_base_dir(path)
+    values: dict[str, object] = {}
+    for key, spec in KEYS.items():
+        if key not in data:
+            continue
+        value = _check_value(path, key, spec, data[key])
+        if key == "inputs":
+            value = tuple(_resolve(base, item) for item in value)
+        elif key == "out":
+            value = _resolve(base, value)
+        values[spec.value_key] = value
+
+    prices = _check_prices(path, data["prices"]) if "prices" in data else {}
+    return JobFile(path=path, name=path.stem, description=description, values=values, prices=prices)
+
+
+def list_jobs(folder: Path) -> list[JobFile | BrokenJob]:
+    """Every `*.toml` in `folder` (not hidden, not recursive), sorted by file name, loaded or with its error."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UsageError(f"jobs folder {folder} does not exist or is not a folder")
+    found: list[JobFile | BrokenJob] = []
+    for path in sorted(folder.glob("*.toml"), key=lambda p: p.name):
+        if path.name.startswith(".") or path.is_dir():
+            continue
+        try:
+            found.append(load_job(path))
+        except UsageError as exc:
+            found.append(BrokenJob(path=path, name=path.stem, reason=str(exc)))
+    return found
+
+
+def job_base_dir(path: Path) -> Path:
+    """The folder relative `inputs`/`out` paths are resolved against (see the module docstring)."""
+    folder = Path(path).absolute().parent
+    return folder.parent if folder.name == JOBS_FOLDER_NAME else folder
+
+
+def _read_toml(path: Path) -> dict[str, object]:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"job file {path}: cannot read it: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"job file {path}: not UTF-8 text (byte {exc.start})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"job file {path}: invalid TOML: {exc}") from None
+
+
+def _refuse_secrets(path: Path, data: dict[str, object], *, table: str | None) -> None:
+    # The value is never echoed: it is (or may be) a real key.
+    for key, value in data.items():
+        name = f"{table}.{key}" if table else key
+        if key.lower().replace("-", "_") in SECRET_KEYS:
+            raise UsageError(f"job file {path}: key {name!r} is not allowed; an API key never goes in a job file "
+                             "- set the OPENAI_API_KEY environment variable instead")
+        if isinstance(value, dict):
+            _refuse_secrets(path, value, table=name)
+
+
+def _unknown_key(path: Path, key: str, known: tuple[str, ...], table: str | None = None) -> str:
+    name = f"{table}.{key}" if table else key
+    where = f"in [{table}]" if table else "at the top level"
+    message = f"job file {path}: unknown key {name!r} {where}"
+    close = difflib.get_close_matches(key.lower().replace("-", "_"), known, n=1, cutoff=0.6)
+    if close:
+        suggestion = f"{table}.{close[0]}" if table else close[0]
+        return f"{message}; did you mean {suggestion!r}?"
+    return f"{message}; known keys: {', '.join(known)}"
+
+
+def _type_name(value: object) -> str:
+    """The TOML name of a parsed value's type, for error messages."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "table"
+    if isinstance(value, datetime):
+        return "datetime"
+    if isinstance(value, date):
+        return "date"
+    if isinstance(value, time):
+        return "time"
+    return type(value).__name__
+
+
+def _wrong_type(path: Path, key: str, expected: str, value: object) -> UsageError:
+    return UsageError(f"job file {path}: key {key!r} must be {expected}, got {_type_name(value)}")
+
+
+def _check_str(path: Path, key: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise _wrong_type(path, key, "a string", value)
+    if not value.strip():
+        raise UsageError(f"job file {path}: key {key!r} must not be empty")
+    return value
+
+
+def _check_value(path: Path, key: str, spec: _Key, value: object) -> object:
+    if spec.kind == "str":
+        return _check_str(path, key, value)
+    if spec.kind == "choice":
+        chosen = _check_str(path, key, value)
+        if chosen not in PROVIDERS:
+            raise UsageError(f"job file {path}: key {key!r} must be one of {', '.join(PROVIDERS)}, got {chosen!r}")
+        return chosen
+    if spec.kind == "str_list":
+        if not isinstance(value, list):
+            raise _wrong_type(path, key, "an array of strings", value)
+        if not value:
+            raise UsageError(f"job file {path}: key {key!r} must not be an empty array")
+        for index, item in enumerate(value):
+            if not isinstance(item, str):
+                raise _wrong_type(path, f"{key}[{index}]", "a string", item)
+            if not item.strip():
+                raise UsageError(f"job file {path}: key {key}[{index}] must not be an empty string")
+        return tuple(value)
+    if spec.kind == "int":
+        # bool is a subclass of int in Python, but `words = true` is a mistake, not 1.
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _wrong_type(path, key, "an integer", value)
+        _check_range(path, key, spec, value)
+        return value
+    if spec.kind == "number":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _wrong_type(path, key, "a number (integer or float)", value)
+        if not math.isfinite(value):
+            raise UsageError(f"job file {path}: key {key!r} must be a finite number, got {value}")
+        _check_range(path, key, spec, value)
+        return float(value)
+    raise AssertionError(f"unhandled kind {spec.kind!r}")
+
+
+def _check_range(path: Path, key: str, spec: _Key, value: float) -> None:
+    if spec.low is not None and spec.high is not None:
+        if not spec.low <= value <= spec.high:
+            raise UsageError(f"job file {path}: key {key!r} must be between {_num(spec.low)} and "
+                             f"{_num(spec.high)}, got {value}")
+    elif spec.low is not None and value < spec.low:
+        raise UsageError(f"job file {path}: key {key!r} must be at least {_num(spec.low)}, got {value}")
+
+
+def _num(limit: float) -> str:
+    return str(int(limit)) if float(limit).is_integer() else str(limit)
+
+
+def _check_prices(path: Path, value: object) -> dict[str, float]:
+    if not isinstance(value, dict):
+        raise _wrong_type(path, "prices", "a table", value)
+    prices: dict[str, float] = {}
+    for key, price in value.items():
+        name = f"prices.{key}"
+        if key not in PRICE_KEYS:
+            raise UsageError(_unknown_key(path, key, PRICE_KEYS, table="prices"))
+        if isinstance(price, bool) or not isinstance(price, (int, float)):
+            raise _wrong_type(path, name, "a number (USD per million tokens)", price)
+        if not math.isfinite(price) or price < 0:
+            raise UsageError(f"job file {path}: key {name!r} must be a finite number >= 0, got {price}")
+        prices[key] = float(price)
+    return prices
+
+
+def _resolve(base: Path, value: str) -> str:
+    target = Path(value).expanduser()
+    # normpath, not resolve(): predictable text, no symlink chasing, works for paths that do not exist yet.
+    return os.path.normpath(target if target.is_absolute() else base / target)

@@ -1,0 +1,169 @@
+"""Requests-per-minute and tokens-per-minute pacing shared by every request of one run.
+
+Given limits are enforced; unknown ones are learned from x-ratelimit-* headers and re-learned as they change.
+A 429 pauses the whole pool. It never sends anything itself and keeps no global state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from pipeline.clock import SYSTEM_CLOCK, Clock
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def parse_reset_duration(text: str) -> float | None:
+    """Seconds in an OpenAI reset duration: '1s', '12ms', '6m0s', '1m30.5s', '2h1m'; None if unreadable."""
+    text = text.strip()
+    if not text:
+        return None
+    position, total = 0, 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != position:
+            return None
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        position = match.end()
+    if position != len(text):
+        try:
+            return max(0.0, float(text))
+        except ValueError:
+            return None
+    return total
+
+
+@dataclass(slots=True)
+class _Pace:
+    """A GCRA pace: `per_unit` seconds of budget per unit; `tat` is when the budget is next fully free."""
+
+    per_minute: float = 0.0
+    tat: float = 0.0
+    given: bool = False
+
+    @property
+    def per_unit(self) -> float:
+        return 60.0 / self.per_minute if self.per_minute > 0 else 0.0
+
+
+class RateLimiter:
+    """Paces requests so neither budget is exceeded; one instance per run, shared by all its tasks."""
+
+    def __init__(self, rpm: int = 0, tpm: int = 0, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._clock = clock
+        self._requests = _Pace(per_minute=float(rpm), given=rpm > 0)
+        self._tokens = _Pace(per_minute=float(tpm), given=tpm > 0)
+        self._paused_until = 0.0
+        self._lock = asyncio.Lock()
+        self.waited_s = 0.0
+        self.pauses = 0
+
+    @property
+    def rpm(self) -> float:
+        return self._requests.per_minute
+
+    @property
+    def tpm(self) -> float:
+        return self._tokens.per_minute
+
+    def _wait_needed(self, now: float) -> float:
+        return max(self._requests.tat - now, self._tokens.tat - now, self._paused_until - now, 0.0)
+
+    async def acquire(self, tokens: int) -> float:
+        """Wait until one request of `tokens` fits both budgets; returns the seconds waited."""
+        waited = 0.0
+        # The lock makes waiters queue in arrival order (asyncio.Lock is FIFO), so pacing is fair.
+        async with self._lock:
+            while True:
+                now = self._clock.monotonic()
+                wait = self._wait_needed(now)
+                if wait <= 0:
+                    break
+                await self._clock.sleep(wait)
+                waited += wait
+            now = self._clock.monotonic()
+            if self._requests.per_unit:
+                self._requests.tat = max(self._requests.tat, now) + self._requests.per_unit
+            if self._tokens.per_unit:
+                self._tokens.tat = max(self._tokens.tat, now) + tokens * self._tokens.per_unit
+        self.waited_s += waited
+        return waited
+
+    def reconcile(self, estimated: int, actual: int) -> None:
+        """Correct the token budget once the server says what a request really cost."""
+        if self._tokens.per_unit and actual > 0:
+            self._tokens.tat += (actual - estimated) * self._tokens.per_unit
+
+    def pause_for(self, seconds: float) -> None:
+        """Hold every task until `seconds` from now (a 429 means the server wants the whole client to wait)."""
+        until = self._clock.monotonic() + max(0.0, seconds)
+        if until > self._paused_until:
+            self._paused_until = until
+            self.pauses += 1
+
+    def observe(self, headers: Mapping[str, str]) -> None:
+        """Learn limits from x-ratelimit-* headers (unless given), and pause when a budget is spent."""
+        now = self._clock.monotonic()
+        for pace, kind in ((self._requests, "requests"), (self._tokens, "tokens")):
+            limit = _int(headers.get(f"x-ratelimit-limit-{kind}"))
+            if limit and not pace.given and limit != pace.per_minute:
+                first = pace.per_minute == 0
+                pace.per_minute = float(limit)
+                if first:
+                    pace.tat = max(pace.tat, now)
+            remaining = _int(headers.get(f"x-ratelimit-remaining-{kind}"))
+            reset = parse_reset_duration(headers.get(f"x-ratelimit-reset-{kind}", ""))
+            if remaining == 0 and reset:
+                # Budget spent: nothing more can succeed before the server's window refills.
+                pace.tat = max(pace.tat, now + (pace.per_unit if kind == "requests" and pace.per_unit else reset))
+
+
+def _int(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(float(value))
+    except ValueError:
+        return None
+
+
+# Guesses before the first answer; the calibration below corrects them from the server's `usage`.
+CHARS_PER_TOKEN = 4.0
+TOKENS_PER_MESSAGE = 4
+TEXT_TOKENS_PER_WORD = 1.4
+SPOKEN_WORDS_PER_SECOND = 2.5
+AUDIO_TOKENS_PER_SECOND = 10.0
+
+
+class TokenEstimator:
+    """Estimates a request's total tokens (prompt + expected answer) with no tokenizer download.
+
+    A character count and the summary length give a first guess; the ratio of reported to estimated
+    totals (a moving average) calibrates every later guess.
+    """
+
+    def __init__(self) -> None:
+        self.ratio = 1.0
+        self.samples = 0
+
+    @staticmethod
+    def raw_estimate(messages: list[dict[str, object]], words: int) -> int:
+        prompt = sum(len(str(m.get("content") or "")) / CHARS_PER_TOKEN + TOKENS_PER_MESSAGE for m in messages)
+        answer = words * TEXT_TOKENS_PER_WORD + words / SPOKEN_WORDS_PER_SECOND * AUDIO_TOKENS_PER_SECOND
+        return int(prompt + answer) + 3
+
+    def estimate(self, messages: list[dict[str, object]], words: int) -> tuple[int, int]:
+        """(calibrated estimate, raw estimate) for a request."""
+        raw = self.raw_estimate(messages, words)
+        return max(1, round(raw * self.ratio)), raw
+
+    def observe(self, raw_estimate: int, actual_total: int) -> None:
+        if raw_estimate <= 0 or actual_total <= 0:
+            return
+        observed = actual_total / raw_estimate
+        self.samples += 1
+        weight = max(0.2, 1.0 / self.samples)
+        self.ratio += weight * (observed - self.ratio)

@@ -1,0 +1,116 @@
+"""The client's limiter and token estimate, on an injected clock: minute windows pass in microseconds."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from pipeline.clock import FakeClock
+from pipeline.ratelimit import RateLimiter, TokenEstimator, parse_reset_duration
+
+
+@pytest.mark.parametrize("text, seconds", [
+    ("1s", 1.0), ("12ms", 0.012), ("6m0s", 360.0), ("1m30.5s", 90.5), ("2h1m", 7260.0), ("0s", 0.0),
+    ("0.5", 0.5), ("", None), ("soon", None), ("1x", None),
+])
+def test_reset_durations(text: str, seconds: float | None) -> None:
+    assert parse_reset_duration(text) == (pytest.approx(seconds) if seconds is not None else None)
+
+
+async def _send_times(limiter: RateLimiter, clock: FakeClock, costs: list[int]) -> list[float]:
+    times: list[float] = []
+
+    async def one(cost: int) -> None:
+        await limiter.acquire(cost)
+        times.append(clock.monotonic())
+
+    await asyncio.gather(*(one(c) for c in costs))
+    return times
+
+
+def in_loop(test):
+    """Run an async test body in one event loop (a limiter belongs to one loop, as in a real run)."""
+    def wrapper(*args, **kwargs):
+        return asyncio.run(test(*args, **kwargs))
+    wrapper.__name__ = test.__name__
+    return wrapper
+
+
+@in_loop
+async def test_requests_per_minute_are_paced_evenly() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(rpm=600, clock=clock)
+    times = await _send_times(limiter, clock, [1] * 50)
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert all(gap == pytest.approx(0.1) for gap in gaps)
+    # 50 requests at 10 a second: the last leaves 4.9 s after the first, never sooner.
+    assert times[-1] - times[0] == pytest.approx(4.9)
+
+
+@in_loop
+async def test_tokens_per_minute_bound_big_requests() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(rpm=6000, tpm=60_000, clock=clock)  # 1,000 tokens a second
+    times = await _send_times(limiter, clock, [2000, 2000, 500])
+    assert times[1] - times[0] == pytest.approx(2.0)
+    assert times[2] - times[1] == pytest.approx(2.0)
+
+
+@in_loop
+async def test_reconcile_gives_back_unused_tokens() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(tpm=60_000, clock=clock)
+    await _send_times(limiter, clock, [3000])
+    limiter.reconcile(estimated=3000, actual=1000)
+    start = clock.monotonic()
+    await _send_times(limiter, clock, [10])
+    assert clock.monotonic() - start == pytest.approx(1.0)
+
+
+@in_loop
+async def test_limits_are_learned_from_headers_and_follow_changes() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(clock=clock)
+    assert await _send_times(limiter, clock, [1, 1, 1]) == [clock.now] * 3  # nothing known: no pacing
+    limiter.observe({"x-ratelimit-limit-requests": "120", "x-ratelimit-remaining-requests": "100",
+                     "x-ratelimit-reset-requests": "10s", "x-ratelimit-limit-tokens": "1000000"})
+    assert limiter.rpm == 120 and limiter.tpm == 1_000_000
+    times = await _send_times(limiter, clock, [1] * 3)
+    assert times[2] - times[0] == pytest.approx(1.0)
+    limiter.observe({"x-ratelimit-limit-requests": "60"})
+    times = await _send_times(limiter, clock, [1] * 3)
+    assert times[2] - times[1] == pytest.approx(1.0)
+
+
+def test_given_limits_are_not_overridden_by_headers() -> None:
+    limiter = RateLimiter(rpm=30, clock=FakeClock())
+    limiter.observe({"x-ratelimit-limit-requests": "10000"})
+    assert limiter.rpm == 30
+
+
+@in_loop
+async def test_a_spent_budget_and_a_429_pause_everyone() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(clock=clock)
+    limiter.observe({"x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "1m30.5s"})
+    start = clock.monotonic()
+    await _send_times(limiter, clock, [1])
+    assert clock.monotonic() - start == pytest.approx(90.5)
+
+    limiter.pause_for(2.5)
+    start = clock.monotonic()
+    times = await _send_times(limiter, clock, [1, 1, 1])
+    assert all(t - start == pytest.approx(2.5) for t in times)
+    assert limiter.pauses == 1
+
+
+def test_token_estimate_calibrates_towards_reported_usage() -> None:
+    estimator = TokenEstimator()
+    messages = [{"role": "system", "content": "x" * 400}, {"role": "user", "content": "y" * 4000}]
+    first, raw = estimator.estimate(messages, 100)
+    assert first == raw > 1100
+    for _ in range(10):
+        estimator.observe(raw, raw * 2)
+    calibrated, _ = estimator.estimate(messages, 100)
+    assert calibrated == pytest.approx(raw * 2, rel=0.05)
