@@ -6,6 +6,7 @@ Parses options and maps outcomes to exit codes; all behaviour lives in runner, s
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -13,11 +14,12 @@ import click
 import httpx
 
 from pipeline import __version__
-from pipeline.errors import UsageError
+from pipeline.errors import LockHeld, UsageError
 from pipeline.models import DEFAULT_MODEL, DEFAULT_VOICE, DEFAULT_WORDS, OPENAI_VOICES, DocumentResult, RunSettings
 
 DEFAULT_API_BASE = "https://api.openai.com/v1"
 EXIT_USAGE = 2
+EXIT_LOCKED = 75  # EX_TEMPFAIL: another run holds the output folder; cron may simply try later
 
 
 def resolve_provider(choice: str, api_key: str | None, base_url: str | None) -> str:
@@ -90,6 +92,9 @@ def cli() -> None:
               help="Tries per document for transient failures (429, 5xx, timeouts, broken answers).")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(1, 3600), default=120.0, show_default=True,
               help="Seconds to wait for one answer.")
+@click.option("--force", is_flag=True, help="Redo every document, even those unchanged since an earlier run.")
+@click.option("--grace", "grace_s", type=click.FloatRange(0), default=30.0, show_default=True,
+              help="On SIGINT/SIGTERM, seconds in-flight documents get to finish before they are abandoned.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only failures and the final summary.")
 @click.pass_context
 def run_command(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | None, quiet: bool,
@@ -107,6 +112,12 @@ def run_command(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | No
     except UsageError as exc:
         click.echo(f"audiosum: error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
+    except LockHeld as exc:
+        click.echo(f"audiosum: {exc}", err=True)
+        sys.exit(EXIT_LOCKED)
+    if outcome.stop_signal:
+        click.echo(f"audiosum: interrupted by {signal.Signals(outcome.stop_signal).name}; the report is marked "
+                   "interrupted and a rerun finishes the rest", err=True)
     if outcome.abort_reason:
         click.echo(f"audiosum: stopped: {outcome.abort_reason}", err=True)
     t = outcome.totals
@@ -147,6 +158,7 @@ def _run_settings(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | 
         instructions=values["instructions"], base_url=check_base_url(str(api_base or DEFAULT_API_BASE)),
         api_key=api_key, timeout_s=float(values["timeout_s"]), local_workers=int(values["workers"]),
         rpm=rpm, tpm=int(values["tpm"]), max_attempts=int(values["max_attempts"]),
+        force=bool(values["force"]), grace_s=float(values["grace_s"]),
     )
 
 
@@ -190,12 +202,42 @@ def jobs_command(folder: Path) -> None:
               help="Seconds an answer's audio id stays usable in later turns.")
 @click.option("--workers", type=click.IntRange(1, 64), default=min(2, os.cpu_count() or 1), show_default=True,
               help="Speech worker processes for the local engine.")
-def serve_command(host: str, port: int, engine: str, api_key: str | None, audio_ttl: int, workers: int) -> None:
-    """Serve an OpenAI-compatible /v1/chat/completions over the offline engine."""
-    from pipeline import server
+@click.option("--rpm", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Requests per minute on /v1/chat/completions, refilled continuously (0 = no limit).")
+@click.option("--tpm", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Tokens per minute: the prompt estimate up front, the completion after answering (0 = no limit).")
+@click.option("--burst", "burst_s", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              metavar="SECONDS", help="Bucket capacity in seconds of refill (at least 1 request / 1 token).")
+@click.option("--latency", default="0", show_default=True, metavar="A-B",
+              help="Extra wait before each 200 answer, uniform in A..B seconds (or a single number).")
+@click.option("--faults", default="", metavar="SPEC",
+              help="Injected faults, kind=probability,... (e.g. 500=0.1,reset=0.05); kinds: 429, "
+                   "429-no-retry-after, quota, 500, 502, 503, reset, timeout, badjson, badaudio, truncated, 401.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the fault draws and latencies.")
+@click.option("--fault-retry-after", default="0.05-0.5", show_default=True, metavar="A-B",
+              help="The wait an injected 429 fault announces in retry-after(-ms), uniform in A..B seconds.")
+def serve_command(host: str, port: int, engine: str, api_key: str | None, audio_ttl: int, workers: int, rpm: int,
+                  tpm: int, burst_s: float, latency: str, faults: str, seed: int, fault_retry_after: str) -> None:
+    """Serve an OpenAI-compatible /v1/chat/completions over the offline engine.
 
-    server.serve(server.ServerConfig(host=host, port=port, engine=engine, api_key=api_key,
-                                     audio_ttl_s=audio_ttl, workers=workers))
+    With --rpm/--tpm it rate-limits like the real service (429 with retry-after, x-ratelimit-* headers), and
+    with --faults it injects errors, resets, stalls and broken answers; GET /stats counts every answer kind.
+    """
+    from pipeline import server, server_faults
+
+    def parsed(parse, value: str, option: str):
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint=f"'{option}'") from None
+
+    server.serve(server.ServerConfig(
+        host=host, port=port, engine=engine, api_key=api_key, audio_ttl_s=audio_ttl, workers=workers, rpm=rpm,
+        tpm=tpm, burst_s=burst_s, seed=seed,
+        latency_s=parsed(server_faults.parse_seconds_range, latency, "--latency"),
+        faults=parsed(server_faults.parse_faults, faults, "--faults"),
+        fault_retry_after_s=parsed(server_faults.parse_seconds_range, fault_retry_after, "--fault-retry-after"),
+    ))
 
 
 def main() -> None:

@@ -52,3 +52,7 @@ class AuthenticationFailed(PermanentApiError):
 
 class RunAborted(AudiosumError):
     """The run stopped early for a reason that concerns every document (e.g. a refused key)."""
+
+
+class LockHeld(AudiosumError):
+    """Another run is writing to the same output folder (exit 75, EX_TEMPFAIL: try again later)."""

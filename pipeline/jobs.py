@@ -73,6 +73,7 @@ KEYS: dict[str, _Key] = {
     "rpm": _Key("rpm", "int", 0, None),
     "tpm": _Key("tpm", "int", 0, None),
     "max_attempts": _Key("max_attempts", "int", 1, 20),
+    "grace": _Key("grace_s", "number", 0, None),
 }
 REQUIRED = ("inputs", "out")
 PATH_KEYS = ("inputs", "out")

@@ -58,6 +58,8 @@ class RunSettings:
     rpm: int = 0
     tpm: int = 0
     max_attempts: int = 6
+    force: bool = False
+    grace_s: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)

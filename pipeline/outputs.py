@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,7 @@ def sidecar(document: Document, summary: SpokenSummary, settings: RunSettings, w
         "audio_expires_at": summary.audio_expires_at,
         "usage": summary.usage.as_dict(),
         "request_id": summary.request_id,
+        "attempts": len(summary.attempts),
         "words_target": settings.words,
         "instructions": document.instructions or settings.instructions,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -103,12 +105,38 @@ def sidecar(document: Document, summary: SpokenSummary, settings: RunSettings, w
     }
 
 
+@dataclass(frozen=True, slots=True)
+class WrittenFile:
+    name: str
+    sha256: str
+    size: int
+    mtime_ns: int
+
+
+def _write_recorded(path: Path, data: bytes) -> WrittenFile:
+    atomic_write(path, data)
+    info = os.stat(path)
+    return WrittenFile(path.name, hashlib.sha256(data).hexdigest(), info.st_size, info.st_mtime_ns)
+
+
 def write_document_outputs(out_dir: Path, document: Document, summary: SpokenSummary,
-                           settings: RunSettings) -> tuple[str, str]:
+                           settings: RunSettings) -> tuple[WrittenFile, WrittenFile]:
     """Write <id>.wav then <id>.json; the sidecar lands last, so its presence means the WAV is whole."""
-    wav_name, sidecar_name = f"{document.id}.wav", f"{document.id}.json"
-    wav_path, sidecar_path = confined_path(out_dir, wav_name), confined_path(out_dir, sidecar_name)
-    atomic_write(wav_path, summary.wav)
-    digest = hashlib.sha256(summary.wav).hexdigest()
-    write_json(sidecar_path, sidecar(document, summary, settings, wav_name, digest))
-    return wav_name, sidecar_name
+    wav_path = confined_path(out_dir, f"{document.id}.wav")
+    sidecar_path = confined_path(out_dir, f"{document.id}.json")
+    wav = _write_recorded(wav_path, summary.wav)
+    body = sidecar(document, summary, settings, wav.name, wav.sha256)
+    written = _write_recorded(sidecar_path, (json.dumps(body, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    return wav, written
+
+
+def remove_stale_temp_files(out_dir: Path) -> int:
+    """Delete temp files a killed run left behind; call only while holding the run lock."""
+    removed = 0
+    for path in out_dir.glob(TEMP_PREFIX + "*"):
+        try:
+            path.unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass
+    return removed

@@ -1,39 +1,49 @@
-"""Wires a run: sources → provider → outputs → state → report, with bounded concurrency.
+"""Wires a run: sources → plan → provider → outputs → state → report, with bounded concurrency.
 
-Decides what happens to each document from the error classes; prints nothing itself (callers get events).
+Decides what happens to each document from the error classes and stops cleanly on SIGINT/SIGTERM;
+prints nothing itself (callers get results and events).
 """
 
 from __future__ import annotations
 
 import asyncio
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline import report, sources
+from pipeline import plan, report, sources
 from pipeline.errors import ApiError, AuthenticationFailed, DocumentError
+from pipeline.lock import RunLock
 from pipeline.models import Attempt, Document, DocumentResult, RejectedDocument, RunSettings
-from pipeline.outputs import write_document_outputs
+from pipeline.outputs import remove_stale_temp_files, write_document_outputs
 from pipeline.providers import make_provider
 from pipeline.providers.base import Provider
-from pipeline.state import RunState
+from pipeline.state import STATE_DIR, DocumentRecord, RunState
 
 ResultListener = Callable[[DocumentResult], None]
+EventListener = Callable[[str, dict[str, Any]], None]
+
+EXIT_FOR_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 @dataclass(frozen=True, slots=True)
 class RunOutcome:
     run_id: str
-    status: str
+    status: str  # finished | aborted | interrupted
     totals: dict[str, Any]
     report_json: Path
     report_html: Path
     abort_reason: str | None = None
+    stop_signal: int | None = None
 
     @property
     def exit_code(self) -> int:
+        if self.stop_signal is not None:
+            return EXIT_FOR_SIGNAL.get(signal.Signals(self.stop_signal), 128 + self.stop_signal)
         if self.abort_reason:
             return 2
         return 1 if self.totals.get("failed") else 0
@@ -48,37 +58,67 @@ def settings_for_report(settings: RunSettings) -> dict[str, Any]:
     return values
 
 
-def run(settings: RunSettings, *, on_result: ResultListener | None = None,
+def run(settings: RunSettings, *, on_result: ResultListener | None = None, on_event: EventListener | None = None,
         provider: Provider | None = None) -> RunOutcome:
-    return asyncio.run(run_async(settings, on_result=on_result, provider=provider))
+    return asyncio.run(run_async(settings, on_result=on_result, on_event=on_event, provider=provider))
 
 
 async def run_async(settings: RunSettings, *, on_result: ResultListener | None = None,
-                    provider: Provider | None = None) -> RunOutcome:
+                    on_event: EventListener | None = None, provider: Provider | None = None) -> RunOutcome:
     sources.check_inputs(settings.inputs)
     out_dir = settings.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    state = RunState(out_dir)
-    try:
-        run_id = state.start_run(settings_for_report(settings))
-        run = _Run(settings=settings, state=state, run_id=run_id, on_result=on_result,
-                   items=sources.iter_inputs(settings.inputs, skip_dir=out_dir))
-        active = provider or make_provider(settings)
+    with RunLock(out_dir / STATE_DIR):
+        remove_stale_temp_files(out_dir)
+        state = RunState(out_dir)
         try:
-            await asyncio.gather(*(run.worker(active) for _ in range(max(1, settings.concurrency))))
+            return await _run_locked(settings, state, on_result, on_event, provider)
         finally:
-            if provider is None:
-                await active.aclose()
-        status = "aborted" if run.abort_reason else "finished"
-        state.finish_run(run_id, status)
-        built = report.build(state, run_id)
-        if run.abort_reason:
-            built["abort_reason"] = run.abort_reason
-        json_path, html_path = report.write(out_dir, built)
-        return RunOutcome(run_id=run_id, status=status, totals=built["totals"],
-                          report_json=json_path, report_html=html_path, abort_reason=run.abort_reason)
+            state.close()
+
+
+async def _run_locked(settings: RunSettings, state: RunState, on_result: ResultListener | None,
+                      on_event: EventListener | None, provider: Provider | None) -> RunOutcome:
+    run_id = state.start_run(settings_for_report(settings))
+    run = _Run(settings=settings, state=state, run_id=run_id, on_result=on_result, on_event=on_event,
+               items=sources.iter_inputs(settings.inputs, skip_dir=settings.out_dir))
+    run.emit("run_start", run_id=run_id, provider=settings.provider, inputs=list(settings.inputs))
+    active = provider or make_provider(settings)
+    loop = asyncio.get_running_loop()
+    installed = _install_signal_handlers(loop, run)
+    try:
+        run.tasks = [asyncio.create_task(run.worker(active)) for _ in range(max(1, settings.concurrency))]
+        await asyncio.wait(run.tasks)
+        for task in run.tasks:
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
     finally:
-        state.close()
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+        if run.grace_timer is not None:
+            run.grace_timer.cancel()
+        if provider is None:
+            await active.aclose()
+    status = "interrupted" if run.stop_signal else ("aborted" if run.abort_reason else "finished")
+    state.finish_run(run_id, status)
+    built = report.build(state, run_id)
+    if run.abort_reason:
+        built["abort_reason"] = run.abort_reason
+    json_path, html_path = report.write(settings.out_dir, built)
+    run.emit("run_end", run_id=run_id, status=status, **{k: v for k, v in built["totals"].items()
+                                                         if not isinstance(v, dict)})
+    return RunOutcome(run_id=run_id, status=status, totals=built["totals"], report_json=json_path,
+                      report_html=html_path, abort_reason=run.abort_reason, stop_signal=run.stop_signal)
+
+
+def _install_signal_handlers(loop: asyncio.AbstractEventLoop, run: _Run) -> list[int]:
+    if threading.current_thread() is not threading.main_thread():
+        return []
+    installed = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, run.on_signal, signum)
+        installed.append(signum)
+    return installed
 
 
 @dataclass
@@ -89,59 +129,120 @@ class _Run:
     state: RunState
     run_id: str
     on_result: ResultListener | None
+    on_event: EventListener | None
     items: Iterator[sources.SourceItem]
     seen: set[str] = field(default_factory=set)
     abort_reason: str | None = None
+    stop_signal: int | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    grace_timer: asyncio.TimerHandle | None = None
+
+    def emit(self, event: str, **fields: Any) -> None:
+        if self.on_event is not None:
+            self.on_event(event, fields)
+
+    def on_signal(self, signum: int) -> None:
+        if self.stop_signal is None:
+            # First signal: take no new documents; in-flight ones get `grace_s` to finish.
+            self.stop_signal = signum
+            self.emit("stopping", signal=signal.Signals(signum).name, grace_s=self.settings.grace_s)
+            self.grace_timer = asyncio.get_running_loop().call_later(self.settings.grace_s, self.cancel_in_flight)
+        else:
+            # A second signal: abandon in-flight work now (atomic writes mean nothing partial is left).
+            self.emit("stopping_now", signal=signal.Signals(signum).name)
+            self.cancel_in_flight()
+
+    def cancel_in_flight(self) -> None:
+        for task in self.tasks:
+            task.cancel()
 
     async def worker(self, provider: Provider) -> None:
         # Workers share one generator: each pulls the next item only when it is free, so at most
         # `concurrency` documents are in memory at once however long the input is.
-        while self.abort_reason is None:
+        while self.abort_reason is None and self.stop_signal is None:
             item = next(self.items, None)
             if item is None:
                 return
             if item.id in self.seen:
                 result = _failed(item, f"duplicate document id {item.id!r}: an earlier document already uses it",
                                  "DocumentError", 0.0)
-                attempts: tuple[Attempt, ...] = ()
-            else:
-                self.seen.add(item.id)
-                result, attempts = await _process(item, provider, self.settings)
+                self._finish(result, (), None)
+                continue
+            self.seen.add(item.id)
+            if isinstance(item, RejectedDocument):
+                self._finish(_failed(item, item.reason, "DocumentError", 0.0), (), None)
+                continue
+            record = self.state.document(item.id)
+            decision, fingerprint = plan.decide(item, self.settings, record, force=self.settings.force)
+            if decision == "unchanged" and record is not None:
+                self._finish(_skipped(item, record), (), None)
+                continue
+            started = time.time()
+            result, attempts, written = await _process(item, provider, self.settings)
+            self._finish(result, attempts, _record(item, result, written, fingerprint, self.run_id, started))
+
+    def _finish(self, result: DocumentResult, attempts: tuple[Attempt, ...], record: DocumentRecord | None) -> None:
+        with self.state.transaction():
             if attempts:
-                self.state.record_attempts(self.run_id, item.id, attempts)
+                self.state.record_attempts(self.run_id, result.doc_id, attempts)
             self.state.record_result(self.run_id, result)
-            if result.error_class == AuthenticationFailed.__name__ and self.abort_reason is None:
-                self.abort_reason = f"the API refused the key ({result.reason}); stopped before the other documents"
-            if self.on_result is not None:
-                self.on_result(result)
+            if record is not None:
+                self.state.save_document(record)
+        if result.error_class == AuthenticationFailed.__name__ and self.abort_reason is None:
+            self.abort_reason = f"the API refused the key ({result.reason}); stopped before the other documents"
+        if self.on_result is not None:
+            self.on_result(result)
 
 
-async def _process(item: sources.SourceItem, provider: Provider,
-                   settings: RunSettings) -> tuple[DocumentResult, tuple[Attempt, ...]]:
+Written = tuple[Any, Any] | None
+
+
+async def _process(item: Document, provider: Provider,
+                   settings: RunSettings) -> tuple[DocumentResult, tuple[Attempt, ...], Written]:
     started = time.monotonic()
-    if isinstance(item, RejectedDocument):
-        return _failed(item, item.reason, "DocumentError", 0.0), ()
     try:
         summary = await provider.summarise(item, settings)
     except ApiError as exc:
         attempts = tuple(a for a in exc.attempts if isinstance(a, Attempt))
         return _failed(item, str(exc), type(exc).__name__, time.monotonic() - started,
-                       requests=len(attempts)), attempts
+                       requests=len(attempts)), attempts, None
     except DocumentError as exc:
-        return _failed(item, str(exc), type(exc).__name__, time.monotonic() - started), ()
+        return _failed(item, str(exc), type(exc).__name__, time.monotonic() - started), (), None
     try:
-        wav_name, sidecar_name = await asyncio.to_thread(
-            write_document_outputs, settings.out_dir, item, summary, settings)
+        written = await asyncio.to_thread(write_document_outputs, settings.out_dir, item, summary, settings)
     except (OSError, ValueError) as exc:
         return _failed(item, f"could not write outputs: {exc}", type(exc).__name__, time.monotonic() - started,
-                       requests=summary.requests), summary.attempts
+                       requests=summary.requests), summary.attempts, None
+    wav, sidecar = written
     return DocumentResult(
         doc_id=item.id, source=item.source, status="done", title=item.title,
-        wav_name=wav_name, sidecar_name=sidecar_name, transcript=summary.transcript,
+        wav_name=wav.name, sidecar_name=sidecar.name, transcript=summary.transcript,
         duration_s=round(summary.duration_s, 3), prompt_tokens=summary.usage.prompt_tokens,
         completion_tokens=summary.usage.completion_tokens, requests=summary.requests,
         elapsed_s=round(time.monotonic() - started, 3),
-    ), summary.attempts
+    ), summary.attempts, written
+
+
+def _record(item: Document, result: DocumentResult, written: Written, fingerprint: str, run_id: str,
+            started: float) -> DocumentRecord:
+    wav, sidecar = written if written is not None else (None, None)
+    return DocumentRecord(
+        doc_id=item.id, source=item.source, title=item.title, input_sha256=item.sha256, fingerprint=fingerprint,
+        status=result.status, error=result.reason, attempts=result.requests,
+        wav_name=wav.name if wav else None, wav_sha256=wav.sha256 if wav else None,
+        wav_size=wav.size if wav else None, wav_mtime_ns=wav.mtime_ns if wav else None,
+        sidecar_name=sidecar.name if sidecar else None, sidecar_sha256=sidecar.sha256 if sidecar else None,
+        sidecar_size=sidecar.size if sidecar else None, sidecar_mtime_ns=sidecar.mtime_ns if sidecar else None,
+        duration_s=result.duration_s, transcript=result.transcript, run_id=run_id, started_at=started,
+        finished_at=time.time(),
+    )
+
+
+def _skipped(item: Document, record: DocumentRecord) -> DocumentResult:
+    return DocumentResult(doc_id=item.id, source=item.source, status="skipped", title=item.title,
+                          reason="unchanged since an earlier run", wav_name=record.wav_name,
+                          sidecar_name=record.sidecar_name, transcript=record.transcript,
+                          duration_s=record.duration_s)
 
 
 def _failed(item: Document | RejectedDocument, reason: str, error_class: str, elapsed: float,

@@ -10,21 +10,24 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import json
 import math
 import multiprocessing
+import random
 import re
 import secrets
 import sys
 import time
+import traceback
 from collections import Counter, OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -32,6 +35,9 @@ from pipeline.audio import InvalidAudio, wav_info
 from pipeline.engine import extractive, narrate, speech, tone
 from pipeline.models import DEFAULT_WORDS, OPENAI_VOICES
 from pipeline.providers.local import threads_per_worker
+from pipeline.server_faults import (ConnectionExposingProtocol, FaultPlan, HoldUntilClientLeaves, ResetConnection,
+                                    TruncatedResponse)
+from pipeline.server_limits import Admission, RateLimiter, format_duration, retry_after_headers
 
 KNOWN_FORMATS = frozenset({"wav", "pcm16", "mp3", "flac", "opus", "aac"})
 SERVED_FORMATS = frozenset({"wav", "pcm16"})
@@ -41,6 +47,11 @@ ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 AUDIO_TOKENS_PER_SECOND = 10
 MAX_REMEMBERED_AUDIO = 10_000
 MODELS = ("gpt-4o-audio-preview", "gpt-4o-mini-audio-preview", "gpt-audio", "gpt-audio-mini")
+ORGANIZATION = "org-audiosum"
+RATE_LIMITS_URL = "https://platform.openai.com/account/rate-limits"
+BAD_KEY_MESSAGE = "Incorrect API key provided. You can find your API key in your account settings."
+SERVER_ERROR_MESSAGE = ("The server had an error while processing your request. Sorry about that! You can retry your "
+                        "request, or contact us through our help center at help.openai.com if the error persists.")
 
 _WORDS_HINT = re.compile(r"\b(?:about|around|roughly|approximately|in|under)\s+(\d{1,4})\s+words\b", re.IGNORECASE)
 _TITLE_LINE = re.compile(r"\ATitle: (?P<title>[^\n]*)\n+")
@@ -55,24 +66,35 @@ class ServerConfig:
     api_key: str | None = field(default=None, repr=False)
     audio_ttl_s: int = 3600
     workers: int = 2
+    rpm: int = 0                                          # 0 = no limit
+    tpm: int = 0                                          # 0 = no limit
+    burst_s: float = 1.0                                  # bucket capacity, in seconds of refill
+    latency_s: tuple[float, float] = (0.0, 0.0)           # extra wait before each 200 answer, uniform in range
+    faults: tuple[tuple[str, float], ...] = ()            # (kind, probability), see server_faults.FAULT_KINDS
+    seed: int = 0
+    fault_retry_after_s: tuple[float, float] = (0.05, 0.5)  # the wait an injected `429` fault announces
 
 
 class ApiFailure(Exception):
-    """An answer in the OpenAI error shape."""
+    """An answer in the OpenAI error shape; `kind` is the /stats counter it goes to (default `error_<status>`)."""
 
     def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
-                 error_type: str = "invalid_request_error") -> None:
+                 error_type: str = "invalid_request_error", headers: dict[str, str] | None = None,
+                 kind: str | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.param, self.code, self.error_type = status, message, param, code, error_type
+        self.headers = headers or {}
+        self.kind = kind or f"error_{status}"
 
     def response(self) -> JSONResponse:
-        return error_response(self.status, self.message, param=self.param, code=self.code, error_type=self.error_type)
+        return error_response(self.status, self.message, param=self.param, code=self.code, error_type=self.error_type,
+                              headers=self.headers)
 
 
 def error_response(status: int, message: str, *, param: str | None = None, code: str | None = None,
-                   error_type: str = "invalid_request_error") -> JSONResponse:
+                   error_type: str = "invalid_request_error", headers: dict[str, str] | None = None) -> JSONResponse:
     body = {"error": {"message": message, "type": error_type, "param": param, "code": code}}
-    return JSONResponse(body, status_code=status, headers={"x-request-id": _request_id()})
+    return JSONResponse(body, status_code=status, headers={"x-request-id": _request_id(), **(headers or {})})
 
 
 def _request_id() -> str:
@@ -109,11 +131,16 @@ class AudioMemory:
 
 
 class ChatServer:
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.memory = AudioMemory(config.audio_ttl_s)
-        self.stats: Counter[str] = Counter()
+        self.stats: Counter[str] = _fresh_counts()
         self.pool: ProcessPoolExecutor | None = None
+        self.limiter = RateLimiter(config.rpm, config.tpm, config.burst_s, monotonic)
+        self.faults = FaultPlan(config.faults, config.seed)
+        # Latency and fault details (waits, which kind of bad audio) draw from their own stream, so the sequence
+        # of fault kinds depends on the seed and the order of requests only.
+        self.jitter = random.Random(f"audiosum-jitter-{config.seed}")
 
     # -- request checking -------------------------------------------------------------------------
     def check_auth(self, request: Request) -> None:
@@ -121,8 +148,7 @@ class ChatServer:
             return
         header = request.headers.get("authorization", "")
         if not header.startswith("Bearer ") or not secrets.compare_digest(header[7:], self.config.api_key):
-            raise ApiFailure(401, "Incorrect API key provided. You can find your API key in your account settings.",
-                             code="invalid_api_key")
+            raise ApiFailure(401, BAD_KEY_MESSAGE, code="invalid_api_key")
 
     def parse_turns(self, messages: Any) -> list[_Turn]:
         if not isinstance(messages, list) or not messages:
@@ -248,30 +274,92 @@ class ChatServer:
         return narrate.Narration(" ".join(spoken), tone.tone(spoken))
 
     async def chat_completions(self, request: Request) -> Response:
+        # Every request counts once in `requests` and once in exactly one answer kind (`ok`, `rate_limited`,
+        # `fault_<kind>`, `error_<status>`, `client_disconnected`), counted when the answer is decided.
         self.stats["requests"] += 1
         try:
-            self.check_auth(request)
-            try:
-                body = await request.json()
-            except (ValueError, UnicodeDecodeError):
-                raise ApiFailure(400, "We could not parse the JSON body of your request.") from None
-            if not isinstance(body, dict):
-                raise ApiFailure(400, "The request body must be a JSON object.")
-            model = body.get("model")
-            if not isinstance(model, str) or not model:
-                raise ApiFailure(400, "You must provide a model parameter.", param="model")
-            modalities, voice, audio_format = self.check_output(body)
-            turns = self.parse_turns(body.get("messages"))
-            has_audio_in = any(t.audio_parts for t in turns)
-            if "audio" not in modalities and not has_audio_in:
-                raise ApiFailure(400, "This model requires that either input content or output modality contain "
-                                 "audio.", param="modalities", code="invalid_value")
-            answer = await self._answer(model, turns, voice, audio_format)
+            kind, response = await self._chat(request)
         except ApiFailure as failure:
-            self.stats[f"error_{failure.status}"] += 1
-            return failure.response()
-        self.stats["ok"] += 1
-        return JSONResponse(answer, headers={"x-request-id": _request_id()})
+            kind, response = failure.kind, failure.response()
+        except ClientDisconnect:
+            kind, response = "client_disconnected", Response(status_code=400)  # nobody is left to read it
+        except Exception:  # noqa: BLE001 - the HTTP boundary: an unexpected failure is still an OpenAI 500
+            traceback.print_exc(file=sys.stderr)
+            kind, response = "error_500", error_response(500, SERVER_ERROR_MESSAGE, error_type="server_error")
+        self.stats[kind] += 1
+        if self.limiter.enabled:
+            response.headers.update(self.limiter.headers())
+        return response
+
+    async def _chat(self, request: Request) -> tuple[str, Response]:
+        self.check_auth(request)
+        # Faults are drawn before validation and rate limiting, and a faulted request consumes no rate-limit
+        # budget: on the real service resets, gateway 5xx and stalls happen in front of the per-organisation
+        # limiter, and keeping them out of the buckets makes a benchmark's ideal makespan depend on the limits only.
+        fault = self.faults.draw()
+        raw = await request.body()
+        if fault is not None:
+            return f"fault_{fault}", await self._fault(fault, raw)
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise ApiFailure(400, "We could not parse the JSON body of your request.") from None
+        if not isinstance(body, dict):
+            raise ApiFailure(400, "The request body must be a JSON object.")
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise ApiFailure(400, "You must provide a model parameter.", param="model")
+        modalities, voice, audio_format = self.check_output(body)
+        turns = self.parse_turns(body.get("messages"))
+        has_audio_in = any(t.audio_parts for t in turns)
+        if "audio" not in modalities and not has_audio_in:
+            raise ApiFailure(400, "This model requires that either input content or output modality contain "
+                             "audio.", param="modalities", code="invalid_value")
+        if self.limiter.enabled:
+            admission = self.limiter.admit(sum(_prompt_tokens(turns)))
+            if not admission.admitted:
+                raise _rate_limited(admission, model)
+        answer = await self._answer(model, turns, voice, audio_format)
+        self.limiter.charge(answer["usage"]["completion_tokens"])
+        await self._latency()
+        return "ok", JSONResponse(answer, headers={"x-request-id": _request_id()})
+
+    async def _latency(self) -> None:
+        low, high = self.config.latency_s
+        if high > 0:
+            await asyncio.sleep(self.jitter.uniform(low, high))
+
+    async def _fault(self, fault: str, raw: bytes) -> Response:
+        """The answer for an injected fault (errors come back as ApiFailure's response, not raised)."""
+        if fault == "reset":
+            return ResetConnection()
+        if fault == "timeout":
+            return HoldUntilClientLeaves()
+        if fault in ("badjson", "badaudio", "truncated"):
+            await self._latency()
+            return self._broken_success(fault, _model_of(raw))
+        return _fault_failure(fault, self.jitter.uniform(*self.config.fault_retry_after_s)).response()
+
+    def _broken_success(self, fault: str, model: str) -> Response:
+        headers = {"x-request-id": _request_id()}
+        spoken = ["Here is a short spoken summary of the document."]
+        if fault == "badaudio":
+            # Vary between the two ways audio can be unusable: not base64 at all, and base64 of bytes that are
+            # not a WAV (an MP3-looking header followed by noise).
+            data = ("UklGR%not-base64!" if self.jitter.random() < 0.5
+                    else base64.b64encode(b"ID3\x04\x00\x00" + self.jitter.randbytes(2048)).decode("ascii"))
+        else:
+            data = base64.b64encode(tone.tone(spoken).wav).decode("ascii")
+        audio_id, expires_at = self.memory.remember(spoken[0])
+        message = {"role": "assistant", "content": None, "refusal": None,
+                   "audio": {"id": audio_id, "expires_at": expires_at, "data": data, "transcript": spoken[0]}}
+        body = json.dumps(_completion(model, message, (20, 0), (12, 30), self.config.engine)).encode()
+        if fault == "badjson":
+            # A 200 whose body stops halfway (with a correct Content-Length): a proxy cut it, not the connection.
+            return Response(body[: len(body) // 2], media_type="application/json", headers=headers)
+        if fault == "truncated":
+            return TruncatedResponse(body, media_type="application/json", headers=headers)
+        return Response(body, media_type="application/json", headers=headers)
 
     async def _answer(self, model: str, turns: list[_Turn], voice: str | None,
                       audio_format: str | None) -> dict[str, Any]:
@@ -294,28 +382,9 @@ class ChatServer:
             completion_audio_tokens = math.ceil(narration.audio.duration_s * AUDIO_TOKENS_PER_SECOND)
         else:
             message["content"] = transcript
-        prompt_text = sum(_estimate_tokens(t.text) + 4 for t in turns)
-        prompt_audio = sum(math.ceil(len(d) / 3200) for t in turns for d, _ in t.audio_parts)
         completion_text = _estimate_tokens(transcript)
-        return {
-            "id": "chatcmpl-" + secrets.token_hex(12),
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": model,
-            "choices": [{"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}],
-            "usage": {
-                "prompt_tokens": prompt_text + prompt_audio,
-                "completion_tokens": completion_text + completion_audio_tokens,
-                "total_tokens": prompt_text + prompt_audio + completion_text + completion_audio_tokens,
-                "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": prompt_audio,
-                                          "text_tokens": prompt_text},
-                "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": completion_audio_tokens,
-                                              "text_tokens": completion_text, "accepted_prediction_tokens": 0,
-                                              "rejected_prediction_tokens": 0},
-            },
-            "service_tier": "default",
-            "system_fingerprint": f"audiosum-{self.config.engine}",
-        }
+        return _completion(model, message, _prompt_tokens(turns), (completion_text, completion_audio_tokens),
+                           self.config.engine)
 
     @staticmethod
     def _strip_layout(text: str) -> tuple[str, str | None]:
@@ -341,9 +410,105 @@ class ChatServer:
     async def stats_endpoint(self, request: Request) -> Response:
         return JSONResponse({"engine": self.config.engine, "counts": dict(self.stats)})
 
+    async def stats_reset(self, request: Request) -> Response:
+        """Zero the counters; answers with the counts as they were, so reading and zeroing is one step."""
+        counts, self.stats = dict(self.stats), _fresh_counts()
+        return JSONResponse({"engine": self.config.engine, "counts": counts})
+
+
+def _fresh_counts() -> Counter[str]:
+    return Counter({"requests": 0, "ok": 0})
+
 
 def _estimate_tokens(text: str) -> int:
     return math.ceil(len(text) / 4) if text else 0
+
+
+def _prompt_tokens(turns: list[_Turn]) -> tuple[int, int]:
+    """(text, audio) prompt tokens: about 4 characters a token plus 4 a message, and 1 per 3200 audio bytes."""
+    text = sum(_estimate_tokens(t.text) + 4 for t in turns)
+    audio = sum(math.ceil(len(d) / 3200) for t in turns for d, _ in t.audio_parts)
+    return text, audio
+
+
+def _completion(model: str, message: dict[str, Any], prompt: tuple[int, int], completion: tuple[int, int],
+                engine: str) -> dict[str, Any]:
+    """A chat.completion body; `prompt` and `completion` are (text, audio) token counts."""
+    prompt_text, prompt_audio = prompt
+    completion_text, completion_audio = completion
+    return {
+        "id": "chatcmpl-" + secrets.token_hex(12),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}],
+        "usage": {
+            "prompt_tokens": prompt_text + prompt_audio,
+            "completion_tokens": completion_text + completion_audio,
+            "total_tokens": prompt_text + prompt_audio + completion_text + completion_audio,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": prompt_audio, "text_tokens": prompt_text},
+            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": completion_audio,
+                                          "text_tokens": completion_text, "accepted_prediction_tokens": 0,
+                                          "rejected_prediction_tokens": 0},
+        },
+        "service_tier": "default",
+        "system_fingerprint": f"audiosum-{engine}",
+    }
+
+
+def _model_of(raw: bytes) -> str:
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return MODELS[0]
+    model = body.get("model") if isinstance(body, dict) else None
+    return model if isinstance(model, str) and model else MODELS[0]
+
+
+def _rate_limited(admission: Admission, model: str) -> ApiFailure:
+    """The real limiter's 429, in OpenAI's words."""
+    kind = admission.limited_by or "requests"
+    per_minute = f"{kind} per min ({'RPM' if kind == 'requests' else 'TPM'})"
+    if admission.too_large:
+        # No retry-after: waiting cannot help a request larger than a whole minute's budget.
+        return ApiFailure(429, f"Request too large for {model} in organization {ORGANIZATION} on {per_minute}: "
+                          f"Limit {admission.limit}, Requested {admission.requested}. The input or output tokens "
+                          f"must be reduced in order to run successfully. Visit {RATE_LIMITS_URL} to learn more.",
+                          code="rate_limit_exceeded", error_type=kind, kind="rate_limited")
+    headers = retry_after_headers(admission.wait_s)
+    return ApiFailure(429, f"Rate limit reached for {kind} in organization {ORGANIZATION} on {per_minute}: "
+                      f"Limit {admission.limit}, Requested {admission.requested}. Please try again in "
+                      f"{format_duration(int(headers['retry-after-ms']) / 1000)}. Visit {RATE_LIMITS_URL} to learn "
+                      "more.", code="rate_limit_exceeded", error_type=kind, headers=headers, kind="rate_limited")
+
+
+def _fault_failure(fault: str, wait_s: float) -> ApiFailure:
+    """The error answer of an injected fault that is an HTTP error."""
+    kind = f"fault_{fault}"
+    if fault == "429":
+        headers = retry_after_headers(wait_s)
+        return ApiFailure(429, f"Rate limit reached for requests in organization {ORGANIZATION} on requests per min "
+                          f"(RPM). Please try again in {format_duration(int(headers['retry-after-ms']) / 1000)}. "
+                          f"Visit {RATE_LIMITS_URL} to learn more.", code="rate_limit_exceeded",
+                          error_type="requests", headers=headers, kind=kind)
+    if fault == "429-no-retry-after":
+        return ApiFailure(429, f"Rate limit reached for requests in organization {ORGANIZATION} on requests per min "
+                          f"(RPM). Visit {RATE_LIMITS_URL} to learn more.", code="rate_limit_exceeded",
+                          error_type="requests", kind=kind)
+    if fault == "quota":
+        return ApiFailure(429, "You exceeded your current quota, please check your plan and billing details. For "
+                          "more information on this error, read the docs: "
+                          "https://platform.openai.com/docs/guides/error-codes/api-errors.",
+                          code="insufficient_quota", error_type="insufficient_quota", kind=kind)
+    if fault == "500":
+        return ApiFailure(500, SERVER_ERROR_MESSAGE, error_type="server_error", kind=kind)
+    if fault == "502":
+        return ApiFailure(502, "Bad gateway.", error_type="server_error", kind=kind)
+    if fault == "503":
+        return ApiFailure(503, "The server is overloaded or not ready yet.", error_type="server_error", kind=kind)
+    if fault == "401":
+        return ApiFailure(401, BAD_KEY_MESSAGE, code="invalid_api_key", kind=kind)
+    raise ValueError(f"no error answer for fault {fault!r}")
 
 
 def _pcm_frames(wav: bytes) -> bytes:
@@ -383,6 +548,7 @@ def create_app(config: ServerConfig) -> Starlette:
             Route("/v1/chat/completions", chat.chat_completions, methods=["POST"]),
             Route("/v1/models", chat.models, methods=["GET"]),
             Route("/stats", chat.stats_endpoint, methods=["GET"]),
+            Route("/stats/reset", chat.stats_reset, methods=["POST"]),
         ],
         exception_handlers={404: not_found, 405: not_found},
         lifespan=lifespan,
@@ -394,4 +560,6 @@ def create_app(config: ServerConfig) -> Starlette:
 def serve(config: ServerConfig) -> None:
     import uvicorn
 
-    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="warning", access_log=False)
+    # The protocol is uvicorn's own (h11 or httptools), plus the connection in the scope for socket-level faults.
+    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="warning", access_log=False,
+                http=ConnectionExposingProtocol)

@@ -5,12 +5,13 @@ Owns all SQL; the schema migrates itself through named, ordered migrations recor
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,29 @@ def m002_attempts(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX attempts_by_run ON attempts (run_id, doc_id)")
 
 
+@migration
+def m003_documents(db: sqlite3.Connection) -> None:
+    # The latest known state of each document across runs: what was made from which input and settings.
+    db.execute("""
+        CREATE TABLE documents (
+            doc_id TEXT PRIMARY KEY,
+            source TEXT NOT NULL,
+            title TEXT,
+            input_sha256 TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            status TEXT NOT NULL,
+            error TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            wav_name TEXT, wav_sha256 TEXT, wav_size INTEGER, wav_mtime_ns INTEGER,
+            sidecar_name TEXT, sidecar_sha256 TEXT, sidecar_size INTEGER, sidecar_mtime_ns INTEGER,
+            duration_s REAL NOT NULL DEFAULT 0,
+            transcript TEXT,
+            run_id TEXT NOT NULL,
+            started_at REAL,
+            finished_at REAL NOT NULL
+        )""")
+
+
 def migrate(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
     done = {row[0] for row in db.execute("SELECT name FROM migrations")}
@@ -90,6 +114,36 @@ def migrate(db: sqlite3.Connection) -> None:
 
 
 _RESULT_COLUMNS = [f.name for f in fields(DocumentResult)]
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentRecord:
+    """A row of `documents`: the last outcome for one doc-id and the outputs it left."""
+
+    doc_id: str
+    source: str
+    title: str | None
+    input_sha256: str
+    fingerprint: str
+    status: str
+    error: str | None
+    attempts: int
+    wav_name: str | None
+    wav_sha256: str | None
+    wav_size: int | None
+    wav_mtime_ns: int | None
+    sidecar_name: str | None
+    sidecar_sha256: str | None
+    sidecar_size: int | None
+    sidecar_mtime_ns: int | None
+    duration_s: float
+    transcript: str | None
+    run_id: str
+    started_at: float | None
+    finished_at: float
+
+
+_RECORD_COLUMNS = [f.name for f in fields(DocumentRecord)]
 
 
 class RunState:
@@ -110,6 +164,16 @@ class RunState:
     def close(self) -> None:
         self._db.close()
 
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
     def start_run(self, settings: dict[str, Any]) -> str:
         run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
         self._db.execute("INSERT INTO runs (run_id, started_at, status, settings_json) VALUES (?, ?, 'running', ?)",
@@ -123,6 +187,17 @@ class RunState:
         marks = ", ".join("?" for _ in range(len(_RESULT_COLUMNS) + 2))
         self._db.execute(f"INSERT INTO run_documents ({columns}) VALUES ({marks})",
                          [run_id, self._seq] + [values[c] for c in _RESULT_COLUMNS])
+
+    def document(self, doc_id: str) -> DocumentRecord | None:
+        row = self._db.execute(f"SELECT {', '.join(_RECORD_COLUMNS)} FROM documents WHERE doc_id = ?",
+                               (doc_id,)).fetchone()
+        return DocumentRecord(**dict(row)) if row is not None else None
+
+    def save_document(self, record: DocumentRecord) -> None:
+        values = asdict(record)
+        marks = ", ".join("?" for _ in _RECORD_COLUMNS)
+        self._db.execute(f"INSERT OR REPLACE INTO documents ({', '.join(_RECORD_COLUMNS)}) VALUES ({marks})",
+                         [values[c] for c in _RECORD_COLUMNS])
 
     def record_attempts(self, run_id: str, doc_id: str, attempts: tuple[Attempt, ...]) -> None:
         last = len(attempts)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 import wave
 from dataclasses import dataclass
 
@@ -45,6 +46,10 @@ def load_voice(threads: int):  # -> piper.PiperVoice (import kept lazy: onnxrunt
 
 def init_worker(threads: int) -> None:
     global _voice
+    # The parent decides when to stop (grace period, clean report); a Ctrl-C to the process group must not
+    # kill workers mid-document under it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _voice = load_voice(threads)
 
 

@@ -1,0 +1,91 @@
+"""Decide, per document, whether this run must make it: new, changed, damaged, or unchanged (skip).
+
+Reads state and the files in OUT/ (stat first, hash only when stat disagrees); never writes anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pipeline.models import Document, RunSettings
+from pipeline.state import DocumentRecord
+
+Decision = Literal["new", "changed", "damaged", "unchanged", "forced"]
+
+
+def fingerprint(document: Document, settings: RunSettings) -> str:
+    """Everything besides the input text that changes what would be spoken or saved."""
+    relevant = {
+        "provider": settings.provider,
+        "model": settings.model if settings.provider == "openai" else "local",
+        "voice": document.voice or settings.voice,
+        "words": settings.words,
+        "instructions": document.instructions or settings.instructions,
+        "title": document.title,
+        "format": settings.audio_format,
+    }
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode("utf-8")).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class FileStamp:
+    """What we know of an output file without reading it."""
+
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: Path) -> FileStamp | None:
+        try:
+            info = os.stat(path)
+        except OSError:
+            return None
+        return cls(info.st_size, info.st_mtime_ns)
+
+
+def sha256_file(path: Path) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def _output_intact(out_dir: Path, name: str | None, sha256: str | None, size: int | None,
+                   mtime_ns: int | None) -> bool:
+    if not name or not sha256:
+        return False
+    path = out_dir / name
+    stamp = FileStamp.of(path)
+    if stamp is None:
+        return False
+    if stamp.size == size and stamp.mtime_ns == mtime_ns:
+        # Same size and modification time as when we wrote and hashed it (git's index makes the same bet).
+        return True
+    return sha256_file(path) == sha256
+
+
+def decide(document: Document, settings: RunSettings, record: DocumentRecord | None, *,
+           force: bool = False) -> tuple[Decision, str]:
+    """(decision, settings fingerprint) for one document."""
+    print_ = fingerprint(document, settings)
+    if force:
+        return "forced", print_
+    if record is None or record.status != "done":
+        return "new" if record is None else "changed", print_
+    if record.input_sha256 != document.sha256 or record.fingerprint != print_:
+        return "changed", print_
+    out_dir = settings.out_dir
+    if not (_output_intact(out_dir, record.wav_name, record.wav_sha256, record.wav_size, record.wav_mtime_ns)
+            and _output_intact(out_dir, record.sidecar_name, record.sidecar_sha256, record.sidecar_size,
+                               record.sidecar_mtime_ns)):
+        return "damaged", print_
+    return "unchanged", print_
