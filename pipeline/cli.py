@@ -15,7 +15,7 @@ import httpx
 
 from pipeline import __version__
 from pipeline.errors import LockHeld, UsageError
-from pipeline.models import DEFAULT_MODEL, DEFAULT_VOICE, DEFAULT_WORDS, OPENAI_VOICES, DocumentResult, RunSettings
+from pipeline.models import DEFAULT_MODEL, DEFAULT_VOICE, DEFAULT_WORDS, OPENAI_VOICES, RunSettings
 
 DEFAULT_API_BASE = "https://api.openai.com/v1"
 EXIT_USAGE = 2
@@ -38,17 +38,6 @@ def check_base_url(url: str) -> str:
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise UsageError(f"base URL {url!r} must be an http:// or https:// URL with a host")
     return url.rstrip("/")
-
-
-def _print_result(quiet: bool):
-    def show(result: DocumentResult) -> None:
-        if result.status == "failed":
-            click.echo(f"audiosum: failed {result.doc_id}: {result.reason}", err=True)
-        elif not quiet:
-            minutes, seconds = divmod(round(result.duration_s), 60)
-            click.echo(f"  {result.status:<7} {result.doc_id}  ({minutes}:{seconds:02d} audio, "
-                       f"{result.elapsed_s:.1f} s)", err=True)
-    return show
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -95,20 +84,42 @@ def cli() -> None:
 @click.option("--force", is_flag=True, help="Redo every document, even those unchanged since an earlier run.")
 @click.option("--grace", "grace_s", type=click.FloatRange(0), default=30.0, show_default=True,
               help="On SIGINT/SIGTERM, seconds in-flight documents get to finish before they are abandoned.")
+@click.option("--dry-run", is_flag=True,
+              help="Read and plan everything, send nothing: counts, tokens, audio minutes, cost and time.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: one JSON object per event on stderr (run start/end, each document, retries, pauses).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only failures and the final summary.")
 @click.pass_context
-def run_command(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | None, quiet: bool,
-                **options: object) -> None:
+def run_command(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | None, dry_run: bool,
+                log_format: str, quiet: bool, **options: object) -> None:
     """Summarise INPUT (folders of .txt/.md files, .jsonl/.csv manifests, or single files) into OUT.
 
     With --job, the job file supplies the inputs, output folder and settings; anything given on the
-    command line wins over the file.
+    command line wins over the file. A rerun skips documents whose input and settings are unchanged
+    and whose outputs are intact.
     """
     from pipeline import runner
+    from pipeline.console import ConsoleOutput, summary_line
 
     try:
         settings = _run_settings(ctx, inputs, job_path, options)
-        outcome = runner.run(settings, on_result=_print_result(quiet))
+        if dry_run:
+            from pipeline.dryrun import describe
+
+            planned, html_path = runner.dry_run(settings)
+            click.echo(describe(planned) + f"\n  report {html_path}")
+            return
+        show_bar = log_format == "text" and not quiet and sys.stderr.isatty()
+        total = None
+        if show_bar:
+            from pipeline.sources import count_items
+
+            total = count_items(settings.inputs, skip_dir=settings.out_dir)
+        console = ConsoleOutput(log_format=log_format, quiet=quiet, progress=show_bar, total=total)  # type: ignore[arg-type]
+        try:
+            outcome = runner.run(settings, on_result=console.on_result, on_event=console.on_event)
+        finally:
+            console.close()
     except UsageError as exc:
         click.echo(f"audiosum: error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
@@ -120,11 +131,7 @@ def run_command(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | No
                    "interrupted and a rerun finishes the rest", err=True)
     if outcome.abort_reason:
         click.echo(f"audiosum: stopped: {outcome.abort_reason}", err=True)
-    t = outcome.totals
-    retries = f" · {t['retries']} retries" if t.get("retries") else ""
-    click.echo(f"audiosum: {t['done']} done, {t['skipped']} skipped, {t['failed']} failed · "
-               f"{t['audio_seconds'] / 60:.1f} audio min · {t['tokens_in']}/{t['tokens_out']} tokens in/out"
-               f"{retries} · {t['wall_seconds']:.1f} s · report {outcome.report_html}")
+    click.echo(summary_line(outcome.totals, outcome.report_html))
     sys.exit(outcome.exit_code)
 
 
@@ -132,10 +139,12 @@ def _run_settings(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | 
                   options: dict[str, object]) -> RunSettings:
     """Merge defaults < job file < options given on the command line, and check the result."""
     values = dict(options)
+    prices: dict[str, float] = {}
     if job_path is not None:
         from pipeline.jobs import load_job
 
         job = load_job(job_path)
+        prices = dict(job.prices)
         for key, value in job.values.items():
             source = ctx.get_parameter_source(key)
             if key in values and source in (None, click.core.ParameterSource.DEFAULT):
@@ -158,7 +167,7 @@ def _run_settings(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | 
         instructions=values["instructions"], base_url=check_base_url(str(api_base or DEFAULT_API_BASE)),
         api_key=api_key, timeout_s=float(values["timeout_s"]), local_workers=int(values["workers"]),
         rpm=rpm, tpm=int(values["tpm"]), max_attempts=int(values["max_attempts"]),
-        force=bool(values["force"]), grace_s=float(values["grace_s"]),
+        force=bool(values["force"]), grace_s=float(values["grace_s"]), price_overrides=prices,
     )
 
 
@@ -167,6 +176,53 @@ def default_concurrency(rpm: int) -> int:
     if rpm <= 0:
         return 8
     return max(8, min(64, -(-rpm * 4 // 60)))
+
+
+@cli.command("report", short_help="Rebuild report.json and report.html from the state database.")
+@click.argument("out_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), metavar="OUT")
+@click.option("--run", "run_id", default=None, help="Which run (default: the latest that was not a dry run).")
+def report_command(out_dir: Path, run_id: str | None) -> None:
+    """Re-render OUT/report.json and OUT/report.html from OUT/.audiosum/state.sqlite (e.g. after a crash)."""
+    from pipeline import report
+    from pipeline.lock import RunLock
+    from pipeline.state import STATE_DIR, RunState
+
+    try:
+        with RunLock(out_dir / STATE_DIR):
+            state = RunState(out_dir, must_exist=True)
+            try:
+                row = state.run(run_id) if run_id else state.latest_real_run()
+                if row is None:
+                    raise UsageError(f"no run {run_id or ''} recorded in {out_dir}".replace("  ", " "))
+                _, html_path = report.write(out_dir, report.build(state, row["run_id"]))
+            finally:
+                state.close()
+    except UsageError as exc:
+        click.echo(f"audiosum: error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    except LockHeld as exc:
+        click.echo(f"audiosum: {exc}", err=True)
+        sys.exit(EXIT_LOCKED)
+    click.echo(f"audiosum: rebuilt the report of run {row['run_id']} ({row['status']}): {html_path}")
+
+
+@cli.command("status", short_help="Show the last runs and document states of an output folder.")
+@click.argument("out_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), metavar="OUT")
+@click.option("-n", "--runs", "limit", type=click.IntRange(1, 100), default=8, show_default=True)
+def status_command(out_dir: Path, limit: int) -> None:
+    """One screen on OUT: its last runs (newest first) and how its documents stand."""
+    from pipeline.status import render_status
+    from pipeline.state import RunState
+
+    try:
+        state = RunState(out_dir, must_exist=True)
+    except UsageError as exc:
+        click.echo(f"audiosum: error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    try:
+        click.echo(render_status(state, limit))
+    finally:
+        state.close()
 
 
 @cli.command("jobs", short_help="List the job files in jobs/.")

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Callable, Literal
+
+# Run events (name, fields) for logs and progress: run_start, run_end, retry, rate_limit_pause, stopping.
+EventListener = Callable[[str, dict[str, Any]], None]
 
 DEFAULT_MODEL = "gpt-4o-audio-preview"
 DEFAULT_VOICE = "alloy"
@@ -60,6 +63,7 @@ class RunSettings:
     max_attempts: int = 6
     force: bool = False
     grace_s: float = 30.0
+    price_overrides: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,5 +138,7 @@ class DocumentResult:
     duration_s: float = 0.0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    prompt_audio_tokens: int = 0
+    completion_audio_tokens: int = 0
     requests: int = 0
     elapsed_s: float = 0.0

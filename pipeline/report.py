@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import report_html
+from pipeline.costs import cost_usd, prices_for
 from pipeline.outputs import atomic_write, confined_path, write_json
 from pipeline.state import RunState
 
@@ -32,6 +33,11 @@ def build(state: RunState, run_id: str) -> dict[str, Any]:
     totals = state.totals(run_id)
     ended = run["ended_at"]
     totals["wall_seconds"] = round((ended or run["started_at"]) - run["started_at"], 3)
+    settings = json.loads(run["settings_json"])
+    prices = prices_for(settings.get("provider", ""), settings.get("model", ""), settings.get("price_overrides"))
+    totals["cost_usd"] = round(cost_usd(
+        prices, text_in=totals["tokens_in"] - totals["audio_tokens_in"], audio_in=totals["audio_tokens_in"],
+        text_out=totals["tokens_out"] - totals["audio_tokens_out"], audio_out=totals["audio_tokens_out"]), 6)
     totals["retries_by_cause"] = state.retries_by_cause(run_id)
     totals["retries"] = sum(totals["retries_by_cause"].values())
     return {
@@ -39,7 +45,7 @@ def build(state: RunState, run_id: str) -> dict[str, Any]:
         "status": run["status"],
         "started_at": _iso(run["started_at"]),
         "ended_at": _iso(ended),
-        "settings": json.loads(run["settings_json"]),
+        "settings": settings,
         "totals": totals,
         "documents": [asdict(result) for result in state.results(run_id)],
     }

@@ -95,6 +95,15 @@ def render(report: dict[str, Any]) -> str:
         _card(f'{float(totals.get("wall_seconds", 0)):.1f} s', "wall time"),
     ])
     nav = f'<nav><a href="#failed">{len(failed)} failed</a></nav>' if failed else ""
+    if report.get("dry_run"):
+        plan = report["dry_run"]
+        counts = ", ".join(f"{v} {k}" for k, v in sorted(plan.get("counts", {}).items()))
+        nav += (f'<section class="card"><b>Dry run</b><p>{escape(counts)} · {escape(str(plan.get("requests")))} '
+                f'requests · ~{escape(str(plan.get("input_tokens")))} input tokens · '
+                f'~{escape(str(plan.get("audio_minutes")))} audio min · ~${escape(str(plan.get("cost_usd")))} · '
+                f'{escape(str(plan.get("limits_note")))}</p></section>')
+    if report.get("abort_reason"):
+        nav += f'<p class="reason">{escape(str(report["abort_reason"]))}</p>'
     failed_section = ""
     if failed:
         failed_section = '<h2 id="failed">Failed</h2>' + "".join(_document(d) for d in failed)

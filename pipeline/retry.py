@@ -70,10 +70,10 @@ class RetryPolicy:
     initial_wait_s: float = 0.5
     max_wait_s: float = 30.0
     clock: Clock = SYSTEM_CLOCK
-    # Called before each sleep with the error that caused it and the wait (e.g. to pause the whole pool).
-    on_retry: Callable[[ApiError, float], None] | None = None
+    # Called before each sleep with (error, wait, attempt number, label): e.g. to pause the whole pool.
+    on_retry: Callable[[ApiError, float, int, str], None] | None = None
 
-    async def call(self, attempt_once: Callable[[], Awaitable[T]]) -> tuple[T, tuple[Attempt, ...]]:
+    async def call(self, attempt_once: Callable[[], Awaitable[T]], label: str = "") -> tuple[T, tuple[Attempt, ...]]:
         """Run attempt_once until it succeeds or the policy gives up; every attempt is recorded.
 
         On giving up, the last error is raised with `.attempts` holding all of them.
@@ -88,7 +88,7 @@ class RetryPolicy:
                 attempts[-1] = Attempt(last.number, last.outcome, last.status, last.error_class, round(wait, 4),
                                        last.elapsed_s, last.request_id)
                 if self.on_retry is not None:
-                    self.on_retry(error, wait)
+                    self.on_retry(error, wait, last.number, label)
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_attempts),

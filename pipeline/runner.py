@@ -15,17 +15,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline import plan, report, sources
+from pipeline import dryrun, plan, report, sources
 from pipeline.errors import ApiError, AuthenticationFailed, DocumentError
 from pipeline.lock import RunLock
-from pipeline.models import Attempt, Document, DocumentResult, RejectedDocument, RunSettings
+from pipeline.models import Attempt, Document, DocumentResult, EventListener, RejectedDocument, RunSettings
 from pipeline.outputs import remove_stale_temp_files, write_document_outputs
 from pipeline.providers import make_provider
 from pipeline.providers.base import Provider
 from pipeline.state import STATE_DIR, DocumentRecord, RunState
 
 ResultListener = Callable[[DocumentResult], None]
-EventListener = Callable[[str, dict[str, Any]], None]
 
 EXIT_FOR_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
@@ -83,7 +82,7 @@ async def _run_locked(settings: RunSettings, state: RunState, on_result: ResultL
     run = _Run(settings=settings, state=state, run_id=run_id, on_result=on_result, on_event=on_event,
                items=sources.iter_inputs(settings.inputs, skip_dir=settings.out_dir))
     run.emit("run_start", run_id=run_id, provider=settings.provider, inputs=list(settings.inputs))
-    active = provider or make_provider(settings)
+    active = provider or make_provider(settings, on_event=on_event)
     loop = asyncio.get_running_loop()
     installed = _install_signal_handlers(loop, run)
     try:
@@ -109,6 +108,24 @@ async def _run_locked(settings: RunSettings, state: RunState, on_result: ResultL
                                                          if not isinstance(v, dict)})
     return RunOutcome(run_id=run_id, status=status, totals=built["totals"], report_json=json_path,
                       report_html=html_path, abort_reason=run.abort_reason, stop_signal=run.stop_signal)
+
+
+def dry_run(settings: RunSettings) -> tuple[dryrun.DryRunPlan, Path]:
+    """Plan the run without sending anything; the report is written, marked as a dry run."""
+    sources.check_inputs(settings.inputs)
+    settings.out_dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(settings.out_dir / STATE_DIR):
+        state = RunState(settings.out_dir)
+        try:
+            run_id = state.start_run(settings_for_report(settings))
+            result = dryrun.plan_run(settings, state)
+            state.finish_run(run_id, "dry-run")
+            built = report.build(state, run_id)
+            built["dry_run"] = result.as_dict()
+            _, html_path = report.write(settings.out_dir, built)
+            return result, html_path
+        finally:
+            state.close()
 
 
 def _install_signal_handlers(loop: asyncio.AbstractEventLoop, run: _Run) -> list[int]:
@@ -218,7 +235,10 @@ async def _process(item: Document, provider: Provider,
         doc_id=item.id, source=item.source, status="done", title=item.title,
         wav_name=wav.name, sidecar_name=sidecar.name, transcript=summary.transcript,
         duration_s=round(summary.duration_s, 3), prompt_tokens=summary.usage.prompt_tokens,
-        completion_tokens=summary.usage.completion_tokens, requests=summary.requests,
+        completion_tokens=summary.usage.completion_tokens,
+        prompt_audio_tokens=summary.usage.prompt_tokens_details.get("audio_tokens", 0),
+        completion_audio_tokens=summary.usage.completion_tokens_details.get("audio_tokens", 0),
+        requests=summary.requests,
         elapsed_s=round(time.monotonic() - started, 3),
     ), summary.attempts, written
 

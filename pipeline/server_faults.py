@@ -138,7 +138,7 @@ class ResetConnection(Response):
     """No HTTP answer at all: the socket is closed with SO_LINGER 0, so the kernel sends a TCP RST."""
 
     def __init__(self) -> None:
-        super().__init__(status_code=500)
+        super().__init__(status_code=500)  # never sent: there is no HTTP answer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         transport = _transport(scope)
@@ -153,7 +153,7 @@ class HoldUntilClientLeaves(Response):
     """Never answer: wait, without blocking anything else, until the client hangs up (or the server shuts down)."""
 
     def __init__(self) -> None:
-        super().__init__(status_code=500)
+        super().__init__(status_code=500)  # never sent: there is no HTTP answer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         handle = (scope.get("extensions") or {}).get(CONNECTION_EXTENSION)

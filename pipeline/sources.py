@@ -266,3 +266,26 @@ def _clean_text(text: str) -> str:
 
 def _first_line(exc: Exception) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def count_items(inputs: tuple[str, ...], *, skip_dir: Path | None = None) -> int:
+    """How many items iter_inputs will yield, counted cheaply (names and lines only) for a progress total."""
+    skip = skip_dir.resolve() if skip_dir is not None else None
+    total = 0
+    for raw in inputs:
+        path = Path(raw)
+        if path.is_dir():
+            for dirpath, dirnames, filenames in os.walk(path):
+                here = Path(dirpath)
+                dirnames[:] = [d for d in dirnames if not d.startswith(".")
+                               and (skip is None or (here / d).resolve() != skip)]
+                total += sum(1 for n in filenames if not n.startswith(".") and Path(n).suffix.lower() in TEXT_SUFFIXES)
+        elif path.suffix.lower() == ".jsonl":
+            with path.open("rb") as handle:
+                total += sum(1 for line in handle if line.strip())
+        elif path.suffix.lower() == ".csv":
+            with path.open("rb") as handle:
+                total += max(0, sum(1 for line in handle if line.strip()) - 1)
+        else:
+            total += 1
+    return total

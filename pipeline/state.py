@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import UsageError
 from pipeline.models import Attempt, DocumentResult
 
 STATE_DIR = ".audiosum"
@@ -102,6 +103,13 @@ def m003_documents(db: sqlite3.Connection) -> None:
         )""")
 
 
+@migration
+def m004_audio_tokens(db: sqlite3.Connection) -> None:
+    # Audio tokens are priced differently from text tokens, so the cost estimate needs them apart.
+    db.execute("ALTER TABLE run_documents ADD COLUMN prompt_audio_tokens INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE run_documents ADD COLUMN completion_audio_tokens INTEGER NOT NULL DEFAULT 0")
+
+
 def migrate(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
     done = {row[0] for row in db.execute("SELECT name FROM migrations")}
@@ -149,8 +157,10 @@ _RECORD_COLUMNS = [f.name for f in fields(DocumentRecord)]
 class RunState:
     """One open state database; belongs to one run (or one `report` command), never global."""
 
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path, *, must_exist: bool = False) -> None:
         folder = out_dir / STATE_DIR
+        if must_exist and not (folder / STATE_FILE).exists():
+            raise UsageError(f"{out_dir} has no audiosum state ({STATE_DIR}/{STATE_FILE}); run `audiosum run` first")
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / STATE_FILE
         self._db = sqlite3.connect(self.path, isolation_level=None)
@@ -221,6 +231,17 @@ class RunState:
             return self._db.execute("SELECT * FROM runs ORDER BY started_at DESC LIMIT 1").fetchone()
         return self._db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
 
+    def recent_runs(self, limit: int = 10) -> list[sqlite3.Row]:
+        return self._db.execute("SELECT * FROM runs ORDER BY started_at DESC LIMIT ?", (limit,)).fetchall()
+
+    def latest_real_run(self) -> sqlite3.Row | None:
+        return self._db.execute(
+            "SELECT * FROM runs WHERE status != 'dry-run' ORDER BY started_at DESC LIMIT 1").fetchone()
+
+    def document_counts(self) -> dict[str, int]:
+        return {status: count for status, count in
+                self._db.execute("SELECT status, COUNT(*) FROM documents GROUP BY status ORDER BY status")}
+
     def results(self, run_id: str) -> Iterator[DocumentResult]:
         cursor = self._db.execute(
             f"SELECT {', '.join(_RESULT_COLUMNS)} FROM run_documents WHERE run_id = ? ORDER BY doc_id, seq", (run_id,))
@@ -236,6 +257,8 @@ class RunState:
                    COALESCE(SUM(duration_s), 0.0) AS audio_seconds,
                    COALESCE(SUM(prompt_tokens), 0) AS tokens_in,
                    COALESCE(SUM(completion_tokens), 0) AS tokens_out,
+                   COALESCE(SUM(prompt_audio_tokens), 0) AS audio_tokens_in,
+                   COALESCE(SUM(completion_audio_tokens), 0) AS audio_tokens_out,
                    COALESCE(SUM(requests), 0) AS requests
             FROM run_documents WHERE run_id = ?""", (run_id,)).fetchone()
         totals = dict(row)

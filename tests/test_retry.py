@@ -40,7 +40,7 @@ def _run(policy: RetryPolicy, failures: list[Exception]) -> tuple[object, tuple]
 def test_transient_errors_are_retried_with_server_hints_then_backoff() -> None:
     clock = FakeClock()
     paused: list[float] = []
-    policy = RetryPolicy(max_attempts=6, clock=clock, on_retry=lambda error, wait: paused.append(wait))
+    policy = RetryPolicy(max_attempts=6, clock=clock, on_retry=lambda error, wait, number, label: paused.append(wait))
     result, attempts = _run(policy, [
         TransientError("slow down", status=429, code="rate_limit_exceeded", retry_after_s=2.0,
                        cause="http_429_rate_limit_exceeded"),

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from pipeline.models import RunSettings
+from pipeline.models import EventListener, RunSettings
 from pipeline.providers.base import Provider
 
 
-def make_provider(settings: RunSettings) -> Provider:
+def make_provider(settings: RunSettings, on_event: EventListener | None = None) -> Provider:
     if settings.provider == "openai":
         from pipeline.providers.openai import OpenAIProvider
 
-        return OpenAIProvider(settings)
+        return OpenAIProvider(settings, on_event=on_event)
     from pipeline.providers.local import LocalProvider
 
     return LocalProvider(settings)

@@ -17,7 +17,7 @@ from pipeline import __version__
 from pipeline.audio import InvalidAudio, wav_info
 from pipeline.clock import SYSTEM_CLOCK, Clock
 from pipeline.errors import ApiError, AuthenticationFailed, PermanentApiError, TransientError
-from pipeline.models import Document, RunSettings, SpokenSummary, Usage
+from pipeline.models import Document, EventListener, RunSettings, SpokenSummary, Usage
 from pipeline.prompts import system_prompt, user_message
 from pipeline.ratelimit import RateLimiter, TokenEstimator
 from pipeline.retry import RetryPolicy, retry_after_seconds
@@ -135,7 +135,8 @@ class OpenAIProvider:
     name = "openai"
 
     def __init__(self, settings: RunSettings, transport: httpx.AsyncBaseTransport | None = None,
-                 clock: Clock = SYSTEM_CLOCK) -> None:
+                 clock: Clock = SYSTEM_CLOCK, on_event: EventListener | None = None) -> None:
+        self._on_event = on_event
         headers = {"User-Agent": f"audiosum/{__version__}", "Content-Type": "application/json"}
         if settings.api_key:
             headers["Authorization"] = f"Bearer {settings.api_key}"
@@ -153,10 +154,15 @@ class OpenAIProvider:
         self.estimator = TokenEstimator()
         self.retry = RetryPolicy(max_attempts=settings.max_attempts, clock=clock, on_retry=self._on_retry)
 
-    def _on_retry(self, error: ApiError, wait_s: float) -> None:
+    def _on_retry(self, error: ApiError, wait_s: float, attempt: int, doc_id: str) -> None:
         if error.status == 429:
             # A rate-limit answer is about the whole client, not this task: everyone waits.
             self.limiter.pause_for(wait_s)
+        if self._on_event is not None:
+            self._on_event("retry", {"doc_id": doc_id, "attempt": attempt, "cause": error.cause,
+                                     "status": error.status, "wait_s": round(wait_s, 3)})
+            if error.status == 429:
+                self._on_event("rate_limit_pause", {"seconds": round(wait_s, 3), "doc_id": doc_id})
 
     async def summarise(self, document: Document, settings: RunSettings) -> SpokenSummary:
         body = build_request_body(document, settings)
@@ -168,7 +174,7 @@ class OpenAIProvider:
             await self.limiter.acquire(cost)
             return parse_answer(await self.send(payload), provider=self.name, voice=voice)
 
-        summary, attempts = await self.retry.call(attempt_once)
+        summary, attempts = await self.retry.call(attempt_once, document.id)
         self.limiter.reconcile(cost, summary.usage.total_tokens)
         self.estimator.observe(raw_cost, summary.usage.total_tokens)
         return dataclasses.replace(summary, attempts=attempts)

@@ -1,0 +1,92 @@
+"""`--dry-run`: read and plan every document, send nothing, and say what the run would do and cost.
+
+Shares sources and plan with the real run so the counts agree; never calls a provider.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pipeline import plan, sources
+from pipeline.costs import cost_usd, prices_for
+from pipeline.models import Document, RunSettings
+from pipeline.providers.openai import build_request_body
+from pipeline.ratelimit import AUDIO_TOKENS_PER_SECOND, SPOKEN_WORDS_PER_SECOND, TEXT_TOKENS_PER_WORD
+from pipeline.state import RunState
+
+# Measured on 2 cores with sample_inputs/ (tests/bench/bench_local_engine.py): about 30x real time.
+LOCAL_REALTIME_FACTOR = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class DryRunPlan:
+    counts: dict[str, int]
+    requests: int
+    input_tokens: int
+    output_text_tokens: int
+    output_audio_tokens: int
+    audio_minutes: float
+    cost_usd: float
+    minutes_at_limits: float | None
+    limits_note: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def plan_run(settings: RunSettings, state: RunState) -> DryRunPlan:
+    counts: Counter[str] = Counter()
+    seen: set[str] = set()
+    input_tokens = 0
+    todo = 0
+    for item in sources.iter_inputs(settings.inputs, skip_dir=settings.out_dir):
+        if item.id in seen or not isinstance(item, Document):
+            counts["invalid"] += 1
+            continue
+        seen.add(item.id)
+        decision, _ = plan.decide(item, settings, state.document(item.id), force=settings.force)
+        counts[decision] += 1
+        if decision != "unchanged":
+            todo += 1
+            messages = build_request_body(item, settings)["messages"]
+            input_tokens += sum(math.ceil(len(str(m["content"])) / 4) + 4 for m in messages)
+    audio_seconds = todo * settings.words / SPOKEN_WORDS_PER_SECOND
+    text_out = round(todo * settings.words * TEXT_TOKENS_PER_WORD)
+    audio_out = round(audio_seconds * AUDIO_TOKENS_PER_SECOND)
+    prices = prices_for(settings.provider, settings.model, settings.price_overrides)
+    cost = cost_usd(prices, text_in=input_tokens, audio_in=0, text_out=text_out, audio_out=audio_out)
+    minutes, note = _duration(settings, todo, input_tokens + text_out + audio_out, audio_seconds)
+    return DryRunPlan(counts=dict(counts), requests=todo if settings.provider == "openai" else 0,
+                      input_tokens=input_tokens, output_text_tokens=text_out, output_audio_tokens=audio_out,
+                      audio_minutes=round(audio_seconds / 60, 2), cost_usd=round(cost, 4),
+                      minutes_at_limits=minutes, limits_note=note)
+
+
+def _duration(settings: RunSettings, requests: int, tokens: int, audio_seconds: float) -> tuple[float | None, str]:
+    if settings.provider == "local":
+        return round(audio_seconds / LOCAL_REALTIME_FACTOR / 60, 2), "offline engine at about 30x real time"
+    bounds = []
+    if settings.rpm:
+        bounds.append(requests / settings.rpm)
+    if settings.tpm:
+        bounds.append(tokens / settings.tpm)
+    if not bounds:
+        return None, "limits unknown: give --rpm/--tpm (the run learns them from the server's headers)"
+    return round(max(bounds), 2), f"at {settings.rpm or '?'} requests and {settings.tpm or '?'} tokens per minute"
+
+
+def describe(result: DryRunPlan) -> str:
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(result.counts.items())) or "no documents"
+    if result.minutes_at_limits is None:
+        when = result.limits_note
+    elif result.minutes_at_limits < 1:
+        when = f"{result.minutes_at_limits * 60:.0f} s ({result.limits_note})"
+    else:
+        when = f"{result.minutes_at_limits:.1f} min ({result.limits_note})"
+    return (f"audiosum dry run: {counts}\n"
+            f"  would send {result.requests} requests · ~{result.input_tokens} input tokens · "
+            f"~{result.output_text_tokens} text + {result.output_audio_tokens} audio output tokens\n"
+            f"  ~{result.audio_minutes:.1f} audio min · ~${result.cost_usd:.4f} · time: {when}")

@@ -1,0 +1,29 @@
+"""`audiosum status OUT`: a one-screen text summary of an output folder's recent runs, read from state.
+
+Read-only: it takes no lock and writes nothing.
+"""
+
+from __future__ import annotations
+
+import time
+
+from pipeline.state import RunState
+
+
+def _when(timestamp: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp)) if timestamp else "-"
+
+
+def render_status(state: RunState, limit: int = 8) -> str:
+    lines = [f"{'run':<24} {'status':<12} {'started':<16} {'wall':>7} {'done':>6} {'skip':>6} {'fail':>6} "
+             f"{'audio min':>9}"]
+    for row in state.recent_runs(limit):
+        totals = state.totals(row["run_id"])
+        wall = f"{(row['ended_at'] - row['started_at']):.0f}s" if row["ended_at"] else "running?"
+        lines.append(f"{row['run_id']:<24} {row['status']:<12} {_when(row['started_at']):<16} {wall:>7} "
+                     f"{totals['done']:>6} {totals['skipped']:>6} {totals['failed']:>6} "
+                     f"{totals['audio_seconds'] / 60:>9.1f}")
+    counts = state.document_counts()
+    lines.append("")
+    lines.append("documents: " + (", ".join(f"{n} {status}" for status, n in counts.items()) or "none yet"))
+    return "\n".join(lines)

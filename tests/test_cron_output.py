@@ -1,0 +1,80 @@
+"""What cron sees: no ANSI without a terminal, JSON events that parse, dry runs that send nothing,
+named jobs, and `report`/`status` rebuilt from state. The key never appears anywhere."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from conftest import REPO, SAMPLE_INPUTS, SERVER_KEY, RunningServer, api_env, child_env, run_cli
+
+
+def _everything(out: Path, *streams: str) -> str:
+    files = "\n".join(p.read_bytes().decode("latin-1") for p in out.rglob("*") if p.is_file())
+    return files + "\n".join(streams)
+
+
+def test_plain_and_json_output_without_a_terminal(tone_server: RunningServer, tmp_path: Path) -> None:
+    plain = run_cli("run", str(SAMPLE_INPUTS), "-o", str(tmp_path / "a"), env=api_env(tone_server))
+    assert plain.exit_code == 0
+    assert "\x1b[" not in plain.stdout + plain.stderr
+    last = plain.stdout.strip().splitlines()[-1]
+    for part in ("done", "skipped", "failed", "audio min", "tokens", "$", " s ·", "report"):
+        assert part in last
+
+    out = tmp_path / "b"
+    logged = run_cli("run", str(SAMPLE_INPUTS), str(SAMPLE_INPUTS), "-o", str(out), "--log-format", "json",
+                     env=api_env(tone_server))
+    events = [json.loads(line) for line in logged.stderr.splitlines() if line.strip()]
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "run_start" and kinds[-1] == "run_end"
+    assert kinds.count("document") == 14  # the folder twice: the second copy of each id fails as a duplicate
+    failed = [e for e in events if e["event"] == "document" and e["status"] == "failed"]
+    assert len(failed) == 7 and all("duplicate document id" in e["reason"] for e in failed)
+    assert SERVER_KEY not in _everything(out, logged.stdout, logged.stderr)
+
+    quiet = run_cli("run", str(SAMPLE_INPUTS), "-o", str(tmp_path / "c"), "-q", env=api_env(tone_server))
+    assert quiet.stderr == "" and len(quiet.stdout.strip().splitlines()) == 1
+
+
+def test_dry_run_sends_nothing_and_counts(tone_server: RunningServer, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    shutil.copytree(SAMPLE_INPUTS / "news", folder)
+    out = tmp_path / "out"
+    env = api_env(tone_server)
+    assert run_cli("run", str(folder), "-o", str(out), env=env).exit_code == 0
+    (folder / "extra.txt").write_text("A brand new document about the harbour ferry timetable changes.")
+    before = tone_server.stats()["counts"]["requests"]
+    dry = run_cli("run", str(folder), "-o", str(out), "--dry-run", "--rpm", "60", env=env)
+    assert dry.exit_code == 0, dry.stderr
+    assert tone_server.stats()["counts"]["requests"] == before
+    assert "1 new, 2 unchanged" in dry.stdout and "would send 1 requests" in dry.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert report["status"] == "dry-run" and report["dry_run"]["counts"] == {"new": 1, "unchanged": 2}
+    assert report["dry_run"]["cost_usd"] > 0
+    assert not (out / "extra.wav").exists()
+
+    rebuilt = run_cli("report", str(out))
+    assert rebuilt.exit_code == 0
+    assert json.loads((out / "report.json").read_text())["status"] == "finished"
+    status = run_cli("status", str(out))
+    assert status.exit_code == 0 and "dry-run" in status.stdout and "2 done" in status.stdout
+
+
+def test_named_job_with_override_and_bad_job(tmp_path: Path) -> None:
+    job = tmp_path / "jobs" / "notes.toml"
+    job.parent.mkdir()
+    shutil.copytree(SAMPLE_INPUTS / "notes", tmp_path / "notes")
+    job.write_text('description = "notes"\ninputs = ["notes"]\nout = "out"\nprovider = "local"\nwords = 30\n')
+    result = run_cli("run", "--job", str(job), "--words", "25", env=child_env())
+    assert result.exit_code == 0, result.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["settings"]["words"] == 25 and report["settings"]["provider"] == "local"
+
+    job.write_text('inputs = ["notes"]\nout = "out"\nwrods = 30\n')
+    bad = run_cli("run", "--job", str(job))
+    assert bad.exit_code == 2 and "wrods" in bad.stderr and "notes.toml" in bad.stderr
+
+    listing = run_cli("jobs", str(REPO / "jobs"))
+    assert listing.exit_code == 0 and "sample-offline" in listing.stdout and "nightly-openai" in listing.stdout
