@@ -51,8 +51,9 @@ class ConsoleOutput:
 
     def _stats(self) -> str:
         minutes = max((time.monotonic() - self.started) / 60, 1e-9)
-        return (f"{self.counts['done']} done · {self.counts['failed']} failed · {self.counts['skipped']} skipped · "
-                f"{self.audio_seconds / 60:.1f} audio min · {self.requests / minutes:.0f} req/min")
+        rate = f" {self.requests / minutes:.0f}/min" if self.requests else ""
+        return (f"ok {self.counts['done']} fail {self.counts['failed']} skip {self.counts['skipped']} "
+                f"{self.audio_seconds / 60:.1f} audio-min{rate}")
 
     def _json(self, event: str, fields: dict[str, Any]) -> None:
         line = {"ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "event": event}

@@ -254,7 +254,7 @@ class RunState:
                    COALESCE(SUM(status = 'done'), 0) AS done,
                    COALESCE(SUM(status = 'skipped'), 0) AS skipped,
                    COALESCE(SUM(status = 'failed'), 0) AS failed,
-                   COALESCE(SUM(duration_s), 0.0) AS audio_seconds,
+                   COALESCE(SUM(CASE WHEN status = 'done' THEN duration_s END), 0.0) AS audio_seconds,
                    COALESCE(SUM(prompt_tokens), 0) AS tokens_in,
                    COALESCE(SUM(completion_tokens), 0) AS tokens_out,
                    COALESCE(SUM(prompt_audio_tokens), 0) AS audio_tokens_in,
