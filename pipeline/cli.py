@@ -81,6 +81,9 @@ def cli() -> None:
               help="Tries per document for transient failures (429, 5xx, timeouts, broken answers).")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(1, 3600), default=120.0, show_default=True,
               help="Seconds to wait for one answer.")
+@click.option("--retry-backoff", "retry_backoff_s", type=click.FloatRange(0.001, 60), default=0.5,
+              show_default=True, help="First backoff in seconds when the server gives no Retry-After; it doubles "
+                                      "per attempt (with full jitter, capped at 30 s).")
 @click.option("--force", is_flag=True, help="Redo every document, even those unchanged since an earlier run.")
 @click.option("--grace", "grace_s", type=click.FloatRange(0), default=30.0, show_default=True,
               help="On SIGINT/SIGTERM, seconds in-flight documents get to finish before they are abandoned.")
@@ -167,6 +170,7 @@ def _run_settings(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | 
         instructions=values["instructions"], base_url=check_base_url(str(api_base or DEFAULT_API_BASE)),
         api_key=api_key, timeout_s=float(values["timeout_s"]), local_workers=int(values["workers"]),
         rpm=rpm, tpm=int(values["tpm"]), max_attempts=int(values["max_attempts"]),
+        retry_backoff_s=float(values["retry_backoff_s"]),
         force=bool(values["force"]), grace_s=float(values["grace_s"]), price_overrides=prices,
     )
 

@@ -61,6 +61,7 @@ class RunSettings:
     rpm: int = 0
     tpm: int = 0
     max_attempts: int = 6
+    retry_backoff_s: float = 0.5
     force: bool = False
     grace_s: float = 30.0
     price_overrides: dict[str, float] = field(default_factory=dict)

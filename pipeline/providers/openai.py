@@ -152,7 +152,8 @@ class OpenAIProvider:
         )
         self.limiter = RateLimiter(settings.rpm, settings.tpm, clock=clock)
         self.estimator = TokenEstimator()
-        self.retry = RetryPolicy(max_attempts=settings.max_attempts, clock=clock, on_retry=self._on_retry)
+        self.retry = RetryPolicy(max_attempts=settings.max_attempts, initial_wait_s=settings.retry_backoff_s, clock=clock,
+                                 on_retry=self._on_retry)
 
     def _on_retry(self, error: ApiError, wait_s: float, attempt: int, doc_id: str) -> None:
         if error.status == 429:
