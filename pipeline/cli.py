@@ -198,7 +198,7 @@ def report_command(out_dir: Path, run_id: str | None) -> None:
                 row = state.run(run_id) if run_id else state.latest_real_run()
                 if row is None:
                     raise UsageError(f"no run {run_id or ''} recorded in {out_dir}".replace("  ", " "))
-                _, html_path = report.write(out_dir, report.build(state, row["run_id"]))
+                _, html_path = report.write(out_dir, report.build(state, row["run_id"]), state)
             finally:
                 state.close()
     except UsageError as exc:

@@ -5,6 +5,7 @@ The only module that opens output files for writing; it refuses any name that wo
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -12,7 +13,8 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, BinaryIO
 
 from pipeline import __version__
 from pipeline.models import Document, RunSettings, SpokenSummary
@@ -40,13 +42,14 @@ def confined_path(out_dir: Path, name: str) -> Path:
     return path
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace path with data so readers see the old file or the whole new one, never a part."""
+@contextlib.contextmanager
+def atomic_writer(path: Path) -> Iterator[BinaryIO]:
+    """A handle whose content replaces path only when the block ends without error (temp, fsync, rename)."""
     fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path.parent)
     try:
         os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp_name, path)
@@ -57,6 +60,12 @@ def atomic_write(path: Path, data: bytes) -> None:
             pass
         raise
     _fsync_dir(path.parent)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace path with data so readers see the old file or the whole new one, never a part."""
+    with atomic_writer(path) as handle:
+        handle.write(data)
 
 
 def _fsync_dir(folder: Path) -> None:

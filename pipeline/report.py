@@ -13,7 +13,7 @@ from typing import Any
 
 from pipeline import report_html
 from pipeline.costs import cost_usd, prices_for
-from pipeline.outputs import atomic_write, confined_path, write_json
+from pipeline.outputs import atomic_writer, confined_path
 from pipeline.state import RunState
 
 JSON_NAME = "report.json"
@@ -47,12 +47,23 @@ def build(state: RunState, run_id: str) -> dict[str, Any]:
         "ended_at": _iso(ended),
         "settings": settings,
         "totals": totals,
-        "documents": [asdict(result) for result in state.results(run_id)],
     }
 
 
-def write(out_dir: Path, report: dict[str, Any]) -> tuple[Path, Path]:
+def write(out_dir: Path, report: dict[str, Any], state: RunState) -> tuple[Path, Path]:
+    """Write both files, streaming the per-document rows from state so memory does not grow with the run."""
+    run_id = report["run_id"]
     json_path, html_path = confined_path(out_dir, JSON_NAME), confined_path(out_dir, HTML_NAME)
-    write_json(json_path, report)
-    atomic_write(html_path, report_html.render(report).encode("utf-8"))
+    with atomic_writer(json_path) as handle:
+        head = json.dumps(report, indent=2, ensure_ascii=False)
+        handle.write(head[:-2].encode("utf-8") + b',\n  "documents": [')
+        for index, result in enumerate(state.results(run_id)):
+            prefix = b"\n    " if index == 0 else b",\n    "
+            handle.write(prefix + json.dumps(asdict(result), ensure_ascii=False).encode("utf-8"))
+        handle.write(b"\n  ]\n}\n")
+    with atomic_writer(html_path) as handle:
+        failed = (asdict(r) for r in state.results(run_id, status="failed"))
+        others = (asdict(r) for r in state.results(run_id, status="failed", exclude=True))
+        for part in report_html.render_parts(report, failed, others, state.totals(run_id)["failed"]):
+            handle.write(part.encode("utf-8"))
     return json_path, html_path

@@ -6,6 +6,7 @@ Every value that came from a document or a server is escaped here and nowhere el
 from __future__ import annotations
 
 from html import escape
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -71,11 +72,18 @@ def _document(doc: dict[str, Any]) -> str:
 
 
 def render(report: dict[str, Any]) -> str:
-    totals = report.get("totals", {})
-    settings = report.get("settings", {})
+    """The whole page for a report dict that carries its `documents` list (small runs, tests)."""
     documents = report.get("documents", [])
     failed = [d for d in documents if d.get("status") == "failed"]
     others = [d for d in documents if d.get("status") != "failed"]
+    return "".join(render_parts(report, iter(failed), iter(others), len(failed)))
+
+
+def render_parts(report: dict[str, Any], failed: Iterator[dict[str, Any]], others: Iterator[dict[str, Any]],
+                 failed_count: int) -> Iterator[str]:
+    """The page in pieces, documents streamed: failures first (they need attention), then the rest."""
+    totals = report.get("totals", {})
+    settings = report.get("settings", {})
     offline = settings.get("provider") == "local"
     engine = ("offline engine: TextRank summary, Piper joe voice" if offline else
               f'{settings.get("provider", "")} · {settings.get("model", "")} · voice {settings.get("voice", "")}')
@@ -94,7 +102,7 @@ def render(report: dict[str, Any]) -> str:
         *api_cards,
         _card(f'{float(totals.get("wall_seconds", 0)):.1f} s', "wall time"),
     ])
-    nav = f'<nav><a href="#failed">{len(failed)} failed</a></nav>' if failed else ""
+    nav = f'<nav><a href="#failed">{failed_count} failed</a></nav>' if failed_count else ""
     if report.get("dry_run"):
         plan = report["dry_run"]
         counts = ", ".join(f"{v} {k}" for k, v in sorted(plan.get("counts", {}).items()))
@@ -104,16 +112,21 @@ def render(report: dict[str, Any]) -> str:
                 f'{escape(str(plan.get("limits_note")))}</p></section>')
     if report.get("abort_reason"):
         nav += f'<p class="reason">{escape(str(report["abort_reason"]))}</p>'
-    failed_section = ""
-    if failed:
-        failed_section = '<h2 id="failed">Failed</h2>' + "".join(_document(d) for d in failed)
-    done_heading = "<h2>Summaries</h2>" if others else ""
-    return (
+    yield (
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
         f"<title>audiosum report {escape(str(report.get('run_id', '')))}</title><style>{_CSS}</style></head><body>"
         f"<h1>audiosum run report</h1><p class=\"meta\">{escape(meta)}</p>"
-        f"<section class=\"totals\">{cards}</section>{nav}{failed_section}{done_heading}"
-        + "".join(_document(d) for d in others)
-        + "</body></html>\n"
+        f"<section class=\"totals\">{cards}</section>{nav}"
     )
+    if failed_count:
+        yield '<h2 id="failed">Failed</h2>'
+        for doc in failed:
+            yield _document(doc)
+    heading_done = False
+    for doc in others:
+        if not heading_done:
+            yield "<h2>Summaries</h2>"
+            heading_done = True
+        yield _document(doc)
+    yield "</body></html>\n"

@@ -103,7 +103,7 @@ async def _run_locked(settings: RunSettings, state: RunState, on_result: ResultL
     built = report.build(state, run_id)
     if run.abort_reason:
         built["abort_reason"] = run.abort_reason
-    json_path, html_path = report.write(settings.out_dir, built)
+    json_path, html_path = report.write(settings.out_dir, built, state)
     run.emit("run_end", run_id=run_id, status=status, **{k: v for k, v in built["totals"].items()
                                                          if not isinstance(v, dict)})
     return RunOutcome(run_id=run_id, status=status, totals=built["totals"], report_json=json_path,
@@ -122,7 +122,7 @@ def dry_run(settings: RunSettings) -> tuple[dryrun.DryRunPlan, Path]:
             state.finish_run(run_id, "dry-run")
             built = report.build(state, run_id)
             built["dry_run"] = result.as_dict()
-            _, html_path = report.write(settings.out_dir, built)
+            _, html_path = report.write(settings.out_dir, built, state)
             return result, html_path
         finally:
             state.close()

@@ -242,9 +242,14 @@ class RunState:
         return {status: count for status, count in
                 self._db.execute("SELECT status, COUNT(*) FROM documents GROUP BY status ORDER BY status")}
 
-    def results(self, run_id: str) -> Iterator[DocumentResult]:
+    def results(self, run_id: str, *, status: str | None = None, exclude: bool = False) -> Iterator[DocumentResult]:
+        """A run's results in doc-id order, streamed; optionally only (or all but) one status."""
+        where, params = "run_id = ?", [run_id]
+        if status is not None:
+            where += " AND status != ?" if exclude else " AND status = ?"
+            params.append(status)
         cursor = self._db.execute(
-            f"SELECT {', '.join(_RESULT_COLUMNS)} FROM run_documents WHERE run_id = ? ORDER BY doc_id, seq", (run_id,))
+            f"SELECT {', '.join(_RESULT_COLUMNS)} FROM run_documents WHERE {where} ORDER BY doc_id, seq", params)
         for row in cursor:
             yield DocumentResult(**dict(row))
 
