@@ -19,7 +19,7 @@ from pipeline import dryrun, plan, report, sources
 from pipeline.errors import ApiError, AuthenticationFailed, DocumentError
 from pipeline.lock import RunLock
 from pipeline.models import Attempt, Document, DocumentResult, EventListener, RejectedDocument, RunSettings
-from pipeline.outputs import remove_stale_temp_files, write_document_outputs
+from pipeline.outputs import fsync_folder, remove_stale_temp_files, write_document_outputs
 from pipeline.providers import make_provider
 from pipeline.providers.base import Provider
 from pipeline.state import STATE_DIR, DocumentRecord, RunState
@@ -70,6 +70,7 @@ async def run_async(settings: RunSettings, *, on_result: ResultListener | None =
     with RunLock(out_dir / STATE_DIR):
         remove_stale_temp_files(out_dir)
         state = RunState(out_dir)
+        state.before_commit = lambda: fsync_folder(out_dir)
         try:
             return await _run_locked(settings, state, on_result, on_event, provider)
         finally:
