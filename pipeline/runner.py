@@ -149,7 +149,7 @@ class _Run:
     on_result: ResultListener | None
     on_event: EventListener | None
     items: Iterator[sources.SourceItem]
-    seen: set[str] = field(default_factory=set)
+    in_flight: set[str] = field(default_factory=set)
     abort_reason: str | None = None
     stop_signal: int | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -181,23 +181,31 @@ class _Run:
             item = next(self.items, None)
             if item is None:
                 return
-            if item.id in self.seen:
+            # Earlier documents of this run are in state; the ones still being made are in in_flight.
+            if item.id in self.in_flight or self.state.seen_in_run(self.run_id, item.id):
                 result = _failed(item, f"duplicate document id {item.id!r}: an earlier document already uses it",
                                  "DocumentError", 0.0)
                 self._finish(result, (), None)
                 continue
-            self.seen.add(item.id)
             if isinstance(item, RejectedDocument):
                 self._finish(_failed(item, item.reason, "DocumentError", 0.0), (), None)
                 continue
-            record = self.state.document(item.id)
-            decision, fingerprint = plan.decide(item, self.settings, record, force=self.settings.force)
-            if decision == "unchanged" and record is not None:
-                self._finish(_skipped(item, record), (), None)
-                continue
-            started = time.time()
-            result, attempts, written = await _process(item, provider, self.settings)
-            self._finish(result, attempts, _record(item, result, written, fingerprint, self.run_id, started))
+            self.in_flight.add(item.id)
+            try:
+                await self._make(item, provider)
+            finally:
+                self.in_flight.discard(item.id)
+
+    async def _make(self, item: Document, provider: Provider) -> None:
+        """Skip the document if it is unchanged since an earlier run, else make and record it."""
+        record = self.state.document(item.id)
+        decision, fingerprint = plan.decide(item, self.settings, record, force=self.settings.force)
+        if decision == "unchanged" and record is not None:
+            self._finish(_skipped(item, record), (), None)
+            return
+        started = time.time()
+        result, attempts, written = await _process(item, provider, self.settings)
+        self._finish(result, attempts, _record(item, result, written, fingerprint, self.run_id, started))
 
     def _finish(self, result: DocumentResult, attempts: tuple[Attempt, ...], record: DocumentRecord | None) -> None:
         with self.state.transaction():

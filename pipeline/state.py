@@ -111,6 +111,12 @@ def m004_audio_tokens(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE run_documents ADD COLUMN completion_audio_tokens INTEGER NOT NULL DEFAULT 0")
 
 
+@migration
+def m005_run_documents_by_id(db: sqlite3.Connection) -> None:
+    # Duplicate ids within a run are found here rather than in an in-memory set that grows with the run.
+    db.execute("CREATE INDEX run_documents_by_id ON run_documents (run_id, doc_id)")
+
+
 def migrate(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
     done = {row[0] for row in db.execute("SELECT name FROM migrations")}
@@ -214,6 +220,10 @@ class RunState:
         self._seq += 1
         # getattr, not dataclasses.asdict: asdict deep-copies every field and showed up in profiles.
         self._db.execute(_INSERT_RESULT, [run_id, self._seq] + [getattr(result, c) for c in _RESULT_COLUMNS])
+
+    def seen_in_run(self, run_id: str, doc_id: str) -> bool:
+        return self._db.execute("SELECT 1 FROM run_documents WHERE run_id = ? AND doc_id = ? LIMIT 1",
+                                (run_id, doc_id)).fetchone() is not None
 
     def document(self, doc_id: str) -> DocumentRecord | None:
         row = self._db.execute(f"SELECT {', '.join(_RECORD_COLUMNS)} FROM documents WHERE doc_id = ?",
