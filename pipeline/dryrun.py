@@ -5,7 +5,6 @@ Shares sources and plan with the real run so the counts agree; never calls a pro
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -14,7 +13,7 @@ from pipeline import plan, sources
 from pipeline.costs import cost_usd, prices_for
 from pipeline.models import Document, RunSettings
 from pipeline.providers.openai import build_request_body
-from pipeline.ratelimit import AUDIO_TOKENS_PER_SECOND, SPOKEN_WORDS_PER_SECOND, TEXT_TOKENS_PER_WORD
+from pipeline.ratelimit import AUDIO_TOKENS_PER_SECOND, answer_tokens, prompt_tokens
 from pipeline.state import RunState
 
 # Measured on 2 cores with sample_inputs/ (tests/bench/bench_local_engine.py): about 30x real time.
@@ -40,7 +39,7 @@ class DryRunPlan:
 def plan_run(settings: RunSettings, state: RunState) -> DryRunPlan:
     counts: Counter[str] = Counter()
     seen: set[str] = set()
-    input_tokens = 0
+    input_tokens = text_out = audio_out = 0
     todo = 0
     for item in sources.iter_inputs(settings.inputs, skip_dir=settings.out_dir):
         if item.id in seen or not isinstance(item, Document):
@@ -52,10 +51,11 @@ def plan_run(settings: RunSettings, state: RunState) -> DryRunPlan:
         if decision != "unchanged":
             todo += 1
             messages = build_request_body(item, settings)["messages"]
-            input_tokens += sum(math.ceil(len(str(m["content"])) / 4) + 4 for m in messages)
-    audio_seconds = todo * settings.words / SPOKEN_WORDS_PER_SECOND
-    text_out = round(todo * settings.words * TEXT_TOKENS_PER_WORD)
-    audio_out = round(audio_seconds * AUDIO_TOKENS_PER_SECOND)
+            input_tokens += prompt_tokens(messages)
+            text, audio = answer_tokens(messages, settings.words)
+            text_out += text
+            audio_out += audio
+    audio_seconds = audio_out / AUDIO_TOKENS_PER_SECOND
     prices = prices_for(settings.provider, settings.model, settings.price_overrides)
     cost = cost_usd(prices, text_in=input_tokens, audio_in=0, text_out=text_out, audio_out=audio_out)
     minutes, note = _duration(settings, todo, input_tokens + text_out + audio_out, audio_seconds)

@@ -138,6 +138,18 @@ SPOKEN_WORDS_PER_SECOND = 2.5
 AUDIO_TOKENS_PER_SECOND = 10.0
 
 
+def prompt_tokens(messages: list[dict[str, object]]) -> int:
+    return int(sum(len(str(m.get("content") or "")) / CHARS_PER_TOKEN + TOKENS_PER_MESSAGE for m in messages))
+
+
+def answer_tokens(messages: list[dict[str, object]], words: int) -> tuple[int, int]:
+    """(text, audio) tokens expected in the spoken answer to these messages."""
+    # A summary is never longer than what it summarises: a 40-word note gets about 40 words back.
+    document_words = len(str(messages[-1].get("content") or "").split()) if messages else words
+    spoken = min(words, document_words)
+    return round(spoken * TEXT_TOKENS_PER_WORD), round(spoken / SPOKEN_WORDS_PER_SECOND * AUDIO_TOKENS_PER_SECOND)
+
+
 class TokenEstimator:
     """Estimates a request's total tokens (prompt + expected answer) with no tokenizer download.
 
@@ -151,9 +163,7 @@ class TokenEstimator:
 
     @staticmethod
     def raw_estimate(messages: list[dict[str, object]], words: int) -> int:
-        prompt = sum(len(str(m.get("content") or "")) / CHARS_PER_TOKEN + TOKENS_PER_MESSAGE for m in messages)
-        answer = words * TEXT_TOKENS_PER_WORD + words / SPOKEN_WORDS_PER_SECOND * AUDIO_TOKENS_PER_SECOND
-        return int(prompt + answer) + 3
+        return prompt_tokens(messages) + sum(answer_tokens(messages, words)) + 3
 
     def estimate(self, messages: list[dict[str, object]], words: int) -> tuple[int, int]:
         """(calibrated estimate, raw estimate) for a request."""
