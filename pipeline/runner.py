@@ -71,6 +71,7 @@ async def run_async(settings: RunSettings, *, on_result: ResultListener | None =
         remove_stale_temp_files(out_dir)
         state = RunState(out_dir)
         state.before_commit = lambda: fsync_folder(out_dir)
+        state.mark_abandoned_runs()
         try:
             return await _run_locked(settings, state, on_result, on_event, provider)
         finally:

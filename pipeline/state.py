@@ -210,6 +210,11 @@ class RunState:
                 self.before_commit()
             self._db.execute("COMMIT")
 
+    def mark_abandoned_runs(self) -> int:
+        """Runs still marked running when a new run holds the lock died without finishing (kill -9, reboot)."""
+        self.commit()
+        return self._db.execute("UPDATE runs SET status = 'crashed' WHERE status = 'running'").rowcount
+
     def start_run(self, settings: dict[str, Any]) -> str:
         run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
         self._db.execute("INSERT INTO runs (run_id, started_at, status, settings_json) VALUES (?, ?, 'running', ?)",

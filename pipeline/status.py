@@ -19,7 +19,7 @@ def render_status(state: RunState, limit: int = 8) -> str:
              f"{'audio min':>9}"]
     for row in state.recent_runs(limit):
         totals = state.totals(row["run_id"])
-        wall = f"{(row['ended_at'] - row['started_at']):.0f}s" if row["ended_at"] else "running?"
+        wall = f"{(row['ended_at'] - row['started_at']):.0f}s" if row["ended_at"] else "-"
         lines.append(f"{row['run_id']:<24} {row['status']:<12} {_when(row['started_at']):<16} {wall:>7} "
                      f"{totals['done']:>6} {totals['skipped']:>6} {totals['failed']:>6} "
                      f"{totals['audio_seconds'] / 60:>9.1f}")

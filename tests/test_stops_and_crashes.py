@@ -123,6 +123,8 @@ def test_sigkill_at_a_random_moment_loses_nothing(slow_server: RunningServer, co
     names = sorted(p.name for p in out.iterdir() if p.is_file())
     assert names == sorted(p.name for p in clean.iterdir() if p.is_file())
     _no_partial_files(out)
+    status = run_cli("status", str(out)).stdout
+    assert " running " not in status  # a killed run is marked crashed by the next one
 
 
 def test_two_runs_on_one_folder_one_proceeds(slow_server: RunningServer, corpus: Path, tmp_path: Path) -> None:
