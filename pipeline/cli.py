@@ -158,7 +158,11 @@ def _run_settings(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | 
         raise UsageError("give at least one INPUT (or a --job that names its inputs)")
     if not values.get("out_dir"):
         raise UsageError("give an output folder with -o/--out (or a --job that names one)")
-    api_key = os.environ.get("OPENAI_API_KEY") or None
+    api_key = os.environ.get("OPENAI_API_KEY", "").strip() or None
+    if api_key is not None and not (api_key.isascii() and api_key.isprintable()):
+        # Never echo it: say only what is wrong with it.
+        raise UsageError("OPENAI_API_KEY contains characters that cannot go in an HTTP header "
+                         "(spaces, control characters or non-ASCII); check how it was exported")
     api_base = values["api_base"]
     provider = resolve_provider(str(values["provider"]), api_key, api_base if api_base else None)
     rpm = int(values["rpm"])

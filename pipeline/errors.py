@@ -50,9 +50,5 @@ class AuthenticationFailed(PermanentApiError):
     """The key was refused (401); every further request would be refused too, so the run stops."""
 
 
-class RunAborted(AudiosumError):
-    """The run stopped early for a reason that concerns every document (e.g. a refused key)."""
-
-
 class LockHeld(AudiosumError):
     """Another run is writing to the same output folder (exit 75, EX_TEMPFAIL: try again later)."""

@@ -85,10 +85,6 @@ def fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def write_json(path: Path, value: Any) -> None:
-    atomic_write(path, (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
-
-
 def sidecar(document: Document, summary: SpokenSummary, settings: RunSettings, wav_name: str,
             wav_sha256: str) -> dict[str, Any]:
     return {

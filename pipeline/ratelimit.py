@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pipeline.clock import SYSTEM_CLOCK, Clock
+from pipeline.errors import PermanentApiError
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
@@ -88,14 +89,24 @@ class RateLimiter:
             if self._requests.per_unit:
                 self._requests.tat = max(self._requests.tat, now) + self._requests.per_unit
             if self._tokens.per_unit:
-                self._tokens.tat = max(self._tokens.tat, now) + tokens * self._tokens.per_unit
+                # Never hold the pool back more than one minute's budget for a single request.
+                charged = min(tokens, self._tokens.per_minute)
+                self._tokens.tat = max(self._tokens.tat, now) + charged * self._tokens.per_unit
         self.waited_s += waited
         return waited
 
+    def check_fits(self, tokens: int) -> None:
+        """Refuse at once a request that could never fit a minute's token budget (the server would 429 it)."""
+        if self._tokens.per_minute and tokens > self._tokens.per_minute:
+            raise PermanentApiError(f"the request needs about {tokens} tokens, more than the {self._tokens.per_minute:.0f}"
+                                    " tokens per minute allowed; shorten the document or raise --tpm",
+                                    cause="request_too_large")
+
     def reconcile(self, estimated: int, actual: int) -> None:
-        """Correct the token budget once the server says what a request really cost."""
-        if self._tokens.per_unit and actual > 0:
-            self._tokens.tat += (actual - estimated) * self._tokens.per_unit
+        """Correct the token budget once the server says what a request really cost (0: nothing)."""
+        if self._tokens.per_unit:
+            charged = min(estimated, self._tokens.per_minute)
+            self._tokens.tat += (min(actual, self._tokens.per_minute) - charged) * self._tokens.per_unit
 
     def pause_for(self, seconds: float) -> None:
         """Hold every task until `seconds` from now (a 429 means the server wants the whole client to wait)."""

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pipeline import dryrun, plan, report, sources
 from pipeline.errors import ApiError, AuthenticationFailed, DocumentError
@@ -52,9 +53,18 @@ def settings_for_report(settings: RunSettings) -> dict[str, Any]:
     """Settings as recorded in state and the report: paths as text, and never the API key."""
     values = asdict(settings)
     values.pop("api_key", None)
+    values["base_url"] = _without_credentials(settings.base_url)
     values["out_dir"] = str(settings.out_dir)
     values["inputs"] = list(settings.inputs)
     return values
+
+
+def _without_credentials(url: str) -> str:
+    """A base URL as it may be shown: no user:password part and no query string (keys hide in both)."""
+    parsed = urlsplit(url)
+    host = parsed.hostname or ""
+    netloc = f"{host}:{parsed.port}" if parsed.port else host
+    return urlunsplit((parsed.scheme, netloc, parsed.path, "", ""))
 
 
 def run(settings: RunSettings, *, on_result: ResultListener | None = None, on_event: EventListener | None = None,
@@ -87,19 +97,30 @@ async def _run_locked(settings: RunSettings, state: RunState, on_result: ResultL
     active = provider or make_provider(settings, on_event=on_event)
     loop = asyncio.get_running_loop()
     installed = _install_signal_handlers(loop, run)
+    flusher = asyncio.create_task(_flush_state_periodically(state))
+    failure: BaseException | None = None
     try:
         run.tasks = [asyncio.create_task(run.worker(active)) for _ in range(max(1, settings.concurrency))]
-        await asyncio.wait(run.tasks)
-        for task in run.tasks:
-            if not task.cancelled() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+        done, _ = await asyncio.wait(run.tasks, return_when=asyncio.FIRST_EXCEPTION)
+        failure = next((t.exception() for t in done if not t.cancelled() and t.exception() is not None), None)
+        if failure is not None:
+            # A bug, not a document's fault: stop everyone, but still leave a report that says so.
+            run.cancel_in_flight()
+            await asyncio.wait(run.tasks)
     finally:
+        flusher.cancel()
         for signum in installed:
             loop.remove_signal_handler(signum)
         if run.grace_timer is not None:
             run.grace_timer.cancel()
         if provider is None:
             await active.aclose()
+    if failure is not None:
+        state.finish_run(run_id, "crashed")
+        built = report.build(state, run_id)
+        built["abort_reason"] = f"internal error: {type(failure).__name__}: {failure}"
+        report.write(settings.out_dir, built, state)
+        raise failure
     status = "interrupted" if run.stop_signal else ("aborted" if run.abort_reason else "finished")
     state.finish_run(run_id, status)
     built = report.build(state, run_id)
@@ -128,6 +149,15 @@ def dry_run(settings: RunSettings) -> tuple[dryrun.DryRunPlan, Path]:
             return result, html_path
         finally:
             state.close()
+
+
+async def _flush_state_periodically(state: RunState) -> None:
+    """Commit batched state even when no document finishes for a while (slow engines, slow servers)."""
+    from pipeline.state import COMMIT_EVERY_S
+
+    while True:
+        await asyncio.sleep(COMMIT_EVERY_S)
+        state.commit()
 
 
 def _install_signal_handlers(loop: asyncio.AbstractEventLoop, run: _Run) -> list[int]:

@@ -22,6 +22,7 @@ MANIFEST_SUFFIXES = frozenset({".jsonl", ".csv"})
 MAX_DOCUMENT_BYTES = 20 * 1024 * 1024
 MAX_MANIFEST_LINE_BYTES = 4 * 1024 * 1024
 MAX_ID_LENGTH = 100
+RESERVED_IDS = frozenset({"report", "podcast"})
 
 SourceItem = Document | RejectedDocument
 
@@ -34,6 +35,9 @@ def safe_doc_id(raw: str) -> str:
     cleaned = "__".join(_UNSAFE_ID_CHARS.sub("_", p) for p in parts).strip("._")
     if not cleaned:
         raise DocumentError(f"id {raw!r} has no usable characters")
+    if cleaned.lower() in RESERVED_IDS:
+        # <id>.json would overwrite the run's own report.json (and back), redoing the document every night.
+        cleaned += "_"
     if len(cleaned) > MAX_ID_LENGTH:
         digest = hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:10]
         cleaned = f"{cleaned[:MAX_ID_LENGTH - 11]}-{digest}"
@@ -67,9 +71,8 @@ def iter_inputs(inputs: tuple[str, ...], *, skip_dir: Path | None = None) -> Ite
                                       root=path.parent.resolve())
 
 
-def iter_folder(root: Path, *, skip_dir: Path | None = None) -> Iterator[SourceItem]:
-    """Text files under root, recursively, in a stable (sorted) order; hidden folders are skipped."""
-    root_resolved = root.resolve()
+def _walk_text_files(root: Path, skip_dir: Path | None) -> Iterator[Path]:
+    """Text files under root in a stable (sorted) order; hidden folders and skip_dir are left out."""
     skip = skip_dir.resolve() if skip_dir is not None else None
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
@@ -78,13 +81,17 @@ def iter_folder(root: Path, *, skip_dir: Path | None = None) -> Iterator[SourceI
             if not d.startswith(".") and (skip is None or (here / d).resolve() != skip)
         )
         for name in sorted(filenames):
-            path = here / name
-            if name.startswith(".") or path.suffix.lower() not in TEXT_SUFFIXES:
-                continue
-            relative = path.relative_to(root)
-            doc_id_raw = str(relative.with_suffix(""))
-            yield _document_from_file(Path(os.path.abspath(path)), doc_id=doc_id_raw, source=str(relative),
-                                      root=root_resolved)
+            if not name.startswith(".") and Path(name).suffix.lower() in TEXT_SUFFIXES:
+                yield here / name
+
+
+def iter_folder(root: Path, *, skip_dir: Path | None = None) -> Iterator[SourceItem]:
+    """Text files under root, recursively, in a stable (sorted) order; hidden folders are skipped."""
+    root_resolved = root.resolve()
+    for path in _walk_text_files(root, skip_dir):
+        relative = path.relative_to(root)
+        yield _document_from_file(Path(os.path.abspath(path)), doc_id=str(relative.with_suffix("")),
+                                  source=str(relative), root=root_resolved)
 
 
 def iter_manifest(manifest: Path) -> Iterator[SourceItem]:
@@ -129,22 +136,26 @@ def _jsonl_rows(manifest: Path) -> Iterator[tuple[int, dict[str, object] | str]]
 
 
 def _csv_rows(manifest: Path) -> Iterator[tuple[int, dict[str, object] | str]]:
-    try:
-        with manifest.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            for row in reader:
-                line_no = reader.line_num
-                if None in row:
-                    yield line_no, "CSV row has more columns than the header"
-                    continue
-                if any(v is None for v in row.values()):
-                    yield line_no, "CSV row has fewer columns than the header"
-                    continue
-                yield line_no, {k.strip(): v for k, v in row.items() if v != ""}
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"manifest {manifest} is not UTF-8 text: {exc}") from exc
-    except csv.Error as exc:
-        raise UsageError(f"manifest {manifest} is not a readable CSV file: {exc}") from exc
+    csv.field_size_limit(MAX_DOCUMENT_BYTES)
+    with manifest.open(newline="", encoding="utf-8-sig", errors="strict") as handle:
+        reader = csv.DictReader(handle)
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except (csv.Error, UnicodeDecodeError) as exc:
+                # The reader cannot resynchronise after this; the rest of the manifest is one failure.
+                yield reader.line_num + 1, f"CSV manifest is unreadable from here on: {exc}"
+                return
+            line_no = reader.line_num
+            if None in row:
+                yield line_no, "CSV row has more columns than the header"
+                continue
+            if any(v is None for v in row.values()):
+                yield line_no, "CSV row has fewer columns than the header"
+                continue
+            yield line_no, {k.strip(): v for k, v in row.items() if v != ""}
 
 
 def _document_from_row(row: dict[str, object], *, manifest: Path, where: str, line_no: int) -> SourceItem:
@@ -270,16 +281,11 @@ def _first_line(exc: Exception) -> str:
 
 def count_items(inputs: tuple[str, ...], *, skip_dir: Path | None = None) -> int:
     """How many items iter_inputs will yield, counted cheaply (names and lines only) for a progress total."""
-    skip = skip_dir.resolve() if skip_dir is not None else None
     total = 0
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
-            for dirpath, dirnames, filenames in os.walk(path):
-                here = Path(dirpath)
-                dirnames[:] = [d for d in dirnames if not d.startswith(".")
-                               and (skip is None or (here / d).resolve() != skip)]
-                total += sum(1 for n in filenames if not n.startswith(".") and Path(n).suffix.lower() in TEXT_SUFFIXES)
+            total += sum(1 for _ in _walk_text_files(path, skip_dir))
         elif path.suffix.lower() == ".jsonl":
             with path.open("rb") as handle:
                 total += sum(1 for line in handle if line.strip())

@@ -181,7 +181,7 @@ class RunState:
         self._db.execute("PRAGMA busy_timeout=5000")
         migrate(self._db)
         self._seq = 0
-        self._batch_started = 0.0
+        self._last_commit = time.monotonic()
         # Called before each commit: the runner makes the output folder durable first, so a document the
         # committed state calls done always has its renamed files on disk.
         self.before_commit: Callable[[], None] | None = None
@@ -199,9 +199,8 @@ class RunState:
         """
         if not self._db.in_transaction:
             self._db.execute("BEGIN")
-            self._batch_started = time.monotonic()
         yield
-        if time.monotonic() - self._batch_started >= COMMIT_EVERY_S:
+        if time.monotonic() - self._last_commit >= COMMIT_EVERY_S:
             self.commit()
 
     def commit(self) -> None:
@@ -209,6 +208,7 @@ class RunState:
             if self.before_commit is not None:
                 self.before_commit()
             self._db.execute("COMMIT")
+        self._last_commit = time.monotonic()
 
     def mark_abandoned_runs(self) -> int:
         """Runs still marked running when a new run holds the lock died without finishing (kill -9, reboot)."""

@@ -27,21 +27,37 @@ class LocalProvider:
     name = "local"
 
     def __init__(self, settings: RunSettings) -> None:
-        workers = max(1, settings.local_workers)
-        self._pool = ProcessPoolExecutor(
-            max_workers=workers,
+        self._workers = max(1, settings.local_workers)
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self._workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=speech.init_worker,
-            initargs=(threads_per_worker(workers),),
+            initargs=(threads_per_worker(self._workers),),
         )
 
-    async def summarise(self, document: Document, settings: RunSettings) -> SpokenSummary:
+    async def _narrate(self, document: Document, settings: RunSettings) -> narrate.Narration:
         loop = asyncio.get_running_loop()
-        try:
-            result = await loop.run_in_executor(
-                self._pool, narrate.narrate, document.text, settings.words, document.title, "local")
-        except BrokenProcessPool as exc:
-            raise TransientError(f"local speech worker died: {exc}") from None
+        for attempt in (1, 2):
+            pool = self._pool
+            try:
+                return await loop.run_in_executor(
+                    pool, narrate.narrate, document.text, settings.words, document.title, "local")
+            except BrokenProcessPool:
+                # A worker died (e.g. the OOM killer): start a fresh pool once rather than fail every document.
+                if attempt == 2:
+                    raise TransientError("the offline speech worker died twice on this document") from None
+                if self._pool is pool:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    self._pool = self._new_pool()
+            except Exception as exc:  # the engine is this provider's boundary: classify what it raises
+                raise DocumentError(f"offline engine failed: {type(exc).__name__}: {exc}") from None
+        raise AssertionError("unreachable")
+
+    async def summarise(self, document: Document, settings: RunSettings) -> SpokenSummary:
+        result = await self._narrate(document, settings)
         if not result.transcript:
             raise DocumentError("document has no sentences that can be spoken")
         return SpokenSummary(
@@ -56,4 +72,5 @@ class LocalProvider:
         )
 
     async def aclose(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self._pool.shutdown)
+        pool = self._pool
+        await asyncio.get_running_loop().run_in_executor(None, lambda: pool.shutdown(wait=True, cancel_futures=True))

@@ -5,6 +5,7 @@ Knows the wire format and nothing about files; every failure leaves here as a pi
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import dataclasses
@@ -22,7 +23,7 @@ from pipeline.prompts import system_prompt, user_message
 from pipeline.ratelimit import RateLimiter, TokenEstimator
 from pipeline.retry import RetryPolicy, retry_after_seconds
 
-RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+RETRYABLE_STATUSES = frozenset({408, 409, 429})  # and every 5xx
 CONNECT_TIMEOUT_S = 10.0
 
 
@@ -59,7 +60,7 @@ def classify_error_response(response: httpx.Response, *, secret: str | None = No
         return AuthenticationFailed(text, **details)
     if status == 429 and code == "insufficient_quota":
         return PermanentApiError(text, **details)
-    if status in RETRYABLE_STATUSES or 500 <= status < 600:
+    if status in RETRYABLE_STATUSES or status >= 500:
         return TransientError(text, retry_after_s=retry_after_s, **details)
     return PermanentApiError(text, **details)
 
@@ -74,7 +75,7 @@ def parse_answer(response: httpx.Response, *, provider: str, voice: str) -> Spok
 
     try:
         body = response.json()
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise broken("body is not JSON") from None
     try:
         message = body["choices"][0]["message"]
@@ -114,12 +115,16 @@ def _usage(raw: object) -> Usage:
         return Usage()
 
     def ints(value: object) -> dict[str, int]:
-        return {k: int(v) for k, v in value.items() if isinstance(v, int)} if isinstance(value, dict) else {}
+        return {k: v for k, v in value.items() if isinstance(v, int)} if isinstance(value, dict) else {}
+
+    def count(name: str) -> int:
+        value = raw.get(name)
+        return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
     return Usage(
-        prompt_tokens=int(raw.get("prompt_tokens") or 0),
-        completion_tokens=int(raw.get("completion_tokens") or 0),
-        total_tokens=int(raw.get("total_tokens") or 0),
+        prompt_tokens=count("prompt_tokens"),
+        completion_tokens=count("completion_tokens"),
+        total_tokens=count("total_tokens"),
         prompt_tokens_details=ints(raw.get("prompt_tokens_details")),
         completion_tokens_details=ints(raw.get("completion_tokens_details")),
     )
@@ -142,6 +147,7 @@ class OpenAIProvider:
             headers["Authorization"] = f"Bearer {settings.api_key}"
         self._secret = settings.api_key
         self._clock = clock
+        self._deadline_s = settings.timeout_s + CONNECT_TIMEOUT_S
         self._client = httpx.AsyncClient(
             base_url=settings.base_url.rstrip("/") + "/",
             headers=headers,
@@ -171,9 +177,17 @@ class OpenAIProvider:
         voice = body["audio"]["voice"]
         payload = json.dumps(body).encode("utf-8")
 
+        self.limiter.check_fits(cost)
+
         async def attempt_once() -> SpokenSummary:
             await self.limiter.acquire(cost)
-            return parse_answer(await self.send(payload), provider=self.name, voice=voice)
+            try:
+                response = await self.send(payload)
+            except ApiError as error:
+                if error.status is not None and 400 <= error.status < 500:
+                    self.limiter.reconcile(cost, 0)  # refused requests spend no token budget
+                raise
+            return parse_answer(response, provider=self.name, voice=voice)
 
         summary, attempts = await self.retry.call(attempt_once, document.id)
         self.limiter.reconcile(cost, summary.usage.total_tokens)
@@ -183,12 +197,22 @@ class OpenAIProvider:
     async def send(self, payload: bytes) -> httpx.Response:
         """One POST, its failures classified; every answer's x-ratelimit-* headers feed the limiter."""
         try:
-            response = await self._client.post("chat/completions", content=payload)
-        except httpx.TimeoutException as exc:
+            # httpx's timeouts are per read; this bounds the whole answer, so a trickling server cannot hold
+            # a slot for ever.
+            async with asyncio.timeout(self._deadline_s):
+                response = await self._client.post("chat/completions", content=payload)
+        except (httpx.TimeoutException, TimeoutError) as exc:
             raise TransientError(f"request timed out ({type(exc).__name__})", cause="timeout") from None
+        except httpx.LocalProtocolError as exc:
+            # Its message can quote the Authorization header; say only what kind of error it was.
+            raise PermanentApiError(f"the request could not be sent ({type(exc).__name__})",
+                                    cause="local_protocol") from None
         except httpx.TransportError as exc:
             detail = _redact(str(exc), self._secret) or "no detail"
             raise TransientError(f"connection failed ({type(exc).__name__}: {detail})", cause="connection") from None
+        except httpx.HTTPError as exc:
+            # e.g. a body whose content-encoding does not decode
+            raise TransientError(f"broken answer: {type(exc).__name__}", cause="broken_answer") from None
         self.limiter.observe(response.headers)
         if response.is_success:
             return response
