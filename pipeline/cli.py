@@ -84,6 +84,11 @@ def cli() -> None:
 @click.option("--retry-backoff", "retry_backoff_s", type=click.FloatRange(0.001, 60), default=0.5,
               show_default=True, help="First backoff in seconds when the server gives no Retry-After; it doubles "
                                       "per attempt (with full jitter, capped at 30 s).")
+@click.option("--base-url", "podcast_base_url", default="http://127.0.0.1:8000/feed/", show_default=True,
+              help="Public URL of OUT/ that podcast.xml's enclosures and transcripts point to.")
+@click.option("--keep", "podcast_keep", type=click.IntRange(1, 100_000), default=100, show_default=True,
+              help="Episodes (newest first) listed in podcast.xml.")
+@click.option("--podcast-title", default=None, help="The podcast's title [default: 'audiosum: <OUT name>'].")
 @click.option("--force", is_flag=True, help="Redo every document, even those unchanged since an earlier run.")
 @click.option("--grace", "grace_s", type=click.FloatRange(0), default=30.0, show_default=True,
               help="On SIGINT/SIGTERM, seconds in-flight documents get to finish before they are abandoned.")
@@ -176,6 +181,8 @@ def _run_settings(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | 
         rpm=rpm, tpm=int(values["tpm"]), max_attempts=int(values["max_attempts"]),
         retry_backoff_s=float(values["retry_backoff_s"]),
         force=bool(values["force"]), grace_s=float(values["grace_s"]), price_overrides=prices,
+        podcast_base_url=str(values["podcast_base_url"]), podcast_keep=int(values["podcast_keep"]),
+        podcast_title=values["podcast_title"],
     )
 
 
@@ -280,8 +287,11 @@ def jobs_command(folder: Path) -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the fault draws and latencies.")
 @click.option("--fault-retry-after", default="0.05-0.5", show_default=True, metavar="A-B",
               help="The wait an injected 429 fault announces in retry-after(-ms), uniform in A..B seconds.")
+@click.option("--feed", "feed_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              metavar="OUT", help="Also serve OUT's podcast.xml, audio and transcripts at /feed/ (for podcast apps).")
 def serve_command(host: str, port: int, engine: str, api_key: str | None, audio_ttl: int, workers: int, rpm: int,
-                  tpm: int, burst_s: float, latency: str, faults: str, seed: int, fault_retry_after: str) -> None:
+                  tpm: int, burst_s: float, latency: str, faults: str, seed: int, fault_retry_after: str,
+                  feed_dir: Path | None) -> None:
     """Serve an OpenAI-compatible /v1/chat/completions over the offline engine.
 
     With --rpm/--tpm it rate-limits like the real service (429 with retry-after, x-ratelimit-* headers), and
@@ -301,6 +311,7 @@ def serve_command(host: str, port: int, engine: str, api_key: str | None, audio_
         latency_s=parsed(server_faults.parse_seconds_range, latency, "--latency"),
         faults=parsed(server_faults.parse_faults, faults, "--faults"),
         fault_retry_after_s=parsed(server_faults.parse_seconds_range, fault_retry_after, "--fault-retry-after"),
+        feed_dir=feed_dir,
     ))
 
 

@@ -65,6 +65,9 @@ class RunSettings:
     force: bool = False
     grace_s: float = 30.0
     price_overrides: dict[str, float] = field(default_factory=dict)
+    podcast_base_url: str = "http://127.0.0.1:8000/feed/"
+    podcast_title: str | None = None
+    podcast_keep: int = 100
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pipeline import dryrun, plan, report, sources
+from pipeline import dryrun, plan, podcast, report, sources
 from pipeline.errors import ApiError, AuthenticationFailed, DocumentError
 from pipeline.lock import RunLock
 from pipeline.models import Attempt, Document, DocumentResult, EventListener, RejectedDocument, RunSettings
@@ -127,6 +127,8 @@ async def _run_locked(settings: RunSettings, state: RunState, on_result: ResultL
     if run.abort_reason:
         built["abort_reason"] = run.abort_reason
     json_path, html_path = report.write(settings.out_dir, built, state)
+    podcast.build(settings.out_dir, state, base_url=settings.podcast_base_url, title=settings.podcast_title,
+                  keep=settings.podcast_keep)
     run.emit("run_end", run_id=run_id, status=status, **{k: v for k, v in built["totals"].items()
                                                          if not isinstance(v, dict)})
     return RunOutcome(run_id=run_id, status=status, totals=built["totals"], report_json=json_path,

@@ -23,12 +23,13 @@ from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from pipeline.audio import InvalidAudio, wav_info
@@ -73,6 +74,7 @@ class ServerConfig:
     faults: tuple[tuple[str, float], ...] = ()            # (kind, probability), see server_faults.FAULT_KINDS
     seed: int = 0
     fault_retry_after_s: tuple[float, float] = (0.05, 0.5)  # the wait an injected `429` fault announces
+    feed_dir: Path | None = None                          # serve this output folder's podcast files at /feed/
 
 
 class ApiFailure(Exception):
@@ -519,6 +521,28 @@ def _pcm_frames(wav: bytes) -> bytes:
         return reader.readframes(reader.getnframes())
 
 
+FEED_SUFFIXES = frozenset({".xml", ".wav", ".mp3", ".opus", ".ogg", ".flac", ".m4a", ".txt", ".vtt", ".html",
+                           ".json"})
+
+
+def feed_file(folder: Path):
+    """GET /feed/NAME: one published file of an output folder (range requests work, as podcast apps need).
+
+    Only plain names with a published suffix: never the hidden state folder, never a path."""
+    root = folder.resolve()
+
+    async def handler(request: Request) -> Response:
+        name = request.path_params["name"]
+        path = root / name
+        if ("/" in name or name.startswith(".") or Path(name).suffix.lower() not in FEED_SUFFIXES
+                or not path.is_file()):
+            return error_response(404, f"No such file: {name}.", code="unknown_url")
+        media = "application/rss+xml" if name.endswith(".xml") else None
+        return FileResponse(path, media_type=media)
+
+    return handler
+
+
 def create_app(config: ServerConfig) -> Starlette:
     chat = ChatServer(config)
 
@@ -549,6 +573,7 @@ def create_app(config: ServerConfig) -> Starlette:
             Route("/v1/models", chat.models, methods=["GET"]),
             Route("/stats", chat.stats_endpoint, methods=["GET"]),
             Route("/stats/reset", chat.stats_reset, methods=["POST"]),
+            *([Route("/feed/{name}", feed_file(config.feed_dir), methods=["GET", "HEAD"])] if config.feed_dir else []),
         ],
         exception_handlers={404: not_found, 405: not_found},
         lifespan=lifespan,

@@ -226,6 +226,13 @@ class RunState:
         # getattr, not dataclasses.asdict: asdict deep-copies every field and showed up in profiles.
         self._db.execute(_INSERT_RESULT, [run_id, self._seq] + [getattr(result, c) for c in _RESULT_COLUMNS])
 
+    def episodes(self, limit: int) -> list[DocumentRecord]:
+        """The newest `limit` documents that are done and have outputs (for the podcast feed)."""
+        rows = self._db.execute(
+            f"SELECT {', '.join(_RECORD_COLUMNS)} FROM documents WHERE status = 'done' AND sidecar_name IS NOT NULL"
+            " ORDER BY finished_at DESC, doc_id LIMIT ?", (limit,))
+        return [DocumentRecord(**dict(row)) for row in rows]
+
     def seen_in_run(self, run_id: str, doc_id: str) -> bool:
         return self._db.execute("SELECT 1 FROM run_documents WHERE run_id = ? AND doc_id = ? LIMIT 1",
                                 (run_id, doc_id)).fetchone() is not None

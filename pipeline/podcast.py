@@ -1,0 +1,149 @@
+"""OUT/podcast.xml: an RSS 2.0 podcast feed (iTunes and Podcasting 2.0 namespaces) of the narrated documents,
+with each episode's transcript as .txt and WebVTT beside it.
+
+Reads state and sidecars; writes only through outputs.atomic_write. It never changes audio.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import format_datetime
+from pathlib import Path
+from urllib.parse import quote
+
+from pipeline import __version__
+from pipeline.outputs import atomic_write, confined_path
+from pipeline.state import RunState
+
+FEED_NAME = "podcast.xml"
+ITUNES = "http://www.itunes.com/dtds/podcast-1.0.dtd"
+PODCAST = "https://podcastindex.org/namespace/1.0"
+MIME_BY_SUFFIX = {".wav": "audio/wav", ".mp3": "audio/mpeg", ".opus": "audio/ogg", ".ogg": "audio/ogg",
+                  ".flac": "audio/flac", ".m4a": "audio/mp4"}
+DEFAULT_BASE_URL = "http://127.0.0.1:8000/feed/"  # what `audiosum serve --feed OUT` serves
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
+
+ET.register_namespace("itunes", ITUNES)
+ET.register_namespace("podcast", PODCAST)
+
+
+@dataclass(frozen=True, slots=True)
+class Cue:
+    start_s: float
+    end_s: float
+    text: str
+
+
+def estimated_cues(transcript: str, duration_s: float) -> list[Cue]:
+    """Sentence cues timed in proportion to their length (for answers that came with no timing)."""
+    sentences = [s for s in _SENTENCE_END.split(transcript.strip()) if s]
+    total = sum(len(s) for s in sentences) or 1
+    cues, start = [], 0.0
+    for sentence in sentences:
+        end = start + duration_s * len(sentence) / total
+        cues.append(Cue(start, end, sentence))
+        start = end
+    return cues
+
+
+def cues_from_sidecar(sidecar: dict) -> tuple[list[Cue], bool]:
+    """(cues, measured): real per-sentence synthesis times when the sidecar has them, else an estimate."""
+    raw = sidecar.get("cues")
+    if isinstance(raw, list) and raw:
+        try:
+            return [Cue(float(a), float(b), str(t)) for a, b, t in raw], True
+        except (TypeError, ValueError):
+            pass
+    return estimated_cues(str(sidecar.get("transcript") or ""), float(sidecar.get("duration_s") or 0)), False
+
+
+def _timestamp(seconds: float) -> str:
+    millis = int(round(seconds * 1000))
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    secs, millis = divmod(millis, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}.{millis:03d}"
+
+
+def render_vtt(cues: list[Cue], measured: bool) -> str:
+    note = ("NOTE cue times are the real start of each synthesised sentence" if measured else
+            "NOTE cue times are estimated from sentence length; the API returns no timing")
+    blocks = ["WEBVTT", note]
+    for index, cue in enumerate(cues, start=1):
+        text = cue.text.replace("-->", "→")
+        blocks.append(f"{index}\n{_timestamp(cue.start_s)} --> {_timestamp(cue.end_s)}\n{text}")
+    return "\n\n".join(blocks) + "\n"
+
+
+def _duration(seconds: float) -> str:
+    total = int(round(seconds))
+    return f"{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
+
+
+def _rfc822(value: str | float | None, fallback: float) -> str:
+    when: datetime | None = None
+    if isinstance(value, str) and value:
+        try:
+            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            when = None
+    if when is None:
+        when = datetime.fromtimestamp(fallback, timezone.utc)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return format_datetime(when)
+
+
+def build(out_dir: Path, state: RunState, *, base_url: str = DEFAULT_BASE_URL, title: str | None = None,
+          keep: int = 100) -> Path:
+    """Write <id>.txt/<id>.vtt for every episode and the feed of the newest `keep` ones; returns the feed path."""
+    base = base_url if base_url.endswith("/") else base_url + "/"
+    channel_title = title or f"audiosum: {out_dir.resolve().name}"
+    rss = ET.Element("rss", {"version": "2.0"})
+    channel = ET.SubElement(rss, "channel")
+    ET.SubElement(channel, "title").text = channel_title
+    ET.SubElement(channel, "link").text = base
+    ET.SubElement(channel, "description").text = f"Spoken summaries narrated by audiosum ({channel_title})."
+    ET.SubElement(channel, "language").text = "en"
+    ET.SubElement(channel, "generator").text = f"audiosum {__version__}"
+    ET.SubElement(channel, "lastBuildDate").text = format_datetime(datetime.now(timezone.utc))
+    ET.SubElement(channel, f"{{{ITUNES}}}author").text = "audiosum"
+    ET.SubElement(channel, f"{{{ITUNES}}}explicit").text = "false"
+    ET.SubElement(channel, f"{{{ITUNES}}}category", {"text": "News"})
+    for record in state.episodes(keep):
+        try:
+            sidecar = json.loads((out_dir / record.sidecar_name).read_text(encoding="utf-8"))
+            audio_path = confined_path(out_dir, str(sidecar["audio_file"]))
+            length = audio_path.stat().st_size
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # an episode whose files are gone is left out until a run makes it again
+        cues, measured = cues_from_sidecar(sidecar)
+        txt_name, vtt_name = f"{record.doc_id}.txt", f"{record.doc_id}.vtt"
+        atomic_write(confined_path(out_dir, txt_name), (sidecar.get("transcript", "") + "\n").encode("utf-8"))
+        atomic_write(confined_path(out_dir, vtt_name), render_vtt(cues, measured).encode("utf-8"))
+        meta = sidecar.get("meta") or {}
+        item = ET.SubElement(channel, "item")
+        ET.SubElement(item, "title").text = str(sidecar.get("title") or meta.get("title") or record.doc_id)
+        ET.SubElement(item, "description").text = str(sidecar.get("transcript") or "")
+        if meta.get("link"):
+            ET.SubElement(item, "link").text = str(meta["link"])
+        if meta.get("author"):
+            ET.SubElement(item, f"{{{ITUNES}}}author").text = str(meta["author"])
+        # The GUID names the document, not the run: the same episode keeps it when it is remade.
+        ET.SubElement(item, "guid", {"isPermaLink": "false"}).text = f"audiosum:{record.doc_id}"
+        ET.SubElement(item, "pubDate").text = _rfc822(meta.get("published"), record.finished_at)
+        ET.SubElement(item, "enclosure", {
+            "url": base + quote(audio_path.name), "length": str(length),
+            "type": MIME_BY_SUFFIX.get(audio_path.suffix.lower(), "application/octet-stream")})
+        ET.SubElement(item, f"{{{ITUNES}}}duration").text = _duration(float(sidecar.get("duration_s") or 0))
+        ET.SubElement(item, f"{{{PODCAST}}}transcript", {"url": base + quote(vtt_name), "type": "text/vtt"})
+        ET.SubElement(item, f"{{{PODCAST}}}transcript", {"url": base + quote(txt_name), "type": "text/plain"})
+    ET.indent(rss)
+    data = b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(rss, encoding="utf-8") + b"\n"
+    feed_path = confined_path(out_dir, FEED_NAME)
+    atomic_write(feed_path, data)
+    return feed_path

@@ -1,0 +1,85 @@
+"""OUT/podcast.xml: a feed a podcast app can subscribe to, rebuilt at the end of every run."""
+
+from __future__ import annotations
+
+import shutil
+import wave
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import feedparser
+import httpx
+
+from conftest import SAMPLE_INPUTS, RunningServer, api_env, run_cli, start_server, stop_server
+from pipeline.podcast import Cue, estimated_cues, render_vtt
+
+ITUNES = "{http://www.itunes.com/dtds/podcast-1.0.dtd}"
+PODCAST = "{https://podcastindex.org/namespace/1.0}"
+
+
+def test_feed_lists_every_episode_with_true_lengths_and_stable_guids(tone_server: RunningServer,
+                                                                      tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    shutil.copytree(SAMPLE_INPUTS / "news", folder)
+    out = tmp_path / "out"
+    base = "https://pods.example.org/nightly/"
+    args = ("run", str(folder), "-o", str(out), "--base-url", base, "--podcast-title", "Nightly <news>")
+    assert run_cli(*args, env=api_env(tone_server)).exit_code == 0
+
+    parsed = feedparser.parse((out / "podcast.xml").read_bytes())
+    assert not parsed.bozo, parsed.bozo_exception
+    assert parsed.feed.title == "Nightly <news>"
+    assert len(parsed.entries) == 2
+    for entry in parsed.entries:
+        enclosure = entry.enclosures[0]
+        assert enclosure.href.startswith(base)
+        local = out / enclosure.href.removeprefix(base)
+        assert int(enclosure.length) == local.stat().st_size
+        assert enclosure.type == "audio/wav"
+        with wave.open(str(local), "rb") as reader:
+            seconds = reader.getnframes() / reader.getframerate()
+        h, m, s = (int(x) for x in entry.itunes_duration.split(":"))
+        assert abs(h * 3600 + m * 60 + s - seconds) <= 1
+        assert entry.published_parsed is not None
+    guids = sorted(e.id for e in parsed.entries)
+
+    root = ET.parse(out / "podcast.xml").getroot()
+    for item in root.iter("item"):
+        kinds = {t.get("type"): t.get("url") for t in item.findall(f"{PODCAST}transcript")}
+        vtt = out / kinds["text/vtt"].removeprefix(base)
+        txt = out / kinds["text/plain"].removeprefix(base)
+        assert vtt.read_text().startswith("WEBVTT") and "estimated" in vtt.read_text()
+        assert txt.read_text().strip() == item.findtext("description")
+
+    assert run_cli(*args, env=api_env(tone_server)).exit_code == 0  # all skipped: the feed is rebuilt the same
+    again = feedparser.parse((out / "podcast.xml").read_bytes())
+    assert sorted(e.id for e in again.entries) == guids
+
+    (folder / "late-news.txt").write_text("Late news. The night bus timetable changes from Monday onwards.")
+    assert run_cli(*args, "--keep", "2", env=api_env(tone_server)).exit_code == 0
+    newest = feedparser.parse((out / "podcast.xml").read_bytes())
+    assert len(newest.entries) == 2 and newest.entries[0].id == "audiosum:late-news"
+
+
+def test_vtt_cues() -> None:
+    cues = estimated_cues("One two three. Four five six seven eight nine.", 10.0)
+    assert [c.text for c in cues] == ["One two three.", "Four five six seven eight nine."]
+    assert cues[0].start_s == 0 and abs(cues[-1].end_s - 10.0) < 1e-9
+    text = render_vtt([Cue(0, 1.5, "Hello --> there"), Cue(1.5, 3725.25, "Bye.")], measured=True)
+    assert "00:00:01.500 --> 01:02:05.250" in text and "Hello → there" in text and "real start" in text
+
+
+def test_serve_feed_publishes_only_the_public_files(tone_server: RunningServer, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert run_cli("run", str(SAMPLE_INPUTS / "notes"), "-o", str(out), env=api_env(tone_server)).exit_code == 0
+    server = start_server("--engine", "tone", "--feed", str(out), key=None)
+    try:
+        feed_root = server.base_url.removesuffix("/v1") + "/feed/"
+        feed = httpx.get(feed_root + "podcast.xml")
+        assert feed.status_code == 200 and feed.headers["content-type"].startswith("application/rss+xml")
+        part = httpx.get(feed_root + "short-reminder.wav", headers={"Range": "bytes=0-43"})
+        assert part.status_code == 206 and part.content[:4] == b"RIFF" and len(part.content) == 44
+        for hidden in (".audiosum/state.sqlite", ".audiosum", "..%2Fsecret", "lock"):
+            assert httpx.get(feed_root + hidden).status_code == 404
+    finally:
+        stop_server(server)
