@@ -84,6 +84,11 @@ def cli() -> None:
 @click.option("--retry-backoff", "retry_backoff_s", type=click.FloatRange(0.001, 60), default=0.5,
               show_default=True, help="First backoff in seconds when the server gives no Retry-After; it doubles "
                                       "per attempt (with full jitter, capped at 30 s).")
+@click.option("--max-input-tokens", type=click.IntRange(500, 1_000_000), default=8000, show_default=True,
+              help="Token budget of one request's document text; longer documents are summarised part by part "
+                   "(map) and spoken from the part summaries (reduce).")
+@click.option("--map-model", default="gpt-4o-mini", show_default=True,
+              help="Text model for the part summaries of long documents.")
 @click.option("--base-url", "podcast_base_url", default="http://127.0.0.1:8000/feed/", show_default=True,
               help="Public URL of OUT/ that podcast.xml's enclosures and transcripts point to.")
 @click.option("--keep", "podcast_keep", type=click.IntRange(1, 100_000), default=100, show_default=True,
@@ -183,6 +188,7 @@ def _run_settings(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | 
         force=bool(values["force"]), grace_s=float(values["grace_s"]), price_overrides=prices,
         podcast_base_url=str(values["podcast_base_url"]), podcast_keep=int(values["podcast_keep"]),
         podcast_title=values["podcast_title"],
+        max_input_tokens=int(values["max_input_tokens"]), map_model=str(values["map_model"]),
     )
 
 

@@ -29,6 +29,8 @@ class Document:
     title: str | None = None
     voice: str | None = None
     instructions: str | None = None
+    # Where the text came from (title, author, link, published, feed_title, extraction, ...); for the sidecar.
+    meta: dict[str, str] | None = field(default=None, hash=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +41,7 @@ class RejectedDocument:
     source: str
     reason: str
     title: str | None = None
+    meta: dict[str, str] | None = field(default=None, hash=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +71,8 @@ class RunSettings:
     podcast_base_url: str = "http://127.0.0.1:8000/feed/"
     podcast_title: str | None = None
     podcast_keep: int = 100
+    max_input_tokens: int = 8000
+    map_model: str = "gpt-4o-mini"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +125,7 @@ class SpokenSummary:
     usage: Usage = field(default_factory=Usage)
     engine: str | None = None
     attempts: tuple[Attempt, ...] = ()
+    parts: int = 1  # > 1: summarised part by part (map), then spoken from the part summaries (reduce)
 
     @property
     def requests(self) -> int:

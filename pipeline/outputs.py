@@ -111,6 +111,8 @@ def sidecar(document: Document, summary: SpokenSummary, settings: RunSettings, w
         "instructions": document.instructions or settings.instructions,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "audiosum_version": __version__,
+        # Where the text came from: feed entry (title, author, link, published, feed_title) and how it was extracted.
+        "meta": dict(document.meta) if document.meta else None,
     }
 
 

@@ -27,3 +27,24 @@ def system_prompt(words: int, override: str | None = None) -> str:
 def user_message(document: Document) -> str:
     heading = f"Title: {document.title}\n\n" if document.title else ""
     return f"{heading}Document to summarise:\n\n{document.text}"
+
+
+PART_PROMPT = (
+    "You summarise part {index} of {count} of a longer document, so that a later step can write one spoken "
+    "summary of the whole. "
+    "Write plain prose in about {words} words: the facts, numbers, names and conclusions of this part, in order. "
+    "No markdown, no preamble, no remarks about the task."
+)
+
+
+def part_messages(document: Document, part: str, index: int, count: int, words: int) -> list[dict[str, str]]:
+    heading = f"Title: {document.title}\n\n" if document.title else ""
+    return [
+        {"role": "system", "content": PART_PROMPT.format(words=words, index=index, count=count)},
+        {"role": "user", "content": f"{heading}{part}"},
+    ]
+
+
+def combined_parts(summaries: list[str]) -> str:
+    """The reduce step's document: the part summaries, in order, one paragraph each (no labels to read out)."""
+    return "\n\n".join(summaries)

@@ -47,7 +47,7 @@ ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 # This server's own accounting convention for audio tokens (the real service does not publish a rate).
 AUDIO_TOKENS_PER_SECOND = 10
 MAX_REMEMBERED_AUDIO = 10_000
-MODELS = ("gpt-4o-audio-preview", "gpt-4o-mini-audio-preview", "gpt-audio", "gpt-audio-mini")
+MODELS = ("gpt-4o-audio-preview", "gpt-4o-mini-audio-preview", "gpt-audio", "gpt-audio-mini", "gpt-4o-mini")
 ORGANIZATION = "org-audiosum"
 RATE_LIMITS_URL = "https://platform.openai.com/account/rate-limits"
 BAD_KEY_MESSAGE = "Incorrect API key provided. You can find your API key in your account settings."
@@ -240,7 +240,8 @@ class ChatServer:
         return modalities, voice, audio_format
 
     # -- answering --------------------------------------------------------------------------------
-    async def speak(self, task: str, words: int, title: str | None, turns: list[_Turn]) -> narrate.Narration:
+    async def speak(self, task: str, words: int, title: str | None, turns: list[_Turn],
+                    with_voice: bool = True) -> narrate.Narration:
         question_turn = turns[-1] if turns and turns[-1].role == "user" else None
         follow_up = question_turn is not None and any(t.role == "assistant" for t in turns[:-1])
         if question_turn is not None and question_turn.audio_parts:
@@ -249,6 +250,8 @@ class ChatServer:
             context = "\n\n".join(t.text for t in turns[:-1] if t.role in ("user", "assistant") and t.text)
             spoken = extractive.answer(question_turn.text, context, words) or extractive.lead(context, words)
             return narrate.Narration(" ".join(spoken), await self._voice(spoken))
+        if not with_voice and self.config.engine == "local":
+            return narrate.narrate(task, words, title, "text")
         if self.config.engine == "tone" or self.pool is None:
             return narrate.narrate(task, words, title, "tone")
         loop = asyncio.get_running_loop()
@@ -314,7 +317,8 @@ class ChatServer:
         modalities, voice, audio_format = self.check_output(body)
         turns = self.parse_turns(body.get("messages"))
         has_audio_in = any(t.audio_parts for t in turns)
-        if "audio" not in modalities and not has_audio_in:
+        if "audio" not in modalities and not has_audio_in and "audio" in model:
+            # The audio models need audio on one side; text models (e.g. gpt-4o-mini) answer text with text.
             raise ApiFailure(400, "This model requires that either input content or output modality contain "
                              "audio.", param="modalities", code="invalid_value")
         if self.limiter.enabled:
@@ -372,7 +376,7 @@ class ChatServer:
         task, title = self._strip_layout(last_user.text if last_user else "")
         if not task.strip() and not (last_user and last_user.audio_parts):
             raise ApiFailure(400, "The last user message has no text or audio to work on.", param="messages")
-        narration = await self.speak(task, words, title, turns)
+        narration = await self.speak(task, words, title, turns, with_voice=voice is not None)
         transcript = narration.transcript or "There was nothing in the text that could be spoken."
         message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
         completion_audio_tokens = 0

@@ -17,8 +17,13 @@ class Narration:
 
 
 def narrate(text: str, words: int, title: str | None = None, engine: str = "local") -> Narration:
+    """engine: "local" (TextRank + neural voice), "tone" (lead sentences + tone), "text" (TextRank + tone:
+    for text-only answers, where the audio is thrown away)."""
     if engine == "tone":
         spoken = extractive.lead(text, words, title)
+        audio = tone.tone(spoken)
+    elif engine == "text":
+        spoken = extractive.summarise(text, words, title)
         audio = tone.tone(spoken)
     else:
         spoken = extractive.summarise(text, words, title)

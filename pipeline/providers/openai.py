@@ -10,7 +10,8 @@ import base64
 import binascii
 import dataclasses
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import httpx
 
@@ -18,8 +19,9 @@ from pipeline import __version__
 from pipeline.audio import InvalidAudio, wav_info
 from pipeline.clock import SYSTEM_CLOCK, Clock
 from pipeline.errors import ApiError, AuthenticationFailed, PermanentApiError, TransientError
-from pipeline.models import Document, EventListener, RunSettings, SpokenSummary, Usage
-from pipeline.prompts import system_prompt, user_message
+from pipeline.models import Attempt, Document, EventListener, RunSettings, SpokenSummary, Usage
+from pipeline.plan import split_for_budget
+from pipeline.prompts import combined_parts, part_messages, system_prompt, user_message
 from pipeline.ratelimit import RateLimiter, TokenEstimator
 from pipeline.retry import RetryPolicy, retry_after_seconds
 
@@ -110,6 +112,31 @@ def parse_answer(response: httpx.Response, *, provider: str, voice: str) -> Spok
     )
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class TextAnswer:
+    """A text-only answer (the map step of long documents)."""
+
+    text: str
+    usage: Usage
+    request_id: str | None
+
+
+Answer = TypeVar("Answer", SpokenSummary, TextAnswer)
+
+
+def parse_text_answer(response: httpx.Response) -> TextAnswer:
+    """The text of a 2xx text-only answer."""
+    try:
+        body = response.json()
+        content = body["choices"][0]["message"]["content"]
+    except (ValueError, KeyError, IndexError, TypeError, RecursionError):
+        raise TransientError("broken answer: no choices[0].message.content", status=response.status_code,
+                             request_id=response.headers.get("x-request-id"), cause="broken_answer") from None
+    if not isinstance(content, str) or not content.strip():
+        raise TransientError("broken answer: empty text", status=response.status_code, cause="broken_answer")
+    return TextAnswer(content.strip(), _usage(body.get("usage")), response.headers.get("x-request-id"))
+
+
 def _usage(raw: object) -> Usage:
     if not isinstance(raw, dict):
         return Usage()
@@ -172,14 +199,38 @@ class OpenAIProvider:
                 self._on_event("rate_limit_pause", {"seconds": round(wait_s, 3), "doc_id": doc_id})
 
     async def summarise(self, document: Document, settings: RunSettings) -> SpokenSummary:
+        parts = split_for_budget(document.text, settings.max_input_tokens)
+        if len(parts) == 1:
+            return await self._speak(document, settings)
+        # Map: each part to a text summary (a text model), then reduce: speak from the part summaries.
+        part_words = max(60, min(400, settings.max_input_tokens // (len(parts) * 2)))
+        summaries: list[str] = []
+        attempts: list[Attempt] = []
+        for index, part in enumerate(parts, start=1):
+            body = {"model": settings.map_model,
+                    "messages": part_messages(document, part, index, len(parts), part_words)}
+            answer, part_attempts = await self._call(body, document.id, part_words, parse_text_answer)
+            summaries.append(answer.text)
+            attempts.extend(part_attempts)
+        reduced = dataclasses.replace(document, text=combined_parts(summaries))
+        summary = await self._speak(reduced, settings)
+        return dataclasses.replace(summary, attempts=tuple(attempts) + summary.attempts, parts=len(parts))
+
+    async def _speak(self, document: Document, settings: RunSettings) -> SpokenSummary:
         body = build_request_body(document, settings)
-        cost, raw_cost = self.estimator.estimate(body["messages"], settings.words)
         voice = body["audio"]["voice"]
+        summary, attempts = await self._call(
+            body, document.id, settings.words, lambda response: parse_answer(response, provider=self.name, voice=voice))
+        return dataclasses.replace(summary, attempts=attempts)
+
+    async def _call(self, body: dict[str, Any], doc_id: str, words: int,
+                    parse: Callable[[httpx.Response], Answer]) -> tuple[Answer, tuple[Attempt, ...]]:
+        """One logical request: paced, retried, its usage fed back into the limiter and the estimate."""
+        cost, raw_cost = self.estimator.estimate(body["messages"], words)
+        self.limiter.check_fits(cost)
         payload = json.dumps(body).encode("utf-8")
 
-        self.limiter.check_fits(cost)
-
-        async def attempt_once() -> SpokenSummary:
+        async def attempt_once() -> Answer:
             await self.limiter.acquire(cost)
             try:
                 response = await self.send(payload)
@@ -187,12 +238,12 @@ class OpenAIProvider:
                 if error.status is not None and 400 <= error.status < 500:
                     self.limiter.reconcile(cost, 0)  # refused requests spend no token budget
                 raise
-            return parse_answer(response, provider=self.name, voice=voice)
+            return parse(response)
 
-        summary, attempts = await self.retry.call(attempt_once, document.id)
-        self.limiter.reconcile(cost, summary.usage.total_tokens)
-        self.estimator.observe(raw_cost, summary.usage.total_tokens)
-        return dataclasses.replace(summary, attempts=attempts)
+        result, attempts = await self.retry.call(attempt_once, doc_id)
+        self.limiter.reconcile(cost, result.usage.total_tokens)
+        self.estimator.observe(raw_cost, result.usage.total_tokens)
+        return result, attempts
 
     async def send(self, payload: bytes) -> httpx.Response:
         """One POST, its failures classified; every answer's x-ratelimit-* headers feed the limiter."""

@@ -1,0 +1,55 @@
+"""Long documents: split on structure within a token budget, summarised part by part, spoken once."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import RunningServer, api_env, run_cli
+from pipeline.plan import split_for_budget
+
+
+def _long_report(sections: int, paragraphs: int) -> str:
+    out = ["# Annual infrastructure review"]
+    for s in range(sections):
+        out.append(f"## Section {s + 1}: district {s + 1}")
+        for p in range(paragraphs):
+            out.append(f"In district {s + 1}, crews repaired {p + 3} bridges and resurfaced {p * 2 + 5} kilometres "
+                       f"of road during quarter {p % 4 + 1}. Residents reported {p + 10} fewer complaints than the "
+                       f"year before. The budget for the next phase is {p + 2} million pounds, and work on the "
+                       f"harbour wall begins in spring. Engineers expect the new drainage to halve flooding "
+                       f"incidents by the end of the decade, according to the review.")
+    return "\n\n".join(out)
+
+
+def test_split_keeps_order_and_respects_the_budget() -> None:
+    text = _long_report(6, 10)
+    parts = split_for_budget(text, 1500)
+    assert len(parts) > 1
+    assert all(len(p) <= 1500 * 4 for p in parts)
+    assert "".join(parts).replace("\n", "") == text.replace("\n", "")
+    assert parts[1].startswith("## Section") or parts[1].startswith("In district")
+    assert split_for_budget("Short text.", 1500) == ["Short text."]
+
+
+def test_a_30000_word_document_is_one_narration_by_map_reduce(tone_server: RunningServer, tmp_path: Path) -> None:
+    text = _long_report(40, 12)
+    words = len(text.split())
+    assert 28_000 <= words <= 36_000
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "review.md").write_text(text)
+    expected_parts = len(split_for_budget(text, 8000))
+    assert expected_parts >= 5
+    before = tone_server.stats()["counts"]["requests"]
+    out = tmp_path / "out"
+    result = run_cli("run", str(folder), "-o", str(out), env=api_env(tone_server))
+    assert result.exit_code == 0, result.stderr
+    assert tone_server.stats()["counts"]["requests"] - before == expected_parts + 1
+    report = json.loads((out / "report.json").read_text())
+    (row,) = report["documents"]
+    assert row["status"] == "done" and row["requests"] == expected_parts + 1
+    assert list(out.glob("*.wav")) == [out / "review.wav"]
+    sidecar = json.loads((out / "review.json").read_text())
+    assert sidecar["attempts"] == expected_parts + 1
+    assert sidecar["transcript"] and "Part 1 of" not in sidecar["transcript"]
