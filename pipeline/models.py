@@ -126,6 +126,7 @@ class SpokenSummary:
     engine: str | None = None
     attempts: tuple[Attempt, ...] = ()
     parts: int = 1  # > 1: summarised part by part (map), then spoken from the part summaries (reduce)
+    cues: tuple[tuple[float, float, str], ...] = ()  # measured (start, end, sentence); empty = none measured
 
     @property
     def requests(self) -> int:

@@ -107,6 +107,9 @@ def sidecar(document: Document, summary: SpokenSummary, settings: RunSettings, w
         "usage": summary.usage.as_dict(),
         "request_id": summary.request_id,
         "attempts": len(summary.attempts),
+        "parts": summary.parts,
+        # Per-sentence times: measured by the offline engine; absent for the API (podcast.py estimates them).
+        "cues": [list(cue) for cue in summary.cues] or None,
         "words_target": settings.words,
         "instructions": document.instructions or settings.instructions,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -6,6 +6,8 @@ import json
 import wave
 from pathlib import Path
 
+import pytest
+
 from conftest import SAMPLE_INPUTS, RunningServer, api_env, child_env, run_cli
 from pipeline.engine import extractive, text
 
@@ -52,6 +54,11 @@ def test_offline_run_speaks_with_the_neural_voice(tmp_path: Path) -> None:
                    for i in range(0, len(samples), 200)) > 3000
         # Roughly 2-4 words a second is what a narrator speaks.
         assert 1.5 < len(sidecar["transcript"].split()) / seconds < 4.5
+        # Cue times are the real synthesis times, in order, and the VTT says so.
+        starts = [cue[0] for cue in sidecar["cues"]]
+        assert starts == sorted(starts) and starts[0] == 0 and sidecar["cues"][-1][1] == pytest.approx(seconds, abs=0.01)
+        vtt = (out / f"{row['doc_id']}.vtt").read_text()
+        assert "real start" in vtt and vtt.count(" --> ") == len(sidecar["cues"])
 
 
 def test_client_against_server_with_the_local_engine(local_server: RunningServer, tmp_path: Path) -> None:

@@ -14,6 +14,15 @@ from pipeline.engine import extractive, speech, tone
 class Narration:
     transcript: str
     audio: speech.SpeechAudio
+    sentences: tuple[str, ...] = ()
+
+    def cues(self) -> tuple[tuple[float, float, str], ...]:
+        """(start, end, sentence) from the real synthesis times of each sentence."""
+        starts = self.audio.sentence_starts_s
+        if len(starts) != len(self.sentences):
+            return ()
+        ends = (*starts[1:], self.audio.duration_s)
+        return tuple((round(a, 3), round(b, 3), text) for a, b, text in zip(starts, ends, self.sentences))
 
 
 def narrate(text: str, words: int, title: str | None = None, engine: str = "local") -> Narration:
@@ -28,4 +37,4 @@ def narrate(text: str, words: int, title: str | None = None, engine: str = "loca
     else:
         spoken = extractive.summarise(text, words, title)
         audio = speech.speak(spoken)
-    return Narration(transcript=" ".join(spoken), audio=audio)
+    return Narration(transcript=" ".join(spoken), audio=audio, sentences=tuple(spoken))

@@ -69,6 +69,7 @@ class LocalProvider:
             model=LOCAL_MODEL,
             voice=document.voice or settings.voice,
             engine=speech.ENGINE_VOICE,
+            cues=result.cues(),
         )
 
     async def aclose(self) -> None:
