@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import click
+from datetime import datetime, timezone
 import httpx
 
 from pipeline import __version__
@@ -84,6 +85,12 @@ def cli() -> None:
 @click.option("--retry-backoff", "retry_backoff_s", type=click.FloatRange(0.001, 60), default=0.5,
               show_default=True, help="First backoff in seconds when the server gives no Retry-After; it doubles "
                                       "per attempt (with full jitter, capped at 30 s).")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"]), default=None,
+              help="Feeds: only entries published on or after this date (entries without a date are kept).")
+@click.option("--max-items", type=click.IntRange(1, 100_000), default=None,
+              help="Feeds: at most the newest N entries of each feed.")
+@click.option("--mode", type=click.Choice(["summary", "narrate"]), default="summary", show_default=True,
+              help="narrate: read the whole text aloud part by part and stitch one WAV with chapter marks.")
 @click.option("--max-input-tokens", type=click.IntRange(500, 1_000_000), default=8000, show_default=True,
               help="Token budget of one request's document text; longer documents are summarised part by part "
                    "(map) and spoken from the part summaries (reduce).")
@@ -188,8 +195,16 @@ def _run_settings(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | 
         force=bool(values["force"]), grace_s=float(values["grace_s"]), price_overrides=prices,
         podcast_base_url=str(values["podcast_base_url"]), podcast_keep=int(values["podcast_keep"]),
         podcast_title=values["podcast_title"],
-        max_input_tokens=int(values["max_input_tokens"]), map_model=str(values["map_model"]),
+        max_input_tokens=int(values["max_input_tokens"]), map_model=str(values["map_model"]), mode=values["mode"],
+        since=_aware(values["since"]), max_items=values["max_items"],
     )
+
+
+def _aware(value: object) -> datetime | None:
+    """A --since date without a zone is taken as UTC (feeds give zoned dates)."""
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 def default_concurrency(rpm: int) -> int:

@@ -41,7 +41,10 @@ def plan_run(settings: RunSettings, state: RunState) -> DryRunPlan:
     seen: set[str] = set()
     input_tokens = text_out = audio_out = 0
     todo = 0
-    for item in sources.iter_inputs(settings.inputs, skip_dir=settings.out_dir):
+    from pipeline.runner import _already_done
+
+    for item in sources.iter_inputs(settings.inputs, skip_dir=settings.out_dir, since=settings.since,
+                                    max_items=settings.max_items, already_done=_already_done(settings, state)):
         if item.id in seen or not isinstance(item, Document):
             counts["invalid"] += 1
             continue

@@ -6,6 +6,7 @@ Plain frozen data classes; no behaviour that touches files, sockets or the clock
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -73,6 +74,9 @@ class RunSettings:
     podcast_keep: int = 100
     max_input_tokens: int = 8000
     map_model: str = "gpt-4o-mini"
+    mode: Literal["summary", "narrate"] = "summary"
+    since: datetime | None = None  # feeds: only entries published at or after this
+    max_items: int | None = None  # feeds: the newest N entries of each feed
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +131,7 @@ class SpokenSummary:
     attempts: tuple[Attempt, ...] = ()
     parts: int = 1  # > 1: summarised part by part (map), then spoken from the part summaries (reduce)
     cues: tuple[tuple[float, float, str], ...] = ()  # measured (start, end, sentence); empty = none measured
+    chapters: tuple[tuple[float, str], ...] = ()  # --mode narrate: (start second, label) of each part
 
     @property
     def requests(self) -> int:

@@ -108,6 +108,7 @@ def sidecar(document: Document, summary: SpokenSummary, settings: RunSettings, w
         "request_id": summary.request_id,
         "attempts": len(summary.attempts),
         "parts": summary.parts,
+        "chapters": [{"start_s": start, "title": label} for start, label in summary.chapters] or None,
         # Per-sentence times: measured by the offline engine; absent for the API (podcast.py estimates them).
         "cues": [list(cue) for cue in summary.cues] or None,
         "words_target": settings.words,

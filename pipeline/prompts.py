@@ -48,3 +48,21 @@ def part_messages(document: Document, part: str, index: int, count: int, words: 
 def combined_parts(summaries: list[str]) -> str:
     """The reduce step's document: the part summaries, in order, one paragraph each (no labels to read out)."""
     return "\n\n".join(summaries)
+
+
+NARRATE_PROMPT = (
+    "Read the user's text aloud exactly as written, as a calm, clear narrator. Do not summarise, skip, add or "
+    "comment on anything. Say headings as short sentences, leave out markdown symbols and URLs, and say numbers, "
+    "dates and units the way a person would."
+)
+NARRATE_PART_TOKENS = 1200  # about four minutes of speech per request
+
+
+def narrate_messages(part: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": NARRATE_PROMPT}, {"role": "user", "content": part}]
+
+
+def chapter_label(part: str) -> str:
+    """A part's first line, shortened: what a chapter marker shows."""
+    first = part.strip().splitlines()[0].lstrip("#").strip() if part.strip() else ""
+    return first if len(first) <= 80 else first[:77].rstrip() + "…"

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pipeline import dryrun, plan, podcast, report, sources
 from pipeline.errors import ApiError, AuthenticationFailed, DocumentError
+from pipeline.feeds import is_feed_input
 from pipeline.lock import RunLock
 from pipeline.models import Attempt, Document, DocumentResult, EventListener, RejectedDocument, RunSettings
 from pipeline.outputs import fsync_folder, remove_stale_temp_files, write_document_outputs
@@ -91,8 +92,10 @@ async def run_async(settings: RunSettings, *, on_result: ResultListener | None =
 async def _run_locked(settings: RunSettings, state: RunState, on_result: ResultListener | None,
                       on_event: EventListener | None, provider: Provider | None) -> RunOutcome:
     run_id = state.start_run(settings_for_report(settings))
-    run = _Run(settings=settings, state=state, run_id=run_id, on_result=on_result, on_event=on_event,
-               items=sources.iter_inputs(settings.inputs, skip_dir=settings.out_dir))
+    items = sources.iter_inputs(settings.inputs, skip_dir=settings.out_dir, since=settings.since,
+                                max_items=settings.max_items, already_done=_already_done(settings, state))
+    run = _Run(settings=settings, state=state, run_id=run_id, on_result=on_result, on_event=on_event, items=items,
+               pull_in_thread=any(is_feed_input(raw) for raw in settings.inputs))
     run.emit("run_start", run_id=run_id, provider=settings.provider, inputs=list(settings.inputs))
     active = provider or make_provider(settings, on_event=on_event)
     loop = asyncio.get_running_loop()
@@ -153,6 +156,20 @@ def dry_run(settings: RunSettings) -> tuple[dryrun.DryRunPlan, Path]:
             state.close()
 
 
+def _already_done(settings: RunSettings, state: RunState) -> Callable[[str], bool]:
+    """Feeds ask this before fetching an entry's page: True only when the plan would skip it anyway."""
+    def done(doc_id: str) -> bool:
+        if settings.force:
+            return False
+        record = state.document(doc_id)
+        if record is None or record.status != "done":
+            return False
+        probe = Document(id=doc_id, source="", text="", sha256="", title=record.title)
+        return record.fingerprint == plan.fingerprint(probe, settings)
+
+    return done
+
+
 async def _flush_state_periodically(state: RunState) -> None:
     """Commit batched state even when no document finishes for a while (slow engines, slow servers)."""
     from pipeline.state import COMMIT_EVERY_S
@@ -187,6 +204,15 @@ class _Run:
     stop_signal: int | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     grace_timer: asyncio.TimerHandle | None = None
+    # Feed items fetch article pages while being pulled: do that in a thread so the loop keeps serving.
+    pull_in_thread: bool = False
+    pull_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def next_item(self) -> sources.SourceItem | None:
+        if not self.pull_in_thread:
+            return next(self.items, None)
+        async with self.pull_lock:  # a generator may be advanced by one thread at a time
+            return await asyncio.to_thread(next, self.items, None)
 
     def emit(self, event: str, **fields: Any) -> None:
         if self.on_event is not None:
@@ -211,7 +237,7 @@ class _Run:
         # Workers share one generator: each pulls the next item only when it is free, so at most
         # `concurrency` documents are in memory at once however long the input is.
         while self.abort_reason is None and self.stop_signal is None:
-            item = next(self.items, None)
+            item = await self.next_item()
             if item is None:
                 return
             # Earlier documents of this run are in state; the ones still being made are in in_flight.

@@ -1,4 +1,4 @@
-"""Turn inputs (folders, manifests, single files) into a stream of Documents.
+"""Turn inputs (folders, manifests, single files, feeds) into a stream of Documents.
 
 Items are yielded one at a time and never collected; a bad item becomes a RejectedDocument, never an exception.
 """
@@ -11,13 +11,18 @@ import json
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from pipeline import extract, feeds
 from pipeline.errors import DocumentError, UsageError
 from pipeline.models import Document, RejectedDocument
 
 TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown"})
+# What folders, manifests' `path` and single-file inputs accept; the kind is then told from the content too.
+DOCUMENT_SUFFIXES = TEXT_SUFFIXES | extract.HTML_SUFFIXES | extract.PDF_SUFFIXES
 MANIFEST_SUFFIXES = frozenset({".jsonl", ".csv"})
 MAX_DOCUMENT_BYTES = 20 * 1024 * 1024
 MAX_MANIFEST_LINE_BYTES = 4 * 1024 * 1024
@@ -47,32 +52,51 @@ def safe_doc_id(raw: str) -> str:
 def check_inputs(inputs: tuple[str, ...]) -> None:
     """Raise UsageError for no inputs or one that does not exist or is of an unknown kind."""
     if not inputs:
-        raise UsageError("give at least one input: a folder, a manifest (.jsonl, .csv) or a text file")
+        raise UsageError("give at least one input: a folder, a manifest (.jsonl, .csv), a document or a feed")
     for raw in inputs:
+        if feeds.is_url(raw):
+            parts = urlsplit(raw.strip())
+            if not parts.hostname:
+                raise UsageError(f"input {raw!r} is not a usable feed URL (no host)")
+            continue
         path = Path(raw)
         if not path.exists():
             raise UsageError(f"input {raw!r} does not exist")
-        if not path.is_dir() and path.suffix.lower() not in MANIFEST_SUFFIXES | TEXT_SUFFIXES:
+        if (not path.is_dir() and path.suffix.lower() not in MANIFEST_SUFFIXES | DOCUMENT_SUFFIXES
+                and not feeds.is_feed_input(raw)):
             raise UsageError(
-                f"input {raw!r} is not a folder, a manifest (.jsonl, .csv) or a text file (.txt, .md)")
+                f"input {raw!r} is not a folder, a manifest (.jsonl, .csv), a document (.txt, .md, .html, .pdf) "
+                "or a feed (an http(s) URL, or an .xml, .rss or .atom file)")
 
 
-def iter_inputs(inputs: tuple[str, ...], *, skip_dir: Path | None = None) -> Iterator[SourceItem]:
-    """Every document of every input, in order; call check_inputs first."""
+def iter_inputs(inputs: tuple[str, ...], *, skip_dir: Path | None = None,
+                already_done: Callable[[str], bool] | None = None, since: datetime | None = None,
+                max_items: int | None = None, fetch_limits: feeds.FetchLimits | None = None) -> Iterator[SourceItem]:
+    """Every document of every input, in order; call check_inputs first.
+
+    already_done, since, max_items and fetch_limits apply to feed inputs (see feeds.iter_feed).
+    """
     check_inputs(inputs)
     for raw in inputs:
         path = Path(raw)
-        if path.is_dir():
+        if feeds.is_url(raw):
+            yield from feeds.iter_feed(raw.strip(), since=since, max_items=max_items, already_done=already_done,
+                                       limits=fetch_limits)
+        elif path.is_dir():
             yield from iter_folder(path, skip_dir=skip_dir)
         elif path.suffix.lower() in MANIFEST_SUFFIXES:
             yield from iter_manifest(path)
-        elif path.suffix.lower() in TEXT_SUFFIXES:
+        elif path.suffix.lower() in DOCUMENT_SUFFIXES:
             yield _document_from_file(Path(os.path.abspath(path)), doc_id=path.stem, source=str(path),
                                       root=path.parent.resolve())
+        else:
+            yield from feeds.iter_feed(raw, since=since, max_items=max_items, already_done=already_done,
+                                       limits=fetch_limits)
 
 
 def _walk_text_files(root: Path, skip_dir: Path | None) -> Iterator[Path]:
-    """Text files under root in a stable (sorted) order; hidden folders and skip_dir are left out."""
+    """Document files (text, Markdown, HTML, PDF) under root in a stable (sorted) order; hidden folders and
+    skip_dir are left out."""
     skip = skip_dir.resolve() if skip_dir is not None else None
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
@@ -81,12 +105,12 @@ def _walk_text_files(root: Path, skip_dir: Path | None) -> Iterator[Path]:
             if not d.startswith(".") and (skip is None or (here / d).resolve() != skip)
         )
         for name in sorted(filenames):
-            if not name.startswith(".") and Path(name).suffix.lower() in TEXT_SUFFIXES:
+            if not name.startswith(".") and Path(name).suffix.lower() in DOCUMENT_SUFFIXES:
                 yield here / name
 
 
 def iter_folder(root: Path, *, skip_dir: Path | None = None) -> Iterator[SourceItem]:
-    """Text files under root, recursively, in a stable (sorted) order; hidden folders are skipped."""
+    """Document files under root, recursively, in a stable (sorted) order; hidden folders are skipped."""
     root_resolved = root.resolve()
     for path in _walk_text_files(root, skip_dir):
         relative = path.relative_to(root)
@@ -204,11 +228,13 @@ def _document_from_file(path: Path, *, doc_id: str, source: str, root: Path, alr
                                 reason=str(exc), title=title)
     try:
         data = read_confined(path, root)
-        text = _clean_text(_decode(data))
+        extracted = extract.document_text(data, suffix=path.suffix)
+        text = _clean_text(extracted.text)
     except DocumentError as exc:
         return RejectedDocument(id=safe_id, source=source, reason=str(exc), title=title)
     return Document(id=safe_id, source=source, text=text, sha256=hashlib.sha256(data).hexdigest(),
-                    title=title or guess_title(text), voice=voice, instructions=instructions)
+                    title=title or extracted.title or guess_title(text), voice=voice, instructions=instructions,
+                    meta=dict(extracted.meta) or None)
 
 
 def guess_title(text: str) -> str | None:
@@ -251,21 +277,6 @@ def read_confined(path: Path, root: Path) -> bytes:
     return data
 
 
-def _decode(data: bytes) -> str:
-    if b"\x00" in data[:8192] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise DocumentError("file looks binary (contains NUL bytes), not text")
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        try:
-            return data.decode("utf-16")
-        except UnicodeDecodeError as exc:
-            raise DocumentError(f"file has a UTF-16 mark but does not decode: {exc.reason}") from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DocumentError(
-            f"file is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
-
-
 def _clean_text(text: str) -> str:
     if "\x00" in text:
         raise DocumentError("text contains NUL characters")
@@ -279,11 +290,16 @@ def _first_line(exc: Exception) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
-def count_items(inputs: tuple[str, ...], *, skip_dir: Path | None = None) -> int:
-    """How many items iter_inputs will yield, counted cheaply (names and lines only) for a progress total."""
+def count_items(inputs: tuple[str, ...], *, skip_dir: Path | None = None) -> int | None:
+    """How many items iter_inputs will yield, counted cheaply (names and lines only) for a progress total.
+
+    None when an input is a feed: its entries are known only once it is fetched and parsed.
+    """
     total = 0
     for raw in inputs:
         path = Path(raw)
+        if feeds.is_url(raw):
+            return None
         if path.is_dir():
             total += sum(1 for _ in _walk_text_files(path, skip_dir))
         elif path.suffix.lower() == ".jsonl":
@@ -292,6 +308,8 @@ def count_items(inputs: tuple[str, ...], *, skip_dir: Path | None = None) -> int
         elif path.suffix.lower() == ".csv":
             with path.open("rb") as handle:
                 total += max(0, sum(1 for line in handle if line.strip()) - 1)
-        else:
+        elif path.suffix.lower() in DOCUMENT_SUFFIXES:
             total += 1
+        else:
+            return None
     return total

@@ -174,7 +174,9 @@ class RunState:
             raise UsageError(f"{out_dir} has no audiosum state ({STATE_DIR}/{STATE_FILE}); run `audiosum run` first")
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / STATE_FILE
-        self._db = sqlite3.connect(self.path, isolation_level=None)
+        # The feed source asks `document()` from the item-pulling thread. Only share the connection across
+        # threads when SQLite is built serialized (threadsafety 3, the default); else keep the default check.
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=sqlite3.threadsafety != 3)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")

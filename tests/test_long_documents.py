@@ -53,3 +53,40 @@ def test_a_30000_word_document_is_one_narration_by_map_reduce(tone_server: Runni
     sidecar = json.loads((out / "review.json").read_text())
     assert sidecar["attempts"] == expected_parts + 1
     assert sidecar["transcript"] and "Part 1 of" not in sidecar["transcript"]
+
+
+def test_narrate_mode_reads_everything_with_chapters(tone_server: RunningServer, tmp_path: Path) -> None:
+    from pipeline.prompts import NARRATE_PART_TOKENS
+
+    text = _long_report(4, 6)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "review.md").write_text(text)
+    parts = split_for_budget(text, NARRATE_PART_TOKENS)
+    assert len(parts) >= 2
+    before = tone_server.stats()["counts"]["requests"]
+    out = tmp_path / "out"
+    result = run_cli("run", str(folder), "-o", str(out), "--mode", "narrate", env=api_env(tone_server))
+    assert result.exit_code == 0, result.stderr
+    assert tone_server.stats()["counts"]["requests"] - before == len(parts)
+    sidecar = json.loads((out / "review.json").read_text())
+    starts = [c["start_s"] for c in sidecar["chapters"]]
+    assert len(starts) == len(parts) and starts[0] == 0 and starts == sorted(starts)
+    assert sidecar["chapters"][0]["title"] == "Annual infrastructure review"
+    assert sidecar["duration_s"] > starts[-1]
+    # Switching modes is a settings change: the document is made again.
+    again = run_cli("run", str(folder), "-o", str(out), env=api_env(tone_server))
+    assert "1 done, 0 skipped" in again.stdout
+
+
+def test_offline_narrate_mode(tmp_path: Path) -> None:
+    from conftest import SAMPLE_INPUTS, child_env
+
+    out = tmp_path / "out"
+    result = run_cli("run", str(SAMPLE_INPUTS / "notes"), "-o", str(out), "--mode", "narrate", env=child_env())
+    assert result.exit_code == 0, result.stderr
+    sidecar = json.loads((out / "short-reminder.json").read_text())
+    original = (SAMPLE_INPUTS / "notes" / "short-reminder.txt").read_text().split()
+    assert len(sidecar["transcript"].split()) >= len(original) - 2  # everything is read, nothing summarised
+    assert sidecar["chapters"] == [{"start_s": 0.0, "title": sidecar["chapters"][0]["title"]}]
+    assert sidecar["cues"] and sidecar["cues"][0][0] == 0.0

@@ -38,3 +38,12 @@ def narrate(text: str, words: int, title: str | None = None, engine: str = "loca
         spoken = extractive.summarise(text, words, title)
         audio = speech.speak(spoken)
     return Narration(transcript=" ".join(spoken), audio=audio, sentences=tuple(spoken))
+
+
+def read_aloud(text: str, engine: str = "local") -> Narration:
+    """Every sentence of the text, in order (for --mode narrate), headings made into sentences."""
+    from pipeline.engine.text import as_spoken_sentence, sentences
+
+    spoken = [as_spoken_sentence(s.text) for s in sentences(text)]
+    audio = tone.tone(spoken) if engine == "tone" else speech.speak(spoken)
+    return Narration(transcript=" ".join(spoken), audio=audio, sentences=tuple(spoken))

@@ -11,7 +11,11 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
+from pipeline.audio import wav_info
 from pipeline.engine import narrate, speech
+from pipeline.plan import split_for_budget
+from pipeline.prompts import NARRATE_PART_TOKENS, chapter_label
+from pipeline.stitch import stitch
 from pipeline.errors import DocumentError, TransientError
 from pipeline.models import Document, RunSettings, SpokenSummary
 
@@ -38,13 +42,29 @@ class LocalProvider:
             initargs=(threads_per_worker(self._workers),),
         )
 
+    async def _read_aloud(self, document: Document, settings: RunSettings) -> SpokenSummary:
+        """--mode narrate: every sentence, part by part in the pool, stitched with chapter marks."""
+        parts = split_for_budget(document.text, NARRATE_PART_TOKENS)
+        narrations = await asyncio.gather(*(self._in_pool(narrate.read_aloud, part) for part in parts))
+        wav, starts = stitch([n.audio.wav for n in narrations])
+        info = wav_info(wav)
+        cues = tuple((round(start + a, 3), round(start + b, 3), text)
+                     for start, n in zip(starts, narrations) for a, b, text in n.cues())
+        return SpokenSummary(
+            wav=wav, transcript=" ".join(n.transcript for n in narrations), sample_rate=info.sample_rate,
+            duration_s=info.duration_s, provider=self.name, model=LOCAL_MODEL, voice=document.voice or settings.voice,
+            engine=speech.ENGINE_VOICE, cues=cues, parts=len(parts),
+            chapters=tuple((start, chapter_label(part)) for start, part in zip(starts, parts)))
+
     async def _narrate(self, document: Document, settings: RunSettings) -> narrate.Narration:
+        return await self._in_pool(narrate.narrate, document.text, settings.words, document.title, "local")
+
+    async def _in_pool(self, function, *args) -> narrate.Narration:
         loop = asyncio.get_running_loop()
         for attempt in (1, 2):
             pool = self._pool
             try:
-                return await loop.run_in_executor(
-                    pool, narrate.narrate, document.text, settings.words, document.title, "local")
+                return await loop.run_in_executor(pool, function, *args)
             except BrokenProcessPool:
                 # A worker died (e.g. the OOM killer): start a fresh pool once rather than fail every document.
                 if attempt == 2:
@@ -57,6 +77,8 @@ class LocalProvider:
         raise AssertionError("unreachable")
 
     async def summarise(self, document: Document, settings: RunSettings) -> SpokenSummary:
+        if settings.mode == "narrate":
+            return await self._read_aloud(document, settings)
         result = await self._narrate(document, settings)
         if not result.transcript:
             raise DocumentError("document has no sentences that can be spoken")

@@ -21,7 +21,9 @@ from pipeline.clock import SYSTEM_CLOCK, Clock
 from pipeline.errors import ApiError, AuthenticationFailed, PermanentApiError, TransientError
 from pipeline.models import Attempt, Document, EventListener, RunSettings, SpokenSummary, Usage
 from pipeline.plan import split_for_budget
-from pipeline.prompts import combined_parts, part_messages, system_prompt, user_message
+from pipeline.prompts import (NARRATE_PART_TOKENS, chapter_label, combined_parts, narrate_messages, part_messages,
+                              system_prompt, user_message)
+from pipeline.stitch import stitch
 from pipeline.ratelimit import RateLimiter, TokenEstimator
 from pipeline.retry import RetryPolicy, retry_after_seconds
 
@@ -137,6 +139,21 @@ def parse_text_answer(response: httpx.Response) -> TextAnswer:
     return TextAnswer(content.strip(), _usage(body.get("usage")), response.headers.get("x-request-id"))
 
 
+def _sum_usage(usages: list[Usage]) -> Usage:
+    def add(dicts: list[dict[str, int]]) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for d in dicts:
+            for key, value in d.items():
+                total[key] = total.get(key, 0) + value
+        return total
+
+    return Usage(prompt_tokens=sum(u.prompt_tokens for u in usages),
+                 completion_tokens=sum(u.completion_tokens for u in usages),
+                 total_tokens=sum(u.total_tokens for u in usages),
+                 prompt_tokens_details=add([u.prompt_tokens_details for u in usages]),
+                 completion_tokens_details=add([u.completion_tokens_details for u in usages]))
+
+
 def _usage(raw: object) -> Usage:
     if not isinstance(raw, dict):
         return Usage()
@@ -199,6 +216,8 @@ class OpenAIProvider:
                 self._on_event("rate_limit_pause", {"seconds": round(wait_s, 3), "doc_id": doc_id})
 
     async def summarise(self, document: Document, settings: RunSettings) -> SpokenSummary:
+        if settings.mode == "narrate":
+            return await self._read_aloud(document, settings)
         parts = split_for_budget(document.text, settings.max_input_tokens)
         if len(parts) == 1:
             return await self._speak(document, settings)
@@ -215,6 +234,25 @@ class OpenAIProvider:
         reduced = dataclasses.replace(document, text=combined_parts(summaries))
         summary = await self._speak(reduced, settings)
         return dataclasses.replace(summary, attempts=tuple(attempts) + summary.attempts, parts=len(parts))
+
+    async def _read_aloud(self, document: Document, settings: RunSettings) -> SpokenSummary:
+        """--mode narrate: the whole text, part by part, stitched into one WAV with chapter marks."""
+        parts = split_for_budget(document.text, NARRATE_PART_TOKENS)
+        spoken: list[SpokenSummary] = []
+        for part in parts:
+            body = {**build_request_body(document, settings), "messages": narrate_messages(part)}
+            voice = body["audio"]["voice"]
+            answer, attempts = await self._call(
+                body, document.id, len(part.split()),
+                lambda response, voice=voice: parse_answer(response, provider=self.name, voice=voice))
+            spoken.append(dataclasses.replace(answer, attempts=attempts))
+        wav, starts = stitch([s.wav for s in spoken])
+        info = wav_info(wav)
+        return dataclasses.replace(
+            spoken[0], wav=wav, transcript=" ".join(s.transcript for s in spoken), duration_s=info.duration_s,
+            sample_rate=info.sample_rate, attempts=tuple(a for s in spoken for a in s.attempts), parts=len(parts),
+            usage=_sum_usage([s.usage for s in spoken]),
+            chapters=tuple((start, chapter_label(part)) for start, part in zip(starts, parts)))
 
     async def _speak(self, document: Document, settings: RunSettings) -> SpokenSummary:
         body = build_request_body(document, settings)

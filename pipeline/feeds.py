@@ -1,0 +1,572 @@
+"""Feed inputs (RSS 0.9x/1.0/2.0, Atom; a URL or a local file) become one Document per entry, with its article's text.
+
+Every fetch is bounded in time, bytes (decompressed), and redirects, and the XML is checked for bombs before
+feedparser sees it; a bad feed or entry becomes a RejectedDocument, never an exception. Nothing is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import ipaddress
+import os
+import re
+import socket
+import stat
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from pipeline import __version__, extract
+from pipeline.errors import DocumentError
+from pipeline.models import Document, RejectedDocument
+
+FEED_SUFFIXES = frozenset({".xml", ".rss", ".atom"})
+USER_AGENT = f"audiosum/{__version__} (+feed narration)"
+MAX_SLUG_LENGTH = 40
+_CHUNK = 64 * 1024
+_FEED_ROOTS = frozenset({"rss", "rdf", "feed", "channel"})  # local names; RSS 1.0's root is rdf:RDF
+_SNIFF_FEED = re.compile(rb"<(?:rss|feed|rdf:rdf)[\s>]")
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+SourceItem = Document | RejectedDocument
+AlreadyDone = Callable[[str], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class FetchLimits:
+    """Bounds on every feed and page fetch; the defaults suit a nightly run, tests shrink them."""
+
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 10.0
+    deadline_s: float = 30.0  # whole fetch, redirects included (checked between reads)
+    max_page_bytes: int = 5 * 1024 * 1024  # after decompression
+    max_feed_bytes: int = 10 * 1024 * 1024
+    max_redirects: int = 5
+    # Article links (and their redirects) to loopback, private or link-local addresses: None allows them only
+    # when the feed itself is a local file or on such an address, so a public feed cannot make audiosum read
+    # (and narrate, and publish) an intranet page or a cloud metadata endpoint.
+    allow_private: bool | None = None
+
+
+class FetchError(DocumentError):
+    """A feed or page could not be fetched within the limits; the message is the one-line reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    url: str  # after redirects
+    content_type: str
+    body: bytes
+
+
+class PageFetcher:
+    """One pooled httpx client for a feed's fetches, each bounded by FetchLimits; close() when done.
+
+    Redirects are followed here, not by httpx, because httpx reads a redirect's whole body before following it.
+    The body is decompressed here too, in bounded steps, so a gzip bomb stops at the cap, not in memory.
+    """
+
+    def __init__(self, limits: FetchLimits | None = None) -> None:
+        self.limits = limits or FetchLimits()
+        timeout = httpx.Timeout(connect=self.limits.connect_timeout_s, read=self.limits.read_timeout_s,
+                                write=self.limits.read_timeout_s, pool=self.limits.connect_timeout_s)
+        self._client = httpx.Client(
+            timeout=timeout, follow_redirects=False,
+            limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
+            headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate",
+                     "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"})
+
+    def close(self) -> None:
+        self._client.close()
+
+    def fetch(self, url: str, *, max_bytes: int | None = None, public_only: bool = False) -> Fetched:
+        """The body at url (redirects followed), or FetchError with a one-line reason.
+
+        public_only: refuse any hop whose host resolves to a loopback, private or otherwise non-global address.
+        """
+        limits = self.limits
+        cap = limits.max_page_bytes if max_bytes is None else max_bytes
+        deadline = time.monotonic() + limits.deadline_s
+        current = url
+        for _ in range(limits.max_redirects + 1):
+            if urlsplit(current).scheme.lower() not in ("http", "https"):
+                raise FetchError(f"refusing to fetch {current[:80]!r}: only http and https URLs are fetched")
+            if public_only:
+                _require_public(urlsplit(current).hostname or "")
+            if time.monotonic() > deadline:
+                raise FetchError(f"took longer than the {limits.deadline_s:g} s deadline")
+            try:
+                with self._client.stream("GET", current) as response:
+                    if response.status_code in _REDIRECTS and "location" in response.headers:
+                        # Leaving the block closes the connection without reading the redirect's body.
+                        current = str(response.url.join(response.headers["location"]))
+                        continue
+                    if not 200 <= response.status_code < 300:
+                        raise FetchError(f"HTTP {response.status_code} {response.reason_phrase}".strip())
+                    body = _read_capped(response, cap, deadline, limits.deadline_s)
+                    return Fetched(url=str(response.url), content_type=response.headers.get("content-type", ""),
+                                   body=body)
+            except httpx.TimeoutException as exc:
+                raise FetchError(f"timed out ({_timeout_kind(exc, limits)})") from None
+            except httpx.InvalidURL as exc:
+                raise FetchError(f"bad URL: {exc}") from None
+            except httpx.HTTPError as exc:
+                raise FetchError(f"cannot fetch: {type(exc).__name__}: {_first_line(exc)}") from None
+        raise FetchError(f"more than {limits.max_redirects} redirects")
+
+
+def is_public_host(host: str) -> bool:
+    """True unless the host is, or resolves to, a loopback, private, link-local or reserved address."""
+    try:
+        addresses = [ipaddress.ip_address(host.strip("[]"))]
+    except ValueError:
+        try:
+            infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+        except (socket.gaierror, UnicodeError):
+            return True  # unresolvable: the fetch itself fails with its own reason
+        addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
+    return all(address.is_global for address in addresses)
+
+
+def _require_public(host: str) -> None:
+    if not is_public_host(host):
+        raise FetchError(f"refusing to fetch from {host}: not a public address (allowed only for local feeds)")
+
+
+def _timeout_kind(exc: httpx.TimeoutException, limits: FetchLimits) -> str:
+    if isinstance(exc, httpx.ConnectTimeout):
+        return f"no connection within {limits.connect_timeout_s:g} s"
+    if isinstance(exc, httpx.ReadTimeout):
+        return f"no data for {limits.read_timeout_s:g} s"
+    return type(exc).__name__
+
+
+def _read_capped(response: httpx.Response, cap: int, deadline: float, deadline_s: float) -> bytes:
+    declared = response.headers.get("content-length", "")
+    encoding = _content_encoding(response.headers.get("content-encoding", ""))
+    if declared.isdigit() and encoding is None and int(declared) > cap:
+        raise FetchError(f"body is {int(declared)} bytes, over the {cap}-byte limit")
+    inflater = _Inflater(encoding) if encoding else None
+    kept = bytearray()
+    raw_total = 0
+    # No chunk size: httpx would hold pieces back until one is full, and the deadline check with them.
+    for raw in response.iter_raw():
+        raw_total += len(raw)
+        if raw_total > cap:
+            raise FetchError(f"body is over the {cap}-byte limit")
+        for piece in (inflater.feed(raw) if inflater else (raw,)):
+            kept += piece
+            if len(kept) > cap:
+                what = "decompressed body" if inflater else "body"
+                raise FetchError(f"{what} is over the {cap}-byte limit")
+        if time.monotonic() > deadline:
+            raise FetchError(f"took longer than the {deadline_s:g} s deadline")
+    return bytes(kept)
+
+
+def _content_encoding(header: str) -> str | None:
+    codings = [c.strip().lower() for c in header.split(",") if c.strip() and c.strip().lower() != "identity"]
+    if not codings:
+        return None
+    if len(codings) > 1 or codings[0] not in ("gzip", "x-gzip", "deflate"):
+        raise FetchError(f"unsupported Content-Encoding {header!r}")
+    return codings[0]
+
+
+class _Inflater:
+    """gzip/deflate in steps of at most _CHUNK output bytes, so the cap is checked before memory grows."""
+
+    def __init__(self, encoding: str) -> None:
+        self._encoding = encoding
+        self._inflate: Any = zlib.decompressobj(zlib.MAX_WBITS | 16) if encoding != "deflate" else None
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        if self._inflate is None:
+            # "deflate" is zlib-wrapped by the standard, raw by some servers; the first two bytes tell which.
+            wrapped = len(data) >= 2 and data[0] & 0x0F == 8 and ((data[0] << 8) | data[1]) % 31 == 0
+            self._inflate = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
+        try:
+            while not self._inflate.eof:
+                out = self._inflate.decompress(data, _CHUNK)
+                if out:
+                    yield out
+                data = self._inflate.unconsumed_tail
+                if not data and len(out) < _CHUNK:
+                    return
+        except zlib.error as exc:
+            raise FetchError(f"body is not valid {self._encoding} data ({exc})") from None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Recognising feed inputs
+
+
+def is_url(raw: str) -> bool:
+    return raw.strip().lower().startswith(("http://", "https://"))
+
+
+def is_feed_input(raw: str) -> bool:
+    """True for an http(s) URL, a file named .xml/.rss/.atom, or a file whose first bytes read as RSS/Atom."""
+    if is_url(raw):
+        return True
+    path = Path(raw)
+    if path.suffix.lower() in FEED_SUFFIXES:
+        return True
+    try:
+        if not path.is_file():
+            return False
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return False
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return False
+        return looks_like_feed(handle.read(4096))
+
+
+def looks_like_feed(head: bytes) -> bool:
+    """True when the first bytes open an RSS or Atom document (and not an HTML page)."""
+    lowered = head.lower()
+    found = _SNIFF_FEED.search(lowered)
+    return found is not None and b"<html" not in lowered[:found.start()]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Ids and hashes: stable across runs for the same entry, whatever the article page says today
+
+
+def _slug(text: str, limit: int = MAX_SLUG_LENGTH) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit].strip("-")
+
+
+def feed_slug(source: str) -> str:
+    """A short safe name for a feed: host and path of a URL (a hash added for a query), or a file's stem."""
+    if is_url(source):
+        parts = urlsplit(source.strip())
+        host = (parts.hostname or "").removeprefix("www.")
+        port = f"-{parts.port}" if parts.port else ""
+        path = re.sub(r"\.(xml|rss|atom|rdf|php|aspx?)$", "", parts.path, flags=re.I)
+        readable = _slug(f"{host}{port}-{path}", 10 * MAX_SLUG_LENGTH)
+        if parts.query or len(readable) > MAX_SLUG_LENGTH:
+            # The scheme is left out here too, so that an http → https move keeps every id.
+            unique = f"{host}{port}{parts.path}?{parts.query}"
+            digest = hashlib.sha256(unique.encode("utf-8")).hexdigest()[:6]
+            return f"{readable[:MAX_SLUG_LENGTH - 7].strip('-')}-{digest}"
+        return readable or "feed"
+    return _slug(Path(source).stem) or "feed"
+
+
+def entry_key(entry: dict[str, Any]) -> str | None:
+    """What identifies an entry across runs: its id (guid), else its link, else title and date."""
+    for name in ("id", "link"):
+        value = str(entry.get(name) or "").strip()
+        if value:
+            return value
+    title = str(entry.get("title") or "").strip()
+    dated = str(entry.get("published") or entry.get("updated") or "").strip()
+    return f"{title}|{dated}" if title else None
+
+
+def entry_slug(key: str) -> str:
+    """Readable part of the key (last path segment of a URL, last part of a URN) plus 8 hex of its sha256."""
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:8]
+    parts = urlsplit(key)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        segments = [s for s in parts.path.split("/") if s]
+        tail = re.sub(r"\.[A-Za-z0-9]{1,5}$", "", segments[-1]) if segments else ""
+        readable = _slug(tail or parts.query)
+    else:
+        readable = _slug(re.split(r"[:/#|]", key.rstrip(":/#|"))[-1])
+    return f"{readable}-{digest}" if readable else f"entry-{digest}"
+
+
+def entry_sha256(slug: str, key: str) -> str:
+    """The Document's input hash: the feed's slug and the entry's key only, never the fetched page.
+
+    An entry narrated once stays skipped even when its page changes; the slug (not the full URL) keeps an
+    http → https move of the feed from re-narrating everything.
+    """
+    return hashlib.sha256(f"audiosum-feed-entry\n{slug}\n{key}".encode("utf-8")).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reading and checking the feed
+
+
+def read_feed_bytes(source: str, fetcher: PageFetcher) -> bytes:
+    """The feed's bytes from its URL or file, at most limits.max_feed_bytes; FetchError/DocumentError otherwise."""
+    cap = fetcher.limits.max_feed_bytes
+    if is_url(source):
+        try:
+            return fetcher.fetch(source, max_bytes=cap).body
+        except FetchError as exc:
+            raise FetchError(f"feed cannot be fetched: {exc}") from None
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise DocumentError(f"cannot open feed {source}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise DocumentError(f"feed {source} is not a regular file")
+        data = handle.read(cap + 1)
+    if len(data) > cap:
+        raise DocumentError(f"feed is over the {cap}-byte limit")
+    return data
+
+
+def check_feed_xml(data: bytes) -> None:
+    """Raise DocumentError unless data is well-formed XML with an RSS/Atom root and no entity declarations.
+
+    Entities are what billion-laughs bombs and external-entity reads (file:///etc/passwd) are made of; a feed
+    needs none, so any declaration is refused before feedparser sees the bytes. The check streams (SAX).
+    """
+    import xml.sax
+    from xml.sax.handler import ContentHandler, feature_external_ges, feature_external_pes
+
+    import defusedxml
+    import defusedxml.expatreader
+
+    class _Root(ContentHandler):
+        root: str | None = None
+
+        def startElementNS(self, name: tuple[str | None, str], qname: str | None, attrs: object) -> None:
+            if self.root is None:
+                self.root = name[1]
+
+        def startElement(self, name: str, attrs: object) -> None:
+            if self.root is None:
+                self.root = name.rsplit(":", 1)[-1]
+
+    handler = _Root()
+    # forbid_external=False only so that a DOCTYPE naming an external DTD (RSS 0.91's Netscape one) is allowed;
+    # with both external-entity features off, expat never loads it, and every entity declaration is refused.
+    parser = defusedxml.expatreader.create_parser(forbid_dtd=False, forbid_entities=True, forbid_external=False)
+    parser.setFeature(feature_external_ges, False)
+    parser.setFeature(feature_external_pes, False)
+    parser.setContentHandler(handler)
+    try:
+        parser.parse(io.BytesIO(data))
+    except defusedxml.EntitiesForbidden as exc:
+        if exc.sysid or exc.pubid:
+            raise DocumentError(f"refused: the feed declares an external entity {exc.name!r} "
+                                f"({exc.sysid or exc.pubid!s}); such entities read local files or URLs") from None
+        raise DocumentError(f"refused: the feed declares an XML entity {exc.name!r} "
+                            "(entities are how XML bombs such as billion laughs are built)") from None
+    except defusedxml.DefusedXmlException as exc:
+        raise DocumentError(f"refused: {exc}") from None
+    except xml.sax.SAXParseException as exc:
+        raise DocumentError(f"not an RSS/Atom feed: not well-formed XML ({exc.getMessage()} at line "
+                            f"{exc.getLineNumber()}, column {exc.getColumnNumber()})") from None
+    except (xml.sax.SAXException, ValueError) as exc:
+        raise DocumentError(f"not an RSS/Atom feed: {_first_line(exc)}") from None
+    if (handler.root or "").lower() not in _FEED_ROOTS:
+        raise DocumentError(f"not an RSS/Atom feed: the root element is <{handler.root}>")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The feed source
+
+
+def iter_feed(source: str, *, since: datetime | None = None, max_items: int | None = None,
+              already_done: AlreadyDone | None = None, limits: FetchLimits | None = None,
+              fetcher: PageFetcher | None = None) -> Iterator[SourceItem]:
+    """One Document per entry of the feed at source (a URL or a file), newest first.
+
+    since: leave out entries published (or updated) before it; undated entries are kept. A naive datetime is UTC.
+    max_items: only the newest N entries (after `since`); undated entries count as older than dated ones.
+    already_done(doc_id): when True, the entry's Document is yielded without fetching its page (its text is
+        then the feed's own content); pass it only for entries the plan will skip, never with --force.
+    limits / fetcher: bounds for every fetch; a fetcher passed in is shared and not closed here.
+    A feed that cannot be read or checked is one RejectedDocument; a bad entry is one RejectedDocument.
+    """
+    slug = feed_slug(source)
+    owned = fetcher is None
+    active = fetcher or PageFetcher(limits)
+    try:
+        try:
+            data = read_feed_bytes(source, active)
+            check_feed_xml(data)
+            parsed = _parse(data, source)
+        except DocumentError as exc:
+            yield RejectedDocument(id=slug, source=source, reason=str(exc))
+            return
+        feed_title = _title(parsed.feed)
+        entries = _select(parsed.entries, since=since, max_items=max_items)
+        allow_private = active.limits.allow_private
+        if allow_private is None:
+            allow_private = not is_url(source) or not is_public_host(urlsplit(source).hostname or "")
+        for entry in entries:
+            yield _entry_item(entry, source=source, slug=slug, feed_title=feed_title, fetcher=active,
+                              already_done=already_done, public_only=not allow_private)
+    finally:
+        if owned:
+            active.close()
+
+
+def _parse(data: bytes, source: str) -> Any:
+    import feedparser
+
+    headers = {"content-location": source} if is_url(source) else {}
+    # A file object, never bytes or str: feedparser treats a string as a URL or a path and would open it.
+    parsed = feedparser.parse(io.BytesIO(data), response_headers=headers)
+    if not parsed.get("version") and not parsed.entries:
+        raise DocumentError("not an RSS/Atom feed: feedparser recognised no feed format in it")
+    return parsed
+
+
+def _entry_date(entry: dict[str, Any]) -> datetime | None:
+    for name in ("published_parsed", "updated_parsed", "created_parsed"):
+        value = entry.get(name)
+        if value:
+            return datetime(*value[:6], tzinfo=timezone.utc)
+    return None
+
+
+def _select(entries: list[Any], *, since: datetime | None, max_items: int | None) -> list[Any]:
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=timezone.utc)
+    kept = []
+    for position, entry in enumerate(entries):
+        dated = _entry_date(entry)
+        if since is not None and dated is not None and dated < since:
+            continue
+        kept.append((dated, position, entry))
+    # Newest first; undated entries after the dated ones, in the feed's order.
+    kept.sort(key=lambda item: (item[0] is None, -(item[0].timestamp() if item[0] else 0), item[1]))
+    if max_items is not None:
+        kept = kept[:max(0, max_items)]
+    return [entry for _, _, entry in kept]
+
+
+def _entry_item(entry: Any, *, source: str, slug: str, feed_title: str | None, fetcher: PageFetcher,
+                already_done: AlreadyDone | None, public_only: bool) -> SourceItem:
+    key = entry_key(entry)
+    title = _title(entry)
+    link = _clean(entry.get("link"))
+    feed_text = _feed_text(entry)
+    if key is None:
+        key = hashlib.sha256(feed_text.encode("utf-8")).hexdigest() if feed_text else None
+    if key is None:
+        return RejectedDocument(id=f"{slug}__entry-unnamed", source=source, title=title,
+                                reason="feed entry has no id, link, title or content")
+    doc_id = f"{slug}__{entry_slug(key)}"
+    where = link or f"{source}#{key}"
+    meta = _entry_meta(entry, title=title, link=link, feed_title=feed_title, source=source, key=key)
+    sha = entry_sha256(slug, key)
+
+    if already_done is not None and already_done(doc_id):
+        meta["extraction"] = "not fetched (already narrated)"
+        text = feed_text or title or link or key
+        return Document(id=doc_id, source=where, text=text, sha256=sha, title=title, meta=meta)
+
+    page_text, extractor, problem = _page_text(link, fetcher, public_only=public_only)
+    if page_text and len(page_text) >= len(feed_text):
+        meta["extraction"] = extractor
+        text = page_text
+    elif feed_text:
+        if page_text:
+            problem = "shorter than the feed's own content"
+        meta["extraction"] = f"feed-content (page: {problem})"
+        text = feed_text
+    else:
+        return RejectedDocument(id=doc_id, source=where, title=title, meta=meta,
+                                reason=f"feed entry has no text: page {problem}; the feed gives no content or summary")
+    return Document(id=doc_id, source=where, text=text, sha256=sha, title=title, meta=meta)
+
+
+def _page_text(link: str | None, fetcher: PageFetcher, *, public_only: bool) -> tuple[str, str, str]:
+    """(main text of the article page, the extractor that found it, '') or ('', '', why not)."""
+    if not link:
+        return "", "", "no link"
+    if not is_url(link):
+        return "", "", f"link {link[:80]!r} is not http(s)"
+    try:
+        fetched = fetcher.fetch(link, public_only=public_only)
+        kind = _page_kind(fetched)
+        if kind == "pdf":
+            text, extractor = extract.pdf_text(fetched.body).text, "pypdf"
+        elif kind == "text":
+            text, extractor = extract.decode_text(fetched.body), "plain text"
+        else:
+            text, extractor = extract.html_text(fetched.body, url=fetched.url).text, "trafilatura"
+    except DocumentError as exc:
+        return "", "", str(exc)
+    return text.replace("\x00", "").strip(), extractor, ""
+
+
+def _page_kind(fetched: Fetched) -> str:
+    content_type = fetched.content_type.split(";", 1)[0].strip().lower()
+    head = fetched.body[:extract.SNIFF_BYTES]
+    if head.startswith(b"%PDF-") or content_type == "application/pdf":
+        return "pdf"
+    if content_type == "text/plain" and not extract.looks_like_html(head):
+        extract.reject_binary(head)
+        return "text"
+    if content_type in ("text/html", "application/xhtml+xml", "") or extract.looks_like_html(head):
+        extract.reject_binary(head)
+        return "html"
+    raise DocumentError(f"not an article page (Content-Type {content_type})")
+
+
+def _feed_text(entry: Any) -> str:
+    """The entry's longest own text (full content, else summary) as plain text."""
+    best = ""
+    candidates = [(c.get("value"), c.get("type")) for c in entry.get("content") or ()]
+    detail = entry.get("summary_detail") or {}
+    candidates.append((entry.get("summary"), detail.get("type", "text/html")))
+    for value, kind in candidates:
+        if not value:
+            continue
+        text = extract.html_fragment_text(value) if "html" in (kind or "html") else str(value).strip()
+        if len(text) > len(best):
+            best = text
+    return best
+
+
+def _entry_meta(entry: Any, *, title: str | None, link: str | None, feed_title: str | None, source: str,
+                key: str) -> dict[str, str]:
+    author = _author(entry.get("author"))
+    dated = _entry_date(entry)
+    values = {
+        "title": title, "author": author, "link": link,
+        "published": dated.isoformat() if dated else None,
+        "feed_title": feed_title, "feed": source, "entry_id": key,
+    }
+    return {k: v for k, v in values.items() if v}
+
+
+def _author(raw: object) -> str | None:
+    """The name in RSS's "email (Name)" or Atom's "Name (email)"; feedparser's own split trips on long TLDs."""
+    text = _clean(raw)
+    if text is None:
+        return None
+    for pattern in (r"[^\s@()]+@[^\s()]+\s*\((.+)\)", r"(.+?)\s*\([^\s@()]+@[^\s()]+\)"):
+        found = re.fullmatch(pattern, text)
+        if found:
+            return found.group(1).strip() or None
+    return text
+
+
+def _title(item: Any) -> str | None:
+    """A feed's or entry's title as plain text (Atom allows type="html" titles)."""
+    title = item.get("title")
+    if title and "html" in (item.get("title_detail") or {}).get("type", ""):
+        title = extract.html_fragment_text(title)
+    return _clean(title)
+
+
+def _clean(value: object) -> str | None:
+    text = re.sub(r"\s+", " ", str(value)).strip() if value is not None else ""
+    return text or None
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

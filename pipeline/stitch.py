@@ -1,0 +1,42 @@
+"""Joining spoken parts into one WAV with short pauses (pydub), and where each part starts.
+
+Works on WAV bytes only (pydub reads WAV natively, no ffmpeg); never writes files.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+PAUSE_MS = 700
+
+
+def _audio_segment():  # -> type[pydub.AudioSegment]
+    # pydub warns on import when no ffmpeg is on PATH; WAV needs none, and the warning would corrupt
+    # --log-format json on stderr.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        from pydub import AudioSegment
+    return AudioSegment
+
+
+def stitch(parts: list[bytes], pause_ms: int = PAUSE_MS) -> tuple[bytes, list[float]]:
+    """(one WAV, start second of each part); parts are brought to the first part's rate and channels."""
+    if not parts:
+        raise ValueError("nothing to stitch")
+    AudioSegment = _audio_segment()  # noqa: N806
+    segments = [AudioSegment.from_wav(io.BytesIO(data)) for data in parts]
+    first = segments[0]
+    pause = AudioSegment.silent(duration=pause_ms, frame_rate=first.frame_rate).set_channels(first.channels)
+    joined = AudioSegment.empty().set_frame_rate(first.frame_rate).set_channels(first.channels) \
+        .set_sample_width(first.sample_width)
+    starts: list[float] = []
+    for index, segment in enumerate(segments):
+        if index:
+            joined += pause
+        starts.append(round(len(joined) / 1000, 3))
+        joined += segment.set_frame_rate(first.frame_rate).set_channels(first.channels) \
+            .set_sample_width(first.sample_width)
+    buffer = io.BytesIO()
+    joined.export(buffer, format="wav")
+    return buffer.getvalue(), starts

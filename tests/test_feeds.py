@@ -1,0 +1,474 @@
+"""Feed inputs over loopback: RSS/Atom entries become Documents, and every hostile feed or page fails alone, fast.
+
+A stdlib HTTP server in a thread serves the fixture feeds and article pages, plus endpoints that misbehave
+(redirect loops, endless and gzip-bombed bodies, silence, trickles); it counts what was fetched.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import re
+import socket
+import threading
+import time
+import tracemalloc
+import wave
+import zlib
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from conftest import RunningServer, api_env, free_port, run_cli
+from pipeline import feeds, sources
+from pipeline.errors import DocumentError, UsageError
+from pipeline.feeds import FetchLimits
+from pipeline.models import Document, RejectedDocument
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "feeds"
+TINY = FetchLimits(connect_timeout_s=1.0, read_timeout_s=0.3, deadline_s=1.0, max_page_bytes=1024 * 1024,
+                   max_feed_bytes=256 * 1024, max_redirects=5)
+CHUNK = b"<p>" + b"all work and no play " * 3000 + b"</p>\n"
+
+
+def _gzip_bomb() -> bytes:
+    """200 MB of zeros, gzip-compressed to about 200 KB."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    zeros = bytes(1 << 20)
+    return b"".join(packer.compress(zeros) for _ in range(200)) + packer.flush()
+
+
+class FeedServer:
+    """The test's web: fixture feeds and pages with {{BASE}} filled in, and misbehaving endpoints."""
+
+    def __init__(self) -> None:
+        self.requests: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        self.page_suffix = ""  # appended to every article page, to show a changed page changes nothing
+        self.hostile_links: list[str] = []
+        self.bomb = _gzip_bomb()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.httpd.daemon_threads = True
+        self.httpd.block_on_close = False
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there: connection refused
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def fetched(self, prefix: str) -> int:
+        with self.lock:
+            return sum(n for path, n in self.requests.items() if path.startswith(prefix))
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def fill(self, text: str) -> str:
+        return text.replace("{{BASE}}", self.base).replace("{{DEAD}}", self.dead)
+
+    def hostile_feed(self) -> bytes:
+        items = "".join(f"<item><title>Hostile {n}</title><link>{link}</link><guid>hostile-{n}</guid></item>"
+                        for n, link in enumerate(self.hostile_links))
+        return f'<rss version="2.0"><channel><title>Hostile pages</title>{items}</channel></rss>'.encode()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def send(self, status: int, body: bytes, content_type: str = "text/html; charset=utf-8",
+                     **headers: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                for name, value in headers.items():
+                    self.send_header(name.replace("_", "-"), value)
+                self.end_headers()
+                try:
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a timeout test), as it should
+
+            def stream(self, chunks: Iterator[bytes], content_type: str = "text/html") -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", content_type)
+                self.end_headers()
+                try:
+                    for chunk in chunks:
+                        self.wfile.write(chunk)
+                        self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up, as it should
+
+            def do_GET(self) -> None:  # noqa: C901 - one route table
+                path = urlsplit(self.path).path
+                with owner.lock:
+                    owner.requests[path] += 1
+                if path.startswith("/feeds/"):
+                    name = path.removeprefix("/feeds/")
+                    if name == "hostile.xml":
+                        return self.send(200, owner.hostile_feed(), "application/rss+xml")
+                    for folder in (FIXTURES, FIXTURES / "bad"):
+                        if (folder / name).is_file():
+                            body = owner.fill((folder / name).read_text(encoding="latin-1")).encode("latin-1")
+                            return self.send(200, body, "application/rss+xml")
+                    return self.send(404, b"no such feed")
+                if path.startswith("/articles/"):
+                    page = FIXTURES / "articles" / path.removeprefix("/articles/")
+                    if page.is_file():
+                        html = page.read_text().replace("</article>", owner.page_suffix + "</article>")
+                        return self.send(200, html.encode("utf-8"))
+                    return self.send(404, b"<html><body><h1>Not found</h1></body></html>")
+                if path.startswith("/redirect-loop/"):
+                    step = int(path.rsplit("/", 1)[1])
+                    return self.send(302, b"", Location=f"/redirect-loop/{step + 1}")
+                if path == "/redirect-with-endless-body":
+                    self.send_response(302)
+                    self.send_header("Location", "/articles/night-market.html")
+                    self.end_headers()
+                    try:
+                        for _ in range(2000):  # 100+ MB if anyone reads it
+                            self.wfile.write(CHUNK)
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass
+                    return None
+                if path == "/endless":
+                    return self.stream(CHUNK for _ in range(2000))
+                if path == "/gzip-bomb":
+                    return self.send(200, owner.bomb, Content_Encoding="gzip")
+                if path == "/gzip-article":
+                    article = (FIXTURES / "articles" / "solar-coop.html").read_bytes()
+                    return self.send(200, gzip.compress(article), Content_Encoding="gzip")
+                if path == "/slow":
+                    time.sleep(2.0)
+                    return self.send(200, b"<html><body><p>Too late.</p></body></html>")
+                if path == "/trickle":
+                    return self.stream(_trickle())
+                if path == "/huge-declared":
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html")
+                    self.send_header("Content-Length", "5000000000")
+                    self.end_headers()
+                    return None
+                if path == "/image":
+                    return self.send(200, b"\x89PNG\r\n\x1a\n" + bytes(64), "image/png")
+                return self.send(404, b"not found")
+
+        return Handler
+
+
+def _trickle() -> Iterator[bytes]:
+    yield b"<html><body><p>"
+    for _ in range(80):  # one byte every 50 ms for up to 4 s: never idle long enough for the read timeout
+        time.sleep(0.05)
+        yield b"x"
+
+
+@pytest.fixture(scope="module")
+def web() -> Iterator[FeedServer]:
+    server = FeedServer()
+    yield server
+    server.close()
+
+
+def _items(source: str, **options: object) -> list[Document | RejectedDocument]:
+    return list(feeds.iter_feed(source, **options))  # type: ignore[arg-type]
+
+
+def _h8(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
+def test_rss2_entries_become_documents_with_metadata(web: FeedServer) -> None:
+    items = _items(web.url("/feeds/rss2.xml"))
+    port = urlsplit(web.base).port
+    slug = f"127-0-0-1-{port}-feeds-rss2"
+    assert feeds.feed_slug(web.url("/feeds/rss2.xml")) == slug
+    bridge_link = web.url("/articles/harbour-bridge.html")
+    assert [item.id for item in items] == [
+        f"{slug}__harbour-bridge-{_h8(bridge_link)}",
+        f"{slug}__gazette-2026-0502-night-market-{_h8('gazette-2026-0502-night-market')}",
+        f"{slug}__gazette-2026-0428-library-{_h8('gazette-2026-0428-library')}",
+        f"{slug}__gazette-2026-0415-rail-{_h8('gazette-2026-0415-rail')}",
+    ]
+    assert all(isinstance(item, Document) for item in items)
+    bridge, market = items[0], items[1]
+    assert isinstance(bridge, Document) and isinstance(market, Document)
+    assert bridge.title == "Harbour bridge reopens after two years of repairs"
+    assert bridge.source == bridge_link
+    assert "forty-two million euros" in bridge.text and "cookies" not in bridge.text
+    assert bridge.sha256 == feeds.entry_sha256(slug, bridge_link)
+    assert bridge.meta == {
+        "title": "Harbour bridge reopens after two years of repairs", "author": "Mara Lindqvist",
+        "link": bridge_link, "published": "2026-05-04T07:30:00+00:00", "feed_title": "The Harbour Gazette",
+        "feed": web.url("/feeds/rss2.xml"), "entry_id": bridge_link, "extraction": "trafilatura",
+    }
+    assert market.meta is not None and market.meta["author"] == "Tomasz Reyes"
+    assert market.meta["link"] == web.url("/articles/night-market.html?utm_source=rss")
+    assert "sixty stalls" in market.text and len(market.id) <= sources.MAX_ID_LENGTH
+
+
+def test_atom_and_rss1_entries(web: FeedServer) -> None:
+    atom = _items(web.url("/feeds/atom.xml"))
+    assert all(isinstance(item, Document) for item in atom)
+    costs, solar = atom  # newest first
+    assert costs.title == "Harbour bridge: what the repairs cost"
+    assert costs.id.endswith(f"__60a76c80-d399-11d9-b93c-0003939e0af6-{_h8(costs.meta['entry_id'])}")
+    assert costs.meta["published"] == "2026-05-04T07:00:00+00:00"
+    assert solar.id.endswith(f"__solar-coop-{_h8('tag:harbourgazette.example,2026:energy/solar-coop')}")
+    # A relative link resolves against the feed's URL.
+    assert solar.meta["link"] == web.url("/articles/solar-coop.html")
+    assert solar.meta["author"] == "Jonas Berg" and solar.meta["feed_title"] == "Harbour Energy Notes"
+    assert "thousandth household" in solar.text and solar.meta["extraction"] == "trafilatura"
+
+    rss1 = _items(web.url("/feeds/rss1.xml"))
+    assert [item.title for item in rss1] == ["Night market returns to the old fish hall",
+                                             "Central library extends its opening hours"]
+    market = rss1[0]
+    assert isinstance(market, Document) and market.meta["author"] == "Tomasz Reyes"
+    assert market.meta["published"] == "2026-05-02T18:00:00+00:00" and "fish hall" in market.text
+
+
+def test_failing_pages_fall_back_to_the_feed_and_say_so(web: FeedServer) -> None:
+    before = web.fetched("/redirect-loop/")
+    started = time.monotonic()
+    items = {item.title: item for item in _items(web.url("/feeds/failing.xml"), limits=TINY)}
+    assert time.monotonic() - started < 5
+    notes = {title: item.meta["extraction"] for title, item in items.items() if isinstance(item, Document)}
+    assert notes == {
+        "Ferry strike ends after four days": "feed-content (page: no main text found in the HTML page)",
+        "Ferry fares frozen for another year": "feed-content (page: shorter than the feed's own content)",
+        "Timetable page that was taken down": "feed-content (page: HTTP 404 Not Found)",
+        "A story that redirects for ever": "feed-content (page: more than 5 redirects)",
+        "A story on a server that is down": notes["A story on a server that is down"],
+    }
+    assert notes["A story on a server that is down"].startswith("feed-content (page: cannot fetch: ConnectError")
+    assert web.fetched("/redirect-loop/") - before == 6  # the first request and five redirects, no more
+    strike = items["Ferry strike ends after four days"]
+    assert "new rota" in strike.text and "enable JavaScript" not in strike.text
+    assert "Season tickets for islanders" in items["Ferry fares frozen for another year"].text
+    silent = items["A story with nothing to say"]
+    assert isinstance(silent, RejectedDocument)
+    assert silent.reason == "feed entry has no text: page HTTP 404 Not Found; the feed gives no content or summary"
+    assert silent.meta is not None and silent.meta["link"] == web.url("/articles/also-gone.html")
+
+
+def test_a_public_feed_cannot_make_us_fetch_private_addresses(web: FeedServer) -> None:
+    # The fixture server is on loopback, so the feed counts as local; allow_private=False plays a public feed.
+    fetched = web.fetched("/articles/")
+    items = _items(web.url("/feeds/rss2.xml"), limits=FetchLimits(allow_private=False))
+    assert web.fetched("/articles/") == fetched
+    assert {item.meta["extraction"] for item in items} == {
+        "feed-content (page: refusing to fetch from 127.0.0.1: not a public address (allowed only for local feeds))"}
+    assert items[0].text == "Buses and bikes are back on the bridge."
+    assert feeds.is_public_host("8.8.8.8")
+    assert not any(feeds.is_public_host(h) for h in ("127.0.0.1", "localhost", "10.0.0.8", "169.254.169.254",
+                                                      "[::1]", "::ffff:127.0.0.1", "0.0.0.0"))
+
+
+def test_since_and_max_items(web: FeedServer) -> None:
+    url = web.url("/feeds/rss2.xml")
+    titles = lambda **kw: [item.title.split()[0] for item in _items(url, **kw)]  # noqa: E731
+    assert titles(since=datetime(2026, 4, 30, tzinfo=timezone.utc)) == ["Harbour", "Night"]
+    assert titles(since=datetime(2026, 5, 2, 18, 0)) == ["Harbour", "Night"]  # naive means UTC; inclusive
+    assert titles(max_items=1) == ["Harbour"]
+    assert titles(since=datetime(2026, 4, 1), max_items=3) == ["Harbour", "Night", "Central"]
+    assert titles(max_items=0) == [] and titles(since=datetime(2027, 1, 1)) == []
+
+
+def test_already_done_entries_are_not_fetched_again(web: FeedServer) -> None:
+    url = web.url("/feeds/rss2.xml")
+    first = _items(url)
+    fetched = web.fetched("/articles/")
+    web.page_suffix = "<p>An update added after the first run changes the page, not the entry.</p>"
+    try:
+        again = _items(url, already_done=lambda doc_id: True)
+        assert web.fetched("/articles/") == fetched
+        assert [(d.id, d.sha256, d.title) for d in again] == [(d.id, d.sha256, d.title) for d in first]
+        assert {d.meta["extraction"] for d in again} == {"not fetched (already narrated)"}
+        assert again[0].text == "Buses and bikes are back on the bridge."
+        # Only the entry not done yet is fetched, and its changed page does not change its hash.
+        done = {d.id for d in first[1:]}
+        third = _items(url, already_done=done.__contains__)
+        assert web.fetched("/articles/") == fetched + 1
+        assert third[0].sha256 == first[0].sha256 and "An update added" in third[0].text
+    finally:
+        web.page_suffix = ""
+
+
+def test_local_feed_files_and_sniffing(web: FeedServer, tmp_path: Path) -> None:
+    old = tmp_path / "rss091.xml"
+    old.write_text(web.fill((FIXTURES / "rss091.xml").read_text()), encoding="latin-1")
+    sniffed = tmp_path / "bulletin"  # no suffix: recognised from its content
+    sniffed.write_bytes(old.read_bytes())
+    not_feed = tmp_path / "notes.dat"
+    not_feed.write_text("<p>just html</p>")
+    sources.check_inputs((str(old), str(sniffed), web.url("/feeds/rss2.xml")))
+    with pytest.raises(UsageError, match="not a folder"):
+        sources.check_inputs((str(not_feed),))
+    with pytest.raises(UsageError, match="no host"):
+        sources.check_inputs(("https:///feed.xml",))
+    items = list(sources.iter_inputs((str(old), str(sniffed))))
+    assert [item.id.split("__")[0] for item in items] == ["rss091", "bulletin"]
+    cafe = items[0]
+    assert isinstance(cafe, Document) and cafe.title == "Caf\u00e9 on Quay Street wins a prize"
+    assert cafe.meta["feed_title"] == "Quay Street Bulletin" and cafe.meta["feed"] == str(old)
+    assert cafe.meta["extraction"] == "trafilatura" and "late trains" in cafe.text
+    assert sources.count_items((str(old),)) is None and sources.count_items((web.url("/feeds/x.xml"),)) is None
+
+
+def test_checking_and_parsing_a_feed_touch_no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(self: socket.socket, address: object) -> None:
+        raise AssertionError(f"tried to connect to {address}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    # RSS 0.91 names the Netscape DTD by URL; it is neither fetched nor a reason to refuse the feed.
+    data = (FIXTURES / "rss091.xml").read_bytes().replace(b"{{BASE}}", b"http://192.0.2.1")
+    feeds.check_feed_xml(data)
+    parsed = feeds._parse(data, "http://192.0.2.1/feed.xml")
+    assert parsed.feed.title == "Quay Street Bulletin" and len(parsed.entries) == 1
+    leaky = data.replace(b"<rss", b'<!DOCTYPE x [<!ENTITY e SYSTEM "http://192.0.2.1/e">]><rss', 1)
+    leaky = leaky.replace(b"<!DOCTYPE rss PUBLIC", b"<!-- PUBLIC", 1).replace(b'0.91.dtd">', b'0.91.dtd" -->', 1)
+    with pytest.raises(DocumentError, match="external entity 'e'"):
+        feeds.check_feed_xml(leaky)
+
+
+def test_bad_feeds_fail_alone(web: FeedServer, tmp_path: Path) -> None:
+    xhtml = tmp_path / "page.xml"
+    xhtml.write_text('<html xmlns="http://www.w3.org/1999/xhtml"><body><p>hello</p></body></html>')
+    cases = {
+        web.url("/feeds/not-a-feed.html"): "not an RSS/Atom feed: not well-formed XML (mismatched tag at line 3",
+        str(xhtml): "not an RSS/Atom feed: the root element is <html>",
+        web.url("/feeds/billion-laughs.xml"):
+            "refused: the feed declares an XML entity 'lol' (entities are how XML bombs such as billion laughs "
+            "are built)",
+        web.url("/feeds/external-entity.xml"):
+            "refused: the feed declares an external entity 'secret' (file:///etc/passwd); such entities read "
+            "local files or URLs",
+        web.url("/feeds/missing.xml"): "feed cannot be fetched: HTTP 404 Not Found",
+        web.url("/endless"): "feed cannot be fetched: body is over the 262144-byte limit",
+        web.url("/redirect-loop/1"): "feed cannot be fetched: more than 5 redirects",
+        web.dead + "/feed.xml": "feed cannot be fetched: cannot fetch: ConnectError",
+    }
+    pages = web.fetched("/articles/")
+    for source, reason in cases.items():
+        started = time.monotonic()
+        items = _items(source, limits=TINY)
+        assert time.monotonic() - started < 3, source
+        assert len(items) == 1 and isinstance(items[0], RejectedDocument), source
+        assert items[0].id == feeds.feed_slug(source)
+        assert items[0].reason.startswith(reason), (source, items[0].reason)
+        assert "root:" not in items[0].reason and "\n" not in items[0].reason
+    assert web.fetched("/articles/") == pages  # the refused feeds' entries never got as far as their links
+
+
+def test_hostile_article_pages_fail_alone_fast_and_small(web: FeedServer) -> None:
+    web.hostile_links = [web.url(path) for path in (
+        "/redirect-loop/1", "/endless", "/gzip-bomb", "/slow", "/trickle", "/huge-declared", "/image",
+        "/redirect-with-endless-body", "/gzip-article")]
+    started = time.monotonic()
+    tracemalloc.start()
+    try:
+        items = _items(web.url("/feeds/hostile.xml"), limits=TINY)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert time.monotonic() - started < 8
+    assert peak < 40 * 1024 * 1024  # the bomb alone is 200 MB inflated, the endless body 100 MB
+    by_link = {item.meta["link"].removeprefix(web.base): item for item in items}
+    reasons = {link: item.reason for link, item in by_link.items() if isinstance(item, RejectedDocument)}
+    prefix, suffix = "feed entry has no text: page ", "; the feed gives no content or summary"
+    assert {link: r.removeprefix(prefix).removesuffix(suffix) for link, r in reasons.items()} == {
+        "/redirect-loop/1": "more than 5 redirects",
+        "/endless": "body is over the 1048576-byte limit",
+        "/gzip-bomb": "decompressed body is over the 1048576-byte limit",
+        "/slow": "timed out (no data for 0.3 s)",
+        "/trickle": "took longer than the 1 s deadline",
+        "/huge-declared": "body is 5000000000 bytes, over the 1048576-byte limit",
+        "/image": "not an article page (Content-Type image/png)",
+    }
+    assert all(r.startswith(prefix) and r.endswith(suffix) for r in reasons.values())
+    # A redirect's own (endless) body is never read; the page it points to is.
+    assert "fish hall" in by_link["/redirect-with-endless-body"].text
+    assert "thousandth household" in by_link["/gzip-article"].text
+
+
+def test_gzip_bomb_stops_at_the_default_cap(web: FeedServer) -> None:
+    fetcher = feeds.PageFetcher()
+    tracemalloc.start()
+    try:
+        with pytest.raises(feeds.FetchError, match=r"^decompressed body is over the 5242880-byte limit$"):
+            fetcher.fetch(web.url("/gzip-bomb"))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        fetcher.close()
+    assert peak < 16 * 1024 * 1024
+
+
+def test_ids_and_hashes_are_stable_and_safe() -> None:
+    assert feeds.feed_slug("https://www.example.org/blog/feed.xml") == "example-org-blog-feed"
+    assert feeds.feed_slug("http://example.org/blog/feed.xml") == "example-org-blog-feed"
+    query = feeds.feed_slug("https://example.org/index.php?feed=rss2&cat=5")
+    assert re.fullmatch(r"example-org-index-[0-9a-f]{6}", query)
+    assert query != feeds.feed_slug("https://example.org/index.php?feed=rss2&cat=6")
+    assert query == feeds.feed_slug("http://www.example.org/index.php?feed=rss2&cat=5")
+    assert len(feeds.feed_slug("https://example.org/" + "very-long-section/" * 20)) <= feeds.MAX_SLUG_LENGTH
+    assert feeds.feed_slug("/srv/feeds/Quay Street.rss") == "quay-street"
+    post = "https://example.org/2026/05/04/bridge-reopens/"
+    assert feeds.entry_slug(post) == f"bridge-reopens-{_h8(post)}"
+    assert feeds.entry_slug("../../etc/passwd") == f"passwd-{_h8('../../etc/passwd')}"
+    assert feeds.entry_slug("???") == f"entry-{_h8('???')}"
+    for key in ("x" * 500, "tag:a,2026:" + "é" * 300, "/" * 50):
+        slug = feeds.entry_slug(key)
+        assert re.fullmatch(r"[a-z0-9-]{1,49}", slug) and sources.safe_doc_id(f"feed__{slug}") == f"feed__{slug}"
+    sha = feeds.entry_sha256
+    assert sha("feed", "id-1") == sha("feed", "id-1") != sha("feed", "id-2") != sha("other", "id-2")
+
+
+def test_run_narrates_a_feed_and_a_rerun_fetches_nothing(web: FeedServer, tone_server: RunningServer,
+                                                         tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    feed = web.url("/feeds/rss2.xml")
+    pages_before = web.fetched("/articles/")
+    ok_before = tone_server.stats()["counts"].get("ok", 0)
+    result = run_cli("run", feed, "-o", str(out), env=api_env(tone_server))
+    assert result.exit_code == 0, result.stderr
+    assert web.fetched("/articles/") - pages_before == 4
+    assert tone_server.stats()["counts"].get("ok", 0) - ok_before == 4
+
+    report = json.loads((out / "report.json").read_text())
+    assert [row["status"] for row in report["documents"]] == ["done"] * 4
+    for row in report["documents"]:
+        sidecar = json.loads((out / row["sidecar_name"]).read_text())
+        with wave.open(str(out / row["wav_name"]), "rb") as reader:
+            assert reader.getnframes() > 0
+        meta = sidecar["meta"]
+        assert sidecar["title"] == meta["title"] and meta["feed_title"] == "The Harbour Gazette"
+        assert meta["extraction"] == "trafilatura" and meta["link"].startswith(web.base + "/articles/")
+        assert datetime.fromisoformat(meta["published"]).year == 2026 and meta["author"]
+        assert sidecar["source"] == meta["link"]
+    assert sorted(p.name for p in out.glob("*.wav")) == sorted(f"{row['doc_id']}.wav" for row in report["documents"])
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # nothing written outside OUT/
+
+    pages_before = web.fetched("/articles/")
+    ok_before = tone_server.stats()["counts"].get("ok", 0)
+    again = run_cli("run", feed, "-o", str(out), env=api_env(tone_server))
+    assert again.exit_code == 0, again.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert [row["status"] for row in report["documents"]] == ["skipped"] * 4
+    assert tone_server.stats()["counts"].get("ok", 0) == ok_before
+    refetched = web.fetched("/articles/") - pages_before
+    assert refetched == 0
