@@ -1,13 +1,21 @@
-"""Audio checks and conversions: is this a WAV that parses, how long is it.
+"""Audio checks and conversions: is this a WAV that parses, what does any audio file decode to, how loud is it.
 
-Never writes files (outputs.py does) and never talks to the network.
+Never writes outside a private temp folder (outputs.py writes OUT/) and never talks to the network.
 """
 
 from __future__ import annotations
 
+import functools
 import io
+import os
+import re
+import stat
+import subprocess
+import tempfile
+import threading
 import wave
 from dataclasses import dataclass
+from pathlib import Path
 
 
 class InvalidAudio(ValueError):
@@ -40,3 +48,387 @@ def wav_info(data: bytes) -> WavInfo:
     if frames == 0:
         raise InvalidAudio("WAV holds no audio frames")
     return WavInfo(sample_rate=rate, channels=channels, sample_width=width, frames=frames)
+
+
+# --- Decoding, measuring and the bundled ffmpeg -------------------------------------------------------------------
+#
+# imageio-ffmpeg ships a static ffmpeg (a GPLv3 build) but no ffprobe, so everything here calls ffmpeg itself: the
+# container is sniffed from its first bytes and forced with -f (a mislabelled file, random bytes or a playlist never
+# reach ffmpeg's probing), the decode is streamed with a cap on its length and a timeout, and ffmpeg's own complaints
+# (errors, truncation warnings, a header promising more audio than decodes) turn into InvalidAudio.
+
+DEFAULT_MAX_SECONDS = 4 * 3600.0
+DEFAULT_TIMEOUT_S = 300.0
+SILENCE_LUFS = -70.0  # BS.1770's absolute gate: ebur128 reports this when no 400 ms block is louder
+
+# What a file name claims -> the container its bytes must hold.
+_CONTAINER_BY_SUFFIX = {".wav": "wav", ".wave": "wav", ".mp3": "mp3", ".ogg": "ogg", ".oga": "ogg",
+                        ".opus": "ogg", ".flac": "flac"}
+# ffmpeg warnings that mean the file is damaged rather than merely unusual.
+_DAMAGE_WARNINGS = ("do not match", "corrupt", "truncat", "incomplete", "invalid", "missing", "overread", "error")
+_HEAD_BYTES = 1 << 16
+_OGG_TAIL_BYTES = 27 + 255 + 255 * 255  # the largest Ogg page there can be
+
+
+class AudioToolFailed(RuntimeError):
+    """The bundled ffmpeg is missing, or failed on input that had already been checked (not the input's fault)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Loudness:
+    """ITU-R BS.1770 / EBU R128 figures as ffmpeg's ebur128 filter reports them (0.1 LU resolution)."""
+
+    integrated_lufs: float
+    true_peak_dbtp: float
+    range_lu: float
+
+
+@dataclass(frozen=True, slots=True)
+class AudioMeasurement:
+    duration_s: float
+    sample_rate: int
+    channels: int
+    loudness: Loudness
+
+
+@functools.cache
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg bundled by imageio-ffmpeg (or $IMAGEIO_FFMPEG_EXE when set)."""
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError, OSError) as exc:  # no package, no binary for this platform, not runnable
+        raise AudioToolFailed(f"no usable ffmpeg: {exc}") from None
+
+
+def point_pydub_at_bundled_ffmpeg() -> None:
+    """Make pydub's export use the bundled ffmpeg (pydub looks on PATH otherwise). pydub cannot read mp3 back
+    with it (that needs ffprobe); use decode_to_pcm for reading."""
+    from pydub import AudioSegment
+
+    AudioSegment.converter = ffmpeg_exe()
+
+
+def decode_to_pcm(data: bytes | Path, *, suffix: str | None = None, sample_rate: int | None = None,
+                  channels: int | None = None, max_seconds: float = DEFAULT_MAX_SECONDS,
+                  timeout_s: float = DEFAULT_TIMEOUT_S) -> tuple[bytes, int, int]:
+    """Decode WAV, MP3, Ogg (Opus/Vorbis/FLAC) or FLAC to interleaved little-endian 16-bit PCM.
+
+    Returns (pcm, sample_rate, channels); the rate and channel count are the file's own unless asked for.
+    `suffix` is the extension the bytes claim to have (a Path's own suffix is used by default): content that does
+    not match it is InvalidAudio. So is anything damaged, truncated, empty or longer than max_seconds.
+    """
+    decoded = _decode(data, suffix=suffix, sample_rate=sample_rate, channels=channels, keep_pcm=True,
+                      loudness=False, max_seconds=max_seconds, timeout_s=timeout_s)
+    return decoded.pcm, decoded.sample_rate, decoded.channels
+
+
+def duration_of(data: bytes | Path, *, suffix: str | None = None, max_seconds: float = DEFAULT_MAX_SECONDS,
+                timeout_s: float = DEFAULT_TIMEOUT_S) -> float:
+    """Seconds of audio that really decode (encoder delay and padding already trimmed), counted in samples."""
+    decoded = _decode(data, suffix=suffix, sample_rate=None, channels=1, keep_pcm=False, loudness=False,
+                      max_seconds=max_seconds, timeout_s=timeout_s)
+    return decoded.frames / decoded.sample_rate
+
+
+def measure(data: bytes | Path, *, suffix: str | None = None, max_seconds: float = DEFAULT_MAX_SECONDS,
+            timeout_s: float = DEFAULT_TIMEOUT_S) -> AudioMeasurement:
+    """Duration, rate, channels and loudness from one decode."""
+    decoded = _decode(data, suffix=suffix, sample_rate=None, channels=None, keep_pcm=False, loudness=True,
+                      max_seconds=max_seconds, timeout_s=timeout_s)
+    assert decoded.loudness is not None
+    return AudioMeasurement(duration_s=decoded.frames / decoded.sample_rate, sample_rate=decoded.sample_rate,
+                            channels=decoded.channels, loudness=decoded.loudness)
+
+
+def measure_loudness(data: bytes | Path, *, suffix: str | None = None) -> float:
+    """Integrated loudness in LUFS (ITU-R BS.1770-4 gating, via ffmpeg's ebur128).
+
+    SILENCE_LUFS (-70.0) means nothing passed the absolute gate: silence, or under 0.4 s of audio.
+    """
+    return measure(data, suffix=suffix).loudness.integrated_lufs
+
+
+def sniff_container(head: bytes) -> str | None:
+    """'wav', 'mp3', 'ogg' or 'flac' from a file's first bytes; None when it is none of them."""
+    if head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
+        return "wav"
+    if head[:4] == b"fLaC":
+        return "flac"
+    if head[:4] == b"OggS":
+        return "ogg"
+    if head[:3] == b"ID3" and len(head) >= 10:
+        # An ID3v2 tag (syncsafe size) may front an MP3 or, rarely, a FLAC stream.
+        size = 10 + ((head[6] & 0x7F) << 21 | (head[7] & 0x7F) << 14 | (head[8] & 0x7F) << 7 | (head[9] & 0x7F))
+        if head[5] & 0x10:
+            size += 10
+        return "flac" if head[size:size + 4] == b"fLaC" else "mp3"
+    if _mpeg_layer3_header(head[:4]):
+        return "mp3"
+    return None
+
+
+def _mpeg_layer3_header(header: bytes) -> bool:
+    if len(header) < 4 or header[0] != 0xFF or header[1] & 0xE0 != 0xE0:
+        return False
+    version, layer = (header[1] >> 3) & 3, (header[1] >> 1) & 3
+    bitrate, rate = header[2] >> 4, (header[2] >> 2) & 3
+    return version != 1 and layer == 1 and bitrate not in (0, 15) and rate != 3
+
+
+@dataclass(frozen=True, slots=True)
+class _Decoded:
+    pcm: bytes
+    frames: int
+    sample_rate: int
+    channels: int
+    loudness: Loudness | None
+
+
+def _read_head(data: bytes | Path) -> tuple[bytes, bytes, int]:
+    """(first bytes, last bytes, size) of the audio without reading a whole file into memory."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        data = bytes(data)
+        head = data[:_HEAD_BYTES]
+        # An ID3 tag (cover art) can be long; look past it for what follows.
+        if head[:3] == b"ID3":
+            head = data[:_HEAD_BYTES + _id3_size(head)]
+        return head, data[-_OGG_TAIL_BYTES:], len(data)
+    try:
+        if not stat.S_ISREG(os.stat(data).st_mode):
+            raise InvalidAudio(f"{data} is not a regular file")
+        with open(data, "rb") as handle:
+            head = handle.read(_HEAD_BYTES)
+            if head[:3] == b"ID3":
+                head += handle.read(_id3_size(head))
+            size = os.fstat(handle.fileno()).st_size
+            handle.seek(max(0, size - _OGG_TAIL_BYTES))
+            tail = handle.read(_OGG_TAIL_BYTES)
+    except OSError as exc:
+        raise InvalidAudio(f"cannot read {data}: {exc.strerror or exc}") from None
+    return head, tail, size
+
+
+def _id3_size(head: bytes) -> int:
+    if len(head) < 10:
+        return 0
+    return min(10 + ((head[6] & 0x7F) << 21 | (head[7] & 0x7F) << 14 | (head[8] & 0x7F) << 7 | (head[9] & 0x7F)),
+               16 << 20)
+
+
+def _container(data: bytes | Path, suffix: str | None) -> str:
+    """The container to force on ffmpeg, after checking the bytes against what their name claims."""
+    head, tail, size = _read_head(data)
+    if size == 0:
+        raise InvalidAudio("empty file (0 bytes)")
+    kind = sniff_container(head)
+    if suffix is None and isinstance(data, Path):
+        suffix = data.suffix
+    claimed = _CONTAINER_BY_SUFFIX.get((suffix or "").lower())
+    if kind is None:
+        what = f"named {suffix} but" if claimed else "it"
+        raise InvalidAudio(f"not audio audiosum can read: {what} is not WAV, MP3, Ogg or FLAC "
+                           f"(starts with {head[:8].hex(' ')})")
+    if claimed is not None and claimed != kind:
+        raise InvalidAudio(f"named {suffix} but holds {kind.upper()} data")
+    if (suffix or "").lower() == ".opus" and b"OpusHead" not in head[:128]:
+        raise InvalidAudio("named .opus but the Ogg stream is not Opus")
+    problem = _ogg_end_problem(tail) if kind == "ogg" else _wav_end_problem(head, size) if kind == "wav" else None
+    if problem:
+        raise InvalidAudio(problem)
+    return kind
+
+
+def _wav_end_problem(head: bytes, size: int) -> str | None:
+    """A WAV whose data chunk promises more bytes than the file holds was cut short (streamed sizes excepted)."""
+    position = 12
+    while len(head) >= position + 8:
+        name = head[position:position + 4]
+        declared = int.from_bytes(head[position + 4:position + 8], "little")
+        if name == b"data":
+            present = size - (position + 8)
+            if declared not in (0, 0xFFFFFFFF) and present < declared:
+                return f"truncated WAV: its header promises {declared} bytes of audio but {present} are there"
+            return None
+        position += 8 + declared + (declared & 1)
+    return None
+
+
+def _ogg_end_problem(tail: bytes) -> str | None:
+    """A complete Ogg stream ends with a whole page flagged end-of-stream; a cut one does not."""
+    position = len(tail)
+    while (position := tail.rfind(b"OggS", 0, position)) >= 0:
+        page = tail[position:]
+        if len(page) >= 27 and len(page) >= 27 + page[26]:
+            body = sum(page[27:27 + page[26]])
+            if 27 + page[26] + body == len(page):
+                return None if page[5] & 0x04 else "truncated Ogg stream: its last page is not the end of the stream"
+    return "truncated Ogg stream: the file ends inside a page"
+
+
+def _decode(data: bytes | Path, *, suffix: str | None, sample_rate: int | None, channels: int | None,
+            keep_pcm: bool, loudness: bool, max_seconds: float, timeout_s: float) -> _Decoded:
+    kind = _container(data, suffix)
+    with tempfile.TemporaryDirectory(prefix="audiosum-decode-") as folder:
+        if isinstance(data, Path):
+            source = data.resolve()
+        else:
+            source = Path(folder) / f"input.{kind}"
+            source.write_bytes(data)
+        # -xerror stops at the first decoding error (junk fails fast), but not for WAV: ffmpeg flags the short
+        # last packet of a streamed WAV (placeholder sizes) as corrupt, and -xerror would make that fatal.
+        command = [*_ffmpeg_base("info"), *(["-xerror"] if kind != "wav" else []),
+                   "-f", kind, "-i", f"file:{source}", "-map", "0:a:0", "-vn", "-map_metadata", "-1"]
+        if loudness:
+            command += ["-af", "ebur128=peak=true:framelog=quiet"]
+        if sample_rate:
+            command += ["-ar", str(sample_rate)]
+        if channels:
+            command += ["-ac", str(channels)]
+        command += ["-c:a", "pcm_s16le", "-f", "wav", "pipe:1"]
+        stderr_path = Path(folder) / "ffmpeg.log"
+        pcm, frames, rate, count, timed_out = _stream_pcm(command, stderr_path, folder, keep_pcm, max_seconds,
+                                                          timeout_s)
+        log = stderr_path.read_text(encoding="utf-8", errors="replace")
+    if timed_out:
+        raise InvalidAudio(f"decoding took longer than {timeout_s:g} s")
+    if frames > max_seconds * rate:
+        raise InvalidAudio(f"longer than the {max_seconds:g} s cap")
+    _raise_for_damage(log, kind)
+    if frames == 0:
+        raise InvalidAudio(f"{kind.upper()} data holds no decodable audio")
+    decoded_s = frames / rate
+    declared = _declared_duration(log)
+    if declared is not None and kind != "wav" and decoded_s < declared - max(0.1, declared * 0.01):
+        raise InvalidAudio(f"truncated {kind.upper()}: its header says {declared:.2f} s but "
+                           f"only {decoded_s:.2f} s decode")
+    return _Decoded(pcm=pcm, frames=frames, sample_rate=rate, channels=count,
+                    loudness=_parse_ebur128(log) if loudness else None)
+
+
+def _ffmpeg_base(level: str) -> list[str]:
+    return [ffmpeg_exe(), "-nostdin", "-hide_banner", "-nostats", "-loglevel", f"repeat+level+{level}",
+            "-protocol_whitelist", "file,pipe"]
+
+
+def ffmpeg_environment() -> dict[str, str]:
+    """The environment ffmpeg runs in: no FFREPORT (it would write a log file), no colour codes to parse."""
+    env = {k: v for k, v in os.environ.items() if k not in ("FFREPORT", "AV_LOG_FORCE_COLOR")}
+    env["AV_LOG_FORCE_NOCOLOR"] = "1"
+    return env
+
+
+def _stream_pcm(command: list[str], stderr_path: Path, folder: str, keep_pcm: bool, max_seconds: float,
+                timeout_s: float) -> tuple[bytes, int, int, int, bool]:
+    """Run a decode writing WAV to stdout; count (and keep, if asked) its PCM, stopping at the length cap."""
+    timed_out = threading.Event()
+    with open(stderr_path, "wb") as stderr:
+        try:
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
+                                       cwd=folder, env=ffmpeg_environment())
+        except OSError as exc:
+            raise AudioToolFailed(f"cannot run ffmpeg: {exc}") from None
+
+        def kill() -> None:
+            timed_out.set()
+            process.kill()
+
+        timer = threading.Timer(timeout_s, kill)
+        timer.start()
+        pieces: list[bytes] = []
+        header = b""
+        rate = count = 0
+        data_bytes = 0
+        limit = None
+        try:
+            assert process.stdout is not None
+            while chunk := process.stdout.read(1 << 16):
+                if limit is None:
+                    header += chunk
+                    parsed = _wav_stream_header(header)
+                    if parsed is None:
+                        continue
+                    rate, count, offset = parsed
+                    chunk = header[offset:]
+                    limit = int(max_seconds * rate + 1) * count * 2
+                data_bytes += len(chunk)
+                if keep_pcm:
+                    pieces.append(chunk)
+                if data_bytes > limit:
+                    process.kill()
+                    break
+            process.wait()
+        finally:
+            timer.cancel()
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    frame_bytes = count * 2
+    frames = data_bytes // frame_bytes if frame_bytes else 0
+    pcm = b"".join(pieces)[: frames * frame_bytes] if keep_pcm else b""
+    return pcm, frames, rate or 1, count, timed_out.is_set()
+
+
+def _wav_stream_header(header: bytes) -> tuple[int, int, int] | None:
+    """(rate, channels, offset of the PCM) from the start of ffmpeg's streamed WAV, or None until it is all there.
+
+    The sizes in a streamed header are placeholders; only the fmt chunk and the position of 'data' count.
+    """
+    if len(header) < 12:
+        return None
+    position, rate, count = 12, 0, 0
+    while len(header) >= position + 8:
+        name = header[position:position + 4]
+        size = int.from_bytes(header[position + 4:position + 8], "little")
+        if name == b"data":
+            return (rate, count, position + 8) if rate and count else None
+        if len(header) < position + 8 + size:
+            return None
+        if name == b"fmt ":
+            count = int.from_bytes(header[position + 10:position + 12], "little")
+            rate = int.from_bytes(header[position + 12:position + 16], "little")
+        position += 8 + size + (size & 1)
+    return None
+
+
+_LOG_LINE = re.compile(r"^(?:\[[^\]]*@ 0x[0-9a-f]+\] )*\[(?P<level>[a-z]+)\] (?P<text>.*)$")
+
+
+def _raise_for_damage(log: str, kind: str) -> None:
+    for line in log.splitlines():
+        match = _LOG_LINE.match(line)
+        if not match:
+            continue
+        level, text = match["level"], match["text"].strip()
+        lowered = text.lower()
+        if level in ("error", "fatal", "panic"):
+            if "broken pipe" in lowered:  # our own length cap closed the pipe
+                continue
+            raise InvalidAudio(f"{kind.upper()} data does not decode: {text}")
+        # PCM has nothing to damage but its length, which _wav_end_problem checks: ffmpeg's WAV warnings also fire
+        # for a streamed WAV (0xFFFFFFFF placeholder sizes), which is fine.
+        if level == "warning" and kind != "wav" and any(word in lowered for word in _DAMAGE_WARNINGS):
+            what = "truncated" if "do not match" in lowered or "corrupt" in lowered else "damaged"
+            raise InvalidAudio(f"{what} {kind.upper()} data: {text}")
+
+
+_DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
+
+
+def _declared_duration(log: str) -> float | None:
+    match = _DURATION.search(log)
+    if not match:
+        return None
+    return int(match[1]) * 3600 + int(match[2]) * 60 + float(match[3])
+
+
+def _parse_ebur128(log: str) -> Loudness:
+    summary = log[log.rfind("Summary:"):]
+    integrated = re.search(r"\bI:\s+(-?[\d.]+|-inf) LUFS", summary)
+    peak = re.search(r"\bPeak:\s+(-?[\d.]+|-inf) dBFS", summary)
+    lra = re.search(r"\bLRA:\s+(-?[\d.]+) LU", summary)
+    if "Summary:" not in log or not integrated or not peak or not lra:
+        raise AudioToolFailed("ffmpeg's ebur128 gave no loudness summary")
+    return Loudness(integrated_lufs=max(float(integrated[1]), SILENCE_LUFS),
+                    true_peak_dbtp=max(float(peak[1]), -200.0), range_lu=float(lra[1]))

@@ -85,6 +85,10 @@ def cli() -> None:
 @click.option("--retry-backoff", "retry_backoff_s", type=click.FloatRange(0.001, 60), default=0.5,
               show_default=True, help="First backoff in seconds when the server gives no Retry-After; it doubles "
                                       "per attempt (with full jitter, capped at 30 s).")
+@click.option("--format", "audio_format", type=click.Choice(["wav", "mp3", "opus", "flac"]), default="wav",
+              show_default=True, help="Final audio format (the model is still asked for WAV; conversion is local).")
+@click.option("--loudness", default=None, metavar="LUFS|off",
+              help="Normalise to this integrated loudness [default: -16 for mp3/opus/flac, off for wav].")
 @click.option("--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"]), default=None,
               help="Feeds: only entries published on or after this date (entries without a date are kept).")
 @click.option("--max-items", type=click.IntRange(1, 100_000), default=None,
@@ -197,7 +201,23 @@ def _run_settings(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | 
         podcast_title=values["podcast_title"],
         max_input_tokens=int(values["max_input_tokens"]), map_model=str(values["map_model"]), mode=values["mode"],
         since=_aware(values["since"]), max_items=values["max_items"],
+        audio_format=str(values["audio_format"]),
+        loudness_lufs=_loudness(values["loudness"], str(values["audio_format"])),
     )
+
+
+def _loudness(value: object, audio_format: str) -> float | None:
+    if value is None:
+        return -16.0 if audio_format != "wav" else None
+    if str(value).lower() == "off":
+        return None
+    try:
+        lufs = float(str(value))
+    except ValueError:
+        raise UsageError(f"--loudness must be a LUFS value such as -16, or 'off' (not {value!r})") from None
+    if not -50 <= lufs <= -5:
+        raise UsageError(f"--loudness {lufs} is outside -50..-5 LUFS")
+    return lufs
 
 
 def _aware(value: object) -> datetime | None:

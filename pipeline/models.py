@@ -76,6 +76,7 @@ class RunSettings:
     map_model: str = "gpt-4o-mini"
     mode: Literal["summary", "narrate"] = "summary"
     since: datetime | None = None  # feeds: only entries published at or after this
+    loudness_lufs: float | None = None  # normalise to this integrated loudness; None = leave the level alone
     max_items: int | None = None  # feeds: the newest N entries of each feed
 
 

@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 
 from pipeline import __version__
 from pipeline.models import Document, RunSettings, SpokenSummary
+from pipeline.publish import PublishedAudio
 
 TEMP_PREFIX = ".audiosum-tmp-"
 
@@ -134,20 +135,26 @@ def _write_recorded(path: Path, data: bytes, *, sync_dir: bool) -> WrittenFile:
     return WrittenFile(path.name, hashlib.sha256(data).hexdigest(), info.st_size, info.st_mtime_ns)
 
 
-def write_document_outputs(out_dir: Path, document: Document, summary: SpokenSummary,
-                           settings: RunSettings) -> tuple[WrittenFile, WrittenFile]:
-    """Write <id>.wav then <id>.json; the sidecar lands last, so its presence means the WAV is whole.
+def write_document_outputs(out_dir: Path, document: Document, summary: SpokenSummary, settings: RunSettings,
+                           published: PublishedAudio | None = None) -> tuple[WrittenFile, WrittenFile]:
+    """Write <id>.<format> then <id>.json; the sidecar lands last, so its presence means the audio is whole.
 
-    The caller must fsync_folder(out_dir) before recording the document as done.
+    `published` is the normalised, encoded and tagged file when --format/--loudness asked for one; otherwise the
+    model's WAV is written as it came. The caller must fsync_folder(out_dir) before recording the document as done.
     """
-    wav_path = confined_path(out_dir, f"{document.id}.wav")
+    data, extension = (published.data, published.extension) if published else (summary.wav, "wav")
+    audio_path = confined_path(out_dir, f"{document.id}.{extension}")
     sidecar_path = confined_path(out_dir, f"{document.id}.json")
     # Both renames are made durable together by the folder fsync the runner does before each state commit.
-    wav = _write_recorded(wav_path, summary.wav, sync_dir=False)
-    body = sidecar(document, summary, settings, wav.name, wav.sha256)
+    audio = _write_recorded(audio_path, data, sync_dir=False)
+    body = sidecar(document, summary, settings, audio.name, audio.sha256)
+    if published is not None:
+        body.update(format=published.extension, mime_type=published.mime_type,
+                    sample_rate=published.sample_rate, duration_s=round(published.duration_s, 3),
+                    loudness_lufs=round(published.loudness_lufs, 1), true_peak_dbtp=round(published.true_peak_dbtp, 1))
     written = _write_recorded(sidecar_path, (json.dumps(body, indent=2, ensure_ascii=False) + "\n").encode("utf-8"),
                               sync_dir=False)
-    return wav, written
+    return audio, written
 
 
 def remove_stale_temp_files(out_dir: Path) -> int:

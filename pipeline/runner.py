@@ -21,7 +21,9 @@ from pipeline.errors import ApiError, AuthenticationFailed, DocumentError
 from pipeline.feeds import is_feed_input
 from pipeline.lock import RunLock
 from pipeline.models import Attempt, Document, DocumentResult, EventListener, RejectedDocument, RunSettings
+from pipeline.audio import AudioToolFailed, InvalidAudio
 from pipeline.outputs import fsync_folder, remove_stale_temp_files, write_document_outputs
+from pipeline.publish import PublishOptions, publish
 from pipeline.providers import make_provider
 from pipeline.providers.base import Provider
 from pipeline.state import STATE_DIR, DocumentRecord, RunState
@@ -293,22 +295,42 @@ async def _process(item: Document, provider: Provider,
                        requests=len(attempts)), attempts, None
     except DocumentError as exc:
         return _failed(item, str(exc), type(exc).__name__, time.monotonic() - started), (), None
+    published = None
+    if settings.audio_format != "wav" or settings.loudness_lufs is not None:
+        try:
+            published = await asyncio.to_thread(publish, summary.wav, publish_options(item, settings))
+        except (InvalidAudio, AudioToolFailed, ValueError) as exc:
+            return _failed(item, f"could not publish the audio: {exc}", "DocumentError", time.monotonic() - started,
+                           requests=summary.requests), summary.attempts, None
     try:
-        written = await asyncio.to_thread(write_document_outputs, settings.out_dir, item, summary, settings)
+        written = await asyncio.to_thread(write_document_outputs, settings.out_dir, item, summary, settings,
+                                          published)
     except (OSError, ValueError) as exc:
         return _failed(item, f"could not write outputs: {exc}", type(exc).__name__, time.monotonic() - started,
                        requests=summary.requests), summary.attempts, None
     wav, sidecar = written
+    duration = published.duration_s if published is not None else summary.duration_s
     return DocumentResult(
         doc_id=item.id, source=item.source, status="done", title=item.title,
         wav_name=wav.name, sidecar_name=sidecar.name, transcript=summary.transcript,
-        duration_s=round(summary.duration_s, 3), prompt_tokens=summary.usage.prompt_tokens,
+        duration_s=round(duration, 3), prompt_tokens=summary.usage.prompt_tokens,
         completion_tokens=summary.usage.completion_tokens,
         prompt_audio_tokens=summary.usage.prompt_tokens_details.get("audio_tokens", 0),
         completion_audio_tokens=summary.usage.completion_tokens_details.get("audio_tokens", 0),
         requests=summary.requests,
         elapsed_s=round(time.monotonic() - started, 3),
     ), summary.attempts, written
+
+
+def publish_options(item: Document, settings: RunSettings) -> PublishOptions:
+    """Format, loudness and tags (title, feed or 'audiosum' as artist, podcast title as album, date)."""
+    meta = item.meta or {}
+    published = str(meta.get("published") or "")[:10]
+    tags = {"title": item.title or item.id, "artist": meta.get("feed_title") or "audiosum",
+            "album": settings.podcast_title or f"audiosum: {settings.out_dir.resolve().name}",
+            "date": published or time.strftime("%Y-%m-%d"), "comment": "Spoken summary made by audiosum"}
+    return PublishOptions(format=settings.audio_format, loudness_lufs=settings.loudness_lufs,  # type: ignore[arg-type]
+                          tags=tags)
 
 
 def _record(item: Document, result: DocumentResult, written: Written, fingerprint: str, run_id: str,

@@ -1,0 +1,40 @@
+"""`--format`/`--loudness` end to end: published files that decode, at the loudness asked, in the podcast feed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import feedparser
+from mutagen import File as MutagenFile
+
+from conftest import SAMPLE_INPUTS, RunningServer, api_env, run_cli
+from pipeline.audio import duration_of, measure_loudness
+
+
+def test_mp3_with_loudness_and_tags_in_the_feed(tone_server: RunningServer, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run_cli("run", str(SAMPLE_INPUTS / "notes"), "-o", str(out), "--format", "mp3",
+                     "--podcast-title", "Notes", env=api_env(tone_server))
+    assert result.exit_code == 0, result.stderr
+    sidecar = json.loads((out / "short-reminder.json").read_text())
+    mp3 = out / "short-reminder.mp3"
+    assert sidecar["audio_file"] == mp3.name and sidecar["format"] == "mp3"
+    assert abs(duration_of(mp3) - sidecar["duration_s"]) <= 0.05
+    assert abs(measure_loudness(mp3) - (-16.0)) <= 1.0
+    tags = MutagenFile(mp3)
+    assert str(tags["TIT2"]) == "short-reminder" and str(tags["TALB"]) == "Notes"
+    feed = feedparser.parse((out / "podcast.xml").read_bytes())
+    enclosure = feed.entries[0].enclosures[0]
+    assert enclosure.type == "audio/mpeg" and int(enclosure.length) == mp3.stat().st_size
+    assert not list(out.glob("*.wav"))
+
+
+def test_wav_keeps_its_level_unless_asked(tone_server: RunningServer, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run_cli("run", str(SAMPLE_INPUTS / "notes"), "-o", str(out), "--loudness", "-23",
+                     env=api_env(tone_server))
+    assert result.exit_code == 0, result.stderr
+    assert abs(measure_loudness(out / "short-reminder.wav") - (-23.0)) <= 1.0
+    bad = run_cli("run", str(SAMPLE_INPUTS / "notes"), "-o", str(out), "--loudness", "loud")
+    assert bad.exit_code == 2 and "--loudness" in bad.stderr
