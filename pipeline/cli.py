@@ -174,7 +174,8 @@ def _run_settings(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | 
             if key in values and source in (None, click.core.ParameterSource.DEFAULT):
                 values[key] = value
         if not inputs:
-            inputs = tuple(str(v) for v in job.values.get("inputs", ()))
+            # A job's feeds are inputs like any other (URLs or local feed files).
+            inputs = tuple(str(v) for v in (*job.values.get("inputs", ()), *job.values.get("feeds", ())))
     if not inputs:
         raise UsageError("give at least one INPUT (or a --job that names its inputs)")
     if not values.get("out_dir"):

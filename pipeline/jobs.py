@@ -74,8 +74,9 @@ KEYS: dict[str, _Key] = {
     "tpm": _Key("tpm", "int", 0, None),
     "max_attempts": _Key("max_attempts", "int", 1, 20),
     "grace": _Key("grace_s", "number", 0, None),
+    "feeds": _Key("feeds", "str_list"),
 }
-REQUIRED = ("inputs", "out")
+REQUIRED = ("out",)  # and at least one of inputs / feeds
 PATH_KEYS = ("inputs", "out")
 KNOWN_TOP_LEVEL = ("description", *KEYS, "prices")
 
@@ -92,6 +93,8 @@ def load_job(path: Path) -> JobFile:
     for key in REQUIRED:
         if key not in data:
             raise UsageError(f"job file {path}: required key {key!r} is missing")
+    if "inputs" not in data and "feeds" not in data:
+        raise UsageError(f"job file {path}: required key 'inputs' is missing (or give 'feeds')")
 
     description = None
     if "description" in data:

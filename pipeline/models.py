@@ -159,3 +159,4 @@ class DocumentResult:
     completion_audio_tokens: int = 0
     requests: int = 0
     elapsed_s: float = 0.0
+    meta_json: str | None = None  # the document's meta (feed entry title, author, link, published) as JSON

@@ -14,6 +14,7 @@ from typing import Any
 from pipeline import report_html
 from pipeline.costs import cost_usd, prices_for
 from pipeline.outputs import atomic_writer, confined_path
+from pipeline.models import DocumentResult
 from pipeline.state import RunState
 
 JSON_NAME = "report.json"
@@ -50,6 +51,13 @@ def build(state: RunState, run_id: str) -> dict[str, Any]:
     }
 
 
+def _row(result: DocumentResult) -> dict[str, Any]:
+    row = asdict(result)
+    meta = row.pop("meta_json")
+    row["meta"] = json.loads(meta) if meta else None
+    return row
+
+
 def write(out_dir: Path, report: dict[str, Any], state: RunState) -> tuple[Path, Path]:
     """Write both files, streaming the per-document rows from state so memory does not grow with the run."""
     run_id = report["run_id"]
@@ -59,11 +67,11 @@ def write(out_dir: Path, report: dict[str, Any], state: RunState) -> tuple[Path,
         handle.write(head[:-2].encode("utf-8") + b',\n  "documents": [')
         for index, result in enumerate(state.results(run_id)):
             prefix = b"\n    " if index == 0 else b",\n    "
-            handle.write(prefix + json.dumps(asdict(result), ensure_ascii=False).encode("utf-8"))
+            handle.write(prefix + json.dumps(_row(result), ensure_ascii=False).encode("utf-8"))
         handle.write(b"\n  ]\n}\n")
     with atomic_writer(html_path) as handle:
-        failed = (asdict(r) for r in state.results(run_id, status="failed"))
-        others = (asdict(r) for r in state.results(run_id, status="failed", exclude=True))
+        failed = (_row(r) for r in state.results(run_id, status="failed"))
+        others = (_row(r) for r in state.results(run_id, status="failed", exclude=True))
         for part in report_html.render_parts(report, failed, others, state.totals(run_id)["failed"]):
             handle.write(part.encode("utf-8"))
     return json_path, html_path

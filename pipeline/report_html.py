@@ -44,6 +44,11 @@ def _card(value: object, label: str) -> str:
     return f'<div class="card"><b>{escape(str(value))}</b><span>{escape(label)}</span></div>'
 
 
+def _safe_link(url: str) -> str:
+    """Only http(s) links become clickable; anything else (javascript:, data:) is shown as nothing."""
+    return url if url.lower().startswith(("http://", "https://")) else "#"
+
+
 def _document(doc: dict[str, Any]) -> str:
     status = str(doc.get("status") or "")
     status_class = status if status in ("done", "failed", "skipped") else "skipped"
@@ -56,6 +61,12 @@ def _document(doc: dict[str, Any]) -> str:
         f'{id_label}</header>',
         f'<div class="facts">{escape(str(doc.get("source") or ""))}',
     ]
+    meta = doc.get("meta") or {}
+    for key in ("author", "published", "feed_title"):
+        if meta.get(key):
+            parts.append(f" · {escape(str(meta[key]))}")
+    if meta.get("link"):
+        parts.append(f' · <a href="{escape(_safe_link(str(meta["link"])))}" rel="noopener noreferrer">article</a>')
     if doc.get("duration_s"):
         parts.append(f' · {escape(_minutes(doc["duration_s"]))} of audio')
     if doc.get("elapsed_s"):

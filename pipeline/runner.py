@@ -7,6 +7,7 @@ prints nothing itself (callers get results and events).
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import threading
 import time
@@ -318,7 +319,7 @@ async def _process(item: Document, provider: Provider,
         prompt_audio_tokens=summary.usage.prompt_tokens_details.get("audio_tokens", 0),
         completion_audio_tokens=summary.usage.completion_tokens_details.get("audio_tokens", 0),
         requests=summary.requests,
-        elapsed_s=round(time.monotonic() - started, 3),
+        elapsed_s=round(time.monotonic() - started, 3), meta_json=_meta_json(item),
     ), summary.attempts, written
 
 
@@ -348,15 +349,19 @@ def _record(item: Document, result: DocumentResult, written: Written, fingerprin
     )
 
 
+def _meta_json(item: Document | RejectedDocument) -> str | None:
+    return json.dumps(item.meta, ensure_ascii=False) if item.meta else None
+
+
 def _skipped(item: Document, record: DocumentRecord) -> DocumentResult:
     return DocumentResult(doc_id=item.id, source=item.source, status="skipped", title=item.title,
                           reason="unchanged since an earlier run", wav_name=record.wav_name,
                           sidecar_name=record.sidecar_name, transcript=record.transcript,
-                          duration_s=record.duration_s)
+                          duration_s=record.duration_s, meta_json=_meta_json(item))
 
 
 def _failed(item: Document | RejectedDocument, reason: str, error_class: str, elapsed: float,
             requests: int = 0) -> DocumentResult:
     return DocumentResult(doc_id=item.id, source=item.source, status="failed", title=item.title,
                           reason=reason.replace("\n", " ").strip(), error_class=error_class,
-                          requests=requests, elapsed_s=round(elapsed, 3))
+                          requests=requests, elapsed_s=round(elapsed, 3), meta_json=_meta_json(item))

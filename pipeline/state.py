@@ -117,6 +117,11 @@ def m005_run_documents_by_id(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX run_documents_by_id ON run_documents (run_id, doc_id)")
 
 
+@migration
+def m006_result_meta(db: sqlite3.Connection) -> None:
+    db.execute("ALTER TABLE run_documents ADD COLUMN meta_json TEXT")
+
+
 def migrate(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
     done = {row[0] for row in db.execute("SELECT name FROM migrations")}

@@ -472,3 +472,32 @@ def test_run_narrates_a_feed_and_a_rerun_fetches_nothing(web: FeedServer, tone_s
     assert tone_server.stats()["counts"].get("ok", 0) == ok_before
     refetched = web.fetched("/articles/") - pages_before
     assert refetched == 0
+
+
+def _local_feed(path: Path, web: FeedServer, pages: list[str]) -> None:
+    items = "".join(
+        f"<item><title>{name}</title><link>{web.url('/articles/' + name + '.html')}</link>"
+        f"<guid>urn:test:{name}</guid><pubDate>Tue, 03 Nov 2026 0{i}:00:00 GMT</pubDate>"
+        f"<description>Short summary of {name}.</description></item>"
+        for i, name in enumerate(pages))
+    path.write_text(f'<?xml version="1.0"?><rss version="2.0"><channel><title>Local</title>'
+                    f"<link>{web.base}</link><description>d</description>{items}</channel></rss>")
+
+
+def test_only_a_newly_appearing_entry_is_narrated(web: FeedServer, tone_server: RunningServer,
+                                                  tmp_path: Path) -> None:
+    feed = tmp_path / "local.xml"
+    out = tmp_path / "out"
+    _local_feed(feed, web, ["harbour-bridge", "library-hours"])
+    assert run_cli("run", str(feed), "-o", str(out), env=api_env(tone_server)).exit_code == 0
+    _local_feed(feed, web, ["harbour-bridge", "library-hours", "solar-coop"])
+    pages_before = web.fetched("/articles/")
+    ok_before = tone_server.stats()["counts"].get("ok", 0)
+    again = run_cli("run", str(feed), "-o", str(out), env=api_env(tone_server))
+    assert again.exit_code == 0, again.stderr
+    assert "1 done, 2 skipped" in again.stdout
+    assert web.fetched("/articles/") - pages_before == 1
+    assert tone_server.stats()["counts"].get("ok", 0) - ok_before == 1
+    report = json.loads((out / "report.json").read_text())
+    assert all(row["meta"]["link"].startswith(web.base) for row in report["documents"])
+    assert (out / "report.html").read_text().count('rel="noopener noreferrer">article</a>') == 3

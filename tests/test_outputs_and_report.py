@@ -46,7 +46,8 @@ def test_report_page_escapes_document_and_server_values() -> None:
         "totals": {"documents": 2, "done": 1, "failed": 1},
         "documents": [
             {"doc_id": "ok", "source": hostile, "status": "done", "title": hostile, "transcript": hostile,
-             "wav_name": "ok.wav", "duration_s": 3.0},
+             "wav_name": "ok.wav", "duration_s": 3.0,
+             "meta": {"link": "javascript:alert(3)", "author": hostile, "published": hostile}},
             {"doc_id": "bad", "source": "x", "status": hostile, "title": None, "reason": hostile},
         ],
     })
@@ -55,4 +56,4 @@ def test_report_page_escapes_document_and_server_values() -> None:
     assert "script" not in parser.tags and "img" not in parser.tags
     assert "onerror" not in parser.attributes
     assert parser.tags.count("audio") == 1
-    assert "<link" not in page and "http" not in page
+    assert "<link" not in page and "http" not in page and "javascript:" not in page
