@@ -5,9 +5,11 @@ Parses options and maps outcomes to exit codes; all behaviour lives in runner, s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -21,6 +23,19 @@ from pipeline.models import DEFAULT_MODEL, DEFAULT_VOICE, DEFAULT_WORDS, OPENAI_
 DEFAULT_API_BASE = "https://api.openai.com/v1"
 EXIT_USAGE = 2
 EXIT_LOCKED = 75  # EX_TEMPFAIL: another run holds the output folder; cron may simply try later
+
+
+@contextlib.contextmanager
+def exits_on_errors() -> Iterator[None]:
+    """Usage errors exit 2 and a held lock exits 75, each with one line on stderr and no traceback."""
+    try:
+        yield
+    except UsageError as exc:
+        click.echo(f"audiosum: error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    except LockHeld as exc:
+        click.echo(f"audiosum: {exc}", err=True)
+        sys.exit(EXIT_LOCKED)
 
 
 def resolve_provider(choice: str, api_key: str | None, base_url: str | None) -> str:
@@ -125,7 +140,7 @@ def run_command(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | No
     from pipeline import runner
     from pipeline.console import ConsoleOutput, summary_line
 
-    try:
+    with exits_on_errors():
         settings = _run_settings(ctx, inputs, job_path, options)
         if dry_run:
             from pipeline.dryrun import describe
@@ -144,12 +159,6 @@ def run_command(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | No
             outcome = runner.run(settings, on_result=console.on_result, on_event=console.on_event)
         finally:
             console.close()
-    except UsageError as exc:
-        click.echo(f"audiosum: error: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
-    except LockHeld as exc:
-        click.echo(f"audiosum: {exc}", err=True)
-        sys.exit(EXIT_LOCKED)
     if outcome.stop_signal:
         click.echo(f"audiosum: interrupted by {signal.Signals(outcome.stop_signal).name}; the report is marked "
                    "interrupted and a rerun finishes the rest", err=True)
@@ -244,7 +253,7 @@ def report_command(out_dir: Path, run_id: str | None) -> None:
     from pipeline.lock import RunLock
     from pipeline.state import STATE_DIR, RunState
 
-    try:
+    with exits_on_errors():
         with RunLock(out_dir / STATE_DIR):
             state = RunState(out_dir, must_exist=True)
             try:
@@ -254,12 +263,6 @@ def report_command(out_dir: Path, run_id: str | None) -> None:
                 _, html_path = report.write(out_dir, report.build(state, row["run_id"]), state)
             finally:
                 state.close()
-    except UsageError as exc:
-        click.echo(f"audiosum: error: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
-    except LockHeld as exc:
-        click.echo(f"audiosum: {exc}", err=True)
-        sys.exit(EXIT_LOCKED)
     click.echo(f"audiosum: rebuilt the report of run {row['run_id']} ({row['status']}): {html_path}")
 
 
@@ -271,11 +274,8 @@ def status_command(out_dir: Path, limit: int) -> None:
     from pipeline.status import render_status
     from pipeline.state import RunState
 
-    try:
+    with exits_on_errors():
         state = RunState(out_dir, must_exist=True)
-    except UsageError as exc:
-        click.echo(f"audiosum: error: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
     try:
         click.echo(render_status(state, limit))
     finally:
@@ -288,11 +288,8 @@ def jobs_command(folder: Path) -> None:
     """List the job files in FOLDER (default: jobs/) with their descriptions; broken ones say why."""
     from pipeline.jobs import BrokenJob, list_jobs
 
-    try:
+    with exits_on_errors():
         found = list_jobs(folder)
-    except UsageError as exc:
-        click.echo(f"audiosum: error: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
     broken = False
     for job in found:
         if isinstance(job, BrokenJob):
