@@ -403,9 +403,15 @@ def iter_feed(source: str, *, since: datetime | None = None, max_items: int | No
         allow_private = active.limits.allow_private
         if allow_private is None:
             allow_private = not is_url(source) or not is_public_host(urlsplit(source).hostname or "")
-        for entry in entries:
-            yield _entry_item(entry, source=source, slug=slug, feed_title=feed_title, fetcher=active,
-                              already_done=already_done, public_only=not allow_private)
+        for number, entry in enumerate(entries, start=1):
+            try:
+                item = _entry_item(entry, source=source, slug=slug, feed_title=feed_title, fetcher=active,
+                                   already_done=already_done, public_only=not allow_private)
+            except (ValueError, UnicodeError, httpx.HTTPError) as exc:
+                # e.g. a guid/link such as "http://[x" or a host label IDNA refuses: that entry fails alone
+                item = RejectedDocument(id=f"{slug}__entry-{number}", source=source,
+                                        reason=f"feed entry {number} is unusable: {type(exc).__name__}: {exc}")
+            yield item
     finally:
         if owned:
             active.close()

@@ -108,6 +108,8 @@ def load_job(path: Path) -> JobFile:
         value = _check_value(path, key, spec, data[key])
         if key == "inputs":
             value = tuple(_resolve(base, item) for item in value)
+        elif key == "feeds":  # URLs stay as they are; local feed files resolve like inputs
+            value = tuple(item if "://" in item else _resolve(base, item) for item in value)
         elif key == "out":
             value = _resolve(base, value)
         values[spec.value_key] = value

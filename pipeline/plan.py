@@ -30,6 +30,8 @@ def fingerprint(document: Document, settings: RunSettings) -> str:
         "title": document.title,
         "format": settings.audio_format,
     }
+    if settings.loudness_lufs is not None:
+        relevant["loudness"] = settings.loudness_lufs
     if settings.mode != "summary":  # only when set, so fingerprints made before the option existed still match
         relevant["mode"] = settings.mode
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode("utf-8")).hexdigest()[:32]

@@ -61,6 +61,14 @@ def cues_from_sidecar(sidecar: dict) -> tuple[list[Cue], bool]:
     return estimated_cues(str(sidecar.get("transcript") or ""), float(sidecar.get("duration_s") or 0)), False
 
 
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _xml_safe(text: str) -> str:
+    """XML 1.0 cannot carry most control characters; one in a title would break the whole feed."""
+    return _NOT_XML.sub("", text)
+
+
 def _timestamp(seconds: float) -> str:
     millis = int(round(seconds * 1000))
     hours, millis = divmod(millis, 3_600_000)
@@ -142,6 +150,11 @@ def build(out_dir: Path, state: RunState, *, base_url: str = DEFAULT_BASE_URL, t
         ET.SubElement(item, f"{{{ITUNES}}}duration").text = _duration(float(sidecar.get("duration_s") or 0))
         ET.SubElement(item, f"{{{PODCAST}}}transcript", {"url": base + quote(vtt_name), "type": "text/vtt"})
         ET.SubElement(item, f"{{{PODCAST}}}transcript", {"url": base + quote(txt_name), "type": "text/plain"})
+    for element in rss.iter():
+        if element.text:
+            element.text = _xml_safe(element.text)
+        for name, value in element.attrib.items():
+            element.attrib[name] = _xml_safe(value)
     ET.indent(rss)
     data = b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(rss, encoding="utf-8") + b"\n"
     feed_path = confined_path(out_dir, FEED_NAME)

@@ -59,7 +59,8 @@ def settings_for_report(settings: RunSettings) -> dict[str, Any]:
     values.pop("api_key", None)
     values["base_url"] = _without_credentials(settings.base_url)
     values["out_dir"] = str(settings.out_dir)
-    values["inputs"] = list(settings.inputs)
+    values["inputs"] = [_without_credentials(raw) if "://" in raw else raw for raw in settings.inputs]
+    values["since"] = settings.since.isoformat() if settings.since else None
     return values
 
 
@@ -167,8 +168,9 @@ def _already_done(settings: RunSettings, state: RunState) -> Callable[[str], boo
         record = state.document(doc_id)
         if record is None or record.status != "done":
             return False
-        probe = Document(id=doc_id, source="", text="", sha256="", title=record.title)
-        return record.fingerprint == plan.fingerprint(probe, settings)
+        probe = Document(id=doc_id, source="", text="", sha256=record.input_sha256, title=record.title)
+        # Only when the plan will really skip it (outputs intact too): a redo must fetch the article again.
+        return plan.decide(probe, settings, record)[0] == "unchanged"
 
     return done
 
@@ -241,6 +243,8 @@ class _Run:
         # `concurrency` documents are in memory at once however long the input is.
         while self.abort_reason is None and self.stop_signal is None:
             item = await self.next_item()
+            if self.stop_signal is not None or self.abort_reason is not None:
+                return  # stopped while this item was being pulled: leave it for the next run
             if item is None:
                 return
             # Earlier documents of this run are in state; the ones still being made are in in_flight.

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import SAMPLE_INPUTS, RunningServer, child_env, run_cli
+from conftest import SAMPLE_INPUTS, RunningServer, api_env, child_env, run_cli
 from pipeline import runner, sources
 from pipeline.clock import FakeClock
 from pipeline.errors import PermanentApiError
@@ -93,3 +93,36 @@ def test_a_document_over_the_token_budget_fails_at_once_and_holds_nobody_back() 
         assert clock.monotonic() - start <= 60.0 + 1e-6
 
     asyncio.run(go())
+
+
+def test_since_is_recorded_and_a_bad_entry_url_fails_alone(tone_server: RunningServer, tmp_path: Path) -> None:
+    feed = tmp_path / "f.xml"
+    feed.write_text('<?xml version="1.0"?><rss version="2.0"><channel><title>T</title><link>http://x</link>'
+                    "<description>d</description>"
+                    "<item><title>Bad one</title><link>http://[x</link><guid>http://[x</guid>"
+                    "<description>A summary that is long enough to narrate about the harbour.</description></item>"
+                    "<item><title>Good</title><guid>urn:ok</guid><pubDate>Tue, 03 Nov 2026 08:00:00 GMT</pubDate>"
+                    "<description>The ferry timetable changes on Monday for the winter season.</description>"
+                    "</item></channel></rss>")
+    out = tmp_path / "out"
+    result = run_cli("run", str(feed), "-o", str(out), "--since", "2026-01-01", env=api_env(tone_server))
+    assert result.exit_code in (0, 1), result.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["settings"]["since"].startswith("2026-01-01") and report["status"] == "finished"
+    assert "done" in {d["status"] for d in report["documents"]}
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"id": "ctl", "title": "Bell\u0007 and tab\u000b",
+                                    "text": "The pier reopens after repairs on Friday morning."}) + "\n")
+    assert run_cli("run", str(manifest), "-o", str(out), env=api_env(tone_server)).exit_code == 0
+    import xml.etree.ElementTree as ET
+    titles = [t.text for t in ET.parse(out / "podcast.xml").getroot().iter("title")]  # stays valid XML
+    assert "Bell and tab" in titles
+
+
+def test_loudness_is_part_of_the_settings_fingerprint() -> None:
+    from pipeline.plan import fingerprint
+
+    document = Document(id="a", source="a", text="t", sha256="s")
+    plain = RunSettings(inputs=("x",), out_dir=Path("o"))
+    loud = RunSettings(inputs=("x",), out_dir=Path("o"), loudness_lufs=-19.0)
+    assert fingerprint(document, plain) != fingerprint(document, loud)

@@ -224,16 +224,19 @@ class OpenAIProvider:
         # Map: each part to a text summary (a text model), then reduce: speak from the part summaries.
         part_words = max(60, min(400, settings.max_input_tokens // (len(parts) * 2)))
         summaries: list[str] = []
+        map_usages: list[Usage] = []
         attempts: list[Attempt] = []
         for index, part in enumerate(parts, start=1):
             body = {"model": settings.map_model,
                     "messages": part_messages(document, part, index, len(parts), part_words)}
             answer, part_attempts = await self._call(body, document.id, part_words, parse_text_answer)
             summaries.append(answer.text)
+            map_usages.append(answer.usage)
             attempts.extend(part_attempts)
         reduced = dataclasses.replace(document, text=combined_parts(summaries))
         summary = await self._speak(reduced, settings)
-        return dataclasses.replace(summary, attempts=tuple(attempts) + summary.attempts, parts=len(parts))
+        return dataclasses.replace(summary, attempts=tuple(attempts) + summary.attempts, parts=len(parts),
+                                   usage=_sum_usage([*map_usages, summary.usage]))
 
     async def _read_aloud(self, document: Document, settings: RunSettings) -> SpokenSummary:
         """--mode narrate: the whole text, part by part, stitched into one WAV with chapter marks."""
