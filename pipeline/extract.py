@@ -6,8 +6,10 @@ Pure functions over bytes already read: nothing here opens files or sockets; bad
 from __future__ import annotations
 
 import io
+import os
 import logging
 import re
+import stat
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Literal
@@ -221,3 +223,21 @@ def _preview(head: bytes) -> str:
 
 def _first_line(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def read_capped(path: str | os.PathLike[str], cap: int, what: str) -> bytes:
+    """A regular file's bytes, at most `cap`; a FIFO or device is refused without blocking (O_NONBLOCK)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise DocumentError(f"cannot open {what}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise DocumentError(f"{what} is not a regular file")
+        if info.st_size > cap:
+            raise DocumentError(f"{what} is {info.st_size} bytes, over the {cap}-byte limit")
+        data = handle.read(cap + 1)
+    if len(data) > cap:
+        raise DocumentError(f"{what} grew past the {cap}-byte limit while being read")
+    return data

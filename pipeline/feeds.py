@@ -309,17 +309,7 @@ def read_feed_bytes(source: str, fetcher: PageFetcher) -> bytes:
             return fetcher.fetch(source, max_bytes=cap).body
         except FetchError as exc:
             raise FetchError(f"feed cannot be fetched: {exc}") from None
-    try:
-        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError as exc:
-        raise DocumentError(f"cannot open feed {source}: {exc.strerror or exc}") from None
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise DocumentError(f"feed {source} is not a regular file")
-        data = handle.read(cap + 1)
-    if len(data) > cap:
-        raise DocumentError(f"feed is over the {cap}-byte limit")
-    return data
+    return extract.read_capped(source, cap, f"feed {source}")
 
 
 def check_feed_xml(data: bytes) -> None:

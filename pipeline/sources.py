@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import re
-import stat
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -260,21 +259,7 @@ def read_confined(path: Path, root: Path) -> bytes:
         raise DocumentError(f"cannot open {path}: {exc.strerror or exc}") from None
     if not resolved.is_relative_to(root):
         raise DocumentError(f"path {path} lies outside {root}")
-    try:
-        # O_NONBLOCK so a FIFO cannot hang the run; the fstat check below rejects it.
-        fd = os.open(resolved, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError as exc:
-        raise DocumentError(f"cannot open {path}: {exc.strerror or exc}") from None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise DocumentError(f"{path} is not a regular file")
-        if info.st_size > MAX_DOCUMENT_BYTES:
-            raise DocumentError(f"file is {info.st_size} bytes, over the {MAX_DOCUMENT_BYTES}-byte limit")
-        data = handle.read(MAX_DOCUMENT_BYTES + 1)
-    if len(data) > MAX_DOCUMENT_BYTES:
-        raise DocumentError(f"file grew past the {MAX_DOCUMENT_BYTES}-byte limit while being read")
-    return data
+    return extract.read_capped(resolved, MAX_DOCUMENT_BYTES, str(path))
 
 
 def _clean_text(text: str) -> str:
