@@ -5,6 +5,7 @@ Servers run as separate processes, exactly as a user would start them; tests tal
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -81,6 +82,16 @@ def stop_server(server: RunningServer) -> None:
         server.process.wait(timeout=10)
     except subprocess.TimeoutExpired:
         server.process.kill()
+
+
+@contextlib.contextmanager
+def running_server(*args: str, key: str | None = SERVER_KEY) -> Iterator[RunningServer]:
+    """A server for one test, stopped however the test ends."""
+    server = start_server(*args, key=key)
+    try:
+        yield server
+    finally:
+        stop_server(server)
 
 
 @pytest.fixture(scope="session")

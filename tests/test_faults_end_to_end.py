@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import RunningServer, child_env, run_cli, start_server, stop_server
+from conftest import RunningServer, child_env, run_cli, running_server
 
 FAST_RETRY = ("--retry-backoff", "0.01")
 
@@ -65,9 +65,8 @@ TRANSIENT = {
 
 @pytest.mark.parametrize("kind", sorted(TRANSIENT))
 def test_transient_fault_is_retried_until_done(kind: str, tmp_path: Path) -> None:
-    server = start_server("--engine", "tone", "--faults", f"{kind}=0.5", "--seed", "11",
-                          "--fault-retry-after", "0.01-0.02", key=None)
-    try:
+    with running_server("--engine", "tone", "--faults", f"{kind}=0.5", "--seed", "11",
+                        "--fault-retry-after", "0.01-0.02", key=None) as server:
         out = tmp_path / "out"
         result = _run(server, _corpus(tmp_path / "in", 4), out, "--concurrency", "1", "--timeout", "1",
                       "--max-attempts", "10")
@@ -82,13 +81,10 @@ def test_transient_fault_is_retried_until_done(kind: str, tmp_path: Path) -> Non
         assert report["totals"]["retries"] == faults
         assert report["totals"]["retries_by_cause"] == {TRANSIENT[kind]: faults}
         _clean_outputs(out)
-    finally:
-        stop_server(server)
 
 
 def test_quota_is_permanent_and_not_retried(tmp_path: Path) -> None:
-    server = start_server("--engine", "tone", "--faults", "quota=1", key=None)
-    try:
+    with running_server("--engine", "tone", "--faults", "quota=1", key=None) as server:
         out = tmp_path / "out"
         result = _run(server, _corpus(tmp_path / "in", 3), out)
         assert result.exit_code == 1
@@ -97,26 +93,20 @@ def test_quota_is_permanent_and_not_retried(tmp_path: Path) -> None:
         assert all("insufficient_quota" in d["reason"] for d in report["documents"])
         assert server.stats()["counts"]["requests"] == 3
         assert not list(out.glob("*.wav"))
-    finally:
-        stop_server(server)
 
 
 def test_injected_401_stops_the_run(tmp_path: Path) -> None:
-    server = start_server("--engine", "tone", "--faults", "401=1", key=None)
-    try:
+    with running_server("--engine", "tone", "--faults", "401=1", key=None) as server:
         result = _run(server, _corpus(tmp_path / "in", 20), tmp_path / "out", "--concurrency", "2")
         assert result.exit_code == 2 and "refused the key" in result.stderr
         assert server.stats()["counts"]["requests"] <= 2
-    finally:
-        stop_server(server)
 
 
 def test_mixed_faults_over_200_documents(tmp_path: Path) -> None:
     spec = ("429=0.03,429-no-retry-after=0.02,500=0.03,502=0.02,503=0.02,reset=0.02,badjson=0.02,"
             "badaudio=0.02,truncated=0.01,quota=0.01")
-    server = start_server("--engine", "tone", "--faults", spec, "--seed", "3", "--fault-retry-after", "0.01-0.05",
-                          key=None)
-    try:
+    with running_server("--engine", "tone", "--faults", spec, "--seed", "3", "--fault-retry-after", "0.01-0.05",
+                        key=None) as server:
         out = tmp_path / "out"
         result = _run(server, _corpus(tmp_path / "in", 200), out, "--concurrency", "16", "--max-attempts", "8")
         report = json.loads((out / "report.json").read_text())
@@ -139,13 +129,10 @@ def test_mixed_faults_over_200_documents(tmp_path: Path) -> None:
         assert sum(causes.values()) == counts["requests"]
         assert report["totals"]["requests"] == counts["requests"]
         _clean_outputs(out)
-    finally:
-        stop_server(server)
 
 
 def test_given_rpm_means_no_429_reaches_the_client(tmp_path: Path) -> None:
-    server = start_server("--engine", "tone", "--rpm", "1200", "--latency", "0.05-0.2", key=None)
-    try:
+    with running_server("--engine", "tone", "--rpm", "1200", "--latency", "0.05-0.2", key=None) as server:
         out = tmp_path / "out"
         started = time.monotonic()
         result = _run(server, _corpus(tmp_path / "in", 40), out, "--rpm", "1200", "--concurrency", "16")
@@ -154,13 +141,10 @@ def test_given_rpm_means_no_429_reaches_the_client(tmp_path: Path) -> None:
         counts = server.stats()["counts"]
         assert counts.get("rate_limited", 0) == 0 and counts["ok"] == 40
         assert elapsed >= 39 / 20  # 40 requests at 20 a second cannot finish sooner
-    finally:
-        stop_server(server)
 
 
 def test_limits_learned_from_headers_converge(tmp_path: Path) -> None:
-    server = start_server("--engine", "tone", "--rpm", "1200", "--latency", "0.05-0.2", key=None)
-    try:
+    with running_server("--engine", "tone", "--rpm", "1200", "--latency", "0.05-0.2", key=None) as server:
         out = tmp_path / "out"
         result = _run(server, _corpus(tmp_path / "in", 60), out, "--concurrency", "16", "--max-attempts", "10")
         assert result.exit_code == 0, result.stderr
@@ -168,8 +152,6 @@ def test_limits_learned_from_headers_converge(tmp_path: Path) -> None:
         assert counts["ok"] == 60
         # Only the first wave (sent before any header was seen) can overrun the burst.
         assert counts.get("rate_limited", 0) <= 16
-    finally:
-        stop_server(server)
 
 
 class _HintServer:

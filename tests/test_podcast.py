@@ -10,7 +10,7 @@ from pathlib import Path
 import feedparser
 import httpx
 
-from conftest import SAMPLE_INPUTS, RunningServer, api_env, run_cli, start_server, stop_server
+from conftest import SAMPLE_INPUTS, RunningServer, api_env, run_cli, running_server
 from pipeline.podcast import Cue, estimated_cues, render_vtt
 
 ITUNES = "{http://www.itunes.com/dtds/podcast-1.0.dtd}"
@@ -72,8 +72,7 @@ def test_vtt_cues() -> None:
 def test_serve_feed_publishes_only_the_public_files(tone_server: RunningServer, tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert run_cli("run", str(SAMPLE_INPUTS / "notes"), "-o", str(out), env=api_env(tone_server)).exit_code == 0
-    server = start_server("--engine", "tone", "--feed", str(out), key=None)
-    try:
+    with running_server("--engine", "tone", "--feed", str(out), key=None) as server:
         feed_root = server.base_url.removesuffix("/v1") + "/feed/"
         feed = httpx.get(feed_root + "podcast.xml")
         assert feed.status_code == 200 and feed.headers["content-type"].startswith("application/rss+xml")
@@ -81,5 +80,3 @@ def test_serve_feed_publishes_only_the_public_files(tone_server: RunningServer, 
         assert part.status_code == 206 and part.content[:4] == b"RIFF" and len(part.content) == 44
         for hidden in (".audiosum/state.sqlite", ".audiosum", "..%2Fsecret", "lock"):
             assert httpx.get(feed_root + hidden).status_code == 404
-    finally:
-        stop_server(server)

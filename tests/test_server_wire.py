@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import RunningServer, SERVER_KEY, start_server, stop_server
+from conftest import RunningServer, SERVER_KEY, running_server
 
 
 def _client(server: RunningServer, key: str = SERVER_KEY) -> openai.OpenAI:
@@ -81,8 +81,7 @@ def test_sdk_gets_authentication_error_for_a_wrong_key(tone_server: RunningServe
 
 
 def test_expired_audio_id_is_a_bad_request() -> None:
-    server = start_server("--engine", "tone", "--audio-ttl", "1", key=None)
-    try:
+    with running_server("--engine", "tone", "--audio-ttl", "1", key=None) as server:
         client = _client(server, key="anything")
         first = _speak(client, [{"role": "user", "content": "The ferry leaves at noon every day of the week."}])
         # Expiry is in whole seconds (as the API's expires_at is); wait it out on the server's own clock.
@@ -94,8 +93,6 @@ def test_expired_audio_id_is_a_bad_request() -> None:
             _speak(client, [{"role": "user", "content": "The ferry leaves at noon."},
                             {"role": "assistant", "audio": {"id": first.choices[0].message.audio.id}},
                             {"role": "user", "content": "When does it leave?"}])
-    finally:
-        stop_server(server)
 
 
 def test_raw_http_errors_have_the_openai_shape(tone_server: RunningServer) -> None:
