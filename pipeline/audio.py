@@ -63,7 +63,9 @@ SILENCE_LUFS = -70.0  # BS.1770's absolute gate: ebur128 reports this when no 40
 
 # What a file name claims -> the container its bytes must hold.
 _CONTAINER_BY_SUFFIX = {".wav": "wav", ".wave": "wav", ".mp3": "mp3", ".ogg": "ogg", ".oga": "ogg",
-                        ".opus": "ogg", ".flac": "flac"}
+                        ".opus": "ogg", ".flac": "flac", ".m4a": "mp4"}
+# The ffmpeg demuxer for a container where its name differs.
+_DEMUXER = {"mp4": "mov"}
 # ffmpeg warnings that mean the file is damaged rather than merely unusual.
 _DAMAGE_WARNINGS = ("do not match", "corrupt", "truncat", "incomplete", "invalid", "missing", "overread", "error")
 _HEAD_BYTES = 1 << 16
@@ -150,10 +152,18 @@ def measure_loudness(data: bytes | Path, *, suffix: str | None = None) -> float:
     return measure(data, suffix=suffix).loudness.integrated_lufs
 
 
+def demuxer_for(suffix: str) -> str | None:
+    """The ffmpeg input format a file name implies (".m4a" -> "mov"), or None for a name audiosum does not know."""
+    kind = _CONTAINER_BY_SUFFIX.get(suffix.lower())
+    return _DEMUXER.get(kind, kind) if kind else None
+
+
 def sniff_container(head: bytes) -> str | None:
-    """'wav', 'mp3', 'ogg' or 'flac' from a file's first bytes; None when it is none of them."""
+    """'wav', 'mp3', 'ogg', 'flac' or 'mp4' (.m4a) from a file's first bytes; None when it is none of them."""
     if head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
         return "wav"
+    if head[4:8] == b"ftyp":
+        return "mp4"
     if head[:4] == b"fLaC":
         return "flac"
     if head[:4] == b"OggS":
@@ -228,7 +238,7 @@ def _container(data: bytes | Path, suffix: str | None) -> str:
     claimed = _CONTAINER_BY_SUFFIX.get((suffix or "").lower())
     if kind is None:
         what = f"named {suffix} but" if claimed else "it"
-        raise InvalidAudio(f"not audio audiosum can read: {what} is not WAV, MP3, Ogg or FLAC "
+        raise InvalidAudio(f"not audio audiosum can read: {what} is not WAV, MP3, Ogg, FLAC or M4A "
                            f"(starts with {head[:8].hex(' ')})")
     if claimed is not None and claimed != kind:
         raise InvalidAudio(f"named {suffix} but holds {kind.upper()} data")
@@ -279,7 +289,7 @@ def _decode(data: bytes | Path, *, suffix: str | None, sample_rate: int | None, 
         # -xerror stops at the first decoding error (junk fails fast), but not for WAV: ffmpeg flags the short
         # last packet of a streamed WAV (placeholder sizes) as corrupt, and -xerror would make that fatal.
         command = [*_ffmpeg_base("info"), *(["-xerror"] if kind != "wav" else []),
-                   "-f", kind, "-i", f"file:{source}", "-map", "0:a:0", "-vn", "-map_metadata", "-1"]
+                   "-f", _DEMUXER.get(kind, kind), "-i", f"file:{source}", "-map", "0:a:0", "-vn", "-map_metadata", "-1"]
         if loudness:
             command += ["-af", "ebur128=peak=true:framelog=quiet"]
         if sample_rate:

@@ -108,6 +108,14 @@ def cli() -> None:
               help="Feeds: only entries published on or after this date (entries without a date are kept).")
 @click.option("--max-items", type=click.IntRange(1, 100_000), default=None,
               help="Feeds: at most the newest N entries of each feed.")
+@click.option("--output", type=click.Choice(["text+audio", "text"]), default="text+audio", show_default=True,
+              help="text+audio: a spoken summary (WAV) and sidecar; text: a sidecar and .txt only, for recordings "
+                   "(e.g. a sentiment analysis of a call with --instructions).")
+@click.option("--followup", "followups", multiple=True, metavar="QUESTION",
+              help="A follow-up question asked after each summary (repeat for more); answers go to <id>.q1.wav, "
+                   "... A manifest item's own `followups` replace these.")
+@click.option("--max-audio-mb", type=click.FloatRange(0.01, 1000), default=20.0, show_default=True,
+              help="Largest recording sent in one request; longer ones are split at pauses into parts that fit.")
 @click.option("--mode", type=click.Choice(["summary", "narrate"]), default="summary", show_default=True,
               help="narrate: read the whole text aloud part by part and stitch one WAV with chapter marks.")
 @click.option("--max-input-tokens", type=click.IntRange(500, 1_000_000), default=8000, show_default=True,
@@ -213,7 +221,20 @@ def _run_settings(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | 
         since=_aware(values["since"]), max_items=values["max_items"],
         audio_format=str(values["audio_format"]),
         loudness_lufs=_loudness(values["loudness"], str(values["audio_format"])),
+        output=values["output"],  # type: ignore[arg-type]
+        followups=_followups(values["followups"]),
+        max_audio_bytes=int(float(values["max_audio_mb"]) * 1024 * 1024),  # type: ignore[arg-type]
     )
+
+
+def _followups(value: object) -> tuple[str, ...]:
+    from pipeline.errors import DocumentError
+    from pipeline.sources import parse_followups
+
+    try:
+        return parse_followups(list(value)) or ()  # type: ignore[call-overload]
+    except DocumentError as exc:
+        raise UsageError(str(exc).replace("field 'followups'", "--followup")) from None
 
 
 def _loudness(value: object, audio_format: str) -> float | None:
@@ -308,8 +329,10 @@ def jobs_command(folder: Path) -> None:
               help="local = extractive summary + neural voice; tone = instant tone audio for load tests.")
 @click.option("--api-key", envvar="AUDIOSUM_SERVE_API_KEY", default=None,
               help="Require this bearer key [env AUDIOSUM_SERVE_API_KEY]; without it any key is accepted.")
-@click.option("--audio-ttl", type=click.IntRange(1, 7 * 24 * 3600), default=3600, show_default=True,
+@click.option("--audio-ttl", type=click.IntRange(0, 7 * 24 * 3600), default=3600, show_default=True,
               help="Seconds an answer's audio id stays usable in later turns.")
+@click.option("--audio-memory", type=click.IntRange(0), default=10_000, show_default=True,
+              help="How many audio ids are kept (the oldest are forgotten first; 0 forgets each at once).")
 @click.option("--workers", type=click.IntRange(1, 64), default=min(2, os.cpu_count() or 1), show_default=True,
               help="Speech worker processes for the local engine.")
 @click.option("--rpm", type=click.IntRange(min=0), default=0, show_default=True,
@@ -328,7 +351,8 @@ def jobs_command(folder: Path) -> None:
               help="The wait an injected 429 fault announces in retry-after(-ms), uniform in A..B seconds.")
 @click.option("--feed", "feed_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
               metavar="OUT", help="Also serve OUT's podcast.xml, audio and transcripts at /feed/ (for podcast apps).")
-def serve_command(host: str, port: int, engine: str, api_key: str | None, audio_ttl: int, workers: int, rpm: int,
+def serve_command(host: str, port: int, engine: str, api_key: str | None, audio_ttl: int, audio_memory: int,
+                  workers: int, rpm: int,
                   tpm: int, burst_s: float, latency: str, faults: str, seed: int, fault_retry_after: str,
                   feed_dir: Path | None) -> None:
     """Serve an OpenAI-compatible /v1/chat/completions over the offline engine.
@@ -345,7 +369,8 @@ def serve_command(host: str, port: int, engine: str, api_key: str | None, audio_
             raise click.BadParameter(str(exc), param_hint=f"'{option}'") from None
 
     server.serve(server.ServerConfig(
-        host=host, port=port, engine=engine, api_key=api_key, audio_ttl_s=audio_ttl, workers=workers, rpm=rpm,
+        host=host, port=port, engine=engine, api_key=api_key, audio_ttl_s=audio_ttl, audio_memory=audio_memory,
+        workers=workers, rpm=rpm,
         tpm=tpm, burst_s=burst_s, seed=seed,
         latency_s=parsed(server_faults.parse_seconds_range, latency, "--latency"),
         faults=parsed(server_faults.parse_faults, faults, "--faults"),

@@ -23,6 +23,7 @@ from pipeline.errors import UsageError
 
 JOBS_FOLDER_NAME = "jobs"
 PROVIDERS = ("auto", "openai", "local")
+OUTPUTS = ("text+audio", "text")
 PRICE_KEYS = ("text_input_per_1m", "text_output_per_1m", "audio_input_per_1m", "audio_output_per_1m")
 # Normalised (lower case, '-' as '_') names that would put a secret in a file cron reads and people commit.
 SECRET_KEYS = frozenset({"api_key", "openai_api_key"})
@@ -56,12 +57,13 @@ class _Key:
     kind: str  # "str", "int", "number", "str_list", "choice"
     low: float | None = None
     high: float | None = None
+    choices: tuple[str, ...] = ()
 
 
 KEYS: dict[str, _Key] = {
     "inputs": _Key("inputs", "str_list"),
     "out": _Key("out_dir", "str"),
-    "provider": _Key("provider", "choice"),
+    "provider": _Key("provider", "choice", choices=PROVIDERS),
     "model": _Key("model", "str"),
     "voice": _Key("voice", "str"),
     "words": _Key("words", "int", 10, 2000),
@@ -75,6 +77,9 @@ KEYS: dict[str, _Key] = {
     "max_attempts": _Key("max_attempts", "int", 1, 20),
     "grace": _Key("grace_s", "number", 0, None),
     "feeds": _Key("feeds", "str_list"),
+    "output": _Key("output", "choice", choices=OUTPUTS),
+    "followups": _Key("followups", "str_list"),
+    "max_audio_mb": _Key("max_audio_mb", "number", 0.01, 1000),
 }
 REQUIRED = ("out",)  # and at least one of inputs / feeds
 PATH_KEYS = ("inputs", "out")
@@ -217,8 +222,8 @@ def _check_value(path: Path, key: str, spec: _Key, value: object) -> object:
         return _check_str(path, key, value)
     if spec.kind == "choice":
         chosen = _check_str(path, key, value)
-        if chosen not in PROVIDERS:
-            raise UsageError(f"job file {path}: key {key!r} must be one of {', '.join(PROVIDERS)}, got {chosen!r}")
+        if chosen not in spec.choices:
+            raise UsageError(f"job file {path}: key {key!r} must be one of {', '.join(spec.choices)}, got {chosen!r}")
         return chosen
     if spec.kind == "str_list":
         if not isinstance(value, list):

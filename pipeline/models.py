@@ -20,8 +20,17 @@ OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "on
 
 
 @dataclass(frozen=True, slots=True)
+class AudioSource:
+    """A recording given as a document: where it is, what its name says it is, and its size; never its bytes."""
+
+    path: Path  # resolved, inside its input root
+    suffix: str  # ".wav", ".mp3", ".m4a", ".ogg", ".flac", ...
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
 class Document:
-    """One text to summarise, already read and decoded."""
+    """One text (or recording) to summarise; text is already read and decoded, a recording is only referenced."""
 
     id: str
     source: str
@@ -32,6 +41,12 @@ class Document:
     instructions: str | None = None
     # Where the text came from (title, author, link, published, feed_title, extraction, ...); for the sidecar.
     meta: dict[str, str] | None = field(default=None, hash=False)
+    audio: AudioSource | None = None  # set for a recording; then text is ""
+    followups: tuple[str, ...] | None = None  # questions asked after the summary; None = the run's default
+
+    @property
+    def is_audio(self) -> bool:
+        return self.audio is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +93,31 @@ class RunSettings:
     since: datetime | None = None  # feeds: only entries published at or after this
     loudness_lufs: float | None = None  # normalise to this integrated loudness; None = leave the level alone
     max_items: int | None = None  # feeds: the newest N entries of each feed
+    output: Literal["text+audio", "text"] = "text+audio"  # "text": a sidecar and .txt, no audio (audio inputs)
+    followups: tuple[str, ...] = ()  # default follow-up questions for documents whose item gives none
+    max_audio_bytes: int = 20 * 1024 * 1024  # a recording bigger than this is split on silence into parts
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryTurn:
+    """How one earlier assistant turn travelled in a follow-up request: by its audio id, or as its transcript."""
+
+    turn: int  # 0 = the summary, 1 = the answer to question 1, ...
+    via: Literal["audio_id", "transcript"]
+    reason: str | None = None  # why the transcript was sent instead: "expired", "rejected: ...", "no audio id"
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUpAnswer:
+    """The answer to one follow-up question, and how the conversation before it was sent."""
+
+    question: str
+    transcript: str
+    wav: bytes = b""  # empty for --output text
+    duration_s: float = 0.0
+    audio_id: str | None = None
+    audio_expires_at: int | None = None
+    history: tuple[HistoryTurn, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +173,9 @@ class SpokenSummary:
     parts: int = 1  # > 1: summarised part by part (map), then spoken from the part summaries (reduce)
     cues: tuple[tuple[float, float, str], ...] = ()  # measured (start, end, sentence); empty = none measured
     chapters: tuple[tuple[float, str], ...] = ()  # --mode narrate: (start second, label) of each part
+    followups: tuple[FollowUpAnswer, ...] = ()
+    heard: str | None = None  # audio input: what the offline engine recognised (the API keeps this to itself)
+    input_seconds: float | None = None  # audio input: the recording's length
 
     @property
     def requests(self) -> int:
@@ -160,3 +203,4 @@ class DocumentResult:
     requests: int = 0
     elapsed_s: float = 0.0
     meta_json: str | None = None  # the document's meta (feed entry title, author, link, published) as JSON
+    followups_json: str | None = None  # [{question, transcript, file}, ...] for the report

@@ -88,7 +88,7 @@ def fsync_folder(folder: Path) -> None:
 
 def sidecar(document: Document, summary: SpokenSummary, settings: RunSettings, wav_name: str,
             wav_sha256: str) -> dict[str, Any]:
-    return {
+    body = {
         "id": document.id,
         "source": document.source,
         "title": document.title,
@@ -119,6 +119,30 @@ def sidecar(document: Document, summary: SpokenSummary, settings: RunSettings, w
         # Where the text came from: feed entry (title, author, link, published, feed_title) and how it was extracted.
         "meta": dict(document.meta) if document.meta else None,
     }
+    if settings.output == "text":
+        body.update(output="text", audio_file=None, audio_sha256=None, text_file=wav_name, text_sha256=wav_sha256,
+                    format="text", sample_rate=None, duration_s=None, voice=None)
+    if document.audio is not None:
+        body["input"] = {"kind": "recording", "format": document.audio.suffix.lstrip("."),
+                         "bytes": document.audio.size, "seconds": summary.input_seconds, "parts": summary.parts}
+        if summary.heard is not None:
+            body["input"]["heard"] = summary.heard  # what the offline engine recognised, for checking it
+    return body
+
+
+def followup_entries(summary: SpokenSummary, files: list[WrittenFile]) -> list[dict[str, Any]]:
+    """The sidecar's `followups`: each question, its answer, its file and how the history was sent."""
+    return [{
+        "n": number,
+        "question": answer.question,
+        "transcript": answer.transcript,
+        "file": written.name,
+        "sha256": written.sha256,
+        "duration_s": round(answer.duration_s, 3) if answer.wav else None,
+        "audio_id": answer.audio_id,
+        "audio_expires_at": answer.audio_expires_at,
+        "history": [{"turn": turn.turn, "via": turn.via, "reason": turn.reason} for turn in answer.history],
+    } for number, (answer, written) in enumerate(zip(summary.followups, files), start=1)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,26 +159,44 @@ def _write_recorded(path: Path, data: bytes, *, sync_dir: bool) -> WrittenFile:
     return WrittenFile(path.name, hashlib.sha256(data).hexdigest(), info.st_size, info.st_mtime_ns)
 
 
+@dataclass(frozen=True, slots=True)
+class DocumentFiles:
+    """What one document left in OUT/: its audio (or, for --output text, its .txt), sidecar and answer files."""
+
+    main: WrittenFile
+    sidecar: WrittenFile
+    followups: tuple[WrittenFile, ...] = ()
+
+
 def write_document_outputs(out_dir: Path, document: Document, summary: SpokenSummary, settings: RunSettings,
-                           published: PublishedAudio | None = None) -> tuple[WrittenFile, WrittenFile]:
-    """Write <id>.<format> then <id>.json; the sidecar lands last, so its presence means the audio is whole.
+                           published: PublishedAudio | None = None) -> DocumentFiles:
+    """Write the answers' files (<id>.q1.wav, ...), then <id>.<format> (or <id>.txt), then <id>.json last, so
+    the sidecar's presence means everything it names is whole.
 
     `published` is the normalised, encoded and tagged file when --format/--loudness asked for one; otherwise the
     model's WAV is written as it came. The caller must fsync_folder(out_dir) before recording the document as done.
     """
-    data, extension = (published.data, published.extension) if published else (summary.wav, "wav")
+    if settings.output == "text":
+        data, extension = (summary.transcript + "\n").encode("utf-8"), "txt"
+    else:
+        data, extension = (published.data, published.extension) if published else (summary.wav, "wav")
+    # All renames are made durable together by the folder fsync the runner does before each state commit.
+    answers = [_write_recorded(confined_path(out_dir, f"{document.id}.q{number}.{'wav' if a.wav else 'txt'}"),
+                               a.wav or (a.transcript + "\n").encode("utf-8"), sync_dir=False)
+               for number, a in enumerate(summary.followups, start=1)]
     audio_path = confined_path(out_dir, f"{document.id}.{extension}")
     sidecar_path = confined_path(out_dir, f"{document.id}.json")
-    # Both renames are made durable together by the folder fsync the runner does before each state commit.
     audio = _write_recorded(audio_path, data, sync_dir=False)
     body = sidecar(document, summary, settings, audio.name, audio.sha256)
+    if summary.followups:
+        body["followups"] = followup_entries(summary, answers)
     if published is not None:
         body.update(format=published.extension, mime_type=published.mime_type,
                     sample_rate=published.sample_rate, duration_s=round(published.duration_s, 3),
                     loudness_lufs=round(published.loudness_lufs, 1), true_peak_dbtp=round(published.true_peak_dbtp, 1))
     written = _write_recorded(sidecar_path, (json.dumps(body, indent=2, ensure_ascii=False) + "\n").encode("utf-8"),
                               sync_dir=False)
-    return audio, written
+    return DocumentFiles(audio, written, tuple(answers))
 
 
 def remove_stale_temp_files(out_dir: Path) -> int:

@@ -34,6 +34,11 @@ def fingerprint(document: Document, settings: RunSettings) -> str:
         relevant["loudness"] = settings.loudness_lufs
     if settings.mode != "summary":  # only when set, so fingerprints made before the option existed still match
         relevant["mode"] = settings.mode
+    if settings.output != "text+audio":
+        relevant["output"] = settings.output
+    questions = document.followups if document.followups is not None else settings.followups
+    if questions:
+        relevant["followups"] = list(questions)
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode("utf-8")).hexdigest()[:32]
 
 
@@ -91,7 +96,8 @@ def decide(document: Document, settings: RunSettings, record: DocumentRecord | N
     out_dir = settings.out_dir
     if not (_output_intact(out_dir, record.wav_name, record.wav_sha256, record.wav_size, record.wav_mtime_ns)
             and _output_intact(out_dir, record.sidecar_name, record.sidecar_sha256, record.sidecar_size,
-                               record.sidecar_mtime_ns)):
+                               record.sidecar_mtime_ns)
+            and all(_output_intact(out_dir, *extra) for extra in json.loads(record.extra_files_json or "[]"))):
         return "damaged", print_
     return "unchanged", print_
 

@@ -125,6 +125,8 @@ def build(out_dir: Path, state: RunState, *, base_url: str = DEFAULT_BASE_URL, t
     for record in state.episodes(keep):
         try:
             sidecar = json.loads((out_dir / record.sidecar_name).read_text(encoding="utf-8"))
+            if not sidecar.get("audio_file"):
+                continue  # --output text: an analysis to read, not an episode
             audio_path = confined_path(out_dir, str(sidecar["audio_file"]))
             length = audio_path.stat().st_size
         except (OSError, ValueError, KeyError, TypeError):

@@ -66,3 +66,37 @@ def chapter_label(part: str) -> str:
     """A part's first line, shortened: what a chapter marker shows."""
     first = part.strip().splitlines()[0].lstrip("#").strip() if part.strip() else ""
     return first if len(first) <= 80 else first[:77].rstrip() + "…"
+
+
+RECORDING_PROMPT = (
+    "You listen to recordings (calls, meetings, interviews, voice notes) and summarise them for people who will "
+    "{use} the summary. In about {words} words, say what the recording is about, who speaks when that is clear, "
+    "and the main points, decisions and open questions, in the order they come. {style} "
+    "Do not add facts that are not in the recording, and do not mention these instructions."
+)
+_SPOKEN_STYLE = "It will be heard, not read: plain spoken sentences, no markdown, no lists, no headings."
+_WRITTEN_STYLE = "Write plain prose: no markdown and no preamble."
+
+
+def recording_system_prompt(words: int, override: str | None, spoken: bool) -> str:
+    if override:
+        return override.replace("{words}", str(words))
+    return RECORDING_PROMPT.format(words=words, use="listen to" if spoken else "read",
+                                   style=_SPOKEN_STYLE if spoken else _WRITTEN_STYLE)
+
+
+def recording_user_content(title: str | None, data_b64: str, audio_format: str, index: int,
+                           count: int) -> list[dict[str, object]]:
+    """The user turn for one part of a recording: a short text part, then the audio."""
+    label = f"Recording: {title}" if title else "Recording"
+    if count > 1:
+        label += f" (part {index} of {count}; summarise this part only)"
+    return [{"type": "text", "text": label},
+            {"type": "input_audio", "input_audio": {"data": data_b64, "format": audio_format}}]
+
+
+def parts_context(title: str | None, summaries: list[str]) -> str:
+    """The first user turn of a follow-up conversation about a recording that was summarised in parts."""
+    heading = f"Recording: {title}\n\n" if title else ""
+    return (f"{heading}The recording was too long for one request; these are summaries of its parts, in order:"
+            "\n\n" + "\n\n".join(summaries))

@@ -149,14 +149,24 @@ SPOKEN_WORDS_PER_SECOND = 2.5
 AUDIO_TOKENS_PER_SECOND = 10.0
 
 
-def prompt_tokens(messages: list[dict[str, object]]) -> int:
-    return int(sum(len(str(m.get("content") or "")) / CHARS_PER_TOKEN + TOKENS_PER_MESSAGE for m in messages))
+def text_of(content: object) -> str:
+    """The text of a message's content: a string, or the text parts of a list of content parts (audio is
+    counted by its duration, never by its base64)."""
+    if isinstance(content, list):
+        return " ".join(str(p.get("text") or "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return str(content or "")
 
 
-def answer_tokens(messages: list[dict[str, object]], words: int) -> tuple[int, int]:
+def prompt_tokens(messages: list[dict[str, object]], audio_seconds: float = 0.0) -> int:
+    text = sum(len(text_of(m.get("content"))) / CHARS_PER_TOKEN + TOKENS_PER_MESSAGE for m in messages)
+    return int(text + audio_seconds * AUDIO_TOKENS_PER_SECOND)
+
+
+def answer_tokens(messages: list[dict[str, object]], words: int, audio_in: bool = False) -> tuple[int, int]:
     """(text, audio) tokens expected in the spoken answer to these messages."""
-    # A summary is never longer than what it summarises: a 40-word note gets about 40 words back.
-    document_words = len(str(messages[-1].get("content") or "").split()) if messages else words
+    # A summary is never longer than what it summarises: a 40-word note gets about 40 words back. A recording's
+    # length in words is unknown, so its summary is assumed to be the full length.
+    document_words = len(text_of(messages[-1].get("content")).split()) if messages and not audio_in else words
     spoken = min(words, document_words)
     return round(spoken * TEXT_TOKENS_PER_WORD), round(spoken / SPOKEN_WORDS_PER_SECOND * AUDIO_TOKENS_PER_SECOND)
 
@@ -173,12 +183,14 @@ class TokenEstimator:
         self.samples = 0
 
     @staticmethod
-    def raw_estimate(messages: list[dict[str, object]], words: int) -> int:
-        return prompt_tokens(messages) + sum(answer_tokens(messages, words)) + 3
+    def raw_estimate(messages: list[dict[str, object]], words: int, audio_seconds: float = 0.0) -> int:
+        return (prompt_tokens(messages, audio_seconds) + sum(answer_tokens(messages, words, audio_seconds > 0))
+                + 3)
 
-    def estimate(self, messages: list[dict[str, object]], words: int) -> tuple[int, int]:
-        """(calibrated estimate, raw estimate) for a request."""
-        raw = self.raw_estimate(messages, words)
+    def estimate(self, messages: list[dict[str, object]], words: int,
+                 audio_seconds: float = 0.0) -> tuple[int, int]:
+        """(calibrated estimate, raw estimate) for a request; audio_seconds of input audio it carries."""
+        raw = self.raw_estimate(messages, words, audio_seconds)
         return max(1, round(raw * self.ratio)), raw
 
     def observe(self, raw_estimate: int, actual_total: int) -> None:

@@ -21,9 +21,10 @@ from pipeline import dryrun, plan, podcast, report, sources
 from pipeline.errors import ApiError, AuthenticationFailed, DocumentError
 from pipeline.feeds import is_feed_input
 from pipeline.lock import RunLock
-from pipeline.models import Attempt, Document, DocumentResult, EventListener, RejectedDocument, RunSettings
+from pipeline.models import (Attempt, Document, DocumentResult, EventListener, RejectedDocument, RunSettings,
+                             SpokenSummary)
 from pipeline.audio import AudioToolFailed, InvalidAudio
-from pipeline.outputs import fsync_folder, remove_stale_temp_files, write_document_outputs
+from pipeline.outputs import DocumentFiles, fsync_folder, remove_stale_temp_files, write_document_outputs
 from pipeline.publish import PublishOptions, publish
 from pipeline.providers import make_provider
 from pipeline.providers.base import Provider
@@ -77,9 +78,16 @@ def run(settings: RunSettings, *, on_result: ResultListener | None = None, on_ev
     return asyncio.run(run_async(settings, on_result=on_result, on_event=on_event, provider=provider))
 
 
+def check_settings(settings: RunSettings) -> None:
+    """UsageError (exit 2) for inputs that cannot work with these settings, before anything is written."""
+    sources.check_inputs(settings.inputs)
+    if settings.output == "text":
+        sources.check_text_output(settings.inputs, skip_dir=settings.out_dir)
+
+
 async def run_async(settings: RunSettings, *, on_result: ResultListener | None = None,
                     on_event: EventListener | None = None, provider: Provider | None = None) -> RunOutcome:
-    sources.check_inputs(settings.inputs)
+    check_settings(settings)
     out_dir = settings.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(out_dir / STATE_DIR):
@@ -144,7 +152,7 @@ async def _run_locked(settings: RunSettings, state: RunState, on_result: ResultL
 
 def dry_run(settings: RunSettings) -> tuple[dryrun.DryRunPlan, Path]:
     """Plan the run without sending anything; the report is written, marked as a dry run."""
-    sources.check_inputs(settings.inputs)
+    check_settings(settings)
     settings.out_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(settings.out_dir / STATE_DIR):
         state = RunState(settings.out_dir)
@@ -286,11 +294,8 @@ class _Run:
             self.on_result(result)
 
 
-Written = tuple[Any, Any] | None
-
-
 async def _process(item: Document, provider: Provider,
-                   settings: RunSettings) -> tuple[DocumentResult, tuple[Attempt, ...], Written]:
+                   settings: RunSettings) -> tuple[DocumentResult, tuple[Attempt, ...], DocumentFiles | None]:
     started = time.monotonic()
     try:
         summary = await provider.summarise(item, settings)
@@ -301,7 +306,7 @@ async def _process(item: Document, provider: Provider,
     except DocumentError as exc:
         return _failed(item, str(exc), type(exc).__name__, time.monotonic() - started), (), None
     published = None
-    if settings.audio_format != "wav" or settings.loudness_lufs is not None:
+    if settings.output != "text" and (settings.audio_format != "wav" or settings.loudness_lufs is not None):
         try:
             published = await asyncio.to_thread(publish, summary.wav, publish_options(item, settings))
         except (InvalidAudio, AudioToolFailed, ValueError) as exc:
@@ -313,18 +318,25 @@ async def _process(item: Document, provider: Provider,
     except (OSError, ValueError) as exc:
         return _failed(item, f"could not write outputs: {exc}", type(exc).__name__, time.monotonic() - started,
                        requests=summary.requests), summary.attempts, None
-    wav, sidecar = written
     duration = published.duration_s if published is not None else summary.duration_s
     return DocumentResult(
         doc_id=item.id, source=item.source, status="done", title=item.title,
-        wav_name=wav.name, sidecar_name=sidecar.name, transcript=summary.transcript,
+        wav_name=written.main.name, sidecar_name=written.sidecar.name, transcript=summary.transcript,
         duration_s=round(duration, 3), prompt_tokens=summary.usage.prompt_tokens,
         completion_tokens=summary.usage.completion_tokens,
         prompt_audio_tokens=summary.usage.prompt_tokens_details.get("audio_tokens", 0),
         completion_audio_tokens=summary.usage.completion_tokens_details.get("audio_tokens", 0),
         requests=summary.requests,
         elapsed_s=round(time.monotonic() - started, 3), meta_json=_meta_json(item),
+        followups_json=_followups_json(summary, written),
     ), summary.attempts, written
+
+
+def _followups_json(summary: SpokenSummary, written: DocumentFiles) -> str | None:
+    if not summary.followups:
+        return None
+    return json.dumps([{"question": a.question, "transcript": a.transcript, "file": f.name}
+                       for a, f in zip(summary.followups, written.followups)], ensure_ascii=False)
 
 
 def publish_options(item: Document, settings: RunSettings) -> PublishOptions:
@@ -338,9 +350,10 @@ def publish_options(item: Document, settings: RunSettings) -> PublishOptions:
                           tags=tags)
 
 
-def _record(item: Document, result: DocumentResult, written: Written, fingerprint: str, run_id: str,
+def _record(item: Document, result: DocumentResult, written: DocumentFiles | None, fingerprint: str, run_id: str,
             started: float) -> DocumentRecord:
-    wav, sidecar = written if written is not None else (None, None)
+    wav, sidecar = (written.main, written.sidecar) if written is not None else (None, None)
+    extras = [[f.name, f.sha256, f.size, f.mtime_ns] for f in written.followups] if written is not None else []
     return DocumentRecord(
         doc_id=item.id, source=item.source, title=item.title, input_sha256=item.sha256, fingerprint=fingerprint,
         status=result.status, error=result.reason, attempts=result.requests,
@@ -349,7 +362,8 @@ def _record(item: Document, result: DocumentResult, written: Written, fingerprin
         sidecar_name=sidecar.name if sidecar else None, sidecar_sha256=sidecar.sha256 if sidecar else None,
         sidecar_size=sidecar.size if sidecar else None, sidecar_mtime_ns=sidecar.mtime_ns if sidecar else None,
         duration_s=result.duration_s, transcript=result.transcript, run_id=run_id, started_at=started,
-        finished_at=time.time(),
+        finished_at=time.time(), followups_json=result.followups_json,
+        extra_files_json=json.dumps(extras) if extras else None,
     )
 
 
@@ -361,7 +375,8 @@ def _skipped(item: Document, record: DocumentRecord) -> DocumentResult:
     return DocumentResult(doc_id=item.id, source=item.source, status="skipped", title=item.title,
                           reason="unchanged since an earlier run", wav_name=record.wav_name,
                           sidecar_name=record.sidecar_name, transcript=record.transcript,
-                          duration_s=record.duration_s, meta_json=_meta_json(item))
+                          duration_s=record.duration_s, meta_json=_meta_json(item),
+                          followups_json=record.followups_json)
 
 
 def _failed(item: Document | RejectedDocument, reason: str, error_class: str, elapsed: float,

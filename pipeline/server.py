@@ -32,8 +32,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from pipeline.audio import InvalidAudio, wav_info
-from pipeline.engine import extractive, narrate, speech, tone
+from pipeline.audio import InvalidAudio
+from pipeline.engine import extractive, listen, narrate, speech, tone
 from pipeline.models import DEFAULT_WORDS, OPENAI_VOICES
 from pipeline.providers.local import threads_per_worker
 from pipeline.server_faults import (ConnectionExposingProtocol, FaultPlan, HoldUntilClientLeaves, ResetConnection,
@@ -47,6 +47,7 @@ ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 # This server's own accounting convention for audio tokens (the real service does not publish a rate).
 AUDIO_TOKENS_PER_SECOND = 10
 MAX_REMEMBERED_AUDIO = 10_000
+FOLLOW_UP_WORDS = 60  # an answer to a follow-up question is a few sentences, not another summary
 MODELS = ("gpt-4o-audio-preview", "gpt-4o-mini-audio-preview", "gpt-audio", "gpt-audio-mini", "gpt-4o-mini")
 ORGANIZATION = "org-audiosum"
 RATE_LIMITS_URL = "https://platform.openai.com/account/rate-limits"
@@ -66,6 +67,7 @@ class ServerConfig:
     engine: str = "local"
     api_key: str | None = field(default=None, repr=False)
     audio_ttl_s: int = 3600
+    audio_memory: int = MAX_REMEMBERED_AUDIO              # ids kept; the oldest are forgotten (0: forget at once)
     workers: int = 2
     rpm: int = 0                                          # 0 = no limit
     tpm: int = 0                                          # 0 = no limit
@@ -113,15 +115,16 @@ class _Turn:
 class AudioMemory:
     """Answers' audio ids → transcripts, until they expire (bounded, oldest dropped first)."""
 
-    def __init__(self, ttl_s: int) -> None:
+    def __init__(self, ttl_s: int, capacity: int = MAX_REMEMBERED_AUDIO) -> None:
         self.ttl_s = ttl_s
+        self.capacity = capacity
         self._items: OrderedDict[str, tuple[str, int]] = OrderedDict()
 
     def remember(self, transcript: str) -> tuple[str, int]:
         audio_id = "audio_" + secrets.token_hex(12)
         expires_at = int(time.time()) + self.ttl_s
         self._items[audio_id] = (transcript, expires_at)
-        while len(self._items) > MAX_REMEMBERED_AUDIO:
+        while self._items and len(self._items) > self.capacity:
             self._items.popitem(last=False)
         return audio_id, expires_at
 
@@ -135,8 +138,9 @@ class AudioMemory:
 class ChatServer:
     def __init__(self, config: ServerConfig, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.config = config
-        self.memory = AudioMemory(config.audio_ttl_s)
+        self.memory = AudioMemory(config.audio_ttl_s, config.audio_memory)
         self.stats: Counter[str] = _fresh_counts()
+        self.wire: Counter[str] = Counter()
         self.pool: ProcessPoolExecutor | None = None
         self.limiter = RateLimiter(config.rpm, config.tpm, config.burst_s, monotonic)
         self.faults = FaultPlan(config.faults, config.seed)
@@ -245,11 +249,17 @@ class ChatServer:
         question_turn = turns[-1] if turns and turns[-1].role == "user" else None
         follow_up = question_turn is not None and any(t.role == "assistant" for t in turns[:-1])
         if question_turn is not None and question_turn.audio_parts:
-            return self._describe_audio(question_turn.audio_parts)
+            return await self._hear(question_turn.audio_parts, words, title, with_voice)
         if follow_up:
-            context = "\n\n".join(t.text for t in turns[:-1] if t.role in ("user", "assistant") and t.text)
-            spoken = extractive.answer(question_turn.text, context, words) or extractive.lead(context, words)
-            return narrate.Narration(" ".join(spoken), await self._voice(spoken))
+            # Answer from the document (the first user turn, when it is text) and what was said about it since;
+            # earlier questions are not facts to quote back.
+            first_user = next(t for t in turns if t.role == "user")
+            context = "\n\n".join([first_user.text] * (not first_user.audio_parts)
+                                   + [t.text for t in turns[:-1] if t.role == "assistant" and t.text])
+            answer_words = min(words, FOLLOW_UP_WORDS)
+            spoken = (extractive.answer(question_turn.text, context, answer_words)
+                      or extractive.lead(context, answer_words))
+            return narrate.Narration(" ".join(spoken), await self._voice(spoken) if with_voice else tone.tone(spoken))
         if not with_voice and self.config.engine == "local":
             return narrate.narrate(task, words, title, "text")
         if self.config.engine == "tone" or self.pool is None:
@@ -262,21 +272,29 @@ class ChatServer:
             return tone.tone(spoken)
         return await asyncio.get_running_loop().run_in_executor(self.pool, speech.speak, spoken)
 
-    def _describe_audio(self, parts: list[tuple[bytes, str]]) -> narrate.Narration:
-        # The offline engine has no speech recognition; say honestly what was measured instead.
-        descriptions = []
+    async def _hear(self, parts: list[tuple[bytes, str]], words: int, title: str | None,
+                    with_voice: bool) -> narrate.Narration:
+        """Recognise the speech offline (PocketSphinx), then summarise and speak what was heard."""
+        heard: list[str] = []
+        seconds = 0.0
         for data, audio_format in parts:
             try:
-                info = wav_info(data) if audio_format == "wav" else None
+                result = await asyncio.to_thread(listen.transcribe, data, suffix=f".{audio_format}")
             except InvalidAudio as exc:
                 raise ApiFailure(400, f"The input audio could not be decoded: {exc}.",
                                  param="messages", code="invalid_value") from None
-            if info is not None:
-                descriptions.append(f"a {info.duration_s:.1f} second WAV recording at {info.sample_rate} hertz")
-            else:
-                descriptions.append(f"an MP3 recording of {len(data)} bytes")
-        spoken = ["This offline server cannot understand speech.", f"It received {', '.join(descriptions)}."]
-        return narrate.Narration(" ".join(spoken), tone.tone(spoken))
+            heard.append(result.text)
+            seconds += result.duration_s
+        text = " ".join(h for h in heard if h)
+        if not text:
+            spoken = [f"No speech was recognised in the {seconds:.1f} second recording."]
+            return narrate.Narration(" ".join(spoken), await self._voice(spoken) if with_voice else tone.tone(spoken))
+        if not with_voice:
+            return narrate.narrate(text, words, title, "text")
+        if self.config.engine == "tone" or self.pool is None:
+            return narrate.narrate(text, words, title, "tone")
+        return await asyncio.get_running_loop().run_in_executor(self.pool, narrate.narrate, text, words, title,
+                                                                "local")
 
     async def chat_completions(self, request: Request) -> Response:
         # Every request counts once in `requests` and once in exactly one answer kind (`ok`, `rate_limited`,
@@ -315,6 +333,7 @@ class ChatServer:
         if not isinstance(model, str) or not model:
             raise ApiFailure(400, "You must provide a model parameter.", param="model")
         modalities, voice, audio_format = self.check_output(body)
+        self.count_shape(body)  # before the checks below, so refused requests are counted too
         turns = self.parse_turns(body.get("messages"))
         has_audio_in = any(t.audio_parts for t in turns)
         if "audio" not in modalities and not has_audio_in and "audio" in model:
@@ -414,12 +433,30 @@ class ChatServer:
             {"id": m, "object": "model", "created": created, "owned_by": "audiosum"} for m in MODELS]})
 
     async def stats_endpoint(self, request: Request) -> Response:
-        return JSONResponse({"engine": self.config.engine, "counts": dict(self.stats)})
+        return JSONResponse({"engine": self.config.engine, "counts": dict(self.stats), "wire": dict(self.wire)})
 
     async def stats_reset(self, request: Request) -> Response:
         """Zero the counters; answers with the counts as they were, so reading and zeroing is one step."""
         counts, self.stats = dict(self.stats), _fresh_counts()
-        return JSONResponse({"engine": self.config.engine, "counts": counts})
+        wire, self.wire = dict(self.wire), Counter()
+        return JSONResponse({"engine": self.config.engine, "counts": counts, "wire": wire})
+
+    def count_shape(self, body: dict[str, Any]) -> None:
+        """What well-formed requests carried, for tests that check the wire: modalities, input_audio parts and
+        their formats, and how earlier assistant turns came back (by audio id or as text)."""
+        self.wire["modalities=" + ",".join(body.get("modalities") or ["text"])] += 1
+        messages = body.get("messages")
+        for message in messages if isinstance(messages, list) else []:
+            if not isinstance(message, dict):
+                continue
+            if message.get("role") == "assistant":
+                self.wire["assistant_audio_id" if message.get("audio") else "assistant_text"] += 1
+            content = message.get("content")
+            for part in content if isinstance(content, list) else []:
+                if isinstance(part, dict) and part.get("type") == "input_audio":
+                    given = part.get("input_audio")
+                    self.wire["input_audio"] += 1
+                    self.wire[f"input_audio_format={given.get('format') if isinstance(given, dict) else None}"] += 1
 
 
 def _fresh_counts() -> Counter[str]:

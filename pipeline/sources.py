@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -17,13 +18,18 @@ from urllib.parse import urlsplit
 
 from pipeline import extract, feeds
 from pipeline.errors import DocumentError, UsageError
-from pipeline.models import Document, RejectedDocument
+from pipeline.models import AudioSource, Document, RejectedDocument
 
 TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown"})
+# Recordings: sent to the model as input_audio (WAV and MP3 as they are; the others converted to MP3 first).
+AUDIO_SUFFIXES = frozenset({".wav", ".mp3", ".m4a", ".ogg", ".oga", ".opus", ".flac"})
 # What folders, manifests' `path` and single-file inputs accept; the kind is then told from the content too.
-DOCUMENT_SUFFIXES = TEXT_SUFFIXES | extract.HTML_SUFFIXES | extract.PDF_SUFFIXES
+DOCUMENT_SUFFIXES = TEXT_SUFFIXES | extract.HTML_SUFFIXES | extract.PDF_SUFFIXES | AUDIO_SUFFIXES
 MANIFEST_SUFFIXES = frozenset({".jsonl", ".csv"})
 MAX_DOCUMENT_BYTES = 20 * 1024 * 1024
+MAX_RECORDING_BYTES = 1024 * 1024 * 1024  # the 4-hour decode cap bounds what is really used
+MAX_FOLLOWUPS = 20
+MAX_QUESTION_CHARS = 2000
 MAX_MANIFEST_LINE_BYTES = 4 * 1024 * 1024
 MAX_ID_LENGTH = 100
 RESERVED_IDS = frozenset({"report", "podcast"})
@@ -64,8 +70,38 @@ def check_inputs(inputs: tuple[str, ...]) -> None:
         if (not path.is_dir() and path.suffix.lower() not in MANIFEST_SUFFIXES | DOCUMENT_SUFFIXES
                 and not feeds.is_feed_input(raw)):
             raise UsageError(
-                f"input {raw!r} is not a folder, a manifest (.jsonl, .csv), a document (.txt, .md, .html, .pdf) "
-                "or a feed (an http(s) URL, or an .xml, .rss or .atom file)")
+                f"input {raw!r} is not a folder, a manifest (.jsonl, .csv), a document (.txt, .md, .html, .pdf), "
+                "a recording (.wav, .mp3, .m4a, .ogg, .flac) or a feed (an http(s) URL, or an .xml, .rss or "
+                ".atom file)")
+
+
+def check_text_output(inputs: tuple[str, ...], *, skip_dir: Path | None = None) -> None:
+    """UsageError when --output text meets a text document: the audio models need audio on one side, so a text
+    document can only be answered with speech. Reads names and manifest lines only."""
+    found = _first_text_document(inputs, skip_dir)
+    if found is not None:
+        raise UsageError(f"--output text is for recordings (.wav, .mp3, .m4a, .ogg, .flac), but {found} is a text "
+                         "document; use --output text+audio for text, or give only recordings")
+
+
+def _first_text_document(inputs: tuple[str, ...], skip_dir: Path | None) -> str | None:
+    for raw in inputs:
+        path = Path(raw)
+        if feeds.is_url(raw):
+            return f"the feed {raw}"
+        if path.is_dir():
+            for found in _walk_text_files(path, skip_dir):
+                if found.suffix.lower() not in AUDIO_SUFFIXES:
+                    return str(found)
+        elif path.suffix.lower() in MANIFEST_SUFFIXES:
+            rows = _csv_rows(path) if path.suffix.lower() == ".csv" else _jsonl_rows(path)
+            for line_no, row in rows:
+                if isinstance(row, dict) and ("text" in row or (
+                        "path" in row and Path(str(row["path"])).suffix.lower() not in AUDIO_SUFFIXES)):
+                    return f"{path.name} line {line_no}"
+        elif path.suffix.lower() not in AUDIO_SUFFIXES:
+            return raw if path.suffix.lower() in DOCUMENT_SUFFIXES else f"the feed {raw}"
+    return None
 
 
 def iter_inputs(inputs: tuple[str, ...], *, skip_dir: Path | None = None,
@@ -183,6 +219,10 @@ def _csv_rows(manifest: Path) -> Iterator[tuple[int, dict[str, object] | str]]:
 
 def _document_from_row(row: dict[str, object], *, manifest: Path, where: str, line_no: int) -> SourceItem:
     fallback_id = f"{manifest.stem}-line-{line_no}"
+    try:
+        followups = parse_followups(row.get("followups"))
+    except DocumentError as exc:
+        return RejectedDocument(id=fallback_id, source=where, reason=str(exc))
     strings: dict[str, str] = {}
     for key in ("id", "path", "text", "title", "voice", "instructions"):
         value = row.get(key)
@@ -202,7 +242,8 @@ def _document_from_row(row: dict[str, object], *, manifest: Path, where: str, li
     if "text" in strings and "path" in strings:
         return RejectedDocument(id=doc_id, source=where, reason="manifest item has both 'path' and 'text'",
                                 title=title)
-    extras = {"title": title, "voice": strings.get("voice"), "instructions": strings.get("instructions")}
+    extras = {"title": title, "voice": strings.get("voice"), "instructions": strings.get("instructions"),
+              "followups": followups}
     if "text" in strings:
         try:
             text = _clean_text(strings["text"])
@@ -217,14 +258,33 @@ def _document_from_row(row: dict[str, object], *, manifest: Path, where: str, li
                                root=manifest.parent.resolve(), already_safe=True, **extras)
 
 
+def parse_followups(value: object) -> tuple[str, ...] | None:
+    """A manifest's `followups`: a JSON list of questions, or (CSV) one question per line; None when absent."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [line for line in value.splitlines() if line.strip()]
+    if not isinstance(value, list) or not all(isinstance(q, str) for q in value):
+        raise DocumentError("field 'followups' must be a list of questions (strings)")
+    questions = tuple(" ".join(q.split()) for q in value if q.strip())
+    if len(questions) > MAX_FOLLOWUPS:
+        raise DocumentError(f"field 'followups' has {len(questions)} questions; at most {MAX_FOLLOWUPS} are allowed")
+    if any(len(q) > MAX_QUESTION_CHARS for q in questions):
+        raise DocumentError(f"a follow-up question is longer than {MAX_QUESTION_CHARS} characters")
+    return questions
+
+
 def _document_from_file(path: Path, *, doc_id: str, source: str, root: Path, already_safe: bool = False,
-                        title: str | None = None, voice: str | None = None,
-                        instructions: str | None = None) -> SourceItem:
+                        title: str | None = None, voice: str | None = None, instructions: str | None = None,
+                        followups: tuple[str, ...] | None = None) -> SourceItem:
     try:
         safe_id = doc_id if already_safe else safe_doc_id(doc_id)
     except DocumentError as exc:
         return RejectedDocument(id=f"unnamed-{hashlib.sha256(source.encode()).hexdigest()[:8]}", source=source,
                                 reason=str(exc), title=title)
+    if path.suffix.lower() in AUDIO_SUFFIXES:
+        return _recording(path, doc_id=safe_id, source=source, root=root, title=title, voice=voice,
+                          instructions=instructions, followups=followups)
     try:
         data = read_confined(path, root)
         extracted = extract.document_text(data, suffix=path.suffix)
@@ -233,7 +293,22 @@ def _document_from_file(path: Path, *, doc_id: str, source: str, root: Path, alr
         return RejectedDocument(id=safe_id, source=source, reason=str(exc), title=title)
     return Document(id=safe_id, source=source, text=text, sha256=hashlib.sha256(data).hexdigest(),
                     title=title or extracted.title or guess_title(text), voice=voice, instructions=instructions,
-                    meta=dict(extracted.meta) or None)
+                    meta=dict(extracted.meta) or None, followups=followups)
+
+
+def _recording(path: Path, *, doc_id: str, source: str, root: Path, title: str | None, voice: str | None,
+               instructions: str | None, followups: tuple[str, ...] | None) -> SourceItem:
+    """A recording is hashed here (streamed) and only referenced; its content is checked when it is used."""
+    try:
+        resolved = _confined(path, root)
+        digest, size = _hash_regular_file(resolved, MAX_RECORDING_BYTES, str(path))
+    except DocumentError as exc:
+        return RejectedDocument(id=doc_id, source=source, reason=str(exc), title=title)
+    if size == 0:
+        return RejectedDocument(id=doc_id, source=source, reason=f"recording {path} is empty (0 bytes)", title=title)
+    return Document(id=doc_id, source=source, text="", sha256=digest, title=title or path.stem, voice=voice,
+                    instructions=instructions, followups=followups,
+                    audio=AudioSource(path=resolved, suffix=path.suffix.lower(), size=size))
 
 
 def guess_title(text: str) -> str | None:
@@ -248,8 +323,36 @@ def guess_title(text: str) -> str | None:
     return first
 
 
+def _hash_regular_file(path: Path, cap: int, what: str) -> tuple[str, int]:
+    """(sha256, size) of a regular file of at most cap bytes, read in blocks; a FIFO or device is refused
+    without blocking."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise DocumentError(f"cannot open {what}: {exc.strerror or exc}") from None
+    digest = hashlib.sha256()
+    size = 0
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise DocumentError(f"{what} is not a regular file")
+        if info.st_size > cap:
+            raise DocumentError(f"{what} is {info.st_size} bytes, over the {cap}-byte limit")
+        while block := handle.read(1 << 20):
+            size += len(block)
+            if size > cap:
+                raise DocumentError(f"{what} grew past the {cap}-byte limit while being read")
+            digest.update(block)
+    return digest.hexdigest(), size
+
+
 def read_confined(path: Path, root: Path) -> bytes:
     """Bytes of a regular file that really lies under root (symlinks resolved), at most MAX_DOCUMENT_BYTES."""
+    return extract.read_capped(_confined(path, root), MAX_DOCUMENT_BYTES, str(path))
+
+
+def _confined(path: Path, root: Path) -> Path:
+    """path resolved (symlinks followed), refused unless it exists and lies under root."""
     candidate = path if path.is_absolute() else root / path
     try:
         resolved = candidate.resolve(strict=True)
@@ -259,7 +362,7 @@ def read_confined(path: Path, root: Path) -> bytes:
         raise DocumentError(f"cannot open {path}: {exc.strerror or exc}") from None
     if not resolved.is_relative_to(root):
         raise DocumentError(f"path {path} lies outside {root}")
-    return extract.read_capped(resolved, MAX_DOCUMENT_BYTES, str(path))
+    return resolved
 
 
 def _clean_text(text: str) -> str:

@@ -122,6 +122,14 @@ def m006_result_meta(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE run_documents ADD COLUMN meta_json TEXT")
 
 
+@migration
+def m007_followups(db: sqlite3.Connection) -> None:
+    # Follow-up questions: their answers for the report, and the extra files (<id>.q1.wav, ...) a skip checks.
+    db.execute("ALTER TABLE run_documents ADD COLUMN followups_json TEXT")
+    db.execute("ALTER TABLE documents ADD COLUMN followups_json TEXT")
+    db.execute("ALTER TABLE documents ADD COLUMN extra_files_json TEXT")
+
+
 def migrate(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
     done = {row[0] for row in db.execute("SELECT name FROM migrations")}
@@ -161,6 +169,8 @@ class DocumentRecord:
     run_id: str
     started_at: float | None
     finished_at: float
+    followups_json: str | None = None
+    extra_files_json: str | None = None  # [[name, sha256, size, mtime_ns], ...] of the answers' files
 
 
 _RECORD_COLUMNS = [f.name for f in fields(DocumentRecord)]

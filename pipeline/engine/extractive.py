@@ -129,7 +129,9 @@ def lead(text: str, words: int, title: str | None = None) -> list[str]:
 
 def answer(question: str, context: str, words: int) -> list[str]:
     """Sentences of the context that best match a question (TF-IDF cosine), in document order."""
-    candidates = [s for s in sentences(context) if not s.is_heading]
+    # The context may repeat itself (earlier answers quote the document): each sentence counts once.
+    unique = {s.text: s for s in sentences(context) if not s.is_heading}
+    candidates = list(unique.values())
     if not candidates:
         return []
     vectors = _tfidf_matrix([_terms(s.text) for s in candidates] + [_terms(question)])

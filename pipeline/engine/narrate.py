@@ -6,6 +6,7 @@ Kept picklable and free of asyncio so both the local provider and the server can
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from pipeline.engine import extractive, speech, tone
 
@@ -46,4 +47,25 @@ def read_aloud(text: str, engine: str = "local") -> Narration:
 
     spoken = [as_spoken_sentence(s.text) for s in sentences(text)]
     audio = tone.tone(spoken) if engine == "tone" else speech.speak(spoken)
+    return Narration(transcript=" ".join(spoken), audio=audio, sentences=tuple(spoken))
+
+
+def hear(data: bytes | Path, suffix: str | None, words: int, title: str | None = None,
+         engine: str = "local") -> tuple[str, float, Narration | None]:
+    """A recording → (what was heard, its length in seconds, a narration of the summary or None if no speech).
+
+    engine as for narrate(); "text" when only the transcript will be kept.
+    """
+    from pipeline.engine import listen
+
+    heard = listen.transcribe(data, suffix=suffix)
+    if not heard.utterances:
+        return "", heard.duration_s, None
+    return heard.text, heard.duration_s, narrate(heard.text, words, None, engine)
+
+
+def answer(question: str, context: str, words: int, engine: str = "local") -> Narration:
+    """A follow-up question answered from the document (or what was heard of it) and the answers so far."""
+    spoken = extractive.answer(question, context, words) or extractive.lead(context, words)
+    audio = speech.speak(spoken) if engine == "local" else tone.tone(spoken)
     return Narration(transcript=" ".join(spoken), audio=audio, sentences=tuple(spoken))

@@ -6,18 +6,19 @@ Synthesis is CPU-bound, so it runs in worker processes and never blocks the even
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from pipeline.audio import wav_info
-from pipeline.engine import narrate, speech
+from pipeline.audio import InvalidAudio, wav_info
+from pipeline.engine import listen, narrate, speech
 from pipeline.plan import split_for_budget
 from pipeline.prompts import NARRATE_PART_TOKENS, chapter_label
 from pipeline.stitch import stitch
 from pipeline.errors import DocumentError, TransientError
-from pipeline.models import Document, RunSettings, SpokenSummary
+from pipeline.models import Document, FollowUpAnswer, RunSettings, SpokenSummary
 
 LOCAL_MODEL = "textrank-extractive"
 
@@ -59,7 +60,7 @@ class LocalProvider:
     async def _narrate(self, document: Document, settings: RunSettings) -> narrate.Narration:
         return await self._in_pool(narrate.narrate, document.text, settings.words, document.title, "local")
 
-    async def _in_pool(self, function, *args) -> narrate.Narration:
+    async def _in_pool(self, function, *args):
         loop = asyncio.get_running_loop()
         for attempt in (1, 2):
             pool = self._pool
@@ -72,13 +73,54 @@ class LocalProvider:
                 if self._pool is pool:
                     pool.shutdown(wait=False, cancel_futures=True)
                     self._pool = self._new_pool()
+            except InvalidAudio as exc:
+                raise DocumentError(f"the recording cannot be used: {exc}") from None
             except Exception as exc:  # the engine is this provider's boundary: classify what it raises
                 raise DocumentError(f"offline engine failed: {type(exc).__name__}: {exc}") from None
         raise AssertionError("unreachable")
 
     async def summarise(self, document: Document, settings: RunSettings) -> SpokenSummary:
-        if settings.mode == "narrate":
+        if document.audio is not None:
+            summary = await self._hear(document, settings)
+        elif settings.output == "text":
+            raise DocumentError("--output text needs a recording: a text document has to be spoken")
+        elif settings.mode == "narrate":
             return await self._read_aloud(document, settings)
+        else:
+            summary = await self._summarise_text(document, settings)
+        questions = document.followups if document.followups is not None else settings.followups
+        if not questions:
+            return summary
+        # The offline engine answers from what it read (or heard) and what it has said so far.
+        context = summary.heard or document.text
+        engine = "text" if settings.output == "text" else "local"
+        answers: list[FollowUpAnswer] = []
+        for question in questions:
+            said = " ".join([summary.transcript, *(a.transcript for a in answers)])
+            result = await self._in_pool(narrate.answer, question, f"{context}\n\n{said}", settings.words, engine)
+            spoken = engine == "local"
+            answers.append(FollowUpAnswer(question=question, transcript=result.transcript,
+                                          wav=result.audio.wav if spoken else b"",
+                                          duration_s=result.audio.duration_s if spoken else 0.0))
+        return dataclasses.replace(summary, followups=tuple(answers))
+
+    async def _hear(self, document: Document, settings: RunSettings) -> SpokenSummary:
+        """A recording: recognised offline (PocketSphinx), summarised (TextRank), spoken unless --output text."""
+        assert document.audio is not None
+        spoken = settings.output != "text"
+        heard, seconds, result = await self._in_pool(narrate.hear, document.audio.path, document.audio.suffix,
+                                                     settings.words, document.title, "local" if spoken else "text")
+        if result is None or not result.transcript:
+            raise DocumentError(f"no speech was recognised in the {seconds:.1f} s recording")
+        return SpokenSummary(
+            wav=result.audio.wav if spoken else b"", transcript=result.transcript,
+            sample_rate=result.audio.sample_rate if spoken else 0,
+            duration_s=result.audio.duration_s if spoken else 0.0, provider=self.name, model=LOCAL_MODEL,
+            voice=(document.voice or settings.voice) if spoken else "",
+            engine=f"{listen.ENGINE} + {speech.ENGINE_VOICE}" if spoken else listen.ENGINE,
+            cues=result.cues() if spoken else (), heard=heard, input_seconds=round(seconds, 3))
+
+    async def _summarise_text(self, document: Document, settings: RunSettings) -> SpokenSummary:
         result = await self._narrate(document, settings)
         if not result.transcript:
             raise DocumentError("document has no sentences that can be spoken")

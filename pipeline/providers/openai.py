@@ -18,11 +18,13 @@ import httpx
 from pipeline import __version__
 from pipeline.audio import InvalidAudio, wav_info
 from pipeline.clock import SYSTEM_CLOCK, Clock
-from pipeline.errors import ApiError, AuthenticationFailed, PermanentApiError, TransientError
+from pipeline import recordings
+from pipeline.conversation import Conversation
+from pipeline.errors import ApiError, AuthenticationFailed, DocumentError, PermanentApiError, TransientError
 from pipeline.models import Attempt, Document, EventListener, RunSettings, SpokenSummary, Usage
 from pipeline.plan import split_for_budget
 from pipeline.prompts import (NARRATE_PART_TOKENS, chapter_label, combined_parts, narrate_messages, part_messages,
-                              system_prompt, user_message)
+                              recording_system_prompt, recording_user_content, system_prompt, user_message)
 from pipeline.stitch import stitch
 from pipeline.ratelimit import RateLimiter, TokenEstimator
 from pipeline.retry import RetryPolicy, retry_after_seconds
@@ -32,15 +34,18 @@ CONNECT_TIMEOUT_S = 10.0
 
 
 def build_request_body(document: Document, settings: RunSettings) -> dict[str, Any]:
-    return {
-        "model": settings.model,
-        "modalities": ["text", "audio"],
-        "audio": {"voice": document.voice or settings.voice, "format": "wav"},
-        "messages": [
-            {"role": "system", "content": system_prompt(settings.words, document.instructions or settings.instructions)},
-            {"role": "user", "content": user_message(document)},
-        ],
-    }
+    return output_options(document, settings) | {"messages": [
+        {"role": "system", "content": system_prompt(settings.words, document.instructions or settings.instructions)},
+        {"role": "user", "content": user_message(document)},
+    ]}
+
+
+def output_options(document: Document, settings: RunSettings) -> dict[str, Any]:
+    """model, modalities and (for spoken answers) the voice and format: what --output asks for."""
+    if settings.output == "text":
+        return {"model": settings.model, "modalities": ["text"]}
+    return {"model": settings.model, "modalities": ["text", "audio"],
+            "audio": {"voice": document.voice or settings.voice, "format": "wav"}}
 
 
 def classify_error_response(response: httpx.Response, *, secret: str | None = None,
@@ -190,7 +195,7 @@ class OpenAIProvider:
         if settings.api_key:
             headers["Authorization"] = f"Bearer {settings.api_key}"
         self._secret = settings.api_key
-        self._clock = clock
+        self.clock = clock
         self._deadline_s = settings.timeout_s + CONNECT_TIMEOUT_S
         self._client = httpx.AsyncClient(
             base_url=settings.base_url.rstrip("/") + "/",
@@ -216,11 +221,32 @@ class OpenAIProvider:
                 self._on_event("rate_limit_pause", {"seconds": round(wait_s, 3), "doc_id": doc_id})
 
     async def summarise(self, document: Document, settings: RunSettings) -> SpokenSummary:
-        if settings.mode == "narrate":
+        if settings.mode == "narrate" and document.audio is None:
             return await self._read_aloud(document, settings)
+        if document.audio is not None:
+            summary, opening = await self._hear(document, settings)
+        else:
+            summary, opening = await self._summarise_text(document, settings)
+        questions = document.followups if document.followups is not None else settings.followups
+        if not questions:
+            return summary
+        conversation = Conversation(self, document, settings, opening, summary)
+        try:
+            answers = [await conversation.ask(question) for question in questions]
+        except ApiError as error:
+            error.attempts = summary.attempts + tuple(error.attempts)  # the runner records them from the error
+            raise
+        return dataclasses.replace(summary, followups=tuple(answers), attempts=summary.attempts + conversation.attempts,
+                                   usage=_sum_usage([summary.usage, *conversation.usages]))
+
+    async def _summarise_text(self, document: Document,
+                              settings: RunSettings) -> tuple[SpokenSummary, list[dict[str, Any]]]:
+        """The summary, and the messages its answer replied to (the start of any follow-up conversation)."""
+        if settings.output == "text":
+            raise DocumentError("--output text needs a recording: a text document has to be spoken")
         parts = split_for_budget(document.text, settings.max_input_tokens)
         if len(parts) == 1:
-            return await self._speak(document, settings)
+            return await self._speak(document, settings), build_request_body(document, settings)["messages"]
         # Map: each part to a text summary (a text model), then reduce: speak from the part summaries.
         part_words = max(60, min(400, settings.max_input_tokens // (len(parts) * 2)))
         summaries: list[str] = []
@@ -236,7 +262,54 @@ class OpenAIProvider:
         reduced = dataclasses.replace(document, text=combined_parts(summaries))
         summary = await self._speak(reduced, settings)
         return dataclasses.replace(summary, attempts=tuple(attempts) + summary.attempts, parts=len(parts),
-                                   usage=_sum_usage([*map_usages, summary.usage]))
+                                   usage=_sum_usage([*map_usages, summary.usage])), \
+            build_request_body(reduced, settings)["messages"]
+
+    async def _hear(self, document: Document,
+                    settings: RunSettings) -> tuple[SpokenSummary, list[dict[str, Any]] | None]:
+        """A recording as input_audio, part by part when it is over the size limit; the parts' answers joined.
+
+        The second value is the messages the answer replied to, or None when there were several parts (no one
+        answer then covers the whole recording, so a follow-up starts from the part summaries as text).
+        """
+        assert document.audio is not None
+        parts = await asyncio.to_thread(recordings.prepare, document.audio, settings.max_audio_bytes)
+        system = {"role": "system", "content": recording_system_prompt(
+            settings.words, document.instructions or settings.instructions, spoken=settings.output != "text")}
+        answers: list[SpokenSummary] = []
+        opening: list[dict[str, Any]] = []
+        for index, part in enumerate(parts, start=1):
+            content = recording_user_content(document.title, base64.b64encode(part.data).decode("ascii"),
+                                             part.format, index, len(parts))
+            opening = [system, {"role": "user", "content": content}]
+            answer = await self.ask(document, settings, opening, part.duration_s)
+            answers.append(answer)
+        heard_s = round(sum(p.duration_s for p in parts), 3)
+        if len(answers) == 1:
+            return dataclasses.replace(answers[0], input_seconds=heard_s), opening
+        wav, _ = stitch([a.wav for a in answers]) if settings.output != "text" else (b"", [])
+        info = wav_info(wav) if wav else None
+        joined = dataclasses.replace(
+            answers[0], wav=wav, transcript="\n\n".join(a.transcript for a in answers),
+            duration_s=info.duration_s if info else 0.0, sample_rate=info.sample_rate if info else 0,
+            attempts=tuple(x for a in answers for x in a.attempts), usage=_sum_usage([a.usage for a in answers]),
+            parts=len(parts), input_seconds=heard_s, audio_id=None, audio_expires_at=None)
+        return joined, None
+
+    async def ask(self, document: Document, settings: RunSettings, messages: list[dict[str, Any]],
+                  audio_seconds: float = 0.0) -> SpokenSummary:
+        """One request in --output's modalities; a text-only answer comes back as a summary with no audio."""
+        body = output_options(document, settings) | {"messages": messages}
+        if settings.output == "text":
+            answer, attempts = await self._call(body, document.id, settings.words, parse_text_answer, audio_seconds)
+            return SpokenSummary(wav=b"", transcript=answer.text, sample_rate=0, duration_s=0.0, provider=self.name,
+                                 model=settings.model, voice="", request_id=answer.request_id, usage=answer.usage,
+                                 attempts=attempts)
+        voice = body["audio"]["voice"]
+        spoken, attempts = await self._call(
+            body, document.id, settings.words,
+            lambda response: parse_answer(response, provider=self.name, voice=voice), audio_seconds)
+        return dataclasses.replace(spoken, attempts=attempts)
 
     async def _read_aloud(self, document: Document, settings: RunSettings) -> SpokenSummary:
         """--mode narrate: the whole text, part by part, stitched into one WAV with chapter marks."""
@@ -264,10 +337,10 @@ class OpenAIProvider:
             body, document.id, settings.words, lambda response: parse_answer(response, provider=self.name, voice=voice))
         return dataclasses.replace(summary, attempts=attempts)
 
-    async def _call(self, body: dict[str, Any], doc_id: str, words: int,
-                    parse: Callable[[httpx.Response], Answer]) -> tuple[Answer, tuple[Attempt, ...]]:
+    async def _call(self, body: dict[str, Any], doc_id: str, words: int, parse: Callable[[httpx.Response], Answer],
+                    audio_seconds: float = 0.0) -> tuple[Answer, tuple[Attempt, ...]]:
         """One logical request: paced, retried, its usage fed back into the limiter and the estimate."""
-        cost, raw_cost = self.estimator.estimate(body["messages"], words)
+        cost, raw_cost = self.estimator.estimate(body["messages"], words, audio_seconds)
         self.limiter.check_fits(cost)
         payload = json.dumps(body).encode("utf-8")
 
@@ -308,7 +381,7 @@ class OpenAIProvider:
         self.limiter.observe(response.headers)
         if response.is_success:
             return response
-        hint = retry_after_seconds(response.headers, now_wall=self._clock.wall())
+        hint = retry_after_seconds(response.headers, now_wall=self.clock.wall())
         raise classify_error_response(response, secret=self._secret, retry_after_s=hint)
 
     async def aclose(self) -> None:
