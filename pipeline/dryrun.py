@@ -10,8 +10,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from pipeline import plan, sources
+from pipeline.audio import InvalidAudio, duration_of
 from pipeline.costs import cost_usd, prices_for
 from pipeline.models import Document, RunSettings
+from pipeline.prompts import recording_system_prompt
 from pipeline.providers.openai import build_request_body
 from pipeline.ratelimit import AUDIO_TOKENS_PER_SECOND, answer_tokens, prompt_tokens
 from pipeline.state import RunState
@@ -39,8 +41,8 @@ class DryRunPlan:
 def plan_run(settings: RunSettings, state: RunState) -> DryRunPlan:
     counts: Counter[str] = Counter()
     seen: set[str] = set()
-    input_tokens = text_out = audio_out = 0
-    todo = 0
+    input_tokens = audio_in = text_out = audio_out = 0
+    requests = 0
     from pipeline.runner import _already_done
 
     for item in sources.iter_inputs(settings.inputs, skip_dir=settings.out_dir, since=settings.since,
@@ -50,22 +52,37 @@ def plan_run(settings: RunSettings, state: RunState) -> DryRunPlan:
             continue
         seen.add(item.id)
         decision, _ = plan.decide(item, settings, state.document(item.id), force=settings.force)
-        counts[decision] += 1
-        if decision != "unchanged":
-            todo += 1
+        if decision == "unchanged":
+            counts[decision] += 1
+            continue
+        heard_s = 0.0
+        if item.audio is not None:
+            try:
+                heard_s = duration_of(item.audio.path, suffix=item.audio.suffix)
+            except InvalidAudio:
+                counts["invalid"] += 1
+                continue
+            messages = [{"role": "system", "content": recording_system_prompt(settings.words, None, True)},
+                        {"role": "user", "content": item.title or ""}]
+        else:
             messages = build_request_body(item, settings)["messages"]
-            input_tokens += prompt_tokens(messages)
-            text, audio = answer_tokens(messages, settings.words)
-            text_out += text
-            audio_out += audio
+        counts[decision] += 1
+        # The summary, then one request per follow-up question, each carrying the document again.
+        asked = 1 + len(item.followups if item.followups is not None else settings.followups)
+        requests += asked
+        input_tokens += prompt_tokens(messages) * asked
+        audio_in += round(heard_s * AUDIO_TOKENS_PER_SECOND) * asked
+        text, audio = answer_tokens(messages, settings.words, audio_in=item.audio is not None)
+        text_out += text * asked
+        audio_out += 0 if settings.output == "text" else audio * asked
     audio_seconds = audio_out / AUDIO_TOKENS_PER_SECOND
     prices = prices_for(settings.provider, settings.model, settings.price_overrides)
-    cost = cost_usd(prices, text_in=input_tokens, audio_in=0, text_out=text_out, audio_out=audio_out)
-    minutes, note = _duration(settings, todo, input_tokens + text_out + audio_out, audio_seconds)
-    return DryRunPlan(counts=dict(counts), requests=todo if settings.provider == "openai" else 0,
-                      input_tokens=input_tokens, output_text_tokens=text_out, output_audio_tokens=audio_out,
-                      audio_minutes=round(audio_seconds / 60, 2), cost_usd=round(cost, 4),
-                      minutes_at_limits=minutes, limits_note=note)
+    cost = cost_usd(prices, text_in=input_tokens, audio_in=audio_in, text_out=text_out, audio_out=audio_out)
+    minutes, note = _duration(settings, requests, input_tokens + audio_in + text_out + audio_out, audio_seconds)
+    return DryRunPlan(counts=dict(counts), requests=requests if settings.provider == "openai" else 0,
+                      input_tokens=input_tokens + audio_in, output_text_tokens=text_out,
+                      output_audio_tokens=audio_out, audio_minutes=round(audio_seconds / 60, 2),
+                      cost_usd=round(cost, 4), minutes_at_limits=minutes, limits_note=note)
 
 
 def _duration(settings: RunSettings, requests: int, tokens: int, audio_seconds: float) -> tuple[float | None, str]:

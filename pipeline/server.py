@@ -47,7 +47,6 @@ ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 # This server's own accounting convention for audio tokens (the real service does not publish a rate).
 AUDIO_TOKENS_PER_SECOND = 10
 MAX_REMEMBERED_AUDIO = 10_000
-FOLLOW_UP_WORDS = 60  # an answer to a follow-up question is a few sentences, not another summary
 MODELS = ("gpt-4o-audio-preview", "gpt-4o-mini-audio-preview", "gpt-audio", "gpt-audio-mini", "gpt-4o-mini")
 ORGANIZATION = "org-audiosum"
 RATE_LIMITS_URL = "https://platform.openai.com/account/rate-limits"
@@ -256,7 +255,7 @@ class ChatServer:
             first_user = next(t for t in turns if t.role == "user")
             context = "\n\n".join([first_user.text] * (not first_user.audio_parts)
                                    + [t.text for t in turns[:-1] if t.role == "assistant" and t.text])
-            answer_words = min(words, FOLLOW_UP_WORDS)
+            answer_words = min(words, narrate.ANSWER_WORDS)
             spoken = (extractive.answer(question_turn.text, context, answer_words)
                       or extractive.lead(context, answer_words))
             return narrate.Narration(" ".join(spoken), await self._voice(spoken) if with_voice else tone.tone(spoken))

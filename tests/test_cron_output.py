@@ -29,9 +29,9 @@ def test_plain_and_json_output_without_a_terminal(tone_server: RunningServer, tm
     events = [json.loads(line) for line in logged.stderr.splitlines() if line.strip()]
     kinds = [e["event"] for e in events]
     assert kinds[0] == "run_start" and kinds[-1] == "run_end"
-    assert kinds.count("document") == 14  # the folder twice: the second copy of each id fails as a duplicate
+    assert kinds.count("document") == 16  # the folder twice: the second copy of each id fails as a duplicate
     failed = [e for e in events if e["event"] == "document" and e["status"] == "failed"]
-    assert len(failed) == 7 and all("duplicate document id" in e["reason"] for e in failed)
+    assert len(failed) == 8 and all("duplicate document id" in e["reason"] for e in failed)
     assert SERVER_KEY not in _everything(out, logged.stdout, logged.stderr)
 
     quiet = run_cli("run", str(SAMPLE_INPUTS), "-o", str(tmp_path / "c"), "-q", env=api_env(tone_server))

@@ -64,6 +64,9 @@ def hear(data: bytes | Path, suffix: str | None, words: int, title: str | None =
     return heard.text, heard.duration_s, narrate(heard.text, words, None, engine)
 
 
+ANSWER_WORDS = 30  # an extractive answer is the sentence or two that match the question best, not another summary
+
+
 def answer(question: str, context: str, words: int, engine: str = "local") -> Narration:
     """A follow-up question answered from the document (or what was heard of it) and the answers so far."""
     spoken = extractive.answer(question, context, words) or extractive.lead(context, words)

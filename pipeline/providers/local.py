@@ -97,7 +97,8 @@ class LocalProvider:
         answers: list[FollowUpAnswer] = []
         for question in questions:
             said = " ".join([summary.transcript, *(a.transcript for a in answers)])
-            result = await self._in_pool(narrate.answer, question, f"{context}\n\n{said}", settings.words, engine)
+            result = await self._in_pool(narrate.answer, question, f"{context}\n\n{said}",
+                                         min(settings.words, narrate.ANSWER_WORDS), engine)
             spoken = engine == "local"
             answers.append(FollowUpAnswer(question=question, transcript=result.transcript,
                                           wav=result.audio.wav if spoken else b"",
