@@ -231,13 +231,20 @@ def read_capped(path: str | os.PathLike[str], cap: int, what: str) -> bytes:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise DocumentError(f"cannot open {what}: {exc.strerror or exc}") from None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
+    try:
+        # Checked on the descriptor before it becomes a file object: os.fdopen raises IsADirectoryError for a
+        # folder (a manifest `path` of "."), which is this document's problem, not the run's.
+        info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise DocumentError(f"{what} is not a regular file")
         if info.st_size > cap:
             raise DocumentError(f"{what} is {info.st_size} bytes, over the {cap}-byte limit")
-        data = handle.read(cap + 1)
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(cap + 1)
+    except OSError as exc:  # EIO and the like: the disk's problem shows up as this document's failure
+        raise DocumentError(f"cannot read {what}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
     if len(data) > cap:
         raise DocumentError(f"{what} grew past the {cap}-byte limit while being read")
     return data

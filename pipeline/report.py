@@ -39,7 +39,10 @@ def build(state: RunState, run_id: str) -> dict[str, Any]:
     totals["cost_usd"] = round(cost_usd(
         prices, text_in=totals["tokens_in"] - totals["audio_tokens_in"], audio_in=totals["audio_tokens_in"],
         text_out=totals["tokens_out"] - totals["audio_tokens_out"], audio_out=totals["audio_tokens_out"]), 6)
-    totals["retries_by_cause"] = state.retries_by_cause(run_id)
+    # An "ok" attempt is never a retry; state counts every attempt but a document's last one as retried, which
+    # for a long document (one request per part) would report its successful part requests as retries.
+    totals["retries_by_cause"] = {cause: count for cause, count in state.retries_by_cause(run_id).items()
+                                  if cause != "ok"}
     totals["retries"] = sum(totals["retries_by_cause"].values())
     return {
         "run_id": run_id,
@@ -55,6 +58,12 @@ def _row(result: DocumentResult) -> dict[str, Any]:
     row = asdict(result)
     meta = row.pop("meta_json")
     row["meta"] = json.loads(meta) if meta else None
+    followups = row.pop("followups_json")
+    row["followups"] = json.loads(followups) if followups else None
+    if row.get("reason"):
+        # One line, whatever a file name or a server put in it (CR, ESC...); rows recorded before the runner
+        # flattened reasons are rebuilt by `audiosum report` through here too.
+        row["reason"] = report_html.visible(row["reason"], one_line=True)
     return row
 
 

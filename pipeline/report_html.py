@@ -5,10 +5,29 @@ Every value that came from a document or a server is escaped here and nowhere el
 
 from __future__ import annotations
 
-from html import escape
+import html
+import re
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
+
+# C0 and C1 controls but tab and newline, and the Unicode line separators: a file name or a title can carry terminal
+# escapes (ESC, BEL) or a CR that would hide what precedes it; they are invalid in HTML text too.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def visible(text: str, *, one_line: bool = False) -> str:
+    """text with every control character shown as \\xNN (\\uNNNN), so nothing is hidden or acted on;
+    one_line: newlines become spaces as well (a failure's reason)."""
+    if one_line:
+        text = text.replace("\n", " ")
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text)
+
+
+def escape(text: str) -> str:
+    """HTML-escaped (quotes too, so the result is safe in attributes) with control characters made visible."""
+    return html.escape(visible(text), quote=True)
+
 
 _CSS = """
 :root { color-scheme: light dark; --ok:#1a7f37; --bad:#cf222e; --skip:#6e7781; --line:#d0d7de; --soft:#f6f8fa; }
@@ -29,6 +48,8 @@ h1 { font-size: 22px; margin: 0 0 4px; }
 .done { background: var(--ok); } .failed { background: var(--bad); } .skipped { background: var(--skip); }
 .doc audio { width: 100%; margin: 10px 0 4px; }
 .doc p.transcript { margin: 6px 0 0; }
+.doc .followup { margin: 10px 0 0 14px; padding-left: 10px; border-left: 3px solid #d0d7de; }
+.doc p.question { margin: 0 0 4px; font-weight: 600; }
 .doc p.reason { color: var(--bad); margin: 8px 0 0; font-family: ui-monospace, monospace; font-size: 13px; }
 .facts { font-size: 12px; color: var(--skip); }
 nav { margin-bottom: 16px; font-size: 14px; }
@@ -72,14 +93,25 @@ def _document(doc: dict[str, Any]) -> str:
     if doc.get("elapsed_s"):
         parts.append(f' · made in {float(doc["elapsed_s"]):.1f} s')
     parts.append("</div>")
-    if doc.get("wav_name"):
+    if doc.get("wav_name") and not str(doc["wav_name"]).endswith(".txt"):  # .txt: an --output text answer
         parts.append(f'<audio controls preload="none" src="{escape(quote(str(doc["wav_name"])))}"></audio>')
     if doc.get("transcript"):
         parts.append(f'<p class="transcript">{escape(str(doc["transcript"]))}</p>')
+    for number, answer in enumerate(doc.get("followups") or (), start=1):
+        parts.append(_followup(number, answer))
     if doc.get("reason"):
         parts.append(f'<p class="reason">{escape(str(doc["reason"]))}</p>')
     parts.append("</article>")
     return "".join(parts)
+
+
+def _followup(number: int, answer: dict[str, Any]) -> str:
+    """One follow-up question with its answer: a player for a spoken answer, the text either way."""
+    name = str(answer.get("file") or "")
+    player = (f'<audio controls preload="none" src="{escape(quote(name))}"></audio>'
+              if name.endswith(".wav") else "")
+    return (f'<div class="followup"><p class="question">Q{number}. {escape(str(answer.get("question") or ""))}</p>'
+            f'{player}<p class="transcript">{escape(str(answer.get("transcript") or ""))}</p></div>')
 
 
 def render(report: dict[str, Any]) -> str:

@@ -26,6 +26,7 @@ from pipeline.models import (Attempt, Document, DocumentResult, EventListener, R
 from pipeline.audio import AudioToolFailed, InvalidAudio
 from pipeline.outputs import DocumentFiles, fsync_folder, remove_stale_temp_files, write_document_outputs
 from pipeline.publish import PublishOptions, publish
+from pipeline.report_html import visible
 from pipeline.providers import make_provider
 from pipeline.providers.base import Provider
 from pipeline.state import STATE_DIR, DocumentRecord, RunState
@@ -255,14 +256,16 @@ class _Run:
                 return  # stopped while this item was being pulled: leave it for the next run
             if item is None:
                 return
+            # A rejected item's own reason comes first: it writes nothing, so its (fallback) id clashing with an
+            # earlier one harms nothing, and "duplicate" would hide what is really wrong with it.
+            if isinstance(item, RejectedDocument):
+                self._finish(_failed(item, item.reason, "DocumentError", 0.0), (), None)
+                continue
             # Earlier documents of this run are in state; the ones still being made are in in_flight.
             if item.id in self.in_flight or self.state.seen_in_run(self.run_id, item.id):
                 result = _failed(item, f"duplicate document id {item.id!r}: an earlier document already uses it",
                                  "DocumentError", 0.0)
                 self._finish(result, (), None)
-                continue
-            if isinstance(item, RejectedDocument):
-                self._finish(_failed(item, item.reason, "DocumentError", 0.0), (), None)
                 continue
             self.in_flight.add(item.id)
             try:
@@ -382,5 +385,5 @@ def _skipped(item: Document, record: DocumentRecord) -> DocumentResult:
 def _failed(item: Document | RejectedDocument, reason: str, error_class: str, elapsed: float,
             requests: int = 0) -> DocumentResult:
     return DocumentResult(doc_id=item.id, source=item.source, status="failed", title=item.title,
-                          reason=reason.replace("\n", " ").strip(), error_class=error_class,
+                          reason=visible(reason, one_line=True).strip(), error_class=error_class,
                           requests=requests, elapsed_s=round(elapsed, 3), meta_json=_meta_json(item))

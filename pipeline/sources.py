@@ -37,6 +37,13 @@ RESERVED_IDS = frozenset({"report", "podcast"})
 SourceItem = Document | RejectedDocument
 
 _UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+_ANSWER_NAME = re.compile(r"\.q\d+$", re.IGNORECASE)
+
+
+def printable_path(path: str | os.PathLike[str]) -> str:
+    """A path as text that can be stored and printed: bytes that are not UTF-8 (a name from another system, kept
+    by Python as lone surrogates that SQLite and JSON refuse) become \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def safe_doc_id(raw: str) -> str:
@@ -45,8 +52,9 @@ def safe_doc_id(raw: str) -> str:
     cleaned = "__".join(_UNSAFE_ID_CHARS.sub("_", p) for p in parts).strip("._")
     if not cleaned:
         raise DocumentError(f"id {raw!r} has no usable characters")
-    if cleaned.lower() in RESERVED_IDS:
-        # <id>.json would overwrite the run's own report.json (and back), redoing the document every night.
+    if cleaned.lower() in RESERVED_IDS or _ANSWER_NAME.search(cleaned):
+        # <id>.json would overwrite the run's own report.json (and back), redoing the document every night; and
+        # <x>.q1 would name x's first follow-up answer file (<x>.q1.wav), each document overwriting the other.
         cleaned += "_"
     if len(cleaned) > MAX_ID_LENGTH:
         digest = hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:10]
@@ -122,7 +130,7 @@ def iter_inputs(inputs: tuple[str, ...], *, skip_dir: Path | None = None,
         elif path.suffix.lower() in MANIFEST_SUFFIXES:
             yield from iter_manifest(path)
         elif path.suffix.lower() in DOCUMENT_SUFFIXES:
-            yield _document_from_file(Path(os.path.abspath(path)), doc_id=path.stem, source=str(path),
+            yield _document_from_file(Path(os.path.abspath(path)), doc_id=path.stem, source=printable_path(path),
                                       root=path.parent.resolve())
         else:
             yield from feeds.iter_feed(raw, since=since, max_items=max_items, already_done=already_done,
@@ -150,7 +158,7 @@ def iter_folder(root: Path, *, skip_dir: Path | None = None) -> Iterator[SourceI
     for path in _walk_text_files(root, skip_dir):
         relative = path.relative_to(root)
         yield _document_from_file(Path(os.path.abspath(path)), doc_id=str(relative.with_suffix("")),
-                                  source=str(relative), root=root_resolved)
+                                  source=printable_path(relative), root=root_resolved)
 
 
 def iter_manifest(manifest: Path) -> Iterator[SourceItem]:
@@ -301,13 +309,14 @@ def _recording(path: Path, *, doc_id: str, source: str, root: Path, title: str |
     """A recording is hashed here (streamed) and only referenced; its content is checked when it is used."""
     try:
         resolved = _confined(path, root)
-        digest, size = _hash_regular_file(resolved, MAX_RECORDING_BYTES, str(path))
+        digest, size = _hash_regular_file(resolved, MAX_RECORDING_BYTES, printable_path(path))
     except DocumentError as exc:
         return RejectedDocument(id=doc_id, source=source, reason=str(exc), title=title)
     if size == 0:
-        return RejectedDocument(id=doc_id, source=source, reason=f"recording {path} is empty (0 bytes)", title=title)
-    return Document(id=doc_id, source=source, text="", sha256=digest, title=title or path.stem, voice=voice,
-                    instructions=instructions, followups=followups,
+        return RejectedDocument(id=doc_id, source=source, reason=f"recording {printable_path(path)} is empty (0 bytes)",
+                                title=title)
+    return Document(id=doc_id, source=source, text="", sha256=digest, title=title or printable_path(path.stem),
+                    voice=voice, instructions=instructions, followups=followups,
                     audio=AudioSource(path=resolved, suffix=path.suffix.lower(), size=size))
 
 
@@ -348,20 +357,26 @@ def _hash_regular_file(path: Path, cap: int, what: str) -> tuple[str, int]:
 
 def read_confined(path: Path, root: Path) -> bytes:
     """Bytes of a regular file that really lies under root (symlinks resolved), at most MAX_DOCUMENT_BYTES."""
-    return extract.read_capped(_confined(path, root), MAX_DOCUMENT_BYTES, str(path))
+    return extract.read_capped(_confined(path, root), MAX_DOCUMENT_BYTES, printable_path(path))
 
 
 def _confined(path: Path, root: Path) -> Path:
     """path resolved (symlinks followed), refused unless it exists and lies under root."""
+    shown = printable_path(path)
+    if "\x00" in str(path):
+        # The OS cannot take such a name; Path.resolve would raise ValueError, which no caller expects.
+        raise DocumentError(f"path {shown!r} contains a NUL character")
     candidate = path if path.is_absolute() else root / path
     try:
         resolved = candidate.resolve(strict=True)
-    except (FileNotFoundError, RuntimeError):
-        raise DocumentError(f"file {path} does not exist") from None
+    except FileNotFoundError:
+        raise DocumentError(f"file {shown} does not exist") from None
+    except RuntimeError:  # Python < 3.13 reports a symlink loop this way (3.13 raises OSError ELOOP)
+        raise DocumentError(f"file {shown} is a symlink loop") from None
     except OSError as exc:
-        raise DocumentError(f"cannot open {path}: {exc.strerror or exc}") from None
+        raise DocumentError(f"cannot open {shown}: {exc.strerror or exc}") from None
     if not resolved.is_relative_to(root):
-        raise DocumentError(f"path {path} lies outside {root}")
+        raise DocumentError(f"path {shown} lies outside {printable_path(root)}")
     return resolved
 
 
@@ -391,13 +406,26 @@ def count_items(inputs: tuple[str, ...], *, skip_dir: Path | None = None) -> int
         if path.is_dir():
             total += sum(1 for _ in _walk_text_files(path, skip_dir))
         elif path.suffix.lower() == ".jsonl":
-            with path.open("rb") as handle:
-                total += sum(1 for line in handle if line.strip())
+            total += _count_nonblank_lines(path)
         elif path.suffix.lower() == ".csv":
-            with path.open("rb") as handle:
-                total += max(0, sum(1 for line in handle if line.strip()) - 1)
+            total += max(0, _count_nonblank_lines(path) - 1)
         elif path.suffix.lower() in DOCUMENT_SUFFIXES:
             total += 1
         else:
             return None
     return total
+
+
+def _count_nonblank_lines(path: Path) -> int:
+    """Lines holding more than whitespace, read in 1 MiB blocks: iterating a file by lines would hold a whole
+    line in memory, and a manifest can have a 1 GiB one."""
+    total, content = 0, False
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            *ended, rest = block.split(b"\n")
+            for line in ended:
+                if content or line.strip():
+                    total += 1
+                content = False
+            content = content or bool(rest.strip())
+    return total + int(content)

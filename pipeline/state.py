@@ -268,7 +268,9 @@ class RunState:
             "INSERT INTO attempts (run_id, doc_id, number, outcome, status, error_class, wait_s, elapsed_s,"
             " request_id, retried) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(run_id, doc_id, a.number, a.outcome, a.status, a.error_class, a.wait_s, a.elapsed_s, a.request_id,
-              int(index < last)) for index, a in enumerate(attempts, start=1)])
+              # Retried: it failed and another try followed. A long document's parts are several requests,
+              # so "not the last attempt" alone would count its successful part requests as retries.
+              int(a.outcome != "ok" and index < last)) for index, a in enumerate(attempts, start=1)])
 
     def retries_by_cause(self, run_id: str) -> dict[str, int]:
         rows = self._db.execute(

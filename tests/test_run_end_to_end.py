@@ -25,7 +25,7 @@ def test_sample_folder_over_the_wire(tone_server: RunningServer, tmp_path: Path)
 
     report = json.loads((out / "report.json").read_text())
     documents = report["documents"]
-    source_files = sorted(p for p in SAMPLE_INPUTS.rglob("*") if p.suffix in (".txt", ".md"))
+    source_files = sorted(p for p in SAMPLE_INPUTS.rglob("*") if p.suffix in (".txt", ".md", ".mp3"))
     assert len(documents) == len(source_files) >= 6
     assert report["settings"]["provider"] == "openai"
     assert "api_key" not in report["settings"]
