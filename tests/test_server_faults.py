@@ -362,5 +362,5 @@ def test_stats_reset_zeroes_the_counters(servers: dict[str, RunningServer]) -> N
     assert _post(server).status_code == 200
     stats_url = server.base_url.removesuffix("/v1") + "/stats"
     before = httpx.post(stats_url + "/reset", timeout=5).json()
-    assert before == {"engine": "tone", "counts": {"requests": 1, "ok": 1}}
-    assert server.stats()["counts"] == {"requests": 0, "ok": 0}
+    assert before == {"engine": "tone", "counts": {"requests": 1, "ok": 1}, "wire": {"modalities=text,audio": 1}}
+    assert server.stats()["counts"] == {"requests": 0, "ok": 0} and server.stats()["wire"] == {}
