@@ -27,6 +27,7 @@ import httpx
 from pipeline import __version__, extract
 from pipeline.errors import DocumentError
 from pipeline.models import Document, RejectedDocument
+from pipeline.redact import url_without_credentials
 
 FEED_SUFFIXES = frozenset({".xml", ".rss", ".atom"})
 USER_AGENT = f"audiosum/{__version__} (+feed narration)"
@@ -534,7 +535,9 @@ def _entry_meta(entry: Any, *, title: str | None, link: str | None, feed_title: 
     values = {
         "title": title, "author": author, "link": link,
         "published": dated.isoformat() if dated else None,
-        "feed_title": feed_title, "feed": source, "entry_id": key,
+        # A feed URL can carry a token (?key=..., user:password@): the sidecar and report show it without one.
+        "feed_title": feed_title, "feed": url_without_credentials(source) if is_url(source) else source,
+        "entry_id": key,
     }
     return {k: v for k, v in values.items() if v}
 

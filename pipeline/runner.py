@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from pipeline import dryrun, plan, podcast, report, sources
 from pipeline.errors import ApiError, AuthenticationFailed, DocumentError
@@ -26,6 +25,7 @@ from pipeline.models import (Attempt, Document, DocumentResult, EventListener, R
 from pipeline.audio import AudioToolFailed, InvalidAudio
 from pipeline.outputs import DocumentFiles, fsync_folder, remove_stale_temp_files, write_document_outputs
 from pipeline.publish import PublishOptions, publish
+from pipeline.redact import url_without_credentials
 from pipeline.report_html import visible
 from pipeline.providers import make_provider
 from pipeline.providers.base import Provider
@@ -59,19 +59,11 @@ def settings_for_report(settings: RunSettings) -> dict[str, Any]:
     """Settings as recorded in state and the report: paths as text, and never the API key."""
     values = asdict(settings)
     values.pop("api_key", None)
-    values["base_url"] = _without_credentials(settings.base_url)
+    values["base_url"] = url_without_credentials(settings.base_url)
     values["out_dir"] = str(settings.out_dir)
-    values["inputs"] = [_without_credentials(raw) if "://" in raw else raw for raw in settings.inputs]
+    values["inputs"] = [url_without_credentials(raw) if "://" in raw else raw for raw in settings.inputs]
     values["since"] = settings.since.isoformat() if settings.since else None
     return values
-
-
-def _without_credentials(url: str) -> str:
-    """A base URL as it may be shown: no user:password part and no query string (keys hide in both)."""
-    parsed = urlsplit(url)
-    host = parsed.hostname or ""
-    netloc = f"{host}:{parsed.port}" if parsed.port else host
-    return urlunsplit((parsed.scheme, netloc, parsed.path, "", ""))
 
 
 def run(settings: RunSettings, *, on_result: ResultListener | None = None, on_event: EventListener | None = None,

@@ -219,6 +219,14 @@ def test_rss2_entries_become_documents_with_metadata(web: FeedServer) -> None:
     assert "sixty stalls" in market.text and len(market.id) <= sources.MAX_ID_LENGTH
 
 
+def test_a_feed_url_token_stays_out_of_the_metadata(web: FeedServer) -> None:
+    items = _items(web.url("/feeds/rss2.xml") + "?token=SECRET123")
+    assert items and all(isinstance(item, Document) for item in items)
+    for item in items:
+        assert item.meta is not None and item.meta["feed"] == web.url("/feeds/rss2.xml")
+        assert "SECRET123" not in repr(item.meta)
+
+
 def test_atom_and_rss1_entries(web: FeedServer) -> None:
     atom = _items(web.url("/feeds/atom.xml"))
     assert all(isinstance(item, Document) for item in atom)
