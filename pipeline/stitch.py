@@ -27,16 +27,22 @@ def stitch(parts: list[bytes], pause_ms: int = PAUSE_MS) -> tuple[bytes, list[fl
     AudioSegment = _audio_segment()  # noqa: N806
     segments = [AudioSegment.from_wav(io.BytesIO(data)) for data in parts]
     first = segments[0]
-    pause = AudioSegment.silent(duration=pause_ms, frame_rate=first.frame_rate).set_channels(first.channels)
-    joined = AudioSegment.empty().set_frame_rate(first.frame_rate).set_channels(first.channels) \
-        .set_sample_width(first.sample_width)
+    rate, channels, width = first.frame_rate, first.channels, first.sample_width
+    pause = AudioSegment.silent(duration=pause_ms, frame_rate=rate).set_channels(channels).set_sample_width(width)
+    # Collect the raw frames and join them once: `joined += segment` copies everything so far each time, which
+    # is quadratic in the number of parts (a long narration has dozens).
+    chunks: list[bytes] = []
+    frames = 0
     starts: list[float] = []
     for index, segment in enumerate(segments):
         if index:
-            joined += pause
-        starts.append(round(len(joined) / 1000, 3))
-        joined += segment.set_frame_rate(first.frame_rate).set_channels(first.channels) \
-            .set_sample_width(first.sample_width)
+            chunks.append(pause.raw_data)
+            frames += int(pause.frame_count())
+        starts.append(round(frames / rate, 3))
+        same = segment.set_frame_rate(rate).set_channels(channels).set_sample_width(width)
+        chunks.append(same.raw_data)
+        frames += int(same.frame_count())
+    joined = AudioSegment(data=b"".join(chunks), sample_width=width, frame_rate=rate, channels=channels)
     buffer = io.BytesIO()
     joined.export(buffer, format="wav")
     return buffer.getvalue(), starts

@@ -90,3 +90,28 @@ def test_offline_narrate_mode(tmp_path: Path) -> None:
     assert len(sidecar["transcript"].split()) >= len(original) - 2  # everything is read, nothing summarised
     assert sidecar["chapters"] == [{"start_s": 0.0, "title": sidecar["chapters"][0]["title"]}]
     assert sidecar["cues"] and sidecar["cues"][0][0] == 0.0
+
+
+def test_stitch_joins_parts_with_pauses_at_measured_starts() -> None:
+    import io
+    import wave
+
+    from pipeline.audio import wav_info
+    from pipeline.stitch import stitch
+
+    def tone_wav(seconds: float, rate: int, channels: int) -> bytes:
+        buffer = io.BytesIO()
+        with wave.open(buffer, "wb") as writer:
+            writer.setnchannels(channels)
+            writer.setsampwidth(2)
+            writer.setframerate(rate)
+            writer.writeframes(b"\x10\x00" * channels * int(seconds * rate))
+        return buffer.getvalue()
+
+    # The second part has another rate and channel count: it is converted to the first's.
+    joined, starts = stitch([tone_wav(1.0, 24000, 1), tone_wav(0.5, 16000, 2), tone_wav(0.25, 24000, 1)],
+                            pause_ms=500)
+    info = wav_info(joined)
+    assert (info.sample_rate, info.channels) == (24000, 1)
+    assert starts == [0.0, 1.5, 2.5]
+    assert abs(info.duration_s - 2.75) < 0.001
