@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from pipeline.errors import DocumentError
 from pipeline.models import Document, RunSettings
 from pipeline.state import DocumentRecord
 
@@ -155,3 +156,17 @@ def split_for_budget(text: str, budget_tokens: int) -> list[str]:
     if current:
         parts.append(current)
     return parts
+
+
+NARRATE_PART_TOKENS = 1200  # about four minutes of speech per request
+NARRATE_MAX_WORDS = 40_000  # about four and a half hours read aloud: more is a book, not a narration
+
+
+def narration_parts(text: str) -> list[str]:
+    """--mode narrate: the whole text in parts of about four minutes each; DocumentError when it is too long to
+    read aloud in one file (its WAV alone would be gigabytes)."""
+    words = len(text.split())
+    if words > NARRATE_MAX_WORDS:
+        raise DocumentError(f"too long to read aloud: {words} words, over the {NARRATE_MAX_WORDS}-word limit of "
+                            "--mode narrate (about four and a half hours); summarise it instead")
+    return split_for_budget(text, NARRATE_PART_TOKENS)

@@ -55,7 +55,6 @@ NARRATE_PROMPT = (
     "comment on anything. Say headings as short sentences, leave out markdown symbols and URLs, and say numbers, "
     "dates and units the way a person would."
 )
-NARRATE_PART_TOKENS = 1200  # about four minutes of speech per request
 
 
 def narrate_messages(part: str) -> list[dict[str, str]]:

@@ -56,7 +56,7 @@ def test_a_30000_word_document_is_one_narration_by_map_reduce(tone_server: Runni
 
 
 def test_narrate_mode_reads_everything_with_chapters(tone_server: RunningServer, tmp_path: Path) -> None:
-    from pipeline.prompts import NARRATE_PART_TOKENS
+    from pipeline.plan import NARRATE_PART_TOKENS
 
     text = _long_report(4, 6)
     folder = tmp_path / "in"
@@ -115,3 +115,18 @@ def test_stitch_joins_parts_with_pauses_at_measured_starts() -> None:
     assert (info.sample_rate, info.channels) == (24000, 1)
     assert starts == [0.0, 1.5, 2.5]
     assert abs(info.duration_s - 2.75) < 0.001
+
+
+def test_narrate_mode_refuses_a_book(tmp_path: Path) -> None:
+    from conftest import child_env
+
+    from pipeline.plan import NARRATE_MAX_WORDS
+
+    book = tmp_path / "in" / "book.txt"
+    book.parent.mkdir()
+    book.write_text("Words and more words. " * (NARRATE_MAX_WORDS // 4 + 1), encoding="utf-8")
+    out = tmp_path / "out"
+    result = run_cli("run", str(book.parent), "-o", str(out), "--mode", "narrate", env=child_env())
+    assert result.exit_code == 1
+    (row,) = json.loads((out / "report.json").read_text())["documents"]
+    assert row["status"] == "failed" and row["reason"].startswith("too long to read aloud: 40004 words")

@@ -14,8 +14,8 @@ from concurrent.futures.process import BrokenProcessPool
 
 from pipeline.audio import InvalidAudio, wav_info
 from pipeline.engine import listen, narrate, speech
-from pipeline.plan import split_for_budget
-from pipeline.prompts import NARRATE_PART_TOKENS, chapter_label
+from pipeline.plan import narration_parts
+from pipeline.prompts import chapter_label
 from pipeline.stitch import stitch
 from pipeline.errors import DocumentError, TransientError
 from pipeline.models import Document, FollowUpAnswer, RunSettings, SpokenSummary
@@ -45,7 +45,7 @@ class LocalProvider:
 
     async def _read_aloud(self, document: Document, settings: RunSettings) -> SpokenSummary:
         """--mode narrate: every sentence, part by part in the pool, stitched with chapter marks."""
-        parts = split_for_budget(document.text, NARRATE_PART_TOKENS)
+        parts = narration_parts(document.text)
         narrations = await asyncio.gather(*(self._in_pool(narrate.read_aloud, part) for part in parts))
         wav, starts = stitch([n.audio.wav for n in narrations])
         info = wav_info(wav)

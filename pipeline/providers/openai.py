@@ -22,8 +22,8 @@ from pipeline import recordings
 from pipeline.conversation import Conversation
 from pipeline.errors import ApiError, AuthenticationFailed, DocumentError, PermanentApiError, TransientError
 from pipeline.models import Attempt, Document, EventListener, RunSettings, SpokenSummary, Usage
-from pipeline.plan import split_for_budget
-from pipeline.prompts import (NARRATE_PART_TOKENS, chapter_label, combined_parts, narrate_messages, part_messages,
+from pipeline.plan import narration_parts, split_for_budget
+from pipeline.prompts import (chapter_label, combined_parts, narrate_messages, part_messages,
                               recording_system_prompt, recording_user_content, system_prompt, user_message)
 from pipeline.stitch import stitch
 from pipeline.ratelimit import RateLimiter, TokenEstimator
@@ -313,7 +313,7 @@ class OpenAIProvider:
 
     async def _read_aloud(self, document: Document, settings: RunSettings) -> SpokenSummary:
         """--mode narrate: the whole text, part by part, stitched into one WAV with chapter marks."""
-        parts = split_for_budget(document.text, NARRATE_PART_TOKENS)
+        parts = narration_parts(document.text)
         spoken: list[SpokenSummary] = []
         for part in parts:
             body = {**build_request_body(document, settings), "messages": narrate_messages(part)}
