@@ -12,6 +12,7 @@ import re
 import stat
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from collections.abc import Iterator
 from typing import Literal
 
 from pipeline.errors import DocumentError
@@ -227,6 +228,15 @@ def _first_line(exc: BaseException) -> str:
 
 def read_capped(path: str | os.PathLike[str], cap: int, what: str) -> bytes:
     """A regular file's bytes, at most `cap`; a FIFO or device is refused without blocking (O_NONBLOCK)."""
+    data = b"".join(read_blocks(path, cap, what, block_size=cap + 1))
+    if len(data) > cap:
+        raise DocumentError(f"{what} grew past the {cap}-byte limit while being read")
+    return data
+
+
+def read_blocks(path: str | os.PathLike[str], cap: int, what: str, *, block_size: int = 1 << 20) -> Iterator[bytes]:
+    """A regular file's bytes in blocks (up to cap + 1 bytes in all, so a file that grows is noticed); a FIFO,
+    device or folder is refused without blocking, and every OS error is this document's DocumentError."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
@@ -240,11 +250,11 @@ def read_capped(path: str | os.PathLike[str], cap: int, what: str) -> bytes:
         if info.st_size > cap:
             raise DocumentError(f"{what} is {info.st_size} bytes, over the {cap}-byte limit")
         with os.fdopen(fd, "rb", closefd=False) as handle:
-            data = handle.read(cap + 1)
+            left = cap + 1
+            while left > 0 and (block := handle.read(min(block_size, left))):
+                left -= len(block)
+                yield block
     except OSError as exc:  # EIO and the like: the disk's problem shows up as this document's failure
         raise DocumentError(f"cannot read {what}: {exc.strerror or exc}") from None
     finally:
         os.close(fd)
-    if len(data) > cap:
-        raise DocumentError(f"{what} grew past the {cap}-byte limit while being read")
-    return data

@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import re
-import stat
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -333,25 +332,14 @@ def guess_title(text: str) -> str | None:
 
 
 def _hash_regular_file(path: Path, cap: int, what: str) -> tuple[str, int]:
-    """(sha256, size) of a regular file of at most cap bytes, read in blocks; a FIFO or device is refused
-    without blocking."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError as exc:
-        raise DocumentError(f"cannot open {what}: {exc.strerror or exc}") from None
+    """(sha256, size) of a regular file of at most cap bytes, streamed (a recording can be a gigabyte)."""
     digest = hashlib.sha256()
     size = 0
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise DocumentError(f"{what} is not a regular file")
-        if info.st_size > cap:
-            raise DocumentError(f"{what} is {info.st_size} bytes, over the {cap}-byte limit")
-        while block := handle.read(1 << 20):
-            size += len(block)
-            if size > cap:
-                raise DocumentError(f"{what} grew past the {cap}-byte limit while being read")
-            digest.update(block)
+    for block in extract.read_blocks(path, cap, what):
+        size += len(block)
+        digest.update(block)
+    if size > cap:
+        raise DocumentError(f"{what} grew past the {cap}-byte limit while being read")
     return digest.hexdigest(), size
 
 

@@ -264,6 +264,9 @@ def _jsonl(corpus: Path, manifests: Path, cases: list[Case]) -> tuple[Path, list
     line("JSONL text that is a boolean", "failed", r"must be a string", {"id": "m-bool", "text": True})
     line("JSONL path naming the manifest's folder", "failed", r"not a regular file", {"id": "m-dir", "path": "."})
     line("JSONL path naming a FIFO", "failed", r"not a regular file", {"id": "m-fifo", "path": "pipe.txt"})
+    (manifests / "folder.wav").mkdir()  # a recording's name on a folder: hashed, not read as text
+    line("JSONL path naming a folder called .wav", "failed", r"not a regular file",
+         {"id": "m-dir-wav", "path": "folder.wav"})
     line("JSONL path with CR and a fake log line", "failed", r"does not exist",
          {"id": "m-cr-path", "path": "missing\rDONE all documents fine.txt"},
          note="the reason must stay on one line")
