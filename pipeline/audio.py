@@ -104,6 +104,18 @@ def ffmpeg_exe() -> str:
         raise AudioToolFailed(f"no usable ffmpeg: {exc}") from None
 
 
+def import_pydub():  # -> the pydub module, with pydub.silence loaded
+    """pydub, imported without its "no ffmpeg on PATH" RuntimeWarning: audiosum reads only WAV/PCM with it, and
+    that warning on stderr would corrupt --log-format json."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        import pydub
+        import pydub.silence
+    return pydub
+
+
 def point_pydub_at_bundled_ffmpeg() -> None:
     """Make pydub's export use the bundled ffmpeg (pydub looks on PATH otherwise). pydub cannot read mp3 back
     with it (that needs ffprobe); use decode_to_pcm for reading."""

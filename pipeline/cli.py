@@ -232,9 +232,10 @@ def _followups(value: object) -> tuple[str, ...]:
     from pipeline.sources import parse_followups
 
     try:
-        return parse_followups(list(value)) or ()  # type: ignore[call-overload]
+        questions = list(value) if isinstance(value, (list, tuple)) else value
+        return parse_followups(questions, "the follow-up questions (--followup, or a job's followups)") or ()
     except DocumentError as exc:
-        raise UsageError(str(exc).replace("field 'followups'", "--followup")) from None
+        raise UsageError(str(exc)) from None
 
 
 def _loudness(value: object, audio_format: str) -> float | None:

@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pipeline.clock import Clock
-from pipeline.errors import PermanentApiError
+from pipeline.errors import ApiError, PermanentApiError
 from pipeline.models import (Attempt, Document, FollowUpAnswer, HistoryTurn, RunSettings, SpokenSummary, Usage)
-from pipeline.prompts import parts_context, recording_system_prompt
 
 # An id this close to its expiry is sent as its transcript: the request may take this long to arrive.
 EXPIRY_MARGIN_S = 15
@@ -38,41 +37,36 @@ class _Said:
 class Conversation:
     """The summary's conversation, grown by one question and answer at a time."""
 
-    def __init__(self, asker: Asker, document: Document, settings: RunSettings,
-                 opening: list[dict[str, Any]] | None, summary: SpokenSummary) -> None:
+    def __init__(self, asker: Asker, document: Document, settings: RunSettings, opening: list[dict[str, Any]],
+                 summary: SpokenSummary) -> None:
         self._asker = asker
         self._document = document
         self._settings = settings
-        self._audio_seconds = (summary.input_seconds or 0.0) if opening is not None else 0.0
-        self._turns: list[tuple[str | None, _Said]] = []  # (question that led to it, the answer); None: summary
-        if opening is None:
-            # Summarised in parts: no one answer covers the recording, so the parts' summaries are the context.
-            self._opening: list[dict[str, Any]] = [
-                {"role": "system", "content": recording_system_prompt(
-                    settings.words, document.instructions or settings.instructions, settings.output != "text")},
-                {"role": "user", "content": parts_context(document.title, summary.transcript.split("\n\n"))}]
-            self._turns.append((None, _Said(summary.transcript, None, None,
-                                            f"summarised in {summary.parts} parts: no single audio id")))
-        else:
-            self._opening = list(opening)
-            self._turns.append((None, _said(summary, settings)))
+        self._opening = list(opening)
+        # The recording rides along in every follow-up when it opened the conversation (one part).
+        self._audio_seconds = (summary.input_seconds or 0.0) if summary.parts == 1 else 0.0
+        self._turns: list[tuple[str | None, _Said]] = [(None, _said(summary, settings))]  # None: the summary
         self.attempts: tuple[Attempt, ...] = ()
         self.usages: list[Usage] = []
+        # Once the server has refused this conversation's audio ids, every later turn goes as text: its newer
+        # ids would most likely be refused too, and each refusal costs a request.
+        self._refused: str | None = None
 
     async def ask(self, question: str) -> FollowUpAnswer:
-        """Ask one question; if the server refuses an audio id, ask again with transcripts in their place."""
-        messages, history = self._messages(question, refused=None)
+        """Ask one question; if the server refuses the audio ids, ask again with transcripts in their place, and
+        send transcripts from then on."""
+        messages, history = self._messages(question)
         try:
             answer = await self._asker.ask(self._document, self._settings, messages, self._audio_seconds)
-        except PermanentApiError as error:
-            if error.status != 400 or not any(turn.via == "audio_id" for turn in history):
+        except ApiError as error:
+            if not (_refuses_audio_ids(error) and any(turn.via == "audio_id" for turn in history)):
                 raise self._with_earlier_attempts(error)
             self.attempts += tuple(a for a in error.attempts if isinstance(a, Attempt))
-            reason = "refused by the server: " + " ".join(str(error).split())[:200]
-            messages, history = self._messages(question, refused=reason)
+            self._refused = "refused by the server: " + " ".join(str(error).split())[:200]
+            messages, history = self._messages(question)
             try:
                 answer = await self._asker.ask(self._document, self._settings, messages, self._audio_seconds)
-            except PermanentApiError as again:
+            except ApiError as again:
                 raise self._with_earlier_attempts(again)
         self.attempts += answer.attempts
         self.usages.append(answer.usage)
@@ -81,7 +75,7 @@ class Conversation:
                               duration_s=answer.duration_s, audio_id=answer.audio_id,
                               audio_expires_at=answer.audio_expires_at, history=tuple(history))
 
-    def _messages(self, question: str, refused: str | None) -> tuple[list[dict[str, Any]], list[HistoryTurn]]:
+    def _messages(self, question: str) -> tuple[list[dict[str, Any]], list[HistoryTurn]]:
         now = self._asker.clock.wall()
         messages = list(self._opening)
         history: list[HistoryTurn] = []
@@ -90,8 +84,8 @@ class Conversation:
                 messages.append({"role": "user", "content": asked})
             if said.audio_id is None:
                 reason = said.no_id_reason
-            elif refused is not None:
-                reason = refused
+            elif self._refused is not None:
+                reason = self._refused
             elif said.expires_at is not None and said.expires_at - EXPIRY_MARGIN_S <= now:
                 reason = "expired"
             else:
@@ -103,14 +97,28 @@ class Conversation:
         messages.append({"role": "user", "content": question})
         return messages, history
 
-    def _with_earlier_attempts(self, error: PermanentApiError) -> PermanentApiError:
+    def _with_earlier_attempts(self, error: ApiError) -> ApiError:
         # The runner records the failed document's attempts from the error: include the ones already made.
         error.attempts = self.attempts + tuple(error.attempts)
         return error
 
 
+def _refuses_audio_ids(error: ApiError) -> bool:
+    """A 400 about the request's audio ids (expired or unknown): the param names one, or names nothing at all.
+
+    A 400 that points at another param (a bad voice, say) is the request's own fault and is not retried.
+    """
+    return (isinstance(error, PermanentApiError) and error.status == 400
+            and (error.param is None or error.param.endswith("audio.id")))
+
+
 def _said(answer: SpokenSummary, settings: RunSettings) -> _Said:
     reason = None
     if answer.audio_id is None:
-        reason = "a text answer has no audio id" if settings.output == "text" else "the answer had no audio id"
+        if settings.output == "text":
+            reason = "a text answer has no audio id"
+        elif answer.parts > 1 and answer.input_seconds is not None:
+            reason = f"the recording was summarised in {answer.parts} parts: no single audio id"
+        else:
+            reason = "the answer had no audio id"
     return _Said(answer.transcript, answer.audio_id, answer.audio_expires_at, reason)

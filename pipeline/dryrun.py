@@ -9,10 +9,10 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pipeline import plan, sources
+from pipeline import plan, recordings, sources
 from pipeline.audio import InvalidAudio, duration_of
 from pipeline.costs import cost_usd, prices_for
-from pipeline.models import Document, RunSettings
+from pipeline.models import Document, RunSettings, questions_for
 from pipeline.prompts import recording_system_prompt
 from pipeline.providers.openai import build_request_body
 from pipeline.ratelimit import AUDIO_TOKENS_PER_SECOND, answer_tokens, prompt_tokens
@@ -55,26 +55,28 @@ def plan_run(settings: RunSettings, state: RunState) -> DryRunPlan:
         if decision == "unchanged":
             counts[decision] += 1
             continue
-        heard_s = 0.0
+        heard_s, parts = 0.0, 1
         if item.audio is not None:
             try:
                 heard_s = duration_of(item.audio.path, suffix=item.audio.suffix)
             except InvalidAudio:
                 counts["invalid"] += 1
                 continue
+            parts = recordings.part_count(item.audio, heard_s, settings.max_audio_bytes)
             messages = [{"role": "system", "content": recording_system_prompt(settings.words, None, True)},
                         {"role": "user", "content": item.title or ""}]
         else:
             messages = build_request_body(item, settings)["messages"]
         counts[decision] += 1
-        # The summary, then one request per follow-up question, each carrying the document again.
-        asked = 1 + len(item.followups if item.followups is not None else settings.followups)
-        requests += asked
-        input_tokens += prompt_tokens(messages) * asked
-        audio_in += round(heard_s * AUDIO_TOKENS_PER_SECOND) * asked
+        # The summary (one request per part of a long recording), then one request per follow-up question. The
+        # recording rides along in each follow-up when it fitted in one request; otherwise they carry text.
+        questions = len(questions_for(item, settings))
+        requests += parts + questions
+        input_tokens += prompt_tokens(messages) * (parts + questions)
+        audio_in += round(heard_s * AUDIO_TOKENS_PER_SECOND) * (1 + (questions if parts == 1 else 0))
         text, audio = answer_tokens(messages, settings.words, audio_in=item.audio is not None)
-        text_out += text * asked
-        audio_out += 0 if settings.output == "text" else audio * asked
+        text_out += text * (parts + questions)
+        audio_out += 0 if settings.output == "text" else audio * (parts + questions)
     audio_seconds = audio_out / AUDIO_TOKENS_PER_SECOND
     prices = prices_for(settings.provider, settings.model, settings.price_overrides)
     cost = cost_usd(prices, text_in=input_tokens, audio_in=audio_in, text_out=text_out, audio_out=audio_out)

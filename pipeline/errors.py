@@ -22,16 +22,17 @@ class ApiError(AudiosumError):
     """A request to the speaking model failed.
 
     `cause` is a short stable label for reports (http_500, http_429_rate_limit_exceeded, timeout, connection,
-    broken_answer); `retry_after_s` is the server's own hint, when it gave one; `attempts` is filled in by the
+    broken_answer); `param` is the request field an error body names; `retry_after_s` is the server's own hint, when it gave one; `attempts` is filled in by the
     retry policy with every attempt made for the document.
     """
 
     def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
                  request_id: str | None = None, cause: str | None = None,
-                 retry_after_s: float | None = None) -> None:
+                 retry_after_s: float | None = None, param: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
+        self.param = param  # the request field the error body names (e.g. "messages[2].audio.id")
         self.request_id = request_id
         self.cause = cause or (f"http_{status}" if status else type(self).__name__)
         self.retry_after_s = retry_after_s

@@ -44,10 +44,6 @@ class Document:
     audio: AudioSource | None = None  # set for a recording; then text is ""
     followups: tuple[str, ...] | None = None  # questions asked after the summary; None = the run's default
 
-    @property
-    def is_audio(self) -> bool:
-        return self.audio is not None
-
 
 @dataclass(frozen=True, slots=True)
 class RejectedDocument:
@@ -96,6 +92,11 @@ class RunSettings:
     output: Literal["text+audio", "text"] = "text+audio"  # "text": a sidecar and .txt, no audio (audio inputs)
     followups: tuple[str, ...] = ()  # default follow-up questions for documents whose item gives none
     max_audio_bytes: int = 20 * 1024 * 1024  # a recording bigger than this is split on silence into parts
+
+
+def questions_for(document: Document, settings: RunSettings) -> tuple[str, ...]:
+    """The follow-up questions for a document: its own (a manifest item's), else the run's default list."""
+    return document.followups if document.followups is not None else settings.followups
 
 
 @dataclass(frozen=True, slots=True)

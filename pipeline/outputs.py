@@ -199,6 +199,15 @@ def write_document_outputs(out_dir: Path, document: Document, summary: SpokenSum
     return DocumentFiles(audio, written, tuple(answers))
 
 
+def remove_outputs(out_dir: Path, names: set[str]) -> None:
+    """Delete these plain-named files from out_dir (a document's outputs that its new version no longer has)."""
+    for name in sorted(names):
+        try:
+            confined_path(out_dir, name).unlink()
+        except (FileNotFoundError, ValueError):
+            pass
+
+
 def remove_stale_temp_files(out_dir: Path) -> int:
     """Delete temp files a killed run left behind; call only while holding the run lock."""
     removed = 0

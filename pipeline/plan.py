@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from pipeline.errors import DocumentError
-from pipeline.models import Document, RunSettings
+from pipeline.models import Document, RunSettings, questions_for
 from pipeline.state import DocumentRecord
 
 Decision = Literal["new", "changed", "damaged", "unchanged", "forced"]
@@ -37,7 +37,7 @@ def fingerprint(document: Document, settings: RunSettings) -> str:
         relevant["mode"] = settings.mode
     if settings.output != "text+audio":
         relevant["output"] = settings.output
-    questions = document.followups if document.followups is not None else settings.followups
+    questions = questions_for(document, settings)
     if questions:
         relevant["followups"] = list(questions)
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode("utf-8")).hexdigest()[:32]

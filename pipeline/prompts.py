@@ -94,8 +94,8 @@ def recording_user_content(title: str | None, data_b64: str, audio_format: str, 
             {"type": "input_audio", "input_audio": {"data": data_b64, "format": audio_format}}]
 
 
-def parts_context(title: str | None, summaries: list[str]) -> str:
+def recording_in_parts(title: str | None, count: int) -> str:
     """The first user turn of a follow-up conversation about a recording that was summarised in parts."""
-    heading = f"Recording: {title}\n\n" if title else ""
-    return (f"{heading}The recording was too long for one request; these are summaries of its parts, in order:"
-            "\n\n" + "\n\n".join(summaries))
+    name = f"the recording {title!r}" if title else "a recording"
+    return (f"I gave you {name}. It was too long for one request, so you summarised it in {count} parts; "
+            "the joined summary follows.")

@@ -6,17 +6,19 @@ WAV and MP3 within the size limit travel as they are; anything else is converted
 
 from __future__ import annotations
 
+import math
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pipeline.audio import (AudioToolFailed, InvalidAudio, decode_to_pcm, demuxer_for, duration_of,
-                            ffmpeg_environment, ffmpeg_exe)
+                            ffmpeg_environment, ffmpeg_exe, import_pydub)
 from pipeline.errors import DocumentError
 from pipeline.models import AudioSource
 
-API_FORMATS = {".wav": "wav", ".mp3": "mp3"}  # what input_audio accepts
+AudioFormat = Literal["wav", "mp3"]
+API_FORMATS: dict[str, AudioFormat] = {".wav": "wav", ".mp3": "mp3"}  # what input_audio accepts
 MP3_BITRATE_BPS = 64_000  # mono speech: clear enough for a model, and an hour is 29 MB
 MP3_SAMPLE_RATE = 24_000
 MAX_SECONDS = 4 * 3600.0
@@ -30,41 +32,84 @@ class AudioPart:
     """One request's worth of a recording."""
 
     data: bytes
-    format: Literal["wav", "mp3"]
+    format: AudioFormat
     start_s: float
     duration_s: float
 
 
-def prepare(source: AudioSource, max_bytes: int) -> list[AudioPart]:
-    """The recording as parts of at most max_bytes each, in order; DocumentError when it cannot be used."""
+@dataclass(frozen=True, slots=True)
+class RecordingPlan:
+    """How a checked recording is sent: as it is, or as MP3 parts cut at pauses; parts are made one at a time,
+    just before their request, so a long recording never sits in memory as a whole."""
+
+    source: AudioSource
+    duration_s: float
+    as_is: AudioFormat | None  # the file travels unchanged (then there is one part)
+    cuts: tuple[tuple[float, float], ...]  # (start, end) seconds of each part
+    max_bytes: int
+
+    def part(self, index: int) -> AudioPart:
+        """The bytes of part `index` (0-based); DocumentError if the file cannot be read or converted."""
+        start, end = self.cuts[index]
+        try:
+            if self.as_is is not None:
+                return AudioPart(_read(self.source.path), self.as_is, 0.0, self.duration_s)
+            whole = len(self.cuts) == 1
+            data = encode_mp3(self.source.path, self.source.suffix, start, None if whole else end - start,
+                              self.max_bytes)
+        except AudioToolFailed as exc:
+            raise DocumentError(f"could not convert the recording: {exc}") from None
+        return AudioPart(data, "mp3", start, end - start)
+
+
+def unusable(exc: InvalidAudio) -> DocumentError:
+    """The one wording for a recording that does not decode, whichever engine found out."""
+    return DocumentError(f"the recording cannot be used: {exc}")
+
+
+def longest_part_s(max_bytes: int) -> float:
+    """Seconds of converted MP3 that fit in max_bytes, with headroom for frame padding and the Xing header."""
+    return max_bytes * 8 / MP3_BITRATE_BPS * 0.95
+
+
+def sent_as_is(source: AudioSource, max_bytes: int) -> AudioFormat | None:
+    return API_FORMATS.get(source.suffix.lower()) if source.size <= max_bytes else None
+
+
+def part_count(source: AudioSource, duration_s: float, max_bytes: int) -> int:
+    """How many requests a recording of this length takes, without looking for pauses (for --dry-run)."""
+    if sent_as_is(source, max_bytes) is not None:
+        return 1
+    return max(1, math.ceil(duration_s / longest_part_s(max_bytes)))
+
+
+def plan(source: AudioSource, max_bytes: int) -> RecordingPlan:
+    """Check the recording decodes (and is what its name says), then decide its parts; DocumentError if not."""
     try:
         duration = duration_of(source.path, suffix=source.suffix, max_seconds=MAX_SECONDS)
-        as_is = API_FORMATS.get(source.suffix.lower())
-        if as_is is not None and source.size <= max_bytes:
-            return [AudioPart(_read(source.path), as_is, 0.0, duration)]  # type: ignore[arg-type]
-        longest = max_bytes * 8 / MP3_BITRATE_BPS * 0.95  # headroom for frame padding and the Xing header
-        if duration <= longest:
-            return [AudioPart(encode_mp3(source.path, source.suffix, 0.0, None, max_bytes), "mp3", 0.0, duration)]
-        cuts = silence_cuts(source.path, source.suffix, duration, longest)
-        return [AudioPart(encode_mp3(source.path, source.suffix, start, end - start, max_bytes), "mp3", start,
-                          end - start) for start, end in cuts]
+        as_is = sent_as_is(source, max_bytes)
+        longest = longest_part_s(max_bytes)
+        if as_is is not None or duration <= longest:
+            cuts: tuple[tuple[float, float], ...] = ((0.0, round(duration, 3)),)
+        else:
+            cuts = tuple(silence_cuts(source.path, source.suffix, duration, longest))
     except InvalidAudio as exc:
-        raise DocumentError(f"the recording cannot be used: {exc}") from None
+        raise unusable(exc) from None
     except AudioToolFailed as exc:
         raise DocumentError(f"could not convert the recording: {exc}") from None
+    return RecordingPlan(source, duration, as_is, cuts, max_bytes)
 
 
 def silence_cuts(path: Path, suffix: str, duration_s: float, longest_s: float) -> list[tuple[float, float]]:
     """(start, end) seconds of parts no longer than longest_s, cut in the middle of pauses where there are any."""
-    from pydub import AudioSegment, silence
-
+    pydub = import_pydub()
     pcm, rate, _ = decode_to_pcm(path, suffix=suffix, sample_rate=SILENCE_SCAN_RATE, channels=1,
                                  max_seconds=MAX_SECONDS)
-    segment = AudioSegment(data=pcm, sample_width=2, frame_rate=rate, channels=1)
+    segment = pydub.AudioSegment(data=pcm, sample_width=2, frame_rate=rate, channels=1)
     del pcm
     # "Silence" is relative to the recording's own level: 16 dB under its average catches room-tone pauses.
     threshold = segment.dBFS - 16 if segment.rms else -90.0
-    pauses = silence.detect_silence(segment, min_silence_len=MIN_SILENCE_MS, silence_thresh=threshold, seek_step=10)
+    pauses = pydub.silence.detect_silence(segment, min_silence_len=MIN_SILENCE_MS, silence_thresh=threshold, seek_step=10)
     midpoints = [(a + b) / 2000.0 for a, b in pauses]
     return plan_cuts(midpoints, duration_s, longest_s)
 

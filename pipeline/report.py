@@ -13,8 +13,9 @@ from typing import Any
 
 from pipeline import report_html
 from pipeline.costs import cost_usd, prices_for
-from pipeline.outputs import atomic_writer, confined_path
 from pipeline.models import DocumentResult
+from pipeline.outputs import atomic_writer, confined_path
+from pipeline.redact import visible
 from pipeline.state import RunState
 
 JSON_NAME = "report.json"
@@ -39,8 +40,8 @@ def build(state: RunState, run_id: str) -> dict[str, Any]:
     totals["cost_usd"] = round(cost_usd(
         prices, text_in=totals["tokens_in"] - totals["audio_tokens_in"], audio_in=totals["audio_tokens_in"],
         text_out=totals["tokens_out"] - totals["audio_tokens_out"], audio_out=totals["audio_tokens_out"]), 6)
-    # An "ok" attempt is never a retry; state counts every attempt but a document's last one as retried, which
-    # for a long document (one request per part) would report its successful part requests as retries.
+    # An "ok" attempt is never a retry. State no longer flags successful part requests as retried, but runs
+    # recorded before that fix still have them.
     totals["retries_by_cause"] = {cause: count for cause, count in state.retries_by_cause(run_id).items()
                                   if cause != "ok"}
     totals["retries"] = sum(totals["retries_by_cause"].values())
@@ -63,7 +64,7 @@ def _row(result: DocumentResult) -> dict[str, Any]:
     if row.get("reason"):
         # One line, whatever a file name or a server put in it (CR, ESC...); rows recorded before the runner
         # flattened reasons are rebuilt by `audiosum report` through here too.
-        row["reason"] = report_html.visible(row["reason"], one_line=True)
+        row["reason"] = visible(row["reason"], one_line=True)
     return row
 
 

@@ -6,22 +6,11 @@ Every value that came from a document or a server is escaped here and nowhere el
 from __future__ import annotations
 
 import html
-import re
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
-# C0 and C1 controls but tab and newline, and the Unicode line separators: a file name or a title can carry terminal
-# escapes (ESC, BEL) or a CR that would hide what precedes it; they are invalid in HTML text too.
-_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
-
-
-def visible(text: str, *, one_line: bool = False) -> str:
-    """text with every control character shown as \\xNN (\\uNNNN), so nothing is hidden or acted on;
-    one_line: newlines become spaces as well (a failure's reason)."""
-    if one_line:
-        text = text.replace("\n", " ")
-    return _CONTROLS.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text)
+from pipeline.redact import visible
 
 
 def escape(text: str) -> str:

@@ -17,16 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import dryrun, plan, podcast, report, sources
-from pipeline.errors import ApiError, AuthenticationFailed, DocumentError
+from pipeline.errors import ApiError, AuthenticationFailed, DocumentError, UsageError
 from pipeline.feeds import is_feed_input
 from pipeline.lock import RunLock
 from pipeline.models import (Attempt, Document, DocumentResult, EventListener, RejectedDocument, RunSettings,
-                             SpokenSummary)
+                             SpokenSummary, questions_for)
 from pipeline.audio import AudioToolFailed, InvalidAudio
-from pipeline.outputs import DocumentFiles, fsync_folder, remove_stale_temp_files, write_document_outputs
+from pipeline.outputs import (DocumentFiles, fsync_folder, remove_outputs, remove_stale_temp_files,
+                              write_document_outputs)
 from pipeline.publish import PublishOptions, publish
-from pipeline.redact import url_without_credentials
-from pipeline.report_html import visible
+from pipeline.redact import url_without_credentials, visible
 from pipeline.providers import make_provider
 from pipeline.providers.base import Provider
 from pipeline.state import STATE_DIR, DocumentRecord, RunState
@@ -74,6 +74,8 @@ def run(settings: RunSettings, *, on_result: ResultListener | None = None, on_ev
 def check_settings(settings: RunSettings) -> None:
     """UsageError (exit 2) for inputs that cannot work with these settings, before anything is written."""
     sources.check_inputs(settings.inputs)
+    if settings.mode == "narrate" and settings.followups:
+        raise UsageError("follow-up questions are asked after a summary; --mode narrate reads the text aloud instead")
     if settings.output == "text":
         sources.check_text_output(settings.inputs, skip_dir=settings.out_dir)
 
@@ -135,8 +137,9 @@ async def _run_locked(settings: RunSettings, state: RunState, on_result: ResultL
     if run.abort_reason:
         built["abort_reason"] = run.abort_reason
     json_path, html_path = report.write(settings.out_dir, built, state)
-    podcast.build(settings.out_dir, state, base_url=settings.podcast_base_url, title=settings.podcast_title,
-                  keep=settings.podcast_keep)
+    if settings.output != "text":  # text answers are not episodes
+        podcast.build(settings.out_dir, state, base_url=settings.podcast_base_url, title=settings.podcast_title,
+                      keep=settings.podcast_keep)
     run.emit("run_end", run_id=run_id, status=status, **{k: v for k, v in built["totals"].items()
                                                          if not isinstance(v, dict)})
     return RunOutcome(run_id=run_id, status=status, totals=built["totals"], report_json=json_path,
@@ -272,8 +275,16 @@ class _Run:
         if decision == "unchanged" and record is not None:
             self._finish(_skipped(item, record), (), None)
             return
+        if self.settings.mode == "narrate" and item.audio is None and questions_for(item, self.settings):
+            reason = "follow-up questions are asked after a summary; --mode narrate reads the text aloud instead"
+            self._finish(_failed(item, reason, "DocumentError", 0.0), (), None)
+            return
         started = time.time()
         result, attempts, written = await _process(item, provider, self.settings)
+        if written is not None and record is not None:
+            # Files the last version of this document had and this one does not (fewer questions, another
+            # --output): left behind they would look like part of it.
+            remove_outputs(self.settings.out_dir, _file_names(record) - _file_names(written))
         self._finish(result, attempts, _record(item, result, written, fingerprint, self.run_id, started))
 
     def _finish(self, result: DocumentResult, attempts: tuple[Attempt, ...], record: DocumentRecord | None) -> None:
@@ -325,6 +336,21 @@ async def _process(item: Document, provider: Provider,
         elapsed_s=round(time.monotonic() - started, 3), meta_json=_meta_json(item),
         followups_json=_followups_json(summary, written),
     ), summary.attempts, written
+
+
+def _file_names(files: DocumentRecord | DocumentFiles) -> set[str]:
+    """Every output file a document has: its audio (or .txt), sidecar and answers, and with audio the podcast's
+    <id>.txt and <id>.vtt transcripts (which --output text does not make)."""
+    if isinstance(files, DocumentFiles):
+        main, sidecar = files.main.name, files.sidecar.name
+        names = {main, sidecar, *(f.name for f in files.followups)}
+    else:
+        main, sidecar = files.wav_name or "", files.sidecar_name or ""
+        names = {n for n in (main, sidecar) if n} | {extra[0] for extra in json.loads(files.extra_files_json or "[]")}
+    if main and not main.endswith(".txt") and sidecar.endswith(".json"):
+        stem = sidecar[: -len(".json")]
+        names |= {f"{stem}.txt", f"{stem}.vtt"}
+    return names
 
 
 def _followups_json(summary: SpokenSummary, written: DocumentFiles) -> str | None:

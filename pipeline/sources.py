@@ -265,19 +265,21 @@ def _document_from_row(row: dict[str, object], *, manifest: Path, where: str, li
                                root=manifest.parent.resolve(), already_safe=True, **extras)
 
 
-def parse_followups(value: object) -> tuple[str, ...] | None:
-    """A manifest's `followups`: a JSON list of questions, or (CSV) one question per line; None when absent."""
+def parse_followups(value: object, where: str = "field 'followups'") -> tuple[str, ...] | None:
+    """A manifest's `followups`: a JSON list of questions, or (CSV) one question per line; None when absent.
+
+    `where` names the setting in error messages."""
     if value is None:
         return None
     if isinstance(value, str):
         value = [line for line in value.splitlines() if line.strip()]
     if not isinstance(value, list) or not all(isinstance(q, str) for q in value):
-        raise DocumentError("field 'followups' must be a list of questions (strings)")
+        raise DocumentError(f"{where} must be a list of questions (strings)")
     questions = tuple(" ".join(q.split()) for q in value if q.strip())
     if len(questions) > MAX_FOLLOWUPS:
-        raise DocumentError(f"field 'followups' has {len(questions)} questions; at most {MAX_FOLLOWUPS} are allowed")
+        raise DocumentError(f"{where} has {len(questions)} questions; at most {MAX_FOLLOWUPS} are allowed")
     if any(len(q) > MAX_QUESTION_CHARS for q in questions):
-        raise DocumentError(f"a follow-up question is longer than {MAX_QUESTION_CHARS} characters")
+        raise DocumentError(f"{where} has a question longer than {MAX_QUESTION_CHARS} characters")
     return questions
 
 

@@ -6,25 +6,17 @@ Works on WAV bytes only (pydub reads WAV natively, no ffmpeg); never writes file
 from __future__ import annotations
 
 import io
-import warnings
+
+from pipeline.audio import import_pydub
 
 PAUSE_MS = 700
-
-
-def _audio_segment():  # -> type[pydub.AudioSegment]
-    # pydub warns on import when no ffmpeg is on PATH; WAV needs none, and the warning would corrupt
-    # --log-format json on stderr.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        from pydub import AudioSegment
-    return AudioSegment
 
 
 def stitch(parts: list[bytes], pause_ms: int = PAUSE_MS) -> tuple[bytes, list[float]]:
     """(one WAV, start second of each part); parts are brought to the first part's rate and channels."""
     if not parts:
         raise ValueError("nothing to stitch")
-    AudioSegment = _audio_segment()  # noqa: N806
+    AudioSegment = import_pydub().AudioSegment  # noqa: N806
     segments = [AudioSegment.from_wav(io.BytesIO(data)) for data in parts]
     first = segments[0]
     rate, channels, width = first.frame_rate, first.channels, first.sample_width

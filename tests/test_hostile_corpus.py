@@ -24,6 +24,7 @@ import pytest
 
 from conftest import RunningServer, api_env
 from pipeline import report_html, sources
+from pipeline.redact import visible
 
 HOSTILE = Path(__file__).resolve().parent / "hostile"
 sys.path.insert(0, str(HOSTILE))  # tests/hostile is not collected (norecursedirs); its builder is a plain module
@@ -156,7 +157,7 @@ def check_case(case: Case, rows: list[dict[str, Any]], out: Path) -> str | None:
 def outcome_table(corpus: Corpus, documents: list[dict[str, Any]], problems: dict[str, str], tmp: Path) -> str:
     def cell(text: object) -> str:
         # The run's tmp folder differs each time and makes every path reason unreadably long: shown as $TMP.
-        return report_html.visible(str(text).replace(str(tmp), "$TMP"), one_line=True).replace("|", "\\|")
+        return visible(str(text).replace(str(tmp), "$TMP"), one_line=True).replace("|", "\\|")
 
     lines = ["| case | source | expected | actual | reason |", "| --- | --- | --- | --- | --- |"]
     for case in corpus.cases:

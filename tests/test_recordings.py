@@ -73,7 +73,7 @@ def test_recording_to_text_over_the_wire(recordings: Path, tone_server: RunningS
     assert result.exit_code == 0, result.stderr + result.stdout
     out = tmp_path / "out"
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
-        "call.json", "call.txt", "podcast.xml", "report.html", "report.json"]
+        "call.json", "call.txt", "report.html", "report.json"]
     sidecar = _sidecar(out, "call")
     assert sidecar["output"] == "text" and sidecar["audio_file"] is None and sidecar["text_file"] == "call.txt"
     assert sidecar["input"]["kind"] == "recording" and sidecar["input"]["parts"] == 1
@@ -234,12 +234,33 @@ def test_refused_audio_ids_are_resent_as_transcripts(recordings: Path, tmp_path:
         result = run_cli("run", str(manifest), "-o", str(out), env=api_env(server))
         stats = server.stats()
     assert result.exit_code == 0, result.stderr + result.stdout
-    for number, answer in enumerate(_sidecar(out, "call-17")["followups"], start=1):
+    answers = _sidecar(out, "call-17")["followups"]
+    for number, answer in enumerate(answers, start=1):
         assert [h["via"] for h in answer["history"]] == ["transcript"] * number
-        assert all(h["reason"].startswith("refused by the server: HTTP 400") for h in answer["history"])
-    assert stats["counts"]["error_400"] == 3 and stats["counts"]["ok"] == 4
+    # Question 1 learns the ids are refused (one 400, then asked again); the later questions never send one.
+    assert all(h["reason"].startswith("refused by the server: HTTP 400") for a in answers for h in a["history"])
+    assert stats["counts"]["error_400"] == 1 and stats["counts"]["ok"] == 4
+    assert stats["wire"]["assistant_audio_id"] == 1
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
-    assert report["documents"][0]["requests"] == 7
+    assert report["documents"][0]["requests"] == 5
+
+
+def test_fewer_questions_or_text_output_leave_no_stale_files(recordings: Path, tone_server: RunningServer,
+                                                             tmp_path: Path) -> None:
+    manifest = _followup_manifest(recordings, tmp_path)
+    out = tmp_path / "out"
+    assert run_cli("run", str(manifest), "-o", str(out), env=api_env(tone_server)).exit_code == 0
+    assert {p.name for p in out.glob("call-17*")} == {
+        "call-17.wav", "call-17.json", "call-17.txt", "call-17.vtt", "call-17.q1.wav", "call-17.q2.wav",
+        "call-17.q3.wav"}
+    line = json.loads(manifest.read_text(encoding="utf-8"))
+    line["followups"] = line["followups"][:1]
+    manifest.write_text(json.dumps(line) + "\n", encoding="utf-8")
+    assert run_cli("run", str(manifest), "-o", str(out), env=api_env(tone_server)).exit_code == 0
+    assert {p.name for p in out.glob("call-17*")} == {
+        "call-17.wav", "call-17.json", "call-17.txt", "call-17.vtt", "call-17.q1.wav"}
+    assert run_cli("run", str(manifest), "-o", str(out), "--output", "text", env=api_env(tone_server)).exit_code == 0
+    assert {p.name for p in out.glob("call-17*")} == {"call-17.json", "call-17.txt", "call-17.q1.txt"}
 
 
 def test_followups_from_a_job_and_the_offline_engine(recordings: Path, tmp_path: Path) -> None:

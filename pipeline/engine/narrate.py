@@ -70,5 +70,6 @@ ANSWER_WORDS = 30  # an extractive answer is the sentence or two that match the 
 def answer(question: str, context: str, words: int, engine: str = "local") -> Narration:
     """A follow-up question answered from the document (or what was heard of it) and the answers so far."""
     spoken = extractive.answer(question, context, words) or extractive.lead(context, words)
-    audio = speech.speak(spoken) if engine == "local" else tone.tone(spoken)
+    # "text": the audio is thrown away, so make the shortest there is.
+    audio = speech.speak(spoken) if engine == "local" else tone.tone(spoken if engine == "tone" else [])
     return Narration(transcript=" ".join(spoken), audio=audio, sentences=tuple(spoken))

@@ -9,16 +9,19 @@ import asyncio
 import dataclasses
 import multiprocessing
 import os
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from typing import Any
 
+from pipeline import recordings
 from pipeline.audio import InvalidAudio, wav_info
 from pipeline.engine import listen, narrate, speech
 from pipeline.plan import narration_parts
 from pipeline.prompts import chapter_label
 from pipeline.stitch import stitch
 from pipeline.errors import DocumentError, TransientError
-from pipeline.models import Document, FollowUpAnswer, RunSettings, SpokenSummary
+from pipeline.models import Document, FollowUpAnswer, RunSettings, SpokenSummary, questions_for
 
 LOCAL_MODEL = "textrank-extractive"
 
@@ -60,7 +63,7 @@ class LocalProvider:
     async def _narrate(self, document: Document, settings: RunSettings) -> narrate.Narration:
         return await self._in_pool(narrate.narrate, document.text, settings.words, document.title, "local")
 
-    async def _in_pool(self, function, *args):
+    async def _in_pool(self, function: Callable[..., Any], *args: Any) -> Any:
         loop = asyncio.get_running_loop()
         for attempt in (1, 2):
             pool = self._pool
@@ -74,7 +77,7 @@ class LocalProvider:
                     pool.shutdown(wait=False, cancel_futures=True)
                     self._pool = self._new_pool()
             except InvalidAudio as exc:
-                raise DocumentError(f"the recording cannot be used: {exc}") from None
+                raise recordings.unusable(exc) from None
             except Exception as exc:  # the engine is this provider's boundary: classify what it raises
                 raise DocumentError(f"offline engine failed: {type(exc).__name__}: {exc}") from None
         raise AssertionError("unreachable")
@@ -82,13 +85,11 @@ class LocalProvider:
     async def summarise(self, document: Document, settings: RunSettings) -> SpokenSummary:
         if document.audio is not None:
             summary = await self._hear(document, settings)
-        elif settings.output == "text":
-            raise DocumentError("--output text needs a recording: a text document has to be spoken")
         elif settings.mode == "narrate":
             return await self._read_aloud(document, settings)
         else:
             summary = await self._summarise_text(document, settings)
-        questions = document.followups if document.followups is not None else settings.followups
+        questions = questions_for(document, settings)
         if not questions:
             return summary
         # The offline engine answers from what it read (or heard) and what it has said so far.

@@ -15,22 +15,23 @@ from typing import Any, TypeVar
 
 import httpx
 
-from pipeline import __version__
+from pipeline import __version__, recordings
 from pipeline.audio import InvalidAudio, wav_info
 from pipeline.clock import SYSTEM_CLOCK, Clock
-from pipeline import recordings
 from pipeline.conversation import Conversation
-from pipeline.errors import ApiError, AuthenticationFailed, DocumentError, PermanentApiError, TransientError
-from pipeline.models import Attempt, Document, EventListener, RunSettings, SpokenSummary, Usage
+from pipeline.errors import ApiError, AuthenticationFailed, PermanentApiError, TransientError
+from pipeline.models import Attempt, Document, EventListener, RunSettings, SpokenSummary, Usage, questions_for
 from pipeline.plan import narration_parts, split_for_budget
 from pipeline.prompts import (chapter_label, combined_parts, narrate_messages, part_messages,
-                              recording_system_prompt, recording_user_content, system_prompt, user_message)
+                              recording_in_parts, recording_system_prompt, recording_user_content, system_prompt,
+                              user_message)
 from pipeline.stitch import stitch
 from pipeline.ratelimit import RateLimiter, TokenEstimator
 from pipeline.retry import RetryPolicy, retry_after_seconds
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429})  # and every 5xx
 CONNECT_TIMEOUT_S = 10.0
+PREPARING_AT_ONCE = 2  # recordings converted or scanned for pauses at once (each holds up to ~60 MB per hour)
 
 
 def build_request_body(document: Document, settings: RunSettings) -> dict[str, Any]:
@@ -54,16 +55,18 @@ def classify_error_response(response: httpx.Response, *, secret: str | None = No
     status = response.status_code
     request_id = response.headers.get("x-request-id")
     code: str | None = None
+    param: str | None = None
     message = ""
     try:
         error = response.json().get("error") or {}
         code = error.get("code") or error.get("type")
         message = str(error.get("message") or "")
+        param = error.get("param") if isinstance(error.get("param"), str) else None
     except (ValueError, AttributeError):
         pass
     message = _redact(message or response.reason_phrase or "no message", secret)
     text = f"HTTP {status}" + (f" {code}" if code else "") + f": {message}"
-    details = {"status": status, "code": code, "request_id": request_id,
+    details = {"status": status, "code": code, "request_id": request_id, "param": param,
                "cause": f"http_{status}" + (f"_{code}" if status == 429 and code else "")}
     if status == 401:
         return AuthenticationFailed(text, **details)
@@ -112,8 +115,9 @@ def parse_answer(response: httpx.Response, *, provider: str, voice: str) -> Spok
         provider=provider,
         model=str(body.get("model") or ""),
         voice=voice,
-        audio_id=audio.get("id"),
-        audio_expires_at=audio.get("expires_at"),
+        # A compatible server may send other types; an id that cannot be trusted is simply not referred to later.
+        audio_id=audio["id"] if isinstance(audio.get("id"), str) and audio["id"] else None,
+        audio_expires_at=audio["expires_at"] if type(audio.get("expires_at")) is int else None,
         request_id=request_id,
         usage=_usage(body.get("usage")),
     )
@@ -196,6 +200,7 @@ class OpenAIProvider:
             headers["Authorization"] = f"Bearer {settings.api_key}"
         self._secret = settings.api_key
         self.clock = clock
+        self._preparing = asyncio.Semaphore(PREPARING_AT_ONCE)
         self._deadline_s = settings.timeout_s + CONNECT_TIMEOUT_S
         self._client = httpx.AsyncClient(
             base_url=settings.base_url.rstrip("/") + "/",
@@ -227,7 +232,7 @@ class OpenAIProvider:
             summary, opening = await self._hear(document, settings)
         else:
             summary, opening = await self._summarise_text(document, settings)
-        questions = document.followups if document.followups is not None else settings.followups
+        questions = questions_for(document, settings)
         if not questions:
             return summary
         conversation = Conversation(self, document, settings, opening, summary)
@@ -242,8 +247,6 @@ class OpenAIProvider:
     async def _summarise_text(self, document: Document,
                               settings: RunSettings) -> tuple[SpokenSummary, list[dict[str, Any]]]:
         """The summary, and the messages its answer replied to (the start of any follow-up conversation)."""
-        if settings.output == "text":
-            raise DocumentError("--output text needs a recording: a text document has to be spoken")
         parts = split_for_budget(document.text, settings.max_input_tokens)
         if len(parts) == 1:
             return await self._speak(document, settings), build_request_body(document, settings)["messages"]
@@ -252,49 +255,62 @@ class OpenAIProvider:
         summaries: list[str] = []
         map_usages: list[Usage] = []
         attempts: list[Attempt] = []
-        for index, part in enumerate(parts, start=1):
-            body = {"model": settings.map_model,
-                    "messages": part_messages(document, part, index, len(parts), part_words)}
-            answer, part_attempts = await self._call(body, document.id, part_words, parse_text_answer)
-            summaries.append(answer.text)
-            map_usages.append(answer.usage)
-            attempts.extend(part_attempts)
-        reduced = dataclasses.replace(document, text=combined_parts(summaries))
-        summary = await self._speak(reduced, settings)
+        try:
+            for index, part in enumerate(parts, start=1):
+                body = {"model": settings.map_model,
+                        "messages": part_messages(document, part, index, len(parts), part_words)}
+                answer, part_attempts = await self._call(body, document.id, part_words, parse_text_answer)
+                summaries.append(answer.text)
+                map_usages.append(answer.usage)
+                attempts.extend(part_attempts)
+            reduced = dataclasses.replace(document, text=combined_parts(summaries))
+            summary = await self._speak(reduced, settings)
+        except ApiError as error:
+            error.attempts = tuple(attempts) + tuple(error.attempts)  # the runner records them from the error
+            raise
         return dataclasses.replace(summary, attempts=tuple(attempts) + summary.attempts, parts=len(parts),
                                    usage=_sum_usage([*map_usages, summary.usage])), \
             build_request_body(reduced, settings)["messages"]
 
     async def _hear(self, document: Document,
-                    settings: RunSettings) -> tuple[SpokenSummary, list[dict[str, Any]] | None]:
+                    settings: RunSettings) -> tuple[SpokenSummary, list[dict[str, Any]]]:
         """A recording as input_audio, part by part when it is over the size limit; the parts' answers joined.
 
-        The second value is the messages the answer replied to, or None when there were several parts (no one
-        answer then covers the whole recording, so a follow-up starts from the part summaries as text).
+        The second value is the messages a follow-up conversation starts from: the request itself for one part;
+        for several, a text turn naming the recording (the joined answer, which has no single audio id, follows).
         """
         assert document.audio is not None
-        parts = await asyncio.to_thread(recordings.prepare, document.audio, settings.max_audio_bytes)
+        async with self._preparing:  # converting and scanning for pauses is CPU and memory: a few at a time
+            recording = await asyncio.to_thread(recordings.plan, document.audio, settings.max_audio_bytes)
         system = {"role": "system", "content": recording_system_prompt(
             settings.words, document.instructions or settings.instructions, spoken=settings.output != "text")}
+        count = len(recording.cuts)
         answers: list[SpokenSummary] = []
-        opening: list[dict[str, Any]] = []
-        for index, part in enumerate(parts, start=1):
-            content = recording_user_content(document.title, base64.b64encode(part.data).decode("ascii"),
-                                             part.format, index, len(parts))
-            opening = [system, {"role": "user", "content": content}]
-            answer = await self.ask(document, settings, opening, part.duration_s)
-            answers.append(answer)
-        heard_s = round(sum(p.duration_s for p in parts), 3)
-        if len(answers) == 1:
-            return dataclasses.replace(answers[0], input_seconds=heard_s), opening
+        messages: list[dict[str, Any]] = []
+        try:
+            for index in range(count):
+                async with self._preparing:
+                    part = await asyncio.to_thread(recording.part, index)
+                content = recording_user_content(document.title, base64.b64encode(part.data).decode("ascii"),
+                                                 part.format, index + 1, count)
+                del part
+                messages = [system, {"role": "user", "content": content}]
+                answers.append(await self.ask(document, settings, messages, recording.cuts[index][1]
+                                              - recording.cuts[index][0]))
+        except ApiError as error:
+            error.attempts = tuple(a for answer in answers for a in answer.attempts) + tuple(error.attempts)
+            raise
+        heard_s = round(recording.duration_s, 3)
+        if count == 1:
+            return dataclasses.replace(answers[0], input_seconds=heard_s), messages
         wav, _ = stitch([a.wav for a in answers]) if settings.output != "text" else (b"", [])
         info = wav_info(wav) if wav else None
         joined = dataclasses.replace(
             answers[0], wav=wav, transcript="\n\n".join(a.transcript for a in answers),
             duration_s=info.duration_s if info else 0.0, sample_rate=info.sample_rate if info else 0,
             attempts=tuple(x for a in answers for x in a.attempts), usage=_sum_usage([a.usage for a in answers]),
-            parts=len(parts), input_seconds=heard_s, audio_id=None, audio_expires_at=None)
-        return joined, None
+            parts=count, input_seconds=heard_s, audio_id=None, audio_expires_at=None)
+        return joined, [system, {"role": "user", "content": recording_in_parts(document.title, count)}]
 
     async def ask(self, document: Document, settings: RunSettings, messages: list[dict[str, Any]],
                   audio_seconds: float = 0.0) -> SpokenSummary:

@@ -33,7 +33,8 @@ if step == "decode":
 elif step == "prepare":
     from pipeline import recordings
     from pipeline.models import AudioSource
-    parts = recordings.prepare(AudioSource(path, path.suffix, path.stat().st_size), 20 * 1024 * 1024)
+    plan = recordings.plan(AudioSource(path, path.suffix, path.stat().st_size), 20 * 1024 * 1024)
+    parts = [plan.part(i) for i in range(len(plan.cuts))]
     extra["parts"] = len(parts)
     extra["part_seconds"] = [round(p.duration_s, 1) for p in parts]
     extra["part_mb"] = [round(len(p.data) / 2**20, 2) for p in parts]
