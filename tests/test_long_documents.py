@@ -130,3 +130,20 @@ def test_narrate_mode_refuses_a_book(tmp_path: Path) -> None:
     assert result.exit_code == 1
     (row,) = json.loads((out / "report.json").read_text())["documents"]
     assert row["status"] == "failed" and row["reason"].startswith("too long to read aloud: 40004 words")
+
+
+def test_summaries_over_the_budget_are_summarised_again(tone_server: RunningServer, tmp_path: Path) -> None:
+    text = _long_report(40, 12)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "review.md").write_text(text)
+    first_round = len(split_for_budget(text, 500))
+    # 60-word summaries of this many parts are far over a 500-token budget: a second round (at least) is needed
+    # before the spoken summary, whose request then fits the budget.
+    assert first_round * 60 * 1.3 > 500 * 2
+    out = tmp_path / "out"
+    result = run_cli("run", str(folder), "-o", str(out), "--max-input-tokens", "500", env=api_env(tone_server))
+    assert result.exit_code == 0, result.stderr
+    sidecar = json.loads((out / "review.json").read_text())
+    assert sidecar["parts"] == first_round
+    assert sidecar["attempts"] > first_round + 1

@@ -250,25 +250,30 @@ class OpenAIProvider:
         parts = split_for_budget(document.text, settings.max_input_tokens)
         if len(parts) == 1:
             return await self._speak(document, settings), build_request_body(document, settings)["messages"]
-        # Map: each part to a text summary (a text model), then reduce: speak from the part summaries.
-        part_words = max(60, min(400, settings.max_input_tokens // (len(parts) * 2)))
-        summaries: list[str] = []
+        # Map: each part to a text summary (a text model), then reduce: speak from the part summaries. When even
+        # the summaries are over the budget (a book: hundreds of parts), they are summarised again, round by round.
+        map_parts = len(parts)
         map_usages: list[Usage] = []
         attempts: list[Attempt] = []
+        reduced = document
         try:
-            for index, part in enumerate(parts, start=1):
-                body = {"model": settings.map_model,
-                        "messages": part_messages(document, part, index, len(parts), part_words)}
-                answer, part_attempts = await self._call(body, document.id, part_words, parse_text_answer)
-                summaries.append(answer.text)
-                map_usages.append(answer.usage)
-                attempts.extend(part_attempts)
-            reduced = dataclasses.replace(document, text=combined_parts(summaries))
+            while len(parts) > 1:
+                part_words = max(60, min(400, settings.max_input_tokens // (len(parts) * 2)))
+                summaries: list[str] = []
+                for index, part in enumerate(parts, start=1):
+                    body = {"model": settings.map_model,
+                            "messages": part_messages(document, part, index, len(parts), part_words)}
+                    answer, part_attempts = await self._call(body, document.id, part_words, parse_text_answer)
+                    summaries.append(answer.text)
+                    map_usages.append(answer.usage)
+                    attempts.extend(part_attempts)
+                reduced = dataclasses.replace(document, text=combined_parts(summaries))
+                parts = split_for_budget(reduced.text, settings.max_input_tokens)
             summary = await self._speak(reduced, settings)
         except ApiError as error:
             error.attempts = tuple(attempts) + tuple(error.attempts)  # the runner records them from the error
             raise
-        return dataclasses.replace(summary, attempts=tuple(attempts) + summary.attempts, parts=len(parts),
+        return dataclasses.replace(summary, attempts=tuple(attempts) + summary.attempts, parts=map_parts,
                                    usage=_sum_usage([*map_usages, summary.usage])), \
             build_request_body(reduced, settings)["messages"]
 
