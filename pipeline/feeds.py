@@ -13,6 +13,7 @@ import os
 import re
 import socket
 import stat
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -81,7 +82,8 @@ class PageFetcher:
                                 write=self.limits.read_timeout_s, pool=self.limits.connect_timeout_s)
         self._client = httpx.Client(
             timeout=timeout, follow_redirects=False,
-            limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
+            # No keep-alive: every fetch opens its own connection, which is what lets the deadline watchdog cut it.
+            limits=httpx.Limits(max_connections=4, max_keepalive_connections=0),
             headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate",
                      "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"})
 
@@ -104,8 +106,9 @@ class PageFetcher:
                 _require_public(urlsplit(current).hostname or "")
             if time.monotonic() > deadline:
                 raise FetchError(f"took longer than the {limits.deadline_s:g} s deadline")
+            watchdog = _DeadlineWatchdog(deadline)
             try:
-                with self._client.stream("GET", current) as response:
+                with self._client.stream("GET", current, extensions={"trace": watchdog.trace}) as response:
                     if response.status_code in _REDIRECTS and "location" in response.headers:
                         # Leaving the block closes the connection without reading the redirect's body.
                         current = str(response.url.join(response.headers["location"]))
@@ -113,6 +116,8 @@ class PageFetcher:
                     if not 200 <= response.status_code < 300:
                         raise FetchError(f"HTTP {response.status_code} {response.reason_phrase}".strip())
                     body = _read_capped(response, cap, deadline, limits.deadline_s)
+                    if watchdog.fired:  # the cut can look like the body's end: what came is not the whole body
+                        raise FetchError(f"took longer than the {limits.deadline_s:g} s deadline")
                     return Fetched(url=str(response.url), content_type=response.headers.get("content-type", ""),
                                    body=body)
             except httpx.TimeoutException as exc:
@@ -120,8 +125,49 @@ class PageFetcher:
             except httpx.InvalidURL as exc:
                 raise FetchError(f"bad URL: {exc}") from None
             except httpx.HTTPError as exc:
+                if watchdog.fired:
+                    raise FetchError(f"took longer than the {limits.deadline_s:g} s deadline") from None
                 raise FetchError(f"cannot fetch: {type(exc).__name__}: {_first_line(exc)}") from None
+            finally:
+                watchdog.cancel()
         raise FetchError(f"more than {limits.max_redirects} redirects")
+
+
+class _DeadlineWatchdog:
+    """Cuts a fetch's connection at the deadline. The read timeout restarts with every byte, so a server that
+    trickles its headers a byte at a time would hold a sync client for ever; the body is checked between reads,
+    but nothing runs while httpx waits for the headers. httpx's trace hook hands over each new connection's
+    socket (keep-alive is off, so every fetch has one), and a timer shuts it down."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.fired = False
+        self._timer: threading.Timer | None = None
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        if event not in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            return
+        stream = info.get("return_value")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is None:
+            return
+        self.cancel()
+        self._timer = threading.Timer(max(0.0, self.deadline - time.monotonic()), self._cut, (sock,))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _cut(self, sock: socket.socket) -> None:
+        self.fired = True
+        try:
+            # The plain socket's shutdown, also under TLS: it wakes the blocked recv without an SSL exchange.
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed: the fetch ended on its own
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 def is_public_host(host: str) -> bool:

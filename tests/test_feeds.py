@@ -155,6 +155,17 @@ class FeedServer:
                     return self.send(200, b"<html><body><p>Too late.</p></body></html>")
                 if path == "/trickle":
                     return self.stream(_trickle())
+                if path == "/trickle-headers":
+                    try:  # a header line that never ends, a byte every 50 ms: the read timeout never fires
+                        self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                        for _ in range(80):
+                            self.wfile.write(b"x")
+                            self.wfile.flush()
+                            time.sleep(0.05)
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass  # cut at the deadline, as it should be
+                    self.close_connection = True
+                    return None
                 if path == "/huge-declared":
                     self.send_response(200)
                     self.send_header("Content-Type", "text/html")
@@ -384,7 +395,8 @@ def test_bad_feeds_fail_alone(web: FeedServer, tmp_path: Path) -> None:
 
 def test_hostile_article_pages_fail_alone_fast_and_small(web: FeedServer) -> None:
     web.hostile_links = [web.url(path) for path in (
-        "/redirect-loop/1", "/endless", "/gzip-bomb", "/slow", "/trickle", "/huge-declared", "/image",
+        "/redirect-loop/1", "/endless", "/gzip-bomb", "/slow", "/trickle", "/trickle-headers", "/huge-declared",
+        "/image",
         "/redirect-with-endless-body", "/gzip-article")]
     started = time.monotonic()
     tracemalloc.start()
@@ -404,6 +416,7 @@ def test_hostile_article_pages_fail_alone_fast_and_small(web: FeedServer) -> Non
         "/gzip-bomb": "decompressed body is over the 1048576-byte limit",
         "/slow": "timed out (no data for 0.3 s)",
         "/trickle": "took longer than the 1 s deadline",
+        "/trickle-headers": "took longer than the 1 s deadline",
         "/huge-declared": "body is 5000000000 bytes, over the 1048576-byte limit",
         "/image": "not an article page (Content-Type image/png)",
     }
