@@ -188,6 +188,34 @@ async def _flush_state_periodically(state: RunState) -> None:
         state.commit()
 
 
+async def _in_daemon_thread(function: Callable[..., Any], *args: Any) -> Any:
+    """function(*args) in a daemon thread. Not asyncio.to_thread: its executor's threads are joined when the loop
+    and the interpreter shut down, so a second Ctrl-C would still wait out a slow feed fetch (up to its deadline)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(value: Any, error: BaseException | None) -> None:
+        if future.done():  # cancelled meanwhile (a stop): nobody wants the item any more
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+
+    def work() -> None:
+        try:
+            value, error = function(*args), None
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task, which decides
+            value, error = None, exc
+        try:
+            loop.call_soon_threadsafe(settle, value, error)
+        except RuntimeError:
+            pass  # the loop is closed: the run is over
+
+    threading.Thread(target=work, name="audiosum-pull", daemon=True).start()
+    return await future
+
+
 def _install_signal_handlers(loop: asyncio.AbstractEventLoop, run: _Run) -> list[int]:
     if threading.current_thread() is not threading.main_thread():
         return []
@@ -221,7 +249,7 @@ class _Run:
         if not self.pull_in_thread:
             return next(self.items, None)
         async with self.pull_lock:  # a generator may be advanced by one thread at a time
-            return await asyncio.to_thread(next, self.items, None)
+            return await _in_daemon_thread(next, self.items, None)
 
     def emit(self, event: str, **fields: Any) -> None:
         if self.on_event is not None:

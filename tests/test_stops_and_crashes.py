@@ -108,6 +108,55 @@ def test_second_sigint_stops_at_once(corpus: Path, tmp_path: Path) -> None:
         stop_server(server)
 
 
+def test_second_sigint_does_not_wait_for_a_slow_feed_page(tmp_path: Path) -> None:
+    """The feed's only article page never answers: the item is being pulled (its page fetched) when the signals
+    come, and the second one must not wait for that fetch's 10 s read timeout."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    release = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            if self.path == "/feed.xml":
+                body = (f'<?xml version="1.0"?><rss version="2.0"><channel><title>Slow</title><item>'
+                        f'<title>Hangs</title><link>http://127.0.0.1:{self.server.server_port}/hang</link>'
+                        f'</item></channel></rss>').encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/rss+xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            else:
+                release.wait(30)  # answer nothing until the test is over
+
+    web = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    web.daemon_threads = True
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    server = start_server("--engine", "tone", key=None)
+    try:
+        out = tmp_path / "out"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "run", f"http://127.0.0.1:{web.server_port}/feed.xml", "-o", str(out)],
+            env=_env(server), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(1.5)  # started, feed read, the page fetch hanging
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.2)
+        started = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=30)
+        assert time.monotonic() - started < 3
+        assert process.returncode == 130
+        assert json.loads((out / "report.json").read_text())["status"] == "interrupted"
+    finally:
+        release.set()
+        web.shutdown()
+        stop_server(server)
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_sigkill_at_a_random_moment_loses_nothing(slow_server: RunningServer, corpus: Path, tmp_path: Path,
                                                   seed: int) -> None:
