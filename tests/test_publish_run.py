@@ -38,3 +38,13 @@ def test_wav_keeps_its_level_unless_asked(tone_server: RunningServer, tmp_path: 
     assert abs(measure_loudness(out / "short-reminder.wav") - (-23.0)) <= 1.0
     bad = run_cli("run", str(SAMPLE_INPUTS / "notes"), "-o", str(out), "--loudness", "loud")
     assert bad.exit_code == 2 and "--loudness" in bad.stderr
+
+
+def test_changing_the_format_leaves_no_old_audio_file(tone_server: RunningServer, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert run_cli("run", str(SAMPLE_INPUTS / "notes"), "-o", str(out), env=api_env(tone_server)).exit_code == 0
+    assert (out / "short-reminder.wav").exists()
+    result = run_cli("run", str(SAMPLE_INPUTS / "notes"), "-o", str(out), "--format", "opus", env=api_env(tone_server))
+    assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in out.glob("short-reminder.*")) == [
+        "short-reminder.json", "short-reminder.opus", "short-reminder.txt", "short-reminder.vtt"]
