@@ -45,7 +45,7 @@ def build(state: RunState, run_id: str) -> dict[str, Any]:
     totals["retries_by_cause"] = {cause: count for cause, count in state.retries_by_cause(run_id).items()
                                   if cause != "ok"}
     totals["retries"] = sum(totals["retries_by_cause"].values())
-    return {
+    built: dict[str, Any] = {
         "run_id": run_id,
         "status": run["status"],
         "started_at": _iso(run["started_at"]),
@@ -53,6 +53,9 @@ def build(state: RunState, run_id: str) -> dict[str, Any]:
         "settings": settings,
         "totals": totals,
     }
+    if run["abort_reason"]:
+        built["abort_reason"] = run["abort_reason"]
+    return built
 
 
 def _row(result: DocumentResult) -> dict[str, Any]:

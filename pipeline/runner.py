@@ -126,16 +126,12 @@ async def _run_locked(settings: RunSettings, state: RunState, on_result: ResultL
         if provider is None:
             await active.aclose()
     if failure is not None:
-        state.finish_run(run_id, "crashed")
-        built = report.build(state, run_id)
-        built["abort_reason"] = f"internal error: {type(failure).__name__}: {failure}"
-        report.write(settings.out_dir, built, state)
+        state.finish_run(run_id, "crashed", f"internal error: {type(failure).__name__}: {failure}")
+        report.write(settings.out_dir, report.build(state, run_id), state)
         raise failure
     status = "interrupted" if run.stop_signal else ("aborted" if run.abort_reason else "finished")
-    state.finish_run(run_id, status)
+    state.finish_run(run_id, status, run.abort_reason)
     built = report.build(state, run_id)
-    if run.abort_reason:
-        built["abort_reason"] = run.abort_reason
     json_path, html_path = report.write(settings.out_dir, built, state)
     if settings.output != "text":  # text answers are not episodes
         podcast.build(settings.out_dir, state, base_url=settings.podcast_base_url, title=settings.podcast_title,

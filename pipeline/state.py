@@ -130,6 +130,12 @@ def m007_followups(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE documents ADD COLUMN extra_files_json TEXT")
 
 
+@migration
+def m008_abort_reason(db: sqlite3.Connection) -> None:
+    # Why a run stopped early (a refused key, an internal error), so `audiosum report` can say it again.
+    db.execute("ALTER TABLE runs ADD COLUMN abort_reason TEXT")
+
+
 def migrate(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
     done = {row[0] for row in db.execute("SELECT name FROM migrations")}
@@ -278,9 +284,10 @@ class RunState:
             (run_id,))
         return {outcome: count for outcome, count in rows}
 
-    def finish_run(self, run_id: str, status: str) -> None:
+    def finish_run(self, run_id: str, status: str, abort_reason: str | None = None) -> None:
         self.commit()
-        self._db.execute("UPDATE runs SET ended_at = ?, status = ? WHERE run_id = ?", (time.time(), status, run_id))
+        self._db.execute("UPDATE runs SET ended_at = ?, status = ?, abort_reason = ? WHERE run_id = ?",
+                         (time.time(), status, abort_reason, run_id))
 
     def run(self, run_id: str | None = None) -> sqlite3.Row | None:
         if run_id is None:

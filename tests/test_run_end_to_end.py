@@ -125,6 +125,10 @@ def test_wrong_key_stops_the_run_early_with_one_message(tone_server: RunningServ
     report = json.loads((out / "report.json").read_text())
     assert report["status"] == "aborted" and "refused the key" in report["abort_reason"]
     assert [d["error_class"] for d in report["documents"]] == ["AuthenticationFailed"]
+    # Rebuilt from state later, the report still says why the run stopped.
+    (out / "report.json").unlink()
+    assert run_cli("report", str(out)).exit_code == 0
+    assert "refused the key" in json.loads((out / "report.json").read_text())["abort_reason"]
     assert wrong not in _all_text(out) + result.stdout + result.stderr
     assert list(out.glob("*.wav")) == []
 
