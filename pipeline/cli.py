@@ -139,7 +139,7 @@ def cli() -> None:
 @click.pass_context
 def run_command(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | None, dry_run: bool,
                 log_format: str, quiet: bool, **options: object) -> None:
-    """Summarise INPUT (folders of .txt/.md files, .jsonl/.csv manifests, or single files) into OUT.
+    """Summarise INPUT (folders of documents and recordings, .jsonl/.csv manifests, single files, feeds) into OUT.
 
     With --job, the job file supplies the inputs, output folder and settings; anything given on the
     command line wins over the file. A rerun skips documents whose input and settings are unchanged
