@@ -49,6 +49,17 @@ def _start(corpus: Path, out: Path, server: RunningServer, *extra: str) -> subpr
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+def _interrupt_twice_and_expect_a_quick_clean_stop(process: subprocess.Popen[str], out: Path) -> None:
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    started = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=30)
+    assert time.monotonic() - started < 3
+    assert process.returncode == 130
+    assert json.loads((out / "report.json").read_text())["status"] == "interrupted"
+
+
 def _wait_for_first_output(out: Path, process: subprocess.Popen[str], timeout_s: float = 20) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and process.poll() is None:
@@ -95,14 +106,7 @@ def test_second_sigint_stops_at_once(corpus: Path, tmp_path: Path) -> None:
         deadline = time.monotonic() + 20
         while server.stats()["counts"].get("requests", 0) < 2 and time.monotonic() < deadline:
             time.sleep(0.02)
-        process.send_signal(signal.SIGINT)
-        time.sleep(0.2)
-        started = time.monotonic()
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=30)
-        assert time.monotonic() - started < 3
-        assert process.returncode == 130
-        assert json.loads((out / "report.json").read_text())["status"] == "interrupted"
+        _interrupt_twice_and_expect_a_quick_clean_stop(process, out)
         _no_partial_files(out)
     finally:
         stop_server(server)
@@ -143,14 +147,7 @@ def test_second_sigint_does_not_wait_for_a_slow_feed_page(tmp_path: Path) -> Non
             [sys.executable, "-m", "pipeline", "run", f"http://127.0.0.1:{web.server_port}/feed.xml", "-o", str(out)],
             env=_env(server), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         time.sleep(1.5)  # started, feed read, the page fetch hanging
-        process.send_signal(signal.SIGINT)
-        time.sleep(0.2)
-        started = time.monotonic()
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=30)
-        assert time.monotonic() - started < 3
-        assert process.returncode == 130
-        assert json.loads((out / "report.json").read_text())["status"] == "interrupted"
+        _interrupt_twice_and_expect_a_quick_clean_stop(process, out)
     finally:
         release.set()
         web.shutdown()

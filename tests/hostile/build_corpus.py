@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 import math
 import os
@@ -15,10 +14,11 @@ import random
 import re
 import stat
 import struct
-import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+
+from pipeline.engine.speech import pcm16_to_wav
 
 Expect = Literal["done", "failed", "absent"]
 
@@ -76,13 +76,7 @@ def sine_wav(seconds: float = 1.0, rate: int = 16000, hz: float = 440.0) -> byte
     """A valid mono 16-bit PCM WAV of a quiet sine."""
     frames = b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * hz * n / rate)))
                       for n in range(int(seconds * rate)))
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(frames)
-    return buffer.getvalue()
+    return pcm16_to_wav(frames, rate)
 
 
 def _audio_files(folder: Path, rng: random.Random) -> None:
