@@ -321,3 +321,22 @@ def test_broken_recordings_fail_alone(recordings: Path, tone_server: RunningServ
     assert report["text"]["status"] == "failed" and "named .mp3 but is not WAV, MP3" in report["text"]["reason"]
     assert report["empty"]["status"] == "failed" and "empty" in report["empty"]["reason"]
     assert not list(out.glob(".audiosum-tmp-*"))
+
+
+def test_text_followups_about_a_recording_in_parts_go_to_a_text_model(recordings: Path, tmp_path: Path) -> None:
+    manifest = _followup_manifest(recordings, tmp_path)
+    out = tmp_path / "out"
+    with running_server("--engine", "tone") as server:
+        result = run_cli("run", str(manifest), "-o", str(out), "--output", "text", "--max-audio-mb", "0.06",
+                         env=api_env(server))
+        wire = server.stats()["wire"]
+    assert result.exit_code == 0, result.stderr + result.stdout
+    sidecar = _sidecar(out, "call-17")
+    parts = sidecar["input"]["parts"]
+    assert parts >= 3
+    # The parts went to the audio model (audio in, text out); the follow-ups, text only, to the text model.
+    assert wire == {"modalities=text": parts + 3, "input_audio": parts, "input_audio_format=mp3": parts,
+                    "assistant_text": 1 + 2 + 3}
+    for answer in sidecar["followups"]:
+        assert answer["history"][0] == {"turn": 0, "via": "transcript",
+                                        "reason": "a text answer has no audio id"}

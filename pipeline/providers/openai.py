@@ -183,6 +183,11 @@ def _usage(raw: object) -> Usage:
     )
 
 
+def _carries_audio(messages: list[dict[str, Any]]) -> bool:
+    return any(isinstance(part, dict) and part.get("type") == "input_audio"
+               for message in messages if isinstance(message.get("content"), list) for part in message["content"])
+
+
 def _redact(text: str, secret: str | None) -> str:
     return text.replace(secret, "[redacted]") if secret else text
 
@@ -322,10 +327,14 @@ class OpenAIProvider:
         """One request in --output's modalities; a text-only answer comes back as a summary with no audio."""
         body = output_options(document, settings) | {"messages": messages}
         if settings.output == "text":
+            if not _carries_audio(messages):
+                # Text in, text out (follow-ups about a recording summarised in parts): the audio models refuse
+                # that combination, so a text model answers.
+                body["model"] = settings.map_model
             answer, attempts = await self._call(body, document.id, settings.words, parse_text_answer, audio_seconds)
             return SpokenSummary(wav=b"", transcript=answer.text, sample_rate=0, duration_s=0.0, provider=self.name,
-                                 model=settings.model, voice="", request_id=answer.request_id, usage=answer.usage,
-                                 attempts=attempts)
+                                 model=str(body["model"]), voice="", request_id=answer.request_id,
+                                 usage=answer.usage, attempts=attempts)
         voice = body["audio"]["voice"]
         spoken, attempts = await self._call(
             body, document.id, settings.words,
