@@ -169,21 +169,30 @@ class DocumentFiles:
 
 
 def write_document_outputs(out_dir: Path, document: Document, summary: SpokenSummary, settings: RunSettings,
-                           published: PublishedAudio | None = None) -> DocumentFiles:
+                           published: PublishedAudio | None = None,
+                           published_answers: tuple[PublishedAudio, ...] = ()) -> DocumentFiles:
     """Write the answers' files (<id>.q1.wav, ...), then <id>.<format> (or <id>.txt), then <id>.json last, so
     the sidecar's presence means everything it names is whole.
 
-    `published` is the normalised, encoded and tagged file when --format/--loudness asked for one; otherwise the
-    model's WAV is written as it came. The caller must fsync_folder(out_dir) before recording the document as done.
+    `published` is the normalised, encoded and tagged file when --format/--loudness asked for one, and
+    `published_answers` the same for each answer; otherwise the model's WAVs are written as they came. The caller
+    must fsync_folder(out_dir) before recording the document as done.
     """
     if settings.output == "text":
         data, extension = (summary.transcript + "\n").encode("utf-8"), "txt"
     else:
         data, extension = (published.data, published.extension) if published else (summary.wav, "wav")
     # All renames are made durable together by the folder fsync the runner does before each state commit.
-    answers = [_write_recorded(confined_path(out_dir, f"{document.id}.q{number}.{'wav' if a.wav else 'txt'}"),
-                               a.wav or (a.transcript + "\n").encode("utf-8"), sync_dir=False)
-               for number, a in enumerate(summary.followups, start=1)]
+    answers = []
+    for number, answer in enumerate(summary.followups, start=1):
+        if number <= len(published_answers):
+            answer_data, answer_extension = published_answers[number - 1].data, published_answers[number - 1].extension
+        elif answer.wav:
+            answer_data, answer_extension = answer.wav, "wav"
+        else:
+            answer_data, answer_extension = (answer.transcript + "\n").encode("utf-8"), "txt"
+        answers.append(_write_recorded(confined_path(out_dir, f"{document.id}.q{number}.{answer_extension}"),
+                                       answer_data, sync_dir=False))
     audio_path = confined_path(out_dir, f"{document.id}.{extension}")
     sidecar_path = confined_path(out_dir, f"{document.id}.json")
     audio = _write_recorded(audio_path, data, sync_dir=False)

@@ -7,6 +7,7 @@ prints nothing itself (callers get results and events).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import signal
 import threading
@@ -25,7 +26,7 @@ from pipeline.models import (Attempt, Document, DocumentResult, EventListener, R
 from pipeline.audio import AudioToolFailed, InvalidAudio
 from pipeline.outputs import (DocumentFiles, fsync_folder, remove_outputs, remove_stale_temp_files,
                               write_document_outputs)
-from pipeline.publish import PublishOptions, publish
+from pipeline.publish import PublishedAudio, PublishOptions, publish
 from pipeline.redact import url_without_credentials, visible
 from pipeline.providers import make_provider
 from pipeline.providers.base import Provider
@@ -336,15 +337,21 @@ async def _process(item: Document, provider: Provider,
     except DocumentError as exc:
         return _failed(item, str(exc), type(exc).__name__, time.monotonic() - started), (), None
     published = None
+    published_answers: tuple[PublishedAudio, ...] = ()
     if settings.output != "text" and (settings.audio_format != "wav" or settings.loudness_lufs is not None):
+        options = publish_options(item, settings)
         try:
-            published = await asyncio.to_thread(publish, summary.wav, publish_options(item, settings))
+            published = await asyncio.to_thread(publish, summary.wav, options)
+            # The answers to follow-up questions are published the same way (format, loudness, tags).
+            published_answers = tuple([await asyncio.to_thread(publish, answer.wav, dataclasses.replace(
+                options, tags={**options.tags, "title": f"{options.tags['title']}: {answer.question}"}))
+                for answer in summary.followups])
         except (InvalidAudio, AudioToolFailed, ValueError) as exc:
             return _failed(item, f"could not publish the audio: {exc}", "DocumentError", time.monotonic() - started,
                            requests=summary.requests), summary.attempts, None
     try:
         written = await asyncio.to_thread(write_document_outputs, settings.out_dir, item, summary, settings,
-                                          published)
+                                          published, published_answers)
     except (OSError, ValueError) as exc:
         return _failed(item, f"could not write outputs: {exc}", type(exc).__name__, time.monotonic() - started,
                        requests=summary.requests), summary.attempts, None

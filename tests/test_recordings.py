@@ -340,3 +340,17 @@ def test_text_followups_about_a_recording_in_parts_go_to_a_text_model(recordings
     for answer in sidecar["followups"]:
         assert answer["history"][0] == {"turn": 0, "via": "transcript",
                                         "reason": "a text answer has no audio id"}
+
+
+def test_answers_are_published_like_the_summary(recordings: Path, tone_server: RunningServer, tmp_path: Path) -> None:
+    from pipeline.audio import duration_of
+
+    manifest = _followup_manifest(recordings, tmp_path)
+    out = tmp_path / "out"
+    result = run_cli("run", str(manifest), "-o", str(out), "--format", "mp3", env=api_env(tone_server))
+    assert result.exit_code == 0, result.stderr + result.stdout
+    answers = _sidecar(out, "call-17")["followups"]
+    assert [a["file"] for a in answers] == ["call-17.q1.mp3", "call-17.q2.mp3", "call-17.q3.mp3"]
+    for answer in answers:
+        assert abs(duration_of(out / answer["file"]) - answer["duration_s"]) < 0.1
+    assert not list(out.glob("*.wav"))
