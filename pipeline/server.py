@@ -271,6 +271,13 @@ class ChatServer:
             return tone.tone(spoken)
         return await asyncio.get_running_loop().run_in_executor(self.pool, speech.speak, spoken)
 
+    async def _transcribe(self, data: bytes, suffix: str) -> listen.Heard:
+        # Recognition is CPU-bound and holds the GIL in places: the local engine's worker processes take it; the
+        # tone engine (load tests, short clips) has none and uses a thread.
+        if self.pool is not None:
+            return await asyncio.get_running_loop().run_in_executor(self.pool, _transcribe_in_worker, data, suffix)
+        return await asyncio.to_thread(listen.transcribe, data, suffix=suffix)
+
     async def _hear(self, parts: list[tuple[bytes, str]], words: int, title: str | None,
                     with_voice: bool) -> narrate.Narration:
         """Recognise the speech offline (PocketSphinx), then summarise and speak what was heard."""
@@ -278,7 +285,7 @@ class ChatServer:
         seconds = 0.0
         for data, audio_format in parts:
             try:
-                result = await asyncio.to_thread(listen.transcribe, data, suffix=f".{audio_format}")
+                result = await self._transcribe(data, f".{audio_format}")
             except InvalidAudio as exc:
                 raise ApiFailure(400, f"The input audio could not be decoded: {exc}.",
                                  param="messages", code="invalid_value") from None
@@ -456,6 +463,11 @@ class ChatServer:
                     given = part.get("input_audio")
                     self.wire["input_audio"] += 1
                     self.wire[f"input_audio_format={given.get('format') if isinstance(given, dict) else None}"] += 1
+
+
+def _transcribe_in_worker(data: bytes, suffix: str) -> listen.Heard:
+    """listen.transcribe with positional arguments, for a process pool."""
+    return listen.transcribe(data, suffix=suffix)
 
 
 def _fresh_counts() -> Counter[str]:

@@ -354,3 +354,11 @@ def test_answers_are_published_like_the_summary(recordings: Path, tone_server: R
     for answer in answers:
         assert abs(duration_of(out / answer["file"]) - answer["duration_s"]) < 0.1
     assert not list(out.glob("*.wav"))
+
+
+def test_the_local_server_recognises_in_its_worker_processes(recordings: Path, local_server: RunningServer,
+                                                             tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run_cli("run", str(recordings / "calls"), "-o", str(out), "--output", "text", env=api_env(local_server))
+    assert result.exit_code == 0, result.stderr + result.stdout
+    assert "three days" in (out / "call.txt").read_text(encoding="utf-8").lower()
