@@ -362,3 +362,25 @@ def test_the_local_server_recognises_in_its_worker_processes(recordings: Path, l
     result = run_cli("run", str(recordings / "calls"), "-o", str(out), "--output", "text", env=api_env(local_server))
     assert result.exit_code == 0, result.stderr + result.stdout
     assert "three days" in (out / "call.txt").read_text(encoding="utf-8").lower()
+
+
+def test_dry_run_counts_parts_and_followups(recordings: Path, tone_server: RunningServer, tmp_path: Path) -> None:
+    import math
+
+    from pipeline.recordings import longest_part_s
+
+    def planned(*options: str) -> dict:
+        out = tmp_path / f"out{len(options)}"
+        result = run_cli("run", str(recordings / "calls"), "-o", str(out), "--dry-run", "--followup", "Why?",
+                         *options, env=api_env(tone_server))
+        assert result.exit_code == 0, result.stderr + result.stdout
+        return json.loads((out / "report.json").read_text(encoding="utf-8"))["dry_run"]
+
+    before = tone_server.stats()["counts"]["requests"]
+    whole = planned()
+    assert whole["requests"] == 1 + 1 and whole["counts"] == {"new": 1}
+    split = planned("--max-audio-mb", "0.06")
+    with wave.open(str(recordings / "calls" / "call.wav")) as reader:
+        seconds = reader.getnframes() / reader.getframerate()
+    assert split["requests"] == math.ceil(seconds / longest_part_s(int(0.06 * 1024 * 1024))) + 1
+    assert tone_server.stats()["counts"]["requests"] == before  # a dry run sends nothing
