@@ -15,7 +15,12 @@ class UsageError(AudiosumError):
 
 
 class DocumentError(AudiosumError):
-    """One document cannot be processed; the reason is permanent and goes to the report."""
+    """One document cannot be processed; the reason is permanent and goes to the report.
+
+    `attempts` holds requests already made for the document when it failed after some (the runner records them).
+    """
+
+    attempts: tuple[object, ...] = ()
 
 
 class ApiError(AudiosumError):

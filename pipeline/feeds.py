@@ -136,38 +136,49 @@ class PageFetcher:
 class _DeadlineWatchdog:
     """Cuts a fetch's connection at the deadline. The read timeout restarts with every byte, so a server that
     trickles its headers a byte at a time would hold a sync client for ever; the body is checked between reads,
-    but nothing runs while httpx waits for the headers. httpx's trace hook hands over each new connection's
-    socket (keep-alive is off, so every fetch has one), and a timer shuts it down."""
+    but nothing runs while httpx waits for the headers. httpx's trace hook hands over each new TCP connection
+    (keep-alive is off, so every fetch has one), and a timer shuts it down."""
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
         self.fired = False
+        self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
+        self._sock: socket.socket | None = None
 
     def trace(self, event: str, info: dict[str, Any]) -> None:
-        if event not in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+        # Any layer's TCP connect ("connection", or "socks" behind a proxy) comes before a TLS wrap, which detaches
+        # the socket it wraps; a duplicate of it outlives that and cuts the same connection.
+        if not event.endswith(".connect_tcp.complete") or self._sock is not None:
             return
         stream = info.get("return_value")
         sock = stream.get_extra_info("socket") if stream is not None else None
         if sock is None:
             return
-        self.cancel()
-        self._timer = threading.Timer(max(0.0, self.deadline - time.monotonic()), self._cut, (sock,))
+        with self._lock:
+            self._sock = sock.dup()  # our own descriptor, closed only by cancel(): never someone else's number
+        self._timer = threading.Timer(max(0.0, self.deadline - time.monotonic()), self._cut)
         self._timer.daemon = True
         self._timer.start()
 
-    def _cut(self, sock: socket.socket) -> None:
-        self.fired = True
-        try:
-            # The plain socket's shutdown, also under TLS: it wakes the blocked recv without an SSL exchange.
-            socket.socket.shutdown(sock, socket.SHUT_RDWR)
-        except OSError:
-            pass  # already closed: the fetch ended on its own
+    def _cut(self) -> None:
+        with self._lock:
+            if self._sock is None:
+                return
+            self.fired = True
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # the connection is already gone
 
     def cancel(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        with self._lock:
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
 
 
 def is_public_host(host: str) -> bool:

@@ -160,5 +160,7 @@ def build(out_dir: Path, state: RunState, *, base_url: str = DEFAULT_BASE_URL, t
     ET.indent(rss)
     data = b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(rss, encoding="utf-8") + b"\n"
     feed_path = confined_path(out_dir, FEED_NAME)
+    if channel.find("item") is None and not feed_path.exists():
+        return feed_path  # nothing spoken here yet (say, only --output text): no empty feed to publish
     atomic_write(feed_path, data)
     return feed_path

@@ -13,7 +13,13 @@ def url_without_credentials(url: str) -> str:
     """scheme://host[:port]/path: no user:password part, no query string, no fragment."""
     parsed = urlsplit(url)
     host = parsed.hostname or ""
-    netloc = f"{host}:{parsed.port}" if parsed.port else host
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 address keeps its brackets
+    try:
+        port = parsed.port
+    except ValueError:  # out of range or not a number: shown without it rather than failing the caller
+        port = None
+    netloc = f"{host}:{port}" if port else host
     return urlunsplit((parsed.scheme, netloc, parsed.path, "", ""))
 
 

@@ -134,9 +134,10 @@ async def _run_locked(settings: RunSettings, state: RunState, on_result: ResultL
     state.finish_run(run_id, status, run.abort_reason)
     built = report.build(state, run_id)
     json_path, html_path = report.write(settings.out_dir, built, state)
-    if settings.output != "text":  # text answers are not episodes
-        podcast.build(settings.out_dir, state, base_url=settings.podcast_base_url, title=settings.podcast_title,
-                      keep=settings.podcast_keep)
+    # Also after --output text runs: text answers are not episodes (podcast.build skips them), but a document
+    # that was an episode until now must leave the feed.
+    podcast.build(settings.out_dir, state, base_url=settings.podcast_base_url, title=settings.podcast_title,
+                  keep=settings.podcast_keep)
     run.emit("run_end", run_id=run_id, status=status, **{k: v for k, v in built["totals"].items()
                                                          if not isinstance(v, dict)})
     return RunOutcome(run_id=run_id, status=status, totals=built["totals"], report_json=json_path,
@@ -246,6 +247,8 @@ class _Run:
         if not self.pull_in_thread:
             return next(self.items, None)
         async with self.pull_lock:  # a generator may be advanced by one thread at a time
+            if self.stop_signal is not None or self.abort_reason is not None:
+                return None  # stopped while waiting for the lock: start no new page fetch
             return await _in_daemon_thread(next, self.items, None)
 
     def emit(self, event: str, **fields: Any) -> None:
@@ -310,7 +313,12 @@ class _Run:
             # Files the last version of this document had and this one does not (fewer questions, another
             # --output): left behind they would look like part of it.
             remove_outputs(self.settings.out_dir, _file_names(record) - _file_names(written))
-        self._finish(result, attempts, _record(item, result, written, fingerprint, self.run_id, started))
+        new_record = _record(item, result, written, fingerprint, self.run_id, started)
+        if written is None and record is not None:
+            # A failure leaves the last version's files in place: keep their names, so the next success can still
+            # remove the ones it no longer makes. (The status says failed, so nothing is skipped on their account.)
+            new_record = dataclasses.replace(new_record, **{name: getattr(record, name) for name in _FILE_FIELDS})
+        self._finish(result, attempts, new_record)
 
     def _finish(self, result: DocumentResult, attempts: tuple[Attempt, ...], record: DocumentRecord | None) -> None:
         with self.state.transaction():
@@ -335,7 +343,9 @@ async def _process(item: Document, provider: Provider,
         return _failed(item, str(exc), type(exc).__name__, time.monotonic() - started,
                        requests=len(attempts)), attempts, None
     except DocumentError as exc:
-        return _failed(item, str(exc), type(exc).__name__, time.monotonic() - started), (), None
+        attempts = tuple(a for a in exc.attempts if isinstance(a, Attempt))
+        return _failed(item, str(exc), type(exc).__name__, time.monotonic() - started,
+                       requests=len(attempts)), attempts, None
     published = None
     published_answers: tuple[PublishedAudio, ...] = ()
     if settings.output != "text" and (settings.audio_format != "wav" or settings.loudness_lufs is not None):
@@ -400,6 +410,10 @@ def publish_options(item: Document, settings: RunSettings) -> PublishOptions:
             "date": published or time.strftime("%Y-%m-%d"), "comment": "Spoken summary made by audiosum"}
     return PublishOptions(format=settings.audio_format, loudness_lufs=settings.loudness_lufs,  # type: ignore[arg-type]
                           tags=tags)
+
+
+_FILE_FIELDS = ("wav_name", "wav_sha256", "wav_size", "wav_mtime_ns", "sidecar_name", "sidecar_sha256",
+                "sidecar_size", "sidecar_mtime_ns", "extra_files_json")
 
 
 def _record(item: Document, result: DocumentResult, written: DocumentFiles | None, fingerprint: str, run_id: str,

@@ -351,6 +351,9 @@ class ChatServer:
             if not admission.admitted:
                 raise _rate_limited(admission, model)
         answer = await self._answer(model, turns, voice, audio_format)
+        cap = body.get("max_completion_tokens", body.get("max_tokens"))
+        if isinstance(cap, int) and not isinstance(cap, bool) and cap > 0 and voice is None:
+            _cap_text_answer(answer, cap)
         self.limiter.charge(answer["usage"]["completion_tokens"])
         await self._latency()
         return "ok", JSONResponse(answer, headers={"x-request-id": _request_id()})
@@ -508,6 +511,19 @@ def _completion(model: str, message: dict[str, Any], prompt: tuple[int, int], co
         "service_tier": "default",
         "system_fingerprint": f"audiosum-{engine}",
     }
+
+
+def _cap_text_answer(answer: dict[str, Any], max_tokens: int) -> None:
+    """Cut a text answer at max_completion_tokens, as the real service does (finish_reason "length")."""
+    choice = answer["choices"][0]
+    content = choice["message"].get("content") or ""
+    if _estimate_tokens(content) <= max_tokens:
+        return
+    choice["message"]["content"] = content[: max_tokens * 4].rsplit(" ", 1)[0]
+    choice["finish_reason"] = "length"
+    usage = answer["usage"]
+    usage["total_tokens"] -= usage["completion_tokens"] - max_tokens
+    usage["completion_tokens"] = usage["completion_tokens_details"]["text_tokens"] = max_tokens
 
 
 def _model_of(raw: bytes) -> str:

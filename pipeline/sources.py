@@ -70,6 +70,10 @@ def check_inputs(inputs: tuple[str, ...]) -> None:
             parts = urlsplit(raw.strip())
             if not parts.hostname:
                 raise UsageError(f"input {raw!r} is not a usable feed URL (no host)")
+            try:
+                parts.port
+            except ValueError as exc:
+                raise UsageError(f"input {raw!r} is not a usable feed URL ({exc})") from None
             continue
         path = Path(raw)
         if not path.exists():

@@ -338,6 +338,8 @@ def test_local_feed_files_and_sniffing(web: FeedServer, tmp_path: Path) -> None:
         sources.check_inputs((str(not_feed),))
     with pytest.raises(UsageError, match="no host"):
         sources.check_inputs(("https:///feed.xml",))
+    with pytest.raises(UsageError, match="Port out of range"):
+        sources.check_inputs(("http://example.com:99999/feed.xml",))
     items = list(sources.iter_inputs((str(old), str(sniffed))))
     assert [item.id.split("__")[0] for item in items] == ["rss091", "bulletin"]
     cafe = items[0]
@@ -522,3 +524,10 @@ def test_only_a_newly_appearing_entry_is_narrated(web: FeedServer, tone_server: 
     report = json.loads((out / "report.json").read_text())
     assert all(row["meta"]["link"].startswith(web.base) for row in report["documents"])
     assert (out / "report.html").read_text().count('rel="noopener noreferrer">article</a>') == 3
+
+
+def test_urls_are_shown_without_credentials() -> None:
+    from pipeline.redact import url_without_credentials
+
+    assert url_without_credentials("http://user:pw@[::1]:8080/feed?key=1#top") == "http://[::1]:8080/feed"
+    assert url_without_credentials("https://example.com:99999/feed.xml") == "https://example.com/feed.xml"

@@ -261,6 +261,24 @@ def test_fewer_questions_or_text_output_leave_no_stale_files(recordings: Path, t
         "call-17.wav", "call-17.json", "call-17.txt", "call-17.vtt", "call-17.q1.wav"}
     assert run_cli("run", str(manifest), "-o", str(out), "--output", "text", env=api_env(tone_server)).exit_code == 0
     assert {p.name for p in out.glob("call-17*")} == {"call-17.json", "call-17.txt", "call-17.q1.txt"}
+    # It is no longer an episode: the feed, rebuilt, does not point at the files that are gone.
+    assert "call-17" not in (out / "podcast.xml").read_text(encoding="utf-8")
+
+
+def test_a_failed_run_in_between_still_lets_stale_answers_go(recordings: Path, tone_server: RunningServer,
+                                                              tmp_path: Path) -> None:
+    manifest = _followup_manifest(recordings, tmp_path)
+    out = tmp_path / "out"
+    assert run_cli("run", str(manifest), "-o", str(out), env=api_env(tone_server)).exit_code == 0
+    line = json.loads(manifest.read_text(encoding="utf-8"))
+    line["followups"] = line["followups"][:1]
+    manifest.write_text(json.dumps(line) + "\n", encoding="utf-8")
+    with running_server("--engine", "tone", "--faults", "500=1") as broken:
+        failed = run_cli("run", str(manifest), "-o", str(out), "--max-attempts", "1", env=api_env(broken))
+    assert failed.exit_code == 1
+    assert (out / "call-17.q3.wav").exists()  # a failure removes nothing
+    assert run_cli("run", str(manifest), "-o", str(out), env=api_env(tone_server)).exit_code == 0
+    assert sorted(p.name for p in out.glob("call-17.q*")) == ["call-17.q1.wav"]
 
 
 def test_followups_from_a_job_and_the_offline_engine(recordings: Path, tmp_path: Path) -> None:

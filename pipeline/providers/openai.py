@@ -19,7 +19,7 @@ from pipeline import __version__, recordings
 from pipeline.audio import InvalidAudio, wav_info
 from pipeline.clock import SYSTEM_CLOCK, Clock
 from pipeline.conversation import Conversation
-from pipeline.errors import ApiError, AuthenticationFailed, PermanentApiError, TransientError
+from pipeline.errors import ApiError, AuthenticationFailed, DocumentError, PermanentApiError, TransientError
 from pipeline.models import Attempt, Document, EventListener, RunSettings, SpokenSummary, Usage, questions_for
 from pipeline.plan import narration_parts, split_for_budget
 from pipeline.prompts import (chapter_label, combined_parts, narrate_messages, part_messages,
@@ -31,6 +31,7 @@ from pipeline.retry import RetryPolicy, retry_after_seconds
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429})  # and every 5xx
 CONNECT_TIMEOUT_S = 10.0
+MAX_REDUCE_ROUNDS = 4  # rounds of summarising part summaries: 4 rounds take a 20 MB text down to one request
 PREPARING_AT_ONCE = 2  # recordings converted or scanned for pauses at once (each holds up to ~60 MB per hour)
 
 
@@ -262,20 +263,31 @@ class OpenAIProvider:
         attempts: list[Attempt] = []
         reduced = document
         try:
-            while len(parts) > 1:
+            for _ in range(MAX_REDUCE_ROUNDS):
                 part_words = max(60, min(400, settings.max_input_tokens // (len(parts) * 2)))
                 summaries: list[str] = []
                 for index, part in enumerate(parts, start=1):
-                    body = {"model": settings.map_model,
+                    # A cap on the answer too (1.5 tokens a word asked for): all the summaries then fit in 3/4 of the
+                    # budget, so a chatty model cannot keep the rounds from shrinking.
+                    body = {"model": settings.map_model, "max_completion_tokens": part_words * 3 // 2,
                             "messages": part_messages(document, part, index, len(parts), part_words)}
                     answer, part_attempts = await self._call(body, document.id, part_words, parse_text_answer)
                     summaries.append(answer.text)
                     map_usages.append(answer.usage)
                     attempts.extend(part_attempts)
                 reduced = dataclasses.replace(document, text=combined_parts(summaries))
-                parts = split_for_budget(reduced.text, settings.max_input_tokens)
+                shorter = split_for_budget(reduced.text, settings.max_input_tokens)
+                if len(shorter) == 1:
+                    break
+                if len(shorter) >= len(parts):
+                    raise DocumentError(f"the part summaries ({len(shorter)} parts) are no shorter than the "
+                                        f"{len(parts)} parts they summarise; raise --max-input-tokens")
+                parts = shorter
+            else:
+                raise DocumentError(f"the part summaries still exceed --max-input-tokens after {MAX_REDUCE_ROUNDS} "
+                                    "rounds; raise --max-input-tokens")
             summary = await self._speak(reduced, settings)
-        except ApiError as error:
+        except (ApiError, DocumentError) as error:
             error.attempts = tuple(attempts) + tuple(error.attempts)  # the runner records them from the error
             raise
         return dataclasses.replace(summary, attempts=tuple(attempts) + summary.attempts, parts=map_parts,
