@@ -5,6 +5,7 @@ Never writes outside a private temp folder (outputs.py writes OUT/) and never ta
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import os
@@ -14,8 +15,10 @@ import subprocess
 import tempfile
 import threading
 import wave
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 
 class InvalidAudio(ValueError):
@@ -136,6 +139,36 @@ def decode_to_pcm(data: bytes | Path, *, suffix: str | None = None, sample_rate:
     decoded = _decode(data, suffix=suffix, sample_rate=sample_rate, channels=channels, keep_pcm=True,
                       loudness=False, max_seconds=max_seconds, timeout_s=timeout_s)
     return decoded.pcm, decoded.sample_rate, decoded.channels
+
+
+@contextlib.contextmanager
+def pcm_stream(data: bytes | Path, *, suffix: str | None = None, sample_rate: int, channels: int = 1,
+               max_seconds: float = DEFAULT_MAX_SECONDS) -> Iterator[BinaryIO]:
+    """A recording as raw little-endian 16-bit PCM read from ffmpeg's pipe, so a consumer that works frame by
+    frame never holds the whole decode (an hour at 16 kHz is 115 MB). The recording is checked first, as
+    decode_to_pcm checks it (damage, a name that lies, the length cap), so what the stream carries is trusted."""
+    duration_of(data, suffix=suffix, max_seconds=max_seconds)
+    kind = _container(data, suffix)
+    with tempfile.TemporaryDirectory(prefix="audiosum-stream-") as folder:
+        if isinstance(data, Path):
+            source = data.resolve()
+        else:
+            source = Path(folder) / f"input.{kind}"
+            source.write_bytes(data)
+        command = [*_ffmpeg_base("error"), "-f", _DEMUXER.get(kind, kind), "-i", f"file:{source}", "-map", "0:a:0",
+                   "-vn", "-ar", str(sample_rate), "-ac", str(channels), "-f", "s16le", "pipe:1"]
+        try:
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                       stderr=subprocess.DEVNULL, cwd=folder, env=ffmpeg_environment())
+        except OSError as exc:
+            raise AudioToolFailed(f"cannot run ffmpeg: {exc}") from None
+        assert process.stdout is not None
+        try:
+            yield process.stdout  # a BufferedReader: read(n) returns n bytes until the end, as frame readers need
+        finally:
+            process.kill()
+            process.wait()
+            process.stdout.close()
 
 
 def duration_of(data: bytes | Path, *, suffix: str | None = None, max_seconds: float = DEFAULT_MAX_SECONDS,

@@ -6,17 +6,17 @@ it in a worker process or a thread. It recognises English speech only, without p
 
 from __future__ import annotations
 
-import io
 import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
-from pipeline.audio import decode_to_pcm
+from pipeline.audio import pcm_stream
 
 ENGINE = "pocketsphinx en-us (offline)"
 SAMPLE_RATE = 16_000
-MAX_SECONDS = 4 * 3600.0  # 16 kHz mono PCM of this is 460 MB: the most one recording may hold in memory
+MAX_SECONDS = 4 * 3600.0  # the longest recording recognised (about 20 minutes of work at 14x real time)
 
 _PRONOUN_I = re.compile(r"\bi\b(?=$|\s|')")  # the model writes "i" and "i'm" in lower case
 _local = threading.local()  # one decoder per thread: a Decoder is not safe to share
@@ -50,20 +50,37 @@ def _decoder():  # -> pocketsphinx.Decoder (imported lazily: only audio document
 
 
 def transcribe(data: bytes | Path, *, suffix: str | None = None) -> Heard:
-    """Recognise the speech in a recording (any format pipeline.audio decodes); InvalidAudio if it does not decode."""
+    """Recognise the speech in a recording (any format pipeline.audio decodes); InvalidAudio if it does not decode.
+
+    The decode is streamed: memory stays at one speech segment however long the recording is.
+    """
     from pocketsphinx import Segmenter
 
-    pcm, _, _ = decode_to_pcm(data, suffix=suffix, sample_rate=SAMPLE_RATE, channels=1, max_seconds=MAX_SECONDS)
     decoder = _decoder()
     utterances: list[tuple[float, float, str]] = []
-    # Voice activity detection cuts the recording at pauses; each speech segment is decoded as one utterance,
-    # which keeps the search small and gives the summariser sentence-like units.
-    for segment in Segmenter(sample_rate=SAMPLE_RATE).segment(io.BytesIO(pcm)):
-        decoder.start_utt()
-        decoder.process_raw(segment.pcm, full_utt=True)
-        decoder.end_utt()
-        hypothesis = decoder.hyp()
-        words = " ".join(hypothesis.hypstr.split()) if hypothesis is not None else ""
-        if words:
-            utterances.append((round(segment.start_time, 2), round(segment.end_time, 2), words))
-    return Heard(tuple(utterances), duration_s=len(pcm) / (2 * SAMPLE_RATE))
+    with pcm_stream(data, suffix=suffix, sample_rate=SAMPLE_RATE, channels=1, max_seconds=MAX_SECONDS) as raw:
+        stream = _CountingReader(raw)
+        # Voice activity detection cuts the recording at pauses; each speech segment is decoded as one utterance,
+        # which keeps the search small and gives the summariser sentence-like units.
+        for segment in Segmenter(sample_rate=SAMPLE_RATE).segment(stream):
+            decoder.start_utt()
+            decoder.process_raw(segment.pcm, full_utt=True)
+            decoder.end_utt()
+            hypothesis = decoder.hyp()
+            words = " ".join(hypothesis.hypstr.split()) if hypothesis is not None else ""
+            if words:
+                utterances.append((round(segment.start_time, 2), round(segment.end_time, 2), words))
+    return Heard(tuple(utterances), duration_s=stream.count / (2 * SAMPLE_RATE))
+
+
+class _CountingReader:
+    """A binary stream that counts what was read from it (the recording's length, without keeping it)."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self.count += len(data)
+        return data
