@@ -143,11 +143,13 @@ def decode_to_pcm(data: bytes | Path, *, suffix: str | None = None, sample_rate:
 
 @contextlib.contextmanager
 def pcm_stream(data: bytes | Path, *, suffix: str | None = None, sample_rate: int, channels: int = 1,
-               max_seconds: float = DEFAULT_MAX_SECONDS) -> Iterator[BinaryIO]:
+               max_seconds: float = DEFAULT_MAX_SECONDS, checked: bool = False) -> Iterator[BinaryIO]:
     """A recording as raw little-endian 16-bit PCM read from ffmpeg's pipe, so a consumer that works frame by
     frame never holds the whole decode (an hour at 16 kHz is 115 MB). The recording is checked first, as
-    decode_to_pcm checks it (damage, a name that lies, the length cap), so what the stream carries is trusted."""
-    duration_of(data, suffix=suffix, max_seconds=max_seconds)
+    decode_to_pcm checks it (damage, a name that lies, the length cap), so what the stream carries is trusted;
+    checked=True skips that when the caller has just done it (duration_of)."""
+    if not checked:
+        duration_of(data, suffix=suffix, max_seconds=max_seconds)
     kind = _container(data, suffix)
     with tempfile.TemporaryDirectory(prefix="audiosum-stream-") as folder:
         if isinstance(data, Path):

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pipeline.audio import (AudioToolFailed, InvalidAudio, decode_to_pcm, demuxer_for, duration_of,
-                            ffmpeg_environment, ffmpeg_exe, import_pydub)
+from pipeline.audio import (AudioToolFailed, InvalidAudio, demuxer_for, duration_of, ffmpeg_environment,
+                            ffmpeg_exe, import_pydub, pcm_stream)
 from pipeline.errors import DocumentError
 from pipeline.models import AudioSource
 
@@ -22,8 +22,9 @@ API_FORMATS: dict[str, AudioFormat] = {".wav": "wav", ".mp3": "mp3"}  # what inp
 MP3_BITRATE_BPS = 64_000  # mono speech: clear enough for a model, and an hour is 29 MB
 MP3_SAMPLE_RATE = 24_000
 MAX_SECONDS = 4 * 3600.0
-SILENCE_SCAN_RATE = 8_000  # the silence search needs loudness, not fidelity: 57 MB of PCM per hour
+SILENCE_SCAN_RATE = 8_000  # the silence search needs loudness, not fidelity
 MIN_SILENCE_MS = 350
+SILENCE_CHUNK_S = 300  # five minutes of 8 kHz PCM (4.8 MB) are scanned at a time
 ENCODE_TIMEOUT_S = 600.0
 
 
@@ -102,16 +103,35 @@ def plan(source: AudioSource, max_bytes: int) -> RecordingPlan:
 
 def silence_cuts(path: Path, suffix: str, duration_s: float, longest_s: float) -> list[tuple[float, float]]:
     """(start, end) seconds of parts no longer than longest_s, cut in the middle of pauses where there are any."""
+    return plan_cuts(pause_midpoints(path, suffix), duration_s, longest_s)
+
+
+def pause_midpoints(path: Path, suffix: str) -> list[float]:
+    """The middle (in seconds) of every pause of at least MIN_SILENCE_MS, found by pydub's detect_silence on an
+    8 kHz decode read in chunks, so memory stays at one chunk however long the recording is."""
     pydub = import_pydub()
-    pcm, rate, _ = decode_to_pcm(path, suffix=suffix, sample_rate=SILENCE_SCAN_RATE, channels=1,
-                                 max_seconds=MAX_SECONDS)
-    segment = pydub.AudioSegment(data=pcm, sample_width=2, frame_rate=rate, channels=1)
-    del pcm
-    # "Silence" is relative to the recording's own level: 16 dB under its average catches room-tone pauses.
-    threshold = segment.dBFS - 16 if segment.rms else -90.0
-    pauses = pydub.silence.detect_silence(segment, min_silence_len=MIN_SILENCE_MS, silence_thresh=threshold, seek_step=10)
-    midpoints = [(a + b) / 2000.0 for a, b in pauses]
-    return plan_cuts(midpoints, duration_s, longest_s)
+    rate = SILENCE_SCAN_RATE
+    chunk_bytes = int(SILENCE_CHUNK_S * rate) * 2
+    # Each chunk starts with the end of the one before, so a pause across a boundary is found in one of them.
+    overlap_bytes = int(MIN_SILENCE_MS / 1000 * rate) * 2 * 2
+    midpoints: list[float] = []
+    start_byte = 0
+    carry = b""
+    with pcm_stream(path, suffix=suffix, sample_rate=rate, channels=1, max_seconds=MAX_SECONDS,
+                    checked=True) as stream:
+        while fresh := stream.read(chunk_bytes):
+            block = carry + fresh
+            segment = pydub.AudioSegment(data=block, sample_width=2, frame_rate=rate, channels=1)
+            # "Silence" is relative to the level around it: 16 dB under this chunk's average catches room-tone
+            # pauses, and follows a recording whose level drifts.
+            threshold = segment.dBFS - 16 if segment.rms else -90.0
+            offset_s = start_byte / (2 * rate)
+            midpoints += [round(offset_s + (a + b) / 2000.0, 3) for a, b in pydub.silence.detect_silence(
+                segment, min_silence_len=MIN_SILENCE_MS, silence_thresh=threshold, seek_step=10)]
+            carry = block[-overlap_bytes:]
+            start_byte += len(block) - len(carry)
+    # A pause in an overlap is found twice, with slightly different bounds: either middle is a fine cut.
+    return sorted(set(midpoints))
 
 
 def plan_cuts(pause_midpoints_s: list[float], duration_s: float, longest_s: float) -> list[tuple[float, float]]:

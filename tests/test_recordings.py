@@ -402,3 +402,29 @@ def test_dry_run_counts_parts_and_followups(recordings: Path, tone_server: Runni
         seconds = reader.getnframes() / reader.getframerate()
     assert split["requests"] == math.ceil(seconds / longest_part_s(int(0.06 * 1024 * 1024))) + 1
     assert tone_server.stats()["counts"]["requests"] == before  # a dry run sends nothing
+
+
+def test_pauses_are_found_across_scan_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import random
+
+    from pipeline import recordings
+    from pipeline.engine.speech import pcm16_to_wav
+
+    rng = random.Random(3)
+    rate = 16000
+    pieces, expected, at = [], [], 0.0
+    for sound_s, pause_s in [(1.3, 0.6), (0.9, 0.5), (1.7, 0.8), (1.1, 0.45), (0.8, 0.0)]:
+        pieces.append(bytes(rng.getrandbits(8) for _ in range(int(sound_s * rate) * 2)))
+        pieces.append(b"\x00\x00" * int(pause_s * rate))
+        at += sound_s
+        if pause_s:
+            expected.append(at + pause_s / 2)
+        at += pause_s
+    recording = tmp_path / "bursts.wav"
+    recording.write_bytes(pcm16_to_wav(b"".join(pieces), rate))
+    monkeypatch.setattr(recordings, "SILENCE_CHUNK_S", 1.5)  # boundaries fall inside sounds and pauses
+    found = recordings.pause_midpoints(recording, ".wav")
+    assert len(found) >= len(expected)
+    for middle in expected:  # each pause is found, its middle within 50 ms
+        assert min(abs(f - middle) for f in found) < 0.05, (middle, found)
+    assert all(min(abs(f - m) for m in expected) < 0.3 for f in found)  # and nothing that is not a pause
