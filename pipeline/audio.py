@@ -150,13 +150,7 @@ def pcm_stream(data: bytes | Path, *, suffix: str | None = None, sample_rate: in
     checked=True skips that when the caller has just done it (duration_of)."""
     if not checked:
         duration_of(data, suffix=suffix, max_seconds=max_seconds)
-    kind = _container(data, suffix)
-    with tempfile.TemporaryDirectory(prefix="audiosum-stream-") as folder:
-        if isinstance(data, Path):
-            source = data.resolve()
-        else:
-            source = Path(folder) / f"input.{kind}"
-            source.write_bytes(data)
+    with _ffmpeg_input(data, suffix) as (kind, source, folder):
         command = [*_ffmpeg_base("error"), "-f", _DEMUXER.get(kind, kind), "-i", f"file:{source}", "-map", "0:a:0",
                    "-vn", "-ar", str(sample_rate), "-ac", str(channels), "-f", "s16le", "pipe:1"]
         try:
@@ -324,15 +318,23 @@ def _ogg_end_problem(tail: bytes) -> str | None:
     return "truncated Ogg stream: the file ends inside a page"
 
 
-def _decode(data: bytes | Path, *, suffix: str | None, sample_rate: int | None, channels: int | None,
-            keep_pcm: bool, loudness: bool, max_seconds: float, timeout_s: float) -> _Decoded:
+@contextlib.contextmanager
+def _ffmpeg_input(data: bytes | Path, suffix: str | None) -> Iterator[tuple[str, Path, str]]:
+    """(container, file for ffmpeg to read, a private scratch folder): the bytes are checked against their name
+    first, and bytes in memory are written to the scratch folder, which is removed afterwards."""
     kind = _container(data, suffix)
-    with tempfile.TemporaryDirectory(prefix="audiosum-decode-") as folder:
+    with tempfile.TemporaryDirectory(prefix="audiosum-ffmpeg-") as folder:
         if isinstance(data, Path):
             source = data.resolve()
         else:
             source = Path(folder) / f"input.{kind}"
             source.write_bytes(data)
+        yield kind, source, folder
+
+
+def _decode(data: bytes | Path, *, suffix: str | None, sample_rate: int | None, channels: int | None,
+            keep_pcm: bool, loudness: bool, max_seconds: float, timeout_s: float) -> _Decoded:
+    with _ffmpeg_input(data, suffix) as (kind, source, folder):
         # -xerror stops at the first decoding error (junk fails fast), but not for WAV: ffmpeg flags the short
         # last packet of a streamed WAV (placeholder sizes) as corrupt, and -xerror would make that fatal.
         command = [*_ffmpeg_base("info"), *(["-xerror"] if kind != "wav" else []),
