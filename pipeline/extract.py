@@ -228,15 +228,13 @@ def _first_line(exc: BaseException) -> str:
 
 def read_capped(path: str | os.PathLike[str], cap: int, what: str) -> bytes:
     """A regular file's bytes, at most `cap`; a FIFO or device is refused without blocking (O_NONBLOCK)."""
-    data = b"".join(read_blocks(path, cap, what, block_size=cap + 1))
-    if len(data) > cap:
-        raise DocumentError(f"{what} grew past the {cap}-byte limit while being read")
-    return data
+    return b"".join(read_blocks(path, cap, what, block_size=cap))
 
 
 def read_blocks(path: str | os.PathLike[str], cap: int, what: str, *, block_size: int = 1 << 20) -> Iterator[bytes]:
-    """A regular file's bytes in blocks (up to cap + 1 bytes in all, so a file that grows is noticed); a FIFO,
-    device or folder is refused without blocking, and every OS error is this document's DocumentError."""
+    """A regular file's bytes in blocks, at most cap in all (a file that grows past it while being read is a
+    DocumentError); a FIFO, device or folder is refused without blocking, and every OS error is this document's
+    DocumentError."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
@@ -250,10 +248,12 @@ def read_blocks(path: str | os.PathLike[str], cap: int, what: str, *, block_size
         if info.st_size > cap:
             raise DocumentError(f"{what} is {info.st_size} bytes, over the {cap}-byte limit")
         with os.fdopen(fd, "rb", closefd=False) as handle:
-            left = cap + 1
+            left = cap
             while left > 0 and (block := handle.read(min(block_size, left))):
                 left -= len(block)
                 yield block
+            if left == 0 and handle.read(1):
+                raise DocumentError(f"{what} grew past the {cap}-byte limit while being read")
     except OSError as exc:  # EIO and the like: the disk's problem shows up as this document's failure
         raise DocumentError(f"cannot read {what}: {exc.strerror or exc}") from None
     finally:
