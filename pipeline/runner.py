@@ -313,12 +313,7 @@ class _Run:
             # Files the last version of this document had and this one does not (fewer questions, another
             # --output): left behind they would look like part of it.
             remove_outputs(self.settings.out_dir, _file_names(record) - _file_names(written))
-        new_record = _record(item, result, written, fingerprint, self.run_id, started)
-        if written is None and record is not None:
-            # A failure leaves the last version's files in place: keep their names, so the next success can still
-            # remove the ones it no longer makes. (The status says failed, so nothing is skipped on their account.)
-            new_record = dataclasses.replace(new_record, **{name: getattr(record, name) for name in _FILE_FIELDS})
-        self._finish(result, attempts, new_record)
+        self._finish(result, attempts, _record(item, result, written, fingerprint, self.run_id, started, record))
 
     def _finish(self, result: DocumentResult, attempts: tuple[Attempt, ...], record: DocumentRecord | None) -> None:
         with self.state.transaction():
@@ -338,11 +333,7 @@ async def _process(item: Document, provider: Provider,
     started = time.monotonic()
     try:
         summary = await provider.summarise(item, settings)
-    except ApiError as exc:
-        attempts = tuple(a for a in exc.attempts if isinstance(a, Attempt))
-        return _failed(item, str(exc), type(exc).__name__, time.monotonic() - started,
-                       requests=len(attempts)), attempts, None
-    except DocumentError as exc:
+    except (ApiError, DocumentError) as exc:  # both carry the requests already made for the document
         attempts = tuple(a for a in exc.attempts if isinstance(a, Attempt))
         return _failed(item, str(exc), type(exc).__name__, time.monotonic() - started,
                        requests=len(attempts)), attempts, None
@@ -412,25 +403,30 @@ def publish_options(item: Document, settings: RunSettings) -> PublishOptions:
                           tags=tags)
 
 
-_FILE_FIELDS = ("wav_name", "wav_sha256", "wav_size", "wav_mtime_ns", "sidecar_name", "sidecar_sha256",
-                "sidecar_size", "sidecar_mtime_ns", "extra_files_json")
-
-
 def _record(item: Document, result: DocumentResult, written: DocumentFiles | None, fingerprint: str, run_id: str,
-            started: float) -> DocumentRecord:
-    wav, sidecar = (written.main, written.sidecar) if written is not None else (None, None)
-    extras = [[f.name, f.sha256, f.size, f.mtime_ns] for f in written.followups] if written is not None else []
+            started: float, previous: DocumentRecord | None) -> DocumentRecord:
+    """The document's row in state. A failure wrote nothing and leaves the last version's files in place: their
+    names stay recorded, so the next success can still remove the ones it no longer makes (the status says
+    failed, so nothing is skipped on their account)."""
+    if written is not None:
+        main, sidecar = written.main, written.sidecar
+        files: dict[str, Any] = {
+            "wav_name": main.name, "wav_sha256": main.sha256, "wav_size": main.size, "wav_mtime_ns": main.mtime_ns,
+            "sidecar_name": sidecar.name, "sidecar_sha256": sidecar.sha256, "sidecar_size": sidecar.size,
+            "sidecar_mtime_ns": sidecar.mtime_ns,
+            "extra_files_json": json.dumps([[f.name, f.sha256, f.size, f.mtime_ns] for f in written.followups])
+            if written.followups else None}
+    else:
+        files = {name: getattr(previous, name) if previous is not None else None for name in _FILE_FIELDS}
     return DocumentRecord(
         doc_id=item.id, source=item.source, title=item.title, input_sha256=item.sha256, fingerprint=fingerprint,
-        status=result.status, error=result.reason, attempts=result.requests,
-        wav_name=wav.name if wav else None, wav_sha256=wav.sha256 if wav else None,
-        wav_size=wav.size if wav else None, wav_mtime_ns=wav.mtime_ns if wav else None,
-        sidecar_name=sidecar.name if sidecar else None, sidecar_sha256=sidecar.sha256 if sidecar else None,
-        sidecar_size=sidecar.size if sidecar else None, sidecar_mtime_ns=sidecar.mtime_ns if sidecar else None,
-        duration_s=result.duration_s, transcript=result.transcript, run_id=run_id, started_at=started,
-        finished_at=time.time(), followups_json=result.followups_json,
-        extra_files_json=json.dumps(extras) if extras else None,
-    )
+        status=result.status, error=result.reason, attempts=result.requests, duration_s=result.duration_s,
+        transcript=result.transcript, run_id=run_id, started_at=started, finished_at=time.time(),
+        followups_json=result.followups_json, **files)
+
+
+_FILE_FIELDS = ("wav_name", "wav_sha256", "wav_size", "wav_mtime_ns", "sidecar_name", "sidecar_sha256",
+                "sidecar_size", "sidecar_mtime_ns", "extra_files_json")
 
 
 def _meta_json(item: Document | RejectedDocument) -> str | None:
