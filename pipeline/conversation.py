@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pipeline.clock import Clock
-from pipeline.errors import ApiError, PermanentApiError
+from pipeline.errors import ApiError, PermanentApiError, keeping_attempts
 from pipeline.models import (Attempt, Document, FollowUpAnswer, HistoryTurn, RunSettings, SpokenSummary, Usage)
 
 # An id this close to its expiry is sent as its transcript: the request may take this long to arrive.
@@ -56,18 +56,16 @@ class Conversation:
         """Ask one question; if the server refuses the audio ids, ask again with transcripts in their place, and
         send transcripts from then on."""
         messages, history = self._messages(question)
-        try:
-            answer = await self._asker.ask(self._document, self._settings, messages, self._audio_seconds)
-        except ApiError as error:
-            if not (_refuses_audio_ids(error) and any(turn.via == "audio_id" for turn in history)):
-                raise self._with_earlier_attempts(error)
-            self.attempts += tuple(a for a in error.attempts if isinstance(a, Attempt))
-            self._refused = "refused by the server: " + " ".join(str(error).split())[:200]
-            messages, history = self._messages(question)
+        with keeping_attempts(lambda: self.attempts):
             try:
                 answer = await self._asker.ask(self._document, self._settings, messages, self._audio_seconds)
-            except ApiError as again:
-                raise self._with_earlier_attempts(again)
+            except ApiError as error:
+                if not (_refuses_audio_ids(error) and any(turn.via == "audio_id" for turn in history)):
+                    raise
+                self.attempts += tuple(a for a in error.attempts if isinstance(a, Attempt))
+                self._refused = "refused by the server: " + " ".join(str(error).split())[:200]
+                messages, history = self._messages(question)
+                answer = await self._asker.ask(self._document, self._settings, messages, self._audio_seconds)
         self.attempts += answer.attempts
         self.usages.append(answer.usage)
         self._turns.append((question, _said(answer, self._settings)))
@@ -96,11 +94,6 @@ class Conversation:
             history.append(HistoryTurn(turn=number, via="transcript", reason=reason))
         messages.append({"role": "user", "content": question})
         return messages, history
-
-    def _with_earlier_attempts(self, error: ApiError) -> ApiError:
-        # The runner records the failed document's attempts from the error: include the ones already made.
-        error.attempts = self.attempts + tuple(error.attempts)
-        return error
 
 
 def _refuses_audio_ids(error: ApiError) -> bool:

@@ -5,6 +5,9 @@ Nobody matches on message strings; classify at the boundary that sees the failur
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
+
 
 class AudiosumError(Exception):
     """Base of every error audiosum raises on purpose."""
@@ -58,3 +61,14 @@ class AuthenticationFailed(PermanentApiError):
 
 class LockHeld(AudiosumError):
     """Another run is writing to the same output folder (exit 75, EX_TEMPFAIL: try again later)."""
+
+
+@contextlib.contextmanager
+def keeping_attempts(made_so_far: Callable[[], Iterable[object]]) -> Iterator[None]:
+    """A document that fails after some requests: put those (made_so_far(), read at the failure) in front of the
+    error's own attempts, since the runner records a failed document's requests from its error."""
+    try:
+        yield
+    except (ApiError, DocumentError) as error:
+        error.attempts = tuple(made_so_far()) + tuple(error.attempts)
+        raise

@@ -19,7 +19,8 @@ from pipeline import __version__, recordings
 from pipeline.audio import InvalidAudio, wav_info
 from pipeline.clock import SYSTEM_CLOCK, Clock
 from pipeline.conversation import Conversation
-from pipeline.errors import ApiError, AuthenticationFailed, DocumentError, PermanentApiError, TransientError
+from pipeline.errors import (ApiError, AuthenticationFailed, DocumentError, PermanentApiError, TransientError,
+                             keeping_attempts)
 from pipeline.models import Attempt, Document, EventListener, RunSettings, SpokenSummary, Usage, questions_for
 from pipeline.plan import narration_parts, split_for_budget
 from pipeline.prompts import (chapter_label, combined_parts, narrate_messages, part_messages,
@@ -242,11 +243,8 @@ class OpenAIProvider:
         if not questions:
             return summary
         conversation = Conversation(self, document, settings, opening, summary)
-        try:
+        with keeping_attempts(lambda: summary.attempts):
             answers = [await conversation.ask(question) for question in questions]
-        except ApiError as error:
-            error.attempts = summary.attempts + tuple(error.attempts)  # the runner records them from the error
-            raise
         return dataclasses.replace(summary, followups=tuple(answers), attempts=summary.attempts + conversation.attempts,
                                    usage=_sum_usage([summary.usage, *conversation.usages]))
 
@@ -262,7 +260,7 @@ class OpenAIProvider:
         map_usages: list[Usage] = []
         attempts: list[Attempt] = []
         reduced = document
-        try:
+        with keeping_attempts(lambda: attempts):
             for _ in range(MAX_REDUCE_ROUNDS):
                 part_words = max(60, min(400, settings.max_input_tokens // (len(parts) * 2)))
                 summaries: list[str] = []
@@ -287,9 +285,6 @@ class OpenAIProvider:
                 raise DocumentError(f"the part summaries still exceed --max-input-tokens after {MAX_REDUCE_ROUNDS} "
                                     "rounds; raise --max-input-tokens")
             summary = await self._speak(reduced, settings)
-        except (ApiError, DocumentError) as error:
-            error.attempts = tuple(attempts) + tuple(error.attempts)  # the runner records them from the error
-            raise
         return dataclasses.replace(summary, attempts=tuple(attempts) + summary.attempts, parts=map_parts,
                                    usage=_sum_usage([*map_usages, summary.usage])), \
             build_request_body(reduced, settings)["messages"]
@@ -309,7 +304,7 @@ class OpenAIProvider:
         count = len(recording.cuts)
         answers: list[SpokenSummary] = []
         messages: list[dict[str, Any]] = []
-        try:
+        with keeping_attempts(lambda: (a for answer in answers for a in answer.attempts)):
             for index in range(count):
                 async with self._preparing:
                     part = await asyncio.to_thread(recording.part, index)
@@ -319,9 +314,6 @@ class OpenAIProvider:
                 messages = [system, {"role": "user", "content": content}]
                 answers.append(await self.ask(document, settings, messages, recording.cuts[index][1]
                                               - recording.cuts[index][0]))
-        except ApiError as error:
-            error.attempts = tuple(a for answer in answers for a in answer.attempts) + tuple(error.attempts)
-            raise
         heard_s = round(recording.duration_s, 3)
         if count == 1:
             return dataclasses.replace(answers[0], input_seconds=heard_s), messages
