@@ -1,6 +1,7 @@
-"""What may be shown in reports, sidecars and logs: URLs without their credentials, text without control characters.
+"""What may be shown in reports, sidecars and logs: URLs without their credentials, text without control characters,
+server strings without the key.
 
-Pure string functions; the one place that decides how outside text is made safe to display.
+Pure string functions; the one boundary every string from a server or a URL passes before it is stored or shown.
 """
 
 from __future__ import annotations
@@ -34,3 +35,36 @@ def visible(text: str, *, one_line: bool = False) -> str:
     if one_line:
         text = text.replace("\n", " ")
     return _CONTROLS.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text)
+
+
+MAX_QUOTED_CHARS = 200
+# Secrets a server (or a proxy in front of it) may echo back: OpenAI-style keys and bearer tokens, whatever the key
+# this run sent (a server can echo another client's key, or a key the user rotated).
+_SECRET_SHAPES = re.compile(r"(?i)\b(?:sk|rk|pk|sess)-[A-Za-z0-9_\-]{8,}|\bbearer\s+[^\s\"',;]+")
+REDACTED = "[redacted]"
+
+
+def without_secrets(text: str, secret: str | None = None) -> str:
+    """text with the given secret and anything shaped like an API key or bearer token replaced by [redacted]."""
+    if secret:
+        text = text.replace(secret, REDACTED)
+    return _SECRET_SHAPES.sub(REDACTED, text)
+
+
+def quoted(text: str, limit: int = MAX_QUOTED_CHARS) -> str:
+    """At most `limit` characters of text, marked with an ellipsis when cut (an error message quoting a value)."""
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def from_server(value: object, secret: str | None = None, *, limit: int = MAX_QUOTED_CHARS) -> str | None:
+    """A string a server sent (error message, code, type, param, request id, cause label) made safe to store and show:
+    no secret, no control characters, one line, at most `limit` characters. None stays None; other types become text.
+    """
+    if value is None:
+        return None
+    return quoted(visible(without_secrets(str(value), secret), one_line=True), limit)
+
+
+def shown_input(raw: str) -> str:
+    """An input as it may be recorded or logged: a URL without credentials, query or fragment; a path as given."""
+    return url_without_credentials(raw) if "://" in raw else raw

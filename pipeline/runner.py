@@ -27,7 +27,7 @@ from pipeline.audio import AudioToolFailed, InvalidAudio
 from pipeline.outputs import (DocumentFiles, fsync_folder, remove_outputs, remove_stale_temp_files,
                               write_document_outputs)
 from pipeline.publish import PublishedAudio, PublishOptions, publish
-from pipeline.redact import url_without_credentials, visible
+from pipeline.redact import shown_input, url_without_credentials, visible
 from pipeline.providers import make_provider
 from pipeline.providers.base import Provider
 from pipeline.state import STATE_DIR, DocumentRecord, RunState
@@ -62,7 +62,7 @@ def settings_for_report(settings: RunSettings) -> dict[str, Any]:
     values.pop("api_key", None)
     values["base_url"] = url_without_credentials(settings.base_url)
     values["out_dir"] = str(settings.out_dir)
-    values["inputs"] = [url_without_credentials(raw) if "://" in raw else raw for raw in settings.inputs]
+    values["inputs"] = [shown_input(raw) for raw in settings.inputs]
     values["since"] = settings.since.isoformat() if settings.since else None
     return values
 
@@ -104,7 +104,7 @@ async def _run_locked(settings: RunSettings, state: RunState, on_result: ResultL
                                 max_items=settings.max_items, already_done=_already_done(settings, state))
     run = _Run(settings=settings, state=state, run_id=run_id, on_result=on_result, on_event=on_event, items=items,
                pull_in_thread=any(is_feed_input(raw) for raw in settings.inputs))
-    run.emit("run_start", run_id=run_id, provider=settings.provider, inputs=list(settings.inputs))
+    run.emit("run_start", run_id=run_id, provider=settings.provider, inputs=[shown_input(raw) for raw in settings.inputs])
     active = provider or make_provider(settings, on_event=on_event)
     loop = asyncio.get_running_loop()
     installed = _install_signal_handlers(loop, run)

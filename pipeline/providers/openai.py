@@ -10,6 +10,7 @@ import base64
 import binascii
 import dataclasses
 import json
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -28,9 +29,11 @@ from pipeline.prompts import (chapter_label, combined_parts, narrate_messages, p
                               user_message)
 from pipeline.stitch import stitch
 from pipeline.ratelimit import RateLimiter, TokenEstimator
+from pipeline.redact import from_server, without_secrets
 from pipeline.retry import RetryPolicy, retry_after_seconds
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429})  # and every 5xx
+MAX_MESSAGE_CHARS = 300  # of a server's error message kept in reports
 CONNECT_TIMEOUT_S = 10.0
 MAX_REDUCE_ROUNDS = 4  # rounds of summarising part summaries: 4 rounds take a 20 MB text down to one request
 PREPARING_AT_ONCE = 2  # recordings converted or scanned for pauses at once (each holds up to ~60 MB per hour)
@@ -53,23 +56,28 @@ def output_options(document: Document, settings: RunSettings) -> dict[str, Any]:
 
 def classify_error_response(response: httpx.Response, *, secret: str | None = None,
                             retry_after_s: float | None = None) -> ApiError:
-    """The error class for a non-2xx answer, read from its status and OpenAI error body."""
+    """The error class for a non-2xx answer, read from its status and OpenAI error body.
+
+    Every string taken from the answer passes redact.from_server here, the one boundary: nothing the server says
+    (message, code, type, param, request id) reaches state, events, reports or stderr unredacted.
+    """
     status = response.status_code
-    request_id = response.headers.get("x-request-id")
+    request_id = from_server(response.headers.get("x-request-id"), secret)
     code: str | None = None
     param: str | None = None
     message = ""
     try:
         error = response.json().get("error") or {}
-        code = error.get("code") or error.get("type")
+        raw_code = error.get("code") or error.get("type")
+        code = from_server(raw_code, secret) if isinstance(raw_code, (str, int)) else None
         message = str(error.get("message") or "")
-        param = error.get("param") if isinstance(error.get("param"), str) else None
-    except (ValueError, AttributeError):
+        param = from_server(error["param"], secret) if isinstance(error.get("param"), str) else None
+    except (ValueError, AttributeError, RecursionError):
         pass
-    message = _redact(message or response.reason_phrase or "no message", secret)
+    message = from_server(message or response.reason_phrase or "no message", secret, limit=MAX_MESSAGE_CHARS) or ""
     text = f"HTTP {status}" + (f" {code}" if code else "") + f": {message}"
     details = {"status": status, "code": code, "request_id": request_id, "param": param,
-               "cause": f"http_{status}" + (f"_{code}" if status == 429 and code else "")}
+               "cause": f"http_{status}" + (f"_{_label(code)}" if status == 429 and code else "")}
     if status == 401:
         return AuthenticationFailed(text, **details)
     if status == 429 and code == "insufficient_quota":
@@ -79,9 +87,17 @@ def classify_error_response(response: httpx.Response, *, secret: str | None = No
     return PermanentApiError(text, **details)
 
 
-def parse_answer(response: httpx.Response, *, provider: str, voice: str) -> SpokenSummary:
-    """A SpokenSummary from a 2xx answer, after checking the audio decodes to a WAV that parses."""
-    request_id = response.headers.get("x-request-id")
+def _label(code: str) -> str:
+    """A code as part of a cause label (a key in reports and metrics): word characters only, short."""
+    return re.sub(r"[^A-Za-z0-9_]+", "_", code)[:60].strip("_") or "unknown"
+
+
+def parse_answer(response: httpx.Response, *, provider: str, voice: str,
+                 secret: str | None = None) -> SpokenSummary:
+    """A SpokenSummary from a 2xx answer, after checking the audio decodes to a WAV that parses.
+
+    Its strings pass the redaction boundary: the transcript loses any secret, ids and names are also shortened."""
+    request_id = from_server(response.headers.get("x-request-id"), secret)
 
     def broken(reason: str) -> TransientError:
         return TransientError(f"broken answer: {reason}", status=response.status_code, request_id=request_id,
@@ -111,14 +127,15 @@ def parse_answer(response: httpx.Response, *, provider: str, voice: str) -> Spok
         raise broken("answer has no transcript")
     return SpokenSummary(
         wav=wav,
-        transcript=transcript.strip(),
+        transcript=without_secrets(transcript, secret).strip(),
         sample_rate=info.sample_rate,
         duration_s=info.duration_s,
         provider=provider,
-        model=str(body.get("model") or ""),
+        model=from_server(body.get("model") or "", secret) or "",
         voice=voice,
         # A compatible server may send other types; an id that cannot be trusted is simply not referred to later.
-        audio_id=audio["id"] if isinstance(audio.get("id"), str) and audio["id"] else None,
+        audio_id=audio["id"] if isinstance(audio.get("id"), str) and audio["id"] and audio["id"] == from_server(
+            audio["id"], secret) else None,
         audio_expires_at=audio["expires_at"] if type(audio.get("expires_at")) is int else None,
         request_id=request_id,
         usage=_usage(body.get("usage")),
@@ -137,17 +154,19 @@ class TextAnswer:
 Answer = TypeVar("Answer", SpokenSummary, TextAnswer)
 
 
-def parse_text_answer(response: httpx.Response) -> TextAnswer:
-    """The text of a 2xx text-only answer."""
+def parse_text_answer(response: httpx.Response, secret: str | None = None) -> TextAnswer:
+    """The text of a 2xx text-only answer (without any secret it echoes)."""
+    request_id = from_server(response.headers.get("x-request-id"), secret)
     try:
         body = response.json()
         content = body["choices"][0]["message"]["content"]
     except (ValueError, KeyError, IndexError, TypeError, RecursionError):
         raise TransientError("broken answer: no choices[0].message.content", status=response.status_code,
-                             request_id=response.headers.get("x-request-id"), cause="broken_answer") from None
+                             request_id=request_id, cause="broken_answer") from None
     if not isinstance(content, str) or not content.strip():
-        raise TransientError("broken answer: empty text", status=response.status_code, cause="broken_answer")
-    return TextAnswer(content.strip(), _usage(body.get("usage")), response.headers.get("x-request-id"))
+        raise TransientError("broken answer: empty text", status=response.status_code, request_id=request_id,
+                             cause="broken_answer")
+    return TextAnswer(without_secrets(content, secret).strip(), _usage(body.get("usage")), request_id)
 
 
 def _sum_usage(usages: list[Usage]) -> Usage:
@@ -188,10 +207,6 @@ def _usage(raw: object) -> Usage:
 def _carries_audio(messages: list[dict[str, Any]]) -> bool:
     return any(isinstance(part, dict) and part.get("type") == "input_audio"
                for message in messages if isinstance(message.get("content"), list) for part in message["content"])
-
-
-def _redact(text: str, secret: str | None) -> str:
-    return text.replace(secret, "[redacted]") if secret else text
 
 
 class OpenAIProvider:
@@ -340,9 +355,7 @@ class OpenAIProvider:
                                  model=str(body["model"]), voice="", request_id=answer.request_id,
                                  usage=answer.usage, attempts=attempts)
         voice = body["audio"]["voice"]
-        spoken, attempts = await self._call(
-            body, document.id, settings.words,
-            lambda response: parse_answer(response, provider=self.name, voice=voice), audio_seconds)
+        spoken, attempts = await self._call(body, document.id, settings.words, self._spoken(voice), audio_seconds)
         return dataclasses.replace(spoken, attempts=attempts)
 
     async def _read_aloud(self, document: Document, settings: RunSettings) -> SpokenSummary:
@@ -352,9 +365,7 @@ class OpenAIProvider:
         for part in parts:
             body = {**build_request_body(document, settings), "messages": narrate_messages(part)}
             voice = body["audio"]["voice"]
-            answer, attempts = await self._call(
-                body, document.id, len(part.split()),
-                lambda response, voice=voice: parse_answer(response, provider=self.name, voice=voice))
+            answer, attempts = await self._call(body, document.id, len(part.split()), self._spoken(voice))
             spoken.append(dataclasses.replace(answer, attempts=attempts))
         wav, starts = stitch([s.wav for s in spoken])
         info = wav_info(wav)
@@ -367,11 +378,14 @@ class OpenAIProvider:
     async def _speak(self, document: Document, settings: RunSettings) -> SpokenSummary:
         body = build_request_body(document, settings)
         voice = body["audio"]["voice"]
-        summary, attempts = await self._call(
-            body, document.id, settings.words, lambda response: parse_answer(response, provider=self.name, voice=voice))
+        summary, attempts = await self._call(body, document.id, settings.words, self._spoken(voice))
         return dataclasses.replace(summary, attempts=attempts)
 
-    async def _call(self, body: dict[str, Any], doc_id: str, words: int, parse: Callable[[httpx.Response], Answer],
+    def _spoken(self, voice: str) -> Callable[[httpx.Response, str | None], SpokenSummary]:
+        return lambda response, secret: parse_answer(response, provider=self.name, voice=voice, secret=secret)
+
+    async def _call(self, body: dict[str, Any], doc_id: str, words: int,
+                    parse: Callable[[httpx.Response, str | None], Answer],
                     audio_seconds: float = 0.0) -> tuple[Answer, tuple[Attempt, ...]]:
         """One logical request: paced, retried, its usage fed back into the limiter and the estimate."""
         cost, raw_cost = self.estimator.estimate(body["messages"], words, audio_seconds)
@@ -386,7 +400,7 @@ class OpenAIProvider:
                 if error.status is not None and 400 <= error.status < 500:
                     self.limiter.reconcile(cost, 0)  # refused requests spend no token budget
                 raise
-            return parse(response)
+            return parse(response, self._secret)
 
         result, attempts = await self.retry.call(attempt_once, doc_id)
         self.limiter.reconcile(cost, result.usage.total_tokens)
@@ -407,7 +421,7 @@ class OpenAIProvider:
             raise PermanentApiError(f"the request could not be sent ({type(exc).__name__})",
                                     cause="local_protocol") from None
         except httpx.TransportError as exc:
-            detail = _redact(str(exc), self._secret) or "no detail"
+            detail = from_server(str(exc), self._secret) or "no detail"
             raise TransientError(f"connection failed ({type(exc).__name__}: {detail})", cause="connection") from None
         except httpx.HTTPError as exc:
             # e.g. a body whose content-encoding does not decode

@@ -1,0 +1,107 @@
+"""The API key never leaves the Authorization header, even when the server echoes it into every field it answers.
+
+A hostile (or merely careless) OpenAI-compatible server over loopback puts the key it received into the error's
+message, code, type and param, the x-request-id header and, on success, the transcript and audio id. After a run,
+the key must not appear in any byte under OUT (state database and its WAL included), on stdout or on stderr.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+import wave
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from conftest import child_env, run_cli
+
+# Not shaped like an OpenAI key on purpose: only the exact-secret rule can catch it.
+PLAIN_KEY = "hunter2-audiosum-plain-secret-77"
+SHAPED_KEY = "sk-proj-echoedKEY0123456789abcdefXYZ"
+
+
+def _tiny_wav() -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(24000)
+        out.writeframes(b"\x00\x00" * 2400)
+    return buffer.getvalue()
+
+
+class _EchoHandler(BaseHTTPRequestHandler):
+    """The first path segment picks the answer: /<status>/v1/chat/completions."""
+
+    def log_message(self, *args: object) -> None:  # keep the test output clean
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        key = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+        status = int(self.path.strip("/").split("/")[0])
+        if status == 200:
+            body = {"id": key, "object": "chat.completion", "created": 0, "model": f"model-{key}",
+                    "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                        "role": "assistant", "content": None, "refusal": None,
+                        "audio": {"id": f"audio_{key}", "expires_at": 2_000_000_000,
+                                  "data": base64.b64encode(_tiny_wav()).decode(),
+                                  "transcript": f"Here is the summary. Your key is {key}."}}}],
+                    "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20}}
+        else:
+            body = {"error": {"message": f"refused key {key}", "type": key, "param": f"messages.{key}",
+                              "code": key}}
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("x-request-id", f"req_{key}")
+        self.send_header("retry-after-ms", "1")
+        self.send_header("x-ratelimit-limit-requests", "1000")
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture(scope="module")
+def echo_server() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _all_bytes(folder: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file())
+
+
+@pytest.mark.parametrize("status", [200, 400, 401, 404, 429, 500])
+@pytest.mark.parametrize("key", [PLAIN_KEY, SHAPED_KEY])
+def test_an_echoed_key_reaches_no_file_and_no_log(tmp_path: Path, echo_server: str, status: int, key: str) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "a.txt").write_text("The harbour bridge reopens on Monday after two years of repairs.\n")
+    (inputs / "b.txt").write_text("The council will vote on the new cycle lanes next week.\n")
+    out = tmp_path / "out"
+    env = child_env(OPENAI_BASE_URL=f"{echo_server}/{status}/v1", OPENAI_API_KEY=key)
+    result = run_cli("run", str(inputs), "-o", str(out), "--retry-backoff", "0.001", "--max-attempts", "2",
+                     "--log-format", "json", env=env)
+    assert result.exit_code == (0 if status == 200 else 1 if status != 401 else 2), result.stderr
+    everything = _all_bytes(out) + result.stdout.encode() + result.stderr.encode()
+    assert key.encode() not in everything
+    # The run did record what happened, with the key replaced.
+    report = json.loads((out / "report.json").read_text())
+    if status != 200:
+        assert "[redacted]" in json.dumps(report)
+    else:
+        sidecar = json.loads((out / "a.json").read_text())
+        assert "[redacted]" in sidecar["transcript"]
