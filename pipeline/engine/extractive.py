@@ -1,20 +1,27 @@
 """Extractive summaries: TextRank over TF-IDF sentence similarity, with a light lead prior.
 
-Chooses sentences of the document itself, so the summary never says what the document does not.
+Chooses sentences of the document itself, so the summary never says what the document does not. Time and memory
+are linear in the text: candidates are cut to at most MAX_GRAPH_SENTENCES by a one-pass score before any vector
+is built, vectors are sparse, and only the capped pool meets the quadratic similarity graph.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 import re
 from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
+from scipy import sparse
 
 from pipeline.engine.text import Sentence, as_spoken_sentence, sentences, speakable
 
-# TextRank's graph is quadratic in sentences; beyond this, pre-select by centroid similarity.
+# TextRank's graph is quadratic in sentences (400² float64 is 1.3 MB); beyond this, pre-select cheaply.
 MAX_GRAPH_SENTENCES = 400
+# The opening always reaches the graph, so the lead prior can still pick a lede that shares few words.
+LEAD_POOL = 20
 DAMPING = 0.85
 REDUNDANCY = 0.5
 
@@ -33,25 +40,80 @@ def _terms(text: str) -> list[str]:
     return [w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS and len(w) > 1]
 
 
-def _tfidf_matrix(docs: list[list[str]]) -> np.ndarray:
+class _Corpus:
+    """Document frequencies of one document's sentences, with idf looked up by frequency (a short table)."""
+
+    __slots__ = ("frequency", "documents", "_idf")
+
+    def __init__(self, texts: Iterable[str]) -> None:
+        self.frequency: Counter[str] = Counter()
+        self.documents = 0
+        for text in texts:
+            self.frequency.update(set(_terms(text)))
+            self.documents += 1
+        highest = max(self.frequency.values(), default=0)
+        self._idf = [math.log((1 + self.documents) / (1 + df)) for df in range(highest + 1)]
+
+    def weights(self, text: str) -> dict[str, float]:
+        """Unnormalised TF-IDF weights of a text's terms (sublinear tf)."""
+        return {term: (1 + math.log(count)) * self._idf[self.frequency[term]]
+                for term, count in Counter(_terms(text)).items()}
+
+    def centroid_weight(self, term: str) -> float:
+        """A term's share of the TF-IDF centroid, up to a constant: how often it recurs times how telling it is."""
+        df = self.frequency[term]
+        return df * self._idf[df]
+
+
+def _tfidf_rows(texts: Sequence[str], corpus: _Corpus) -> sparse.csr_matrix:
+    """L2-normalised TF-IDF rows for just these texts; idf comes from the whole document."""
     vocabulary: dict[str, int] = {}
-    for terms in docs:
-        for term in terms:
-            vocabulary.setdefault(term, len(vocabulary))
-    matrix = np.zeros((len(docs), max(1, len(vocabulary))), dtype=np.float32)
-    document_frequency = Counter(term for terms in docs for term in set(terms))
-    n = len(docs)
-    for row, terms in enumerate(docs):
-        for term, count in Counter(terms).items():
-            matrix[row, vocabulary[term]] = (1 + math.log(count)) * math.log((1 + n) / (1 + document_frequency[term]))
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    norms[norms == 0] = 1.0
-    return matrix / norms
+    data: list[float] = []
+    indices: list[int] = []
+    indptr = [0]
+    for text in texts:
+        weights = corpus.weights(text)
+        norm = math.sqrt(sum(w * w for w in weights.values())) or 1.0
+        for term, weight in weights.items():
+            indices.append(vocabulary.setdefault(term, len(vocabulary)))
+            data.append(weight / norm)
+        indptr.append(len(indices))
+    shape = (len(texts), max(1, len(vocabulary)))
+    return sparse.csr_matrix((np.asarray(data, dtype=np.float64), np.asarray(indices, dtype=np.int64),
+                              np.asarray(indptr, dtype=np.int64)), shape=shape)
 
 
-def textrank_scores(vectors: np.ndarray, prior: np.ndarray) -> np.ndarray:
-    """Stationary scores of a PageRank walk over the cosine-similarity graph, teleporting by prior."""
-    similarity = vectors @ vectors.T
+def _centrality(text: str, corpus: _Corpus) -> float:
+    """How much of the document's recurring vocabulary a sentence carries: a one-sentence-at-a-time stand-in
+    for its cosine to the TF-IDF centroid, so no vector of the whole document is ever built."""
+    norm2 = 0.0
+    dot = 0.0
+    for term, weight in corpus.weights(text).items():
+        norm2 += weight * weight
+        dot += weight * corpus.centroid_weight(term)
+    return dot / math.sqrt(norm2) if norm2 else 0.0
+
+
+def _pool(candidates: Sequence[Sentence], corpus: _Corpus) -> list[int]:
+    """Indices (in document order) of at most MAX_GRAPH_SENTENCES candidates: the opening, then the most
+    central of the rest, scored one sentence at a time so nothing quadratic or vocabulary-wide is held."""
+    if len(candidates) <= MAX_GRAPH_SENTENCES:
+        return list(range(len(candidates)))
+    rest = ((_centrality(candidates[i].text, corpus), -i) for i in range(LEAD_POOL, len(candidates)))
+    central = heapq.nlargest(MAX_GRAPH_SENTENCES - LEAD_POOL, rest)
+    return [*range(LEAD_POOL), *sorted(-negative for _, negative in central)]
+
+
+def _similarity(vectors: sparse.csr_matrix) -> np.ndarray:
+    """Cosine similarity of the pooled rows, dense: the pool is capped, so this is at most 400 × 400."""
+    if vectors.shape[0] > MAX_GRAPH_SENTENCES:
+        raise ValueError(f"{vectors.shape[0]} rows would make a quadratic graph; pool them first")
+    return np.asarray((vectors @ vectors.T).toarray(), dtype=np.float64)
+
+
+def textrank_scores(similarity: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """Stationary scores of a PageRank walk over a cosine-similarity graph, teleporting by prior."""
+    similarity = similarity.copy()
     np.fill_diagonal(similarity, 0.0)
     similarity[similarity < 0] = 0.0
     out_weight = similarity.sum(axis=1, keepdims=True)
@@ -85,32 +147,27 @@ def summarise(text: str, words: int, title: str | None = None) -> list[str]:
 
 
 def _choose(candidates: list[Sentence], words: int) -> list[Sentence]:
-    term_lists = [_terms(s.text) for s in candidates]
-    vectors = _tfidf_matrix(term_lists)
-    pool = list(range(len(candidates)))
-    if len(pool) > MAX_GRAPH_SENTENCES:
-        centroid = vectors.mean(axis=0)
-        centrality = vectors @ centroid
-        pool = sorted(np.argsort(-centrality)[:MAX_GRAPH_SENTENCES].tolist())
-    sub = vectors[pool]
+    corpus = _Corpus(s.text for s in candidates)
+    pool = _pool(candidates, corpus)
+    vectors = _tfidf_rows([candidates[i].text for i in pool], corpus)
+    similarity = _similarity(vectors)
     # Half uniform, half a lead prior: openings carry more of a document's point, but not all of it.
     lead = 1.0 / np.sqrt(np.arange(1, len(pool) + 1, dtype=np.float64))
     prior = 0.5 / len(pool) + 0.5 * lead / lead.sum()
-    scores = textrank_scores(sub.astype(np.float64), prior)
+    scores = textrank_scores(similarity, prior)
     selected: list[int] = []
     total = 0
-    for local in np.argsort(-scores):
-        index = pool[int(local)]
-        length = len(candidates[index].text.split())
+    for local in (int(i) for i in np.argsort(-scores)):
+        length = len(candidates[pool[local]].text.split())
         if selected and total + length > words * 1.15:
             continue
-        if any(float(vectors[index] @ vectors[other]) > REDUNDANCY for other in selected):
+        if any(similarity[local, other] > REDUNDANCY for other in selected):
             continue
-        selected.append(index)
+        selected.append(local)
         total += length
         if total >= words * 0.9:
             break
-    return [candidates[i] for i in sorted(selected)]
+    return [candidates[pool[i]] for i in sorted(selected)]
 
 
 def lead(text: str, words: int, title: str | None = None) -> list[str]:
@@ -127,6 +184,23 @@ def lead(text: str, words: int, title: str | None = None) -> list[str]:
     return spoken
 
 
+def _ranked_for(question: str, candidates: Sequence[Sentence]) -> Iterator[int]:
+    """Candidate indices, best match first (TF-IDF cosine to the question, ties in document order), then the
+    sentences sharing no term with the question in document order. Only sharing sentences get vectors, and
+    the question meets them in one sparse matrix-vector product: linear in the context."""
+    asked = set(_terms(question))
+    corpus = _Corpus([*(s.text for s in candidates), question])
+    sharing = [i for i, s in enumerate(candidates) if asked.intersection(_terms(s.text))]
+    relevance = np.zeros(0)
+    if sharing:
+        rows = _tfidf_rows([*(candidates[i].text for i in sharing), question], corpus)
+        relevance = (rows[:-1] @ rows[-1].T).toarray().ravel()
+    matched = [sharing[int(k)] for k in np.argsort(-relevance, kind="stable") if relevance[int(k)] > 0]
+    yield from matched
+    shown = set(matched)
+    yield from (i for i in range(len(candidates)) if i not in shown)
+
+
 def answer(question: str, context: str, words: int) -> list[str]:
     """Sentences of the context that best match a question (TF-IDF cosine), in document order."""
     # The context may repeat itself (earlier answers quote the document): each sentence counts once.
@@ -134,15 +208,13 @@ def answer(question: str, context: str, words: int) -> list[str]:
     candidates = list(unique.values())
     if not candidates:
         return []
-    vectors = _tfidf_matrix([_terms(s.text) for s in candidates] + [_terms(question)])
-    relevance = vectors[:-1] @ vectors[-1]
     selected: list[int] = []
     total = 0
-    for index in np.argsort(-relevance, kind="stable"):
-        length = len(candidates[int(index)].text.split())
+    for index in _ranked_for(question, candidates):
+        length = len(candidates[index].text.split())
         if selected and total + length > words * 1.15:
             continue
-        selected.append(int(index))
+        selected.append(index)
         total += length
         if total >= words * 0.9:
             break
