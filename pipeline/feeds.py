@@ -2,6 +2,10 @@
 
 Every fetch is bounded in time, bytes (decompressed), and redirects, and the XML is checked for bombs before
 feedparser sees it; a bad feed or entry becomes a RejectedDocument, never an exception. Nothing is written.
+Fetches cannot be turned against the user's network: article links and redirect hops reach public addresses only
+(checked on the host's addresses before connecting and on the connected peer before a byte is sent), unless the
+user opts in; only the feed URL the user typed may be on loopback or the LAN. No proxy from the environment is used.
+A feed URL's credentials and query never appear in what is yielded, except in the request itself.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -26,7 +30,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from pipeline import __version__, extract
-from pipeline.errors import DocumentError
+from pipeline.errors import DocumentError, UsageError
 from pipeline.models import Document, RejectedDocument
 from pipeline.redact import url_without_credentials
 
@@ -40,11 +44,22 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 SourceItem = Document | RejectedDocument
 AlreadyDone = Callable[[str], bool]
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[[str, int], list[str]]
+"""(host, port) → the IP addresses a connection to it may reach; an OSError or no answer means it does not resolve."""
+
+# Said in every refusal, so the user knows the way out when the private address is one they mean.
+_OPT_IN = "--allow-private-links allows it"
+
+
+def system_resolver(host: str, port: int) -> list[str]:
+    """The addresses the operating system gives for host (getaddrinfo), as the connection itself will look them up."""
+    return [str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
 
 
 @dataclass(frozen=True, slots=True)
 class FetchLimits:
-    """Bounds on every feed and page fetch; the defaults suit a nightly run, tests shrink them."""
+    """How every feed and page fetch is bounded and routed; the defaults suit a nightly run, tests shrink them."""
 
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 10.0
@@ -52,14 +67,21 @@ class FetchLimits:
     max_page_bytes: int = 5 * 1024 * 1024  # after decompression
     max_feed_bytes: int = 10 * 1024 * 1024
     max_redirects: int = 5
-    # Article links (and their redirects) to loopback, private or link-local addresses: None allows them only
-    # when the feed itself is a local file or on such an address, so a public feed cannot make audiosum read
-    # (and narrate, and publish) an intranet page or a cloud metadata endpoint.
-    allow_private: bool | None = None
+    # Article links, and redirect hops away from the feed's own host, reach public addresses only unless this is
+    # set: any feed (a local file or a LAN aggregator too) republishes third-party links, which must not make
+    # audiosum read, narrate and publish an intranet page or a cloud metadata endpoint.
+    allow_private_links: bool = False
+    # The only proxy ever used: the environment's (HTTP_PROXY, ALL_PROXY, …) never are. Left out of repr because
+    # it can hold a password.
+    proxy: str | None = field(default=None, repr=False)
 
 
 class FetchError(DocumentError):
     """A feed or page could not be fetched within the limits; the message is the one-line reason."""
+
+
+class AddressRefused(FetchError):
+    """A fetch was refused because its host is, resolves to, or connected to an address it may not reach."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,20 +91,38 @@ class Fetched:
     body: bytes
 
 
+def check_proxy(proxy: str) -> None:
+    """UsageError unless proxy is a URL httpx can use as a proxy (http, https, socks5 with socksio installed)."""
+    try:
+        httpx.Client(proxy=proxy, trust_env=False).close()
+    except (ValueError, TypeError, ImportError, httpx.InvalidURL) as exc:
+        shown = url_without_credentials(proxy) if "://" in proxy else "the value given"
+        raise UsageError(f"--proxy {shown!r} is not a usable proxy URL ({_without_secrets(_first_line(exc), proxy)})"
+                         ) from None
+
+
 class PageFetcher:
     """One pooled httpx client for a feed's fetches, each bounded by FetchLimits; close() when done.
 
-    Redirects are followed here, not by httpx, because httpx reads a redirect's whole body before following it.
-    The body is decompressed here too, in bounded steps, so a gzip bomb stops at the cap, not in memory.
+    Redirects are followed here, not by httpx, because httpx reads a redirect's whole body before following it,
+    and because every hop's address is checked (see fetch). The body is decompressed here too, in bounded steps,
+    so a gzip bomb stops at the cap, not in memory.
+    resolve: how a host's addresses are found for the check before connecting (tests inject one).
+    transport: replaces httpx's network transport (tests); the peer check needs one that opens TCP connections.
     """
 
-    def __init__(self, limits: FetchLimits | None = None) -> None:
+    def __init__(self, limits: FetchLimits | None = None, *, resolve: Resolver | None = None,
+                 transport: httpx.BaseTransport | None = None) -> None:
         self.limits = limits or FetchLimits()
+        self._resolve = resolve or system_resolver
         timeout = httpx.Timeout(connect=self.limits.connect_timeout_s, read=self.limits.read_timeout_s,
                                 write=self.limits.read_timeout_s, pool=self.limits.connect_timeout_s)
         self._client = httpx.Client(
-            timeout=timeout, follow_redirects=False,
-            # No keep-alive: every fetch opens its own connection, which is what lets the deadline watchdog cut it.
+            timeout=timeout, follow_redirects=False, transport=transport,
+            # A proxy set in the environment would see (and could answer for) every address checked here.
+            trust_env=False, proxy=self.limits.proxy,
+            # No keep-alive: every fetch opens its own connection, which is what lets the deadline watchdog cut it
+            # and the peer check see every hop's address.
             limits=httpx.Limits(max_connections=4, max_keepalive_connections=0),
             headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate",
                      "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"})
@@ -90,47 +130,134 @@ class PageFetcher:
     def close(self) -> None:
         self._client.close()
 
-    def fetch(self, url: str, *, max_bytes: int | None = None, public_only: bool = False) -> Fetched:
-        """The body at url (redirects followed), or FetchError with a one-line reason.
+    def fetch(self, url: str, *, max_bytes: int | None = None, trusted_host: str | None = None) -> Fetched:
+        """The body at url (redirects followed), or FetchError with a one-line reason that holds no credentials.
 
-        public_only: refuse any hop whose host resolves to a loopback, private or otherwise non-global address.
+        Unless limits.allow_private_links, every hop must reach a public address: its host is resolved and checked
+        before connecting (an unresolvable one is refused), and the address the connection actually reached is
+        checked again before a byte is sent, so DNS that changes between the two (rebinding) gains nothing.
+        trusted_host: the host the user named (the feed URL's own). Hops to it skip the first check and may
+        reach the address its first connection reached, private or not (a feed on localhost or the LAN);
+        any other non-public address is refused for it as well.
         """
         limits = self.limits
         cap = limits.max_page_bytes if max_bytes is None else max_bytes
         deadline = time.monotonic() + limits.deadline_s
+        pinned: Address | None = None  # the trusted host's first peer
         current = url
         for _ in range(limits.max_redirects + 1):
-            if urlsplit(current).scheme.lower() not in ("http", "https"):
-                raise FetchError(f"refusing to fetch {current[:80]!r}: only http and https URLs are fetched")
-            if public_only:
-                _require_public(urlsplit(current).hostname or "")
+            parts = urlsplit(current)
+            if parts.scheme.lower() not in ("http", "https"):
+                raise FetchError(f"refusing to fetch {url_without_credentials(current)[:80]!r}: "
+                                 "only http and https URLs are fetched")
+            host = parts.hostname or ""
+            trusted = trusted_host is not None and host == trusted_host.lower()
+            if not limits.allow_private_links and not trusted:
+                self._require_public(host, parts.port or (443 if parts.scheme.lower() == "https" else 80))
             if time.monotonic() > deadline:
                 raise FetchError(f"took longer than the {limits.deadline_s:g} s deadline")
-            watchdog = _DeadlineWatchdog(deadline)
-            try:
-                with self._client.stream("GET", current, extensions={"trace": watchdog.trace}) as response:
-                    if response.status_code in _REDIRECTS and "location" in response.headers:
-                        # Leaving the block closes the connection without reading the redirect's body.
-                        current = str(response.url.join(response.headers["location"]))
-                        continue
-                    if not 200 <= response.status_code < 300:
-                        raise FetchError(f"HTTP {response.status_code} {response.reason_phrase}".strip())
-                    body = _read_capped(response, cap, deadline, limits.deadline_s)
-                    if watchdog.fired:  # the cut can look like the body's end: what came is not the whole body
-                        raise FetchError(f"took longer than the {limits.deadline_s:g} s deadline")
-                    return Fetched(url=str(response.url), content_type=response.headers.get("content-type", ""),
-                                   body=body)
-            except httpx.TimeoutException as exc:
-                raise FetchError(f"timed out ({_timeout_kind(exc, limits)})") from None
-            except httpx.InvalidURL as exc:
-                raise FetchError(f"bad URL: {exc}") from None
-            except httpx.HTTPError as exc:
-                if watchdog.fired:
-                    raise FetchError(f"took longer than the {limits.deadline_s:g} s deadline") from None
-                raise FetchError(f"cannot fetch: {type(exc).__name__}: {_first_line(exc)}") from None
-            finally:
-                watchdog.cancel()
+            peers = _PeerCheck(host, permit=_permit(limits, trusted, pinned), active=limits.proxy is None)
+            response_url, location, fetched = self._hop(current, peers, cap, deadline, secrets=(url, current))
+            if trusted and pinned is None:
+                pinned = peers.peer
+            if fetched is not None:
+                return fetched
+            current = str(response_url.join(location))
         raise FetchError(f"more than {limits.max_redirects} redirects")
+
+    def _hop(self, url: str, peers: _PeerCheck, cap: int, deadline: float,
+             secrets: tuple[str, ...]) -> tuple[httpx.URL, str, Fetched | None]:
+        """One request: (its URL, the redirect's Location, None) or (its URL, '', the body). Maps httpx's errors."""
+        limits = self.limits
+        watchdog = _DeadlineWatchdog(deadline)
+
+        def trace(event: str, info: dict[str, Any]) -> None:
+            peers.trace(event, info)  # first: a refused connection never gets a timer
+            watchdog.trace(event, info)
+
+        try:
+            with self._client.stream("GET", url, extensions={"trace": trace}) as response:
+                if response.status_code in _REDIRECTS and "location" in response.headers:
+                    # Leaving the block closes the connection without reading the redirect's body.
+                    return response.url, response.headers["location"], None
+                if not 200 <= response.status_code < 300:
+                    status = f"HTTP {response.status_code} {response.reason_phrase}".strip()
+                    raise FetchError(_without_secrets(status, *secrets))  # a server may echo the query back
+                body = _read_capped(response, cap, deadline, limits.deadline_s)
+                if watchdog.fired:  # the cut can look like the body's end: what came is not the whole body
+                    raise FetchError(f"took longer than the {limits.deadline_s:g} s deadline")
+                return response.url, "", Fetched(url=str(response.url),
+                                                 content_type=response.headers.get("content-type", ""), body=body)
+        # httpx's errors carry the request, and with it the URL's token: they are not chained (from None).
+        except httpx.TimeoutException as exc:
+            raise FetchError(f"timed out ({_timeout_kind(exc, limits)})") from None
+        except httpx.InvalidURL as exc:
+            raise FetchError(f"bad URL: {_without_secrets(_first_line(exc), *secrets)}") from None
+        except httpx.HTTPError as exc:
+            if watchdog.fired:
+                raise FetchError(f"took longer than the {limits.deadline_s:g} s deadline") from None
+            raise FetchError(f"cannot fetch: {type(exc).__name__}: {_without_secrets(_first_line(exc), *secrets)}"
+                             ) from None
+        finally:
+            watchdog.cancel()
+
+    def _require_public(self, host: str, port: int) -> None:
+        """AddressRefused unless host is, or resolves only to, public addresses."""
+        try:
+            addresses = host_addresses(host, port, self._resolve)
+        except LookupError:
+            raise AddressRefused(f"refusing to fetch from {host}: the name does not resolve") from None
+        for address in addresses:
+            if not is_public_address(address):
+                said = "" if str(address) == host.strip("[]") else f"it resolves to {address}, "
+                raise AddressRefused(f"refusing to fetch from {host}: {said}{_address_kind(address)}, not a public "
+                                     f"one ({_OPT_IN})")
+
+
+def _permit(limits: FetchLimits, trusted: bool, pinned: Address | None) -> Callable[[Address], bool]:
+    """Which peer addresses one hop may connect to."""
+    if limits.allow_private_links or (trusted and pinned is None):
+        return lambda address: True
+    if trusted:
+        return lambda address: address == pinned or is_public_address(address)
+    return is_public_address
+
+
+class _PeerCheck:
+    """Refuses a connection by the address it reached (the socket's peer), from httpx's trace hook.
+
+    httpcore reports connection.connect_tcp.complete once TCP is up and before TLS or any byte of the request,
+    so a refusal here sends nothing; and the peer is where the socket went, whatever DNS said to the check
+    before it. Behind a proxy the peer is the proxy, so there is nothing to check (active=False).
+    """
+
+    def __init__(self, host: str, *, permit: Callable[[Address], bool], active: bool) -> None:
+        self.host = host
+        self.permit = permit
+        self.active = active
+        self.peer: Address | None = None
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        if not self.active or event != "connection.connect_tcp.complete":
+            return
+        stream = info.get("return_value")
+        self.peer = _peer_address(stream)
+        if self.peer is not None and self.permit(self.peer):
+            return
+        if stream is not None:
+            stream.close()  # httpcore never gets this stream back, so closing it is ours to do
+        if self.peer is None:
+            raise AddressRefused(f"refusing to fetch from {self.host}: the connection's address cannot be read")
+        raise AddressRefused(f"refusing to fetch from {self.host}: the connection reached {self.peer}, "
+                             f"{_address_kind(self.peer)}, not a public one ({_OPT_IN})")
+
+
+def _peer_address(stream: Any) -> Address | None:
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    try:
+        return _address(str(sock.getpeername()[0])) if sock is not None else None
+    except (OSError, ValueError, IndexError, TypeError):
+        return None
 
 
 class _DeadlineWatchdog:
@@ -181,22 +308,78 @@ class _DeadlineWatchdog:
                 self._sock = None
 
 
-def is_public_host(host: str) -> bool:
-    """True unless the host is, or resolves to, a loopback, private, link-local or reserved address."""
+def is_public_address(address: Address) -> bool:
+    """True for an address on the public internet: not loopback, private, link-local, shared, reserved or multicast."""
+    return address.is_global and not address.is_multicast
+
+
+def host_addresses(host: str, port: int, resolve: Resolver = system_resolver) -> list[Address]:
+    """The host's own address when it is an IP literal, else what resolve answers; LookupError when there is none."""
     try:
-        addresses = [ipaddress.ip_address(host.strip("[]"))]
+        return [_address(host)]
     except ValueError:
+        pass
+    try:
+        addresses = [_address(answer) for answer in resolve(host, port)]
+    except (OSError, ValueError) as exc:  # socket.gaierror is an OSError, an IDNA failure a ValueError
+        raise LookupError(host) from exc
+    if not addresses:
+        raise LookupError(host)
+    return addresses
+
+
+def is_public_host(host: str, resolve: Resolver = system_resolver) -> bool:
+    """True when the host is, or resolves only to, public addresses; False when it does not resolve."""
+    try:
+        return all(is_public_address(address) for address in host_addresses(host, 0, resolve))
+    except LookupError:
+        return False
+
+
+def _address(text: str) -> Address:
+    """An IP address from text: brackets and an IPv6 zone (%eth0) dropped, an IPv4-mapped IPv6 address as IPv4
+    (::ffff:127.0.0.1 reaches loopback like 127.0.0.1)."""
+    address = ipaddress.ip_address(text.strip("[]").split("%", 1)[0])
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _address_kind(address: Address) -> str:
+    if address.is_loopback:
+        return "a loopback address"
+    if address.is_unspecified:
+        return "an unspecified address (it reaches this machine)"
+    if address.is_link_local:
+        return "a link-local address"
+    if address.is_private:
+        return "a private address"
+    return "a reserved address"
+
+
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+
+
+def _without_secrets(text: str, *urls: str) -> str:
+    """text with every URL in it shown without userinfo or query, and the given URLs' userinfo and query blanked
+    wherever they appear on their own (an error message may quote a part of the URL rather than all of it)."""
+    text = _URL_IN_TEXT.sub(lambda found: _shown_url(found[0]), text)
+    for url in urls:
         try:
-            infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-        except (socket.gaierror, UnicodeError):
-            return True  # unresolvable: the fetch itself fails with its own reason
-        addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
-    return all(address.is_global for address in addresses)
+            parts = urlsplit(url)
+        except ValueError:
+            continue
+        for secret in (parts.username, parts.password, parts.query):
+            if secret and len(secret) >= 4:  # shorter ones would blank ordinary words; no token is that short
+                text = text.replace(secret, "[redacted]")
+    return text
 
 
-def _require_public(host: str) -> None:
-    if not is_public_host(host):
-        raise FetchError(f"refusing to fetch from {host}: not a public address (allowed only for local feeds)")
+def _shown_url(url: str) -> str:
+    try:
+        return url_without_credentials(url)
+    except ValueError:  # "http://[x" and the like: nothing of it is worth showing
+        return "[URL]"
 
 
 def _timeout_kind(exc: httpx.TimeoutException, limits: FetchLimits) -> str:
@@ -297,6 +480,12 @@ def looks_like_feed(head: bytes) -> bool:
     return found is not None and b"<html" not in lowered[:found.start()]
 
 
+def shown_source(source: str) -> str:
+    """How a feed is named wherever it is recorded or shown: a URL without userinfo, query or fragment (they can
+    hold a token), a file as given."""
+    return url_without_credentials(source) if is_url(source) else source
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Ids and hashes: stable across runs for the same entry, whatever the article page says today
 
@@ -364,9 +553,10 @@ def read_feed_bytes(source: str, fetcher: PageFetcher) -> bytes:
     cap = fetcher.limits.max_feed_bytes
     if is_url(source):
         try:
-            return fetcher.fetch(source, max_bytes=cap).body
+            # The user named this host, so it may be on loopback or the LAN; its redirects elsewhere may not.
+            return fetcher.fetch(source, max_bytes=cap, trusted_host=urlsplit(source).hostname).body
         except FetchError as exc:
-            raise FetchError(f"feed cannot be fetched: {exc}") from None
+            raise FetchError(f"feed cannot be fetched: {_without_secrets(str(exc), source)}") from exc
     return extract.read_capped(source, cap, f"feed {source}")
 
 
@@ -432,10 +622,13 @@ def iter_feed(source: str, *, since: datetime | None = None, max_items: int | No
     max_items: only the newest N entries (after `since`); undated entries count as older than dated ones.
     already_done(doc_id): when True, the entry's Document is yielded without fetching its page (its text is
         then the feed's own content); pass it only for entries the plan will skip, never with --force.
-    limits / fetcher: bounds for every fetch; a fetcher passed in is shared and not closed here.
+    limits / fetcher: bounds and address rules for every fetch (article links reach public addresses only
+        unless limits.allow_private_links); a fetcher passed in is shared and not closed here.
     A feed that cannot be read or checked is one RejectedDocument; a bad entry is one RejectedDocument.
+    A feed URL's userinfo and query (tokens) appear in no source, id or reason yielded here.
     """
     slug = feed_slug(source)
+    shown = shown_source(source)
     owned = fetcher is None
     active = fetcher or PageFetcher(limits)
     try:
@@ -444,21 +637,18 @@ def iter_feed(source: str, *, since: datetime | None = None, max_items: int | No
             check_feed_xml(data)
             parsed = _parse(data, source)
         except DocumentError as exc:
-            yield RejectedDocument(id=slug, source=source, reason=str(exc))
+            yield RejectedDocument(id=slug, source=shown, reason=_without_secrets(str(exc), source))
             return
         feed_title = _title(parsed.feed)
         entries = _select(parsed.entries, since=since, max_items=max_items)
-        allow_private = active.limits.allow_private
-        if allow_private is None:
-            allow_private = not is_url(source) or not is_public_host(urlsplit(source).hostname or "")
         for number, entry in enumerate(entries, start=1):
             try:
                 item = _entry_item(entry, source=source, slug=slug, feed_title=feed_title, fetcher=active,
-                                   already_done=already_done, public_only=not allow_private)
+                                   already_done=already_done)
             except (ValueError, UnicodeError, httpx.HTTPError) as exc:
                 # e.g. a guid/link such as "http://[x" or a host label IDNA refuses: that entry fails alone
-                item = RejectedDocument(id=f"{slug}__entry-{number}", source=source,
-                                        reason=f"feed entry {number} is unusable: {type(exc).__name__}: {exc}")
+                reason = _without_secrets(f"feed entry {number} is unusable: {type(exc).__name__}: {exc}", source)
+                item = RejectedDocument(id=f"{slug}__entry-{number}", source=shown, reason=reason)
             yield item
     finally:
         if owned:
@@ -468,7 +658,9 @@ def iter_feed(source: str, *, since: datetime | None = None, max_items: int | No
 def _parse(data: bytes, source: str) -> Any:
     import feedparser
 
-    headers = {"content-location": source} if is_url(source) else {}
+    # Relative links resolve against the feed's URL without its credentials: urljoin keeps a base's user:password@,
+    # which would then sit in every such entry's link, source and report row.
+    headers = {"content-location": shown_source(source)} if is_url(source) else {}
     # A file object, never bytes or str: feedparser treats a string as a URL or a path and would open it.
     parsed = feedparser.parse(io.BytesIO(data), response_headers=headers)
     if not parsed.get("version") and not parsed.entries:
@@ -501,7 +693,7 @@ def _select(entries: list[Any], *, since: datetime | None, max_items: int | None
 
 
 def _entry_item(entry: Any, *, source: str, slug: str, feed_title: str | None, fetcher: PageFetcher,
-                already_done: AlreadyDone | None, public_only: bool) -> SourceItem:
+                already_done: AlreadyDone | None) -> SourceItem:
     key = entry_key(entry)
     title = _title(entry)
     link = _clean(entry.get("link"))
@@ -509,10 +701,10 @@ def _entry_item(entry: Any, *, source: str, slug: str, feed_title: str | None, f
     if key is None:
         key = hashlib.sha256(feed_text.encode("utf-8")).hexdigest() if feed_text else None
     if key is None:
-        return RejectedDocument(id=f"{slug}__entry-unnamed", source=source, title=title,
+        return RejectedDocument(id=f"{slug}__entry-unnamed", source=shown_source(source), title=title,
                                 reason="feed entry has no id, link, title or content")
     doc_id = f"{slug}__{entry_slug(key)}"
-    where = link or f"{source}#{key}"
+    where = link or f"{shown_source(source)}#{key}"
     meta = _entry_meta(entry, title=title, link=link, feed_title=feed_title, source=source, key=key)
     sha = entry_sha256(slug, key)
 
@@ -521,7 +713,7 @@ def _entry_item(entry: Any, *, source: str, slug: str, feed_title: str | None, f
         text = feed_text or title or link or key
         return Document(id=doc_id, source=where, text=text, sha256=sha, title=title, meta=meta)
 
-    page_text, extractor, problem = _page_text(link, fetcher, public_only=public_only)
+    page_text, extractor, problem = _page_text(link, fetcher)
     if page_text and len(page_text) >= len(feed_text):
         meta["extraction"] = extractor
         text = page_text
@@ -536,14 +728,14 @@ def _entry_item(entry: Any, *, source: str, slug: str, feed_title: str | None, f
     return Document(id=doc_id, source=where, text=text, sha256=sha, title=title, meta=meta)
 
 
-def _page_text(link: str | None, fetcher: PageFetcher, *, public_only: bool) -> tuple[str, str, str]:
+def _page_text(link: str | None, fetcher: PageFetcher) -> tuple[str, str, str]:
     """(main text of the article page, the extractor that found it, '') or ('', '', why not)."""
     if not link:
         return "", "", "no link"
     if not is_url(link):
         return "", "", f"link {link[:80]!r} is not http(s)"
     try:
-        fetched = fetcher.fetch(link, public_only=public_only)
+        fetched = fetcher.fetch(link)
         kind = _page_kind(fetched)
         if kind == "pdf":
             text, extractor = extract.pdf_text(fetched.body).text, "pypdf"
@@ -593,7 +785,7 @@ def _entry_meta(entry: Any, *, title: str | None, link: str | None, feed_title: 
         "title": title, "author": author, "link": link,
         "published": dated.isoformat() if dated else None,
         # A feed URL can carry a token (?key=..., user:password@): the sidecar and report show it without one.
-        "feed_title": feed_title, "feed": url_without_credentials(source) if is_url(source) else source,
+        "feed_title": feed_title, "feed": shown_source(source),
         "entry_id": key,
     }
     return {k: v for k, v in values.items() if v}

@@ -32,8 +32,11 @@ from pipeline.feeds import FetchLimits
 from pipeline.models import Document, RejectedDocument
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "feeds"
+# The fixture server stands in for public sites from loopback, so these tests opt in to private article links;
+# what happens without the opt-in is tested here and in test_feed_addresses.py.
+LOCAL = FetchLimits(allow_private_links=True)
 TINY = FetchLimits(connect_timeout_s=1.0, read_timeout_s=0.3, deadline_s=1.0, max_page_bytes=1024 * 1024,
-                   max_feed_bytes=256 * 1024, max_redirects=5)
+                   max_feed_bytes=256 * 1024, max_redirects=5, allow_private_links=True)
 CHUNK = b"<p>" + b"all work and no play " * 3000 + b"</p>\n"
 
 
@@ -194,6 +197,7 @@ def web() -> Iterator[FeedServer]:
 
 
 def _items(source: str, **options: object) -> list[Document | RejectedDocument]:
+    options.setdefault("limits", LOCAL)
     return list(feeds.iter_feed(source, **options))  # type: ignore[arg-type]
 
 
@@ -283,13 +287,14 @@ def test_failing_pages_fall_back_to_the_feed_and_say_so(web: FeedServer) -> None
     assert silent.meta is not None and silent.meta["link"] == web.url("/articles/also-gone.html")
 
 
-def test_a_public_feed_cannot_make_us_fetch_private_addresses(web: FeedServer) -> None:
-    # The fixture server is on loopback, so the feed counts as local; allow_private=False plays a public feed.
+def test_article_links_to_private_addresses_are_refused_by_default(web: FeedServer) -> None:
+    # The feed URL the user typed may be on loopback; the links it republishes may not, even to the same host.
     fetched = web.fetched("/articles/")
-    items = _items(web.url("/feeds/rss2.xml"), limits=FetchLimits(allow_private=False))
+    items = _items(web.url("/feeds/rss2.xml"), limits=FetchLimits())
     assert web.fetched("/articles/") == fetched
     assert {item.meta["extraction"] for item in items} == {
-        "feed-content (page: refusing to fetch from 127.0.0.1: not a public address (allowed only for local feeds))"}
+        "feed-content (page: refusing to fetch from 127.0.0.1: a loopback address, not a public one "
+        "(--allow-private-links allows it))"}
     assert items[0].text == "Buses and bikes are back on the bridge."
     assert feeds.is_public_host("8.8.8.8")
     assert not any(feeds.is_public_host(h) for h in ("127.0.0.1", "localhost", "10.0.0.8", "169.254.169.254",
@@ -340,7 +345,7 @@ def test_local_feed_files_and_sniffing(web: FeedServer, tmp_path: Path) -> None:
         sources.check_inputs(("https:///feed.xml",))
     with pytest.raises(UsageError, match="Port out of range"):
         sources.check_inputs(("http://example.com:99999/feed.xml",))
-    items = list(sources.iter_inputs((str(old), str(sniffed))))
+    items = list(sources.iter_inputs((str(old), str(sniffed)), fetch_limits=LOCAL))
     assert [item.id.split("__")[0] for item in items] == ["rss091", "bulletin"]
     cafe = items[0]
     assert isinstance(cafe, Document) and cafe.title == "Caf\u00e9 on Quay Street wins a prize"
@@ -429,7 +434,7 @@ def test_hostile_article_pages_fail_alone_fast_and_small(web: FeedServer) -> Non
 
 
 def test_gzip_bomb_stops_at_the_default_cap(web: FeedServer) -> None:
-    fetcher = feeds.PageFetcher()
+    fetcher = feeds.PageFetcher(FetchLimits(allow_private_links=True))  # the default cap, on loopback
     tracemalloc.start()
     try:
         with pytest.raises(feeds.FetchError, match=r"^decompressed body is over the 5242880-byte limit$"):
@@ -467,7 +472,7 @@ def test_run_narrates_a_feed_and_a_rerun_fetches_nothing(web: FeedServer, tone_s
     feed = web.url("/feeds/rss2.xml")
     pages_before = web.fetched("/articles/")
     ok_before = tone_server.stats()["counts"].get("ok", 0)
-    result = run_cli("run", feed, "-o", str(out), env=api_env(tone_server))
+    result = run_cli("run", feed, "-o", str(out), "--allow-private-links", env=api_env(tone_server))
     assert result.exit_code == 0, result.stderr
     assert web.fetched("/articles/") - pages_before == 4
     assert tone_server.stats()["counts"].get("ok", 0) - ok_before == 4
@@ -488,7 +493,7 @@ def test_run_narrates_a_feed_and_a_rerun_fetches_nothing(web: FeedServer, tone_s
 
     pages_before = web.fetched("/articles/")
     ok_before = tone_server.stats()["counts"].get("ok", 0)
-    again = run_cli("run", feed, "-o", str(out), env=api_env(tone_server))
+    again = run_cli("run", feed, "-o", str(out), "--allow-private-links", env=api_env(tone_server))
     assert again.exit_code == 0, again.stderr
     report = json.loads((out / "report.json").read_text())
     assert [row["status"] for row in report["documents"]] == ["skipped"] * 4
@@ -512,11 +517,12 @@ def test_only_a_newly_appearing_entry_is_narrated(web: FeedServer, tone_server: 
     feed = tmp_path / "local.xml"
     out = tmp_path / "out"
     _local_feed(feed, web, ["harbour-bridge", "library-hours"])
-    assert run_cli("run", str(feed), "-o", str(out), env=api_env(tone_server)).exit_code == 0
+    # The local feed's links point at the loopback fixture server: only with the opt-in are they fetched.
+    assert run_cli("run", str(feed), "-o", str(out), "--allow-private-links", env=api_env(tone_server)).exit_code == 0
     _local_feed(feed, web, ["harbour-bridge", "library-hours", "solar-coop"])
     pages_before = web.fetched("/articles/")
     ok_before = tone_server.stats()["counts"].get("ok", 0)
-    again = run_cli("run", str(feed), "-o", str(out), env=api_env(tone_server))
+    again = run_cli("run", str(feed), "-o", str(out), "--allow-private-links", env=api_env(tone_server))
     assert again.exit_code == 0, again.stderr
     assert "1 done, 2 skipped" in again.stdout
     assert web.fetched("/articles/") - pages_before == 1
