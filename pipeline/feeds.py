@@ -10,6 +10,7 @@ A feed URL's credentials and query never appear in what is yielded, except in th
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import ipaddress
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import httpx
 
@@ -365,14 +366,25 @@ def _without_secrets(text: str, *urls: str) -> str:
     wherever they appear on their own (an error message may quote a part of the URL rather than all of it)."""
     text = _URL_IN_TEXT.sub(lambda found: _shown_url(found[0]), text)
     for url in urls:
-        try:
-            parts = urlsplit(url)
-        except ValueError:
-            continue
-        for secret in (parts.username, parts.password, parts.query):
-            if secret and len(secret) >= 4:  # shorter ones would blank ordinary words; no token is that short
+        for secret in _url_secrets(url):
+            if len(secret) >= 4:  # shorter ones would blank ordinary words; no token is that short
                 text = text.replace(secret, "[redacted]")
     return text
+
+
+def _url_secrets(url: str) -> list[str]:
+    """A URL's userinfo and query as written, decoded, and as the Basic credentials httpx sends for them."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return []
+    raw = [value for value in (parts.username, parts.password, parts.query) if value]
+    found = raw + [unquote(value) for value in raw]
+    if parts.username is not None:
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        found.append(base64.b64encode(pair.encode("utf-8")).decode("ascii"))
+    # Longest first, so that a secret containing another is blanked whole.
+    return sorted(set(found), key=len, reverse=True)
 
 
 def _shown_url(url: str) -> str:
