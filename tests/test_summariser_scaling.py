@@ -1,0 +1,125 @@
+"""The offline summariser and follow-up answerer stay linear: a page-cap document of short random sentences
+summarises in bounded memory, each run in a fresh process so its peak RSS is its own.
+
+No timing asserts (the machine is shared); tests/bench/bench_summariser_scaling.py measures time.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO, child_env
+from pipeline.engine import extractive
+from pipeline.engine.text import Sentence
+from pipeline.feeds import FetchLimits
+
+PAGE_CAP_BYTES = FetchLimits().max_page_bytes
+PEAK_RSS_LIMIT_MB = 300
+# The page cap takes 10-20 s a step on a busy 2-core machine: `slow`; 1 MB keeps the default suite honest.
+SIZES = [pytest.param(1024 * 1024, id="1MB"), pytest.param(PAGE_CAP_BYTES, id="page-cap", marks=pytest.mark.slow)]
+QUESTION = "What happened to the harbour bridge after the storm?"
+
+# Runs in the child: makes the document itself (so the parent never holds it), runs one step, and reports the
+# process's own high-water mark of resident memory (VmHWM) with the step's own seconds.
+_CHILD = r"""
+import json, random, string, sys, time
+
+def random_sentences(size: int, seed: int = 11) -> str:
+    rng = random.Random(seed)
+    letters = string.ascii_lowercase
+    parts, total = [], 0
+    while total < size:
+        words = ["".join(rng.choices(letters, k=rng.randint(3, 8))) for _ in range(4)]
+        sentence = " ".join(words).capitalize() + ". "
+        parts.append(sentence)
+        total += len(sentence)
+    return "".join(parts)[:size]
+
+mode, size, question = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+from pipeline.engine import extractive, text as text_module
+document = random_sentences(size)
+started = time.perf_counter()
+if mode == "summarise":
+    chosen = extractive.summarise(document, 150)
+elif mode == "answer":
+    chosen = extractive.answer(question, document, 30)
+else:
+    chosen = [s.text for s in text_module.sentences(document)]
+seconds = time.perf_counter() - started
+from_document = all(s.rstrip(".") in document for s in chosen[:50])
+with open("/proc/self/status") as status:
+    peak_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+print(json.dumps({"seconds": seconds, "peak_mb": peak_kb / 1024, "chosen": len(chosen),
+                  "words": sum(len(s.split()) for s in chosen), "from_document": from_document}))
+"""
+
+
+def measure_in_child(mode: str, size: int, question: str = QUESTION) -> dict[str, float | int | bool]:
+    """One step ("summarise", "answer" or "split") over `size` bytes of 4-word random sentences, in a fresh
+    interpreter: {"seconds", "peak_mb", "chosen", "words", "from_document"}."""
+    result = subprocess.run([sys.executable, "-c", _CHILD, mode, str(size), question], cwd=REPO,
+                            env=child_env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _assert_bounded(measured: dict[str, float | int | bool], *, max_words: int) -> None:
+    assert measured["peak_mb"] <= PEAK_RSS_LIMIT_MB, measured
+    assert measured["chosen"] > 0 and measured["from_document"], measured
+    assert measured["words"] <= max_words * 1.15 + 8, measured
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_summary_of_random_short_sentences_stays_in_bounded_memory(size: int) -> None:
+    _assert_bounded(measure_in_child("summarise", size), max_words=150)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_follow_up_answer_over_random_short_sentences_stays_in_bounded_memory(size: int) -> None:
+    _assert_bounded(measure_in_child("answer", size), max_words=30)
+
+
+def _numbered(count: int) -> list[Sentence]:
+    return [Sentence(i, f"Sentence {i} mentions topic{i % 7} and item{i} today.", False) for i in range(count)]
+
+
+def test_the_pool_is_capped_before_vectors_and_keeps_the_opening() -> None:
+    candidates = _numbered(extractive.MAX_GRAPH_SENTENCES * 5)
+    corpus = extractive._Corpus(s.text for s in candidates)
+    pool = extractive._pool(candidates, corpus)
+    assert len(pool) == extractive.MAX_GRAPH_SENTENCES
+    assert pool == sorted(set(pool))
+    assert pool[:extractive.LEAD_POOL] == list(range(extractive.LEAD_POOL))
+
+
+def test_a_short_document_is_pooled_whole() -> None:
+    candidates = _numbered(extractive.MAX_GRAPH_SENTENCES)
+    corpus = extractive._Corpus(s.text for s in candidates)
+    assert extractive._pool(candidates, corpus) == list(range(extractive.MAX_GRAPH_SENTENCES))
+
+
+def test_the_similarity_graph_refuses_an_unpooled_document() -> None:
+    candidates = _numbered(extractive.MAX_GRAPH_SENTENCES + 1)
+    corpus = extractive._Corpus(s.text for s in candidates)
+    vectors = extractive._tfidf_rows([s.text for s in candidates], corpus)
+    with pytest.raises(ValueError):
+        extractive._similarity(vectors)
+
+
+def test_sparse_rows_are_unit_length_cosines() -> None:
+    texts = ["The harbour bridge reopened on Tuesday.", "Ferries ran all winter.", "The bridge, the bridge!"]
+    vectors = extractive._tfidf_rows(texts, extractive._Corpus(texts))
+    similarity = extractive._similarity(vectors)
+    assert np.allclose(np.diag(similarity), 1.0)
+    assert similarity[0, 1] == 0.0 and similarity[0, 2] > 0.0
+
+
+def test_the_answer_prefers_sentences_sharing_the_question_terms() -> None:
+    context = " ".join([*(f"Filler sentence number {i} says nothing new." for i in range(2000)),
+                        "The harbour bridge reopened after the storm on Tuesday."])
+    assert extractive.answer(QUESTION, context, 10) == ["The harbour bridge reopened after the storm on Tuesday."]
