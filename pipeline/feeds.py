@@ -94,12 +94,13 @@ class Fetched:
 
 def check_proxy(proxy: str) -> None:
     """UsageError unless proxy is a URL httpx can use as a proxy (http, https, socks5 with socksio installed)."""
+    if "://" not in proxy:  # said without quoting the value: it may be user:password@host
+        raise UsageError("--proxy must be a URL with its scheme, such as http://proxy.example:3128")
     try:
         httpx.Client(proxy=proxy, trust_env=False).close()
     except (ValueError, TypeError, ImportError, httpx.InvalidURL) as exc:
-        shown = url_without_credentials(proxy) if "://" in proxy else "the value given"
-        raise UsageError(f"--proxy {shown!r} is not a usable proxy URL ({_without_secrets(_first_line(exc), proxy)})"
-                         ) from None
+        raise UsageError(f"--proxy {_shown_url(proxy)!r} is not a usable proxy URL "
+                         f"({_without_secrets(_first_line(exc), proxy)})") from None
 
 
 class PageFetcher:
@@ -147,23 +148,23 @@ class PageFetcher:
         pinned: Address | None = None  # the trusted host's first peer
         current = url
         for _ in range(limits.max_redirects + 1):
-            parts = urlsplit(current)
-            if parts.scheme.lower() not in ("http", "https"):
-                raise FetchError(f"refusing to fetch {url_without_credentials(current)[:80]!r}: "
-                                 "only http and https URLs are fetched")
-            host = parts.hostname or ""
+            scheme, host, port = _hop_target(current, secrets=(url, current))
             trusted = trusted_host is not None and host == trusted_host.lower()
             if not limits.allow_private_links and not trusted:
-                self._require_public(host, parts.port or (443 if parts.scheme.lower() == "https" else 80))
+                self._require_public(host, port)
             if time.monotonic() > deadline:
                 raise FetchError(f"took longer than the {limits.deadline_s:g} s deadline")
+            # Behind a proxy the connected peer is the proxy: only the check above applies.
             peers = _PeerCheck(host, permit=_permit(limits, trusted, pinned), active=limits.proxy is None)
             response_url, location, fetched = self._hop(current, peers, cap, deadline, secrets=(url, current))
             if trusted and pinned is None:
                 pinned = peers.peer
             if fetched is not None:
                 return fetched
-            current = str(response_url.join(location))
+            try:
+                current = str(response_url.join(location))
+            except httpx.InvalidURL as exc:
+                raise FetchError(f"bad redirect: {_without_secrets(_first_line(exc), url, location)}") from None
         raise FetchError(f"more than {limits.max_redirects} redirects")
 
     def _hop(self, url: str, peers: _PeerCheck, cap: int, deadline: float,
@@ -215,10 +216,23 @@ class PageFetcher:
                                      f"one ({_OPT_IN})")
 
 
-def _permit(limits: FetchLimits, trusted: bool, pinned: Address | None) -> Callable[[Address], bool]:
-    """Which peer addresses one hop may connect to."""
+def _hop_target(url: str, *, secrets: tuple[str, ...]) -> tuple[str, str, int]:
+    """(scheme, host, port) of one hop, or FetchError for a URL that is not http(s) or does not parse."""
+    try:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        port = parts.port or (443 if scheme == "https" else 80)
+    except ValueError as exc:  # "http://[x", a port out of range
+        raise FetchError(f"bad URL: {_without_secrets(str(exc), *secrets)}") from None
+    if scheme not in ("http", "https"):
+        raise FetchError(f"refusing to fetch {_shown_url(url)[:80]!r}: only http and https URLs are fetched")
+    return scheme, parts.hostname or "", port
+
+
+def _permit(limits: FetchLimits, trusted: bool, pinned: Address | None) -> Callable[[Address], bool] | None:
+    """Which peer addresses one hop may connect to; None: any (the peer is still recorded)."""
     if limits.allow_private_links or (trusted and pinned is None):
-        return lambda address: True
+        return None
     if trusted:
         return lambda address: address == pinned or is_public_address(address)
     return is_public_address
@@ -232,7 +246,7 @@ class _PeerCheck:
     before it. Behind a proxy the peer is the proxy, so there is nothing to check (active=False).
     """
 
-    def __init__(self, host: str, *, permit: Callable[[Address], bool], active: bool) -> None:
+    def __init__(self, host: str, *, permit: Callable[[Address], bool] | None, active: bool) -> None:
         self.host = host
         self.permit = permit
         self.active = active
@@ -243,7 +257,7 @@ class _PeerCheck:
             return
         stream = info.get("return_value")
         self.peer = _peer_address(stream)
-        if self.peer is not None and self.permit(self.peer):
+        if self.permit is None or (self.peer is not None and self.permit(self.peer)):
             return
         if stream is not None:
             stream.close()  # httpcore never gets this stream back, so closing it is ours to do

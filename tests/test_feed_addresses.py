@@ -407,3 +407,17 @@ def test_a_proxy_password_is_not_shown() -> None:
     with pytest.raises(UsageError) as refused:
         feeds.check_proxy("ftp://user:hunter22@127.0.0.1:21")
     assert "hunter22" not in str(refused.value) and "ftp://127.0.0.1:21" in str(refused.value)
+    with pytest.raises(UsageError, match="with its scheme") as bare:
+        feeds.check_proxy("user:hunter22@127.0.0.1:3128")
+    assert "hunter22" not in str(bare.value)
+
+
+def test_a_redirect_to_a_url_that_does_not_parse_fails_the_fetch(web: Web) -> None:
+    fetcher = PageFetcher(FetchLimits(allow_private_links=True))
+    try:
+        with pytest.raises(feeds.FetchError):  # httpx makes a host name "%5bx" of it, which does not resolve
+            fetcher.fetch(f"{web.base}/redirect?to=http://[x/")
+        with pytest.raises(feeds.FetchError, match=r"^bad URL: Port out of range"):
+            fetcher.fetch(f"{web.base}/redirect?to=http://127.0.0.1:99999/")
+    finally:
+        fetcher.close()
