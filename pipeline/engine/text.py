@@ -1,21 +1,40 @@
 """Document text (plain or Markdown) → clean, speakable sentences.
 
-Strips markup, code and URLs so nothing unspeakable reaches the voice; never summarises.
+Strips markup, code and URLs so nothing unspeakable reaches the voice; never summarises. Linear in the text:
+a long text is parsed in pieces cut where a fresh parse reads the same blocks, since markdown-it holds a token
+for every block of what it is given.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import sentencex
 from markdown_it import MarkdownIt
+from markdown_it.token import Token
 
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 _LEFTOVER_MARKUP = re.compile(r"[*_`#|<>\[\]{}~^]+")
 _SPACES = re.compile(r"\s+")
 _TERMINAL = (".", "!", "?", ":", ";", "…")
 _MAX_HEADING_WORDS = 14
+# Up to this many characters are parsed at once: normal documents in one piece, exactly as a whole.
+_PIECE_CHARS = 128 * 1024
+_FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
+# CommonMark HTML blocks 1-5 run to a terminator, across blank lines; (opening line, terminator).
+_HTML_BLOCKS = (
+    (re.compile(r" {0,3}<(?:script|pre|style|textarea)(?:[\s>]|$)", re.IGNORECASE),
+     re.compile(r"</(?:script|pre|style|textarea)>", re.IGNORECASE)),
+    (re.compile(r" {0,3}<!--"), re.compile(r"-->")),
+    (re.compile(r" {0,3}<\?"), re.compile(r"\?>")),
+    (re.compile(r" {0,3}<![A-Za-z]"), re.compile(r">")),
+    (re.compile(r" {0,3}<!\[CDATA\["), re.compile(r"\]\]>")),
+)
+
+_TABLE_DELIMITER = re.compile(r" {0,3}\|?\s*:?-+:?\s*(?:\|\s*:?-+:?\s*)*\|?\s*$")
+_SETEXT = re.compile(r" {0,3}(?:=+|-+)\s*$")  # a cut before it would unmake the heading above
 
 _markdown = MarkdownIt("commonmark").enable("table")
 
@@ -35,26 +54,116 @@ def speakable(text: str) -> str:
     return re.sub(r"\s+([,.;:!?])", r"\1", text)
 
 
-def _blocks(text: str) -> list[tuple[str, bool]]:
+def _block_closer(line: str) -> re.Pattern[str] | None:
+    """For a line opening fenced code or an HTML block that a blank line does not end: what ends it."""
+    if line.lstrip(" ")[:1] not in ("`", "~", "<"):
+        return None  # most lines: no regex at all
+    if fence := _FENCE.match(line):
+        mark = fence.group(1)
+        return re.compile(rf"^ {{0,3}}{re.escape(mark[0])}{{{len(mark)},}}\s*$")
+    for opening, terminator in _HTML_BLOCKS:
+        if opened := opening.match(line):
+            return None if terminator.search(line, opened.end()) else terminator
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Piece:
+    text: str
+    repeats_table_header: bool  # the piece starts with the header rows of a table cut in two: skip them
+
+
+@dataclass(slots=True)
+class _Cutter:
+    """Where a long text may be cut so each piece parses as it would in the whole.
+
+    Preferred: before an unindented line after a blank line, outside fenced code and HTML blocks (every block
+    has ended there). A piece with no such place for twice _PIECE_CHARS (a huge list, table or paragraph) is
+    cut before any unindented line instead: a list goes on as a second list, a table as a second table under
+    its repeated header, a paragraph as a second paragraph (one sentence may break there).
+    """
+
+    closer: re.Pattern[str] | None = None
+    table_header: str = ""
+    previous: str = ""
+
+    def may_cut_before(self, line: str, length: int) -> bool:
+        if self.closer is not None or length < _PIECE_CHARS or line[:1].isspace() or _SETEXT.match(line):
+            return False
+        return not self.previous.strip() or length >= 2 * _PIECE_CHARS
+
+    def read(self, line: str) -> None:
+        if self.closer is not None:
+            if self.closer.search(line):
+                self.closer = None
+        elif not line.strip():
+            self.table_header = ""
+        else:
+            self.closer = _block_closer(line)
+            if not self.table_header and "|" in self.previous and _TABLE_DELIMITER.match(line):
+                self.table_header = self.previous + line
+        self.previous = line
+
+
+def _lines(text: str) -> Iterator[tuple[int, str]]:
+    """(offset, line with its newline), without a list of every line."""
+    position = 0
+    while position < len(text):
+        end = text.find("\n", position)
+        end = len(text) if end < 0 else end + 1
+        yield position, text[position:end]
+        position = end
+
+
+def _pieces(text: str) -> Iterator[_Piece]:
+    """The text in pieces of about _PIECE_CHARS (the whole, for a normal document), cut where _Cutter allows.
+    A link reference defined in a later piece than its use reads as its label."""
+    if len(text) <= _PIECE_CHARS:
+        yield _Piece(text, False)
+        return
+    cutter = _Cutter()
+    start, header = 0, ""
+    for offset, line in _lines(text):
+        if cutter.may_cut_before(line, offset - start):
+            yield _Piece(header + text[start:offset], bool(header))
+            start, header = offset, cutter.table_header
+        cutter.read(line)
+    yield _Piece(header + text[start:], bool(header))
+
+
+def _blocks(text: str) -> Iterator[tuple[str, bool]]:
     """(block text, is_heading) in reading order; code blocks and HTML are dropped."""
-    blocks: list[tuple[str, bool]] = []
+    env: dict[str, object] = {}  # shared, so a link reference defined in an earlier piece still resolves
+    for piece in _pieces(text):
+        yield from _piece_blocks(_markdown.parse(piece.text, env), piece.repeats_table_header)
+
+
+def _piece_blocks(tokens: list[Token], repeats_table_header: bool) -> Iterator[tuple[str, bool]]:
     heading = False
-    for token in _markdown.parse(text):
+    skipping = False
+    for token in tokens:
         if token.type == "heading_open":
             heading = True
         elif token.type == "heading_close":
             heading = False
-        elif token.type == "inline":
-            parts: list[str] = []
-            for child in token.children or []:
-                if child.type in ("text", "code_inline"):
-                    parts.append(child.content)
-                elif child.type in ("softbreak", "hardbreak"):
-                    parts.append("\n")
-                elif child.type == "image":
-                    parts.append(child.content)
-            blocks.append(("".join(parts), heading))
-    return blocks
+        elif token.type == "thead_open" and repeats_table_header:
+            skipping, repeats_table_header = True, False  # said once already, with the first piece
+        elif token.type == "thead_close":
+            skipping = False
+        elif token.type == "inline" and not skipping:
+            yield _inline_text(token), heading
+
+
+def _inline_text(token: Token) -> str:
+    parts: list[str] = []
+    for child in token.children or []:
+        if child.type in ("text", "code_inline"):
+            parts.append(child.content)
+        elif child.type in ("softbreak", "hardbreak"):
+            parts.append("\n")
+        elif child.type == "image":
+            parts.append(child.content)
+    return "".join(parts)
 
 
 def sentences(text: str) -> list[Sentence]:
