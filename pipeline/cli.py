@@ -324,18 +324,21 @@ def jobs_command(folder: Path) -> None:
 
 
 @cli.command("serve", short_help="Serve an OpenAI-compatible audio endpoint (offline).")
-@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind. One other machines can reach needs --api-key, --feed-only or --no-auth.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--engine", type=click.Choice(["local", "tone"]), default="local", show_default=True,
               help="local = extractive summary + neural voice; tone = instant tone audio for load tests.")
 @click.option("--api-key", envvar="AUDIOSUM_SERVE_API_KEY", default=None,
-              help="Require this bearer key [env AUDIOSUM_SERVE_API_KEY]; without it any key is accepted.")
+              help="Require this bearer key on the API and /stats [env AUDIOSUM_SERVE_API_KEY]; without it any key "
+                   "is accepted.")
+@click.option("--no-auth", is_flag=True, help="Serve the API without a key even on a non-loopback --host.")
 @click.option("--audio-ttl", type=click.IntRange(0, 7 * 24 * 3600), default=3600, show_default=True,
               help="Seconds an answer's audio id stays usable in later turns.")
 @click.option("--audio-memory", type=click.IntRange(0), default=10_000, show_default=True,
               help="How many audio ids are kept (the oldest are forgotten first; 0 forgets each at once).")
 @click.option("--workers", type=click.IntRange(1, 64), default=min(2, os.cpu_count() or 1), show_default=True,
-              help="Speech worker processes for the local engine.")
+              help="Worker processes that summarise, speak and hear (the event loop does none of it).")
 @click.option("--rpm", type=click.IntRange(min=0), default=0, show_default=True,
               help="Requests per minute on /v1/chat/completions, refilled continuously (0 = no limit).")
 @click.option("--tpm", type=click.IntRange(min=0), default=0, show_default=True,
@@ -351,17 +354,32 @@ def jobs_command(folder: Path) -> None:
 @click.option("--fault-retry-after", default="0.05-0.5", show_default=True, metavar="A-B",
               help="The wait an injected 429 fault announces in retry-after(-ms), uniform in A..B seconds.")
 @click.option("--feed", "feed_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
-              metavar="OUT", help="Also serve OUT's podcast.xml, audio and transcripts at /feed/ (for podcast apps).")
-def serve_command(host: str, port: int, engine: str, api_key: str | None, audio_ttl: int, audio_memory: int,
-                  workers: int, rpm: int,
-                  tpm: int, burst_s: float, latency: str, faults: str, seed: int, fault_retry_after: str,
-                  feed_dir: Path | None) -> None:
+              metavar="OUT", help="Also serve OUT's podcast.xml and the files it links to at /feed/ (for podcast apps).")
+@click.option("--feed-only", is_flag=True, help="Serve only the --feed files: no API, no /stats (safe on a LAN).")
+@click.option("--allowed-host", "allowed_host", multiple=True, metavar="NAME",
+              help="Also answer requests whose Host is NAME (repeatable; '*.example.com' or '*' allowed). "
+                   "Loopback names and the bound address are always allowed.")
+@click.option("--max-body-mb", type=click.IntRange(1, 4096), default=25, show_default=True,
+              help="Largest request body accepted (413 above it), counted while it arrives.")
+@click.option("--header-timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              metavar="SECONDS", help="Time allowed for a request's headers to arrive (then the connection is closed).")
+@click.option("--body-timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
+              metavar="SECONDS", help="Time allowed for a request's body to arrive after its headers (408 after it).")
+@click.option("--keep-alive", type=click.IntRange(1, 3600), default=5, show_default=True, metavar="SECONDS",
+              help="An idle kept-alive connection is closed after this.")
+@click.option("--max-connections", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Connections answered at once (more get 503); 0 = half the open-file limit, at most 1024.")
+def serve_command(host: str, port: int, engine: str, api_key: str | None, no_auth: bool, audio_ttl: int,
+                  audio_memory: int, workers: int, rpm: int, tpm: int, burst_s: float, latency: str, faults: str,
+                  seed: int, fault_retry_after: str, feed_dir: Path | None, feed_only: bool,
+                  allowed_host: tuple[str, ...], max_body_mb: int, header_timeout: float, body_timeout: float,
+                  keep_alive: int, max_connections: int) -> None:
     """Serve an OpenAI-compatible /v1/chat/completions over the offline engine.
 
     With --rpm/--tpm it rate-limits like the real service (429 with retry-after, x-ratelimit-* headers), and
     with --faults it injects errors, resets, stalls and broken answers; GET /stats counts every answer kind.
     """
-    from pipeline import server, server_faults
+    from pipeline import server, server_faults, server_guard
 
     def parsed(parse, value: str, option: str):
         try:
@@ -369,6 +387,11 @@ def serve_command(host: str, port: int, engine: str, api_key: str | None, audio_
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint=f"'{option}'") from None
 
+    api_key = api_key or None
+    _check_exposure(host, api_key, no_auth, feed_dir, feed_only)
+    limits = server_guard.GuardLimits(
+        max_body_bytes=max_body_mb * server_guard.MB, header_timeout_s=header_timeout, body_timeout_s=body_timeout,
+        keep_alive_s=keep_alive, max_connections=max_connections)
     server.serve(server.ServerConfig(
         host=host, port=port, engine=engine, api_key=api_key, audio_ttl_s=audio_ttl, audio_memory=audio_memory,
         workers=workers, rpm=rpm,
@@ -376,8 +399,25 @@ def serve_command(host: str, port: int, engine: str, api_key: str | None, audio_
         latency_s=parsed(server_faults.parse_seconds_range, latency, "--latency"),
         faults=parsed(server_faults.parse_faults, faults, "--faults"),
         fault_retry_after_s=parsed(server_faults.parse_seconds_range, fault_retry_after, "--fault-retry-after"),
-        feed_dir=feed_dir,
+        feed_dir=feed_dir, feed_only=feed_only, limits=limits,
+        allowed_hosts=parsed(lambda _: server_guard.allowed_hosts(host, allowed_host), "", "--allowed-host"),
     ))
+
+
+def _check_exposure(host: str, api_key: str | None, no_auth: bool, feed_dir: Path | None, feed_only: bool) -> None:
+    """Refused before anything is bound: an API other machines can reach with no key, unless asked for in words."""
+    from pipeline.server_guard import is_loopback
+
+    if feed_only and feed_dir is None:
+        raise click.UsageError("--feed-only needs --feed OUT (the folder whose podcast to serve)")
+    if no_auth and api_key:
+        raise click.UsageError("--no-auth and --api-key contradict each other: give one")
+    if is_loopback(host) or api_key or feed_only or no_auth:
+        return
+    raise click.UsageError(
+        f"--host {host} can be reached from other machines, and the API has no key: give --api-key (or "
+        "AUDIOSUM_SERVE_API_KEY), serve only the podcast with --feed-only, or pass --no-auth to serve the API to "
+        "anyone who can reach it")
 
 
 def main() -> None:

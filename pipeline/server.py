@@ -1,7 +1,9 @@
 """`audiosum serve`: an OpenAI-compatible Chat Completions audio endpoint over the offline engine.
 
-The peer the test suite talks to over loopback; it speaks the wire format, validates like the real service,
-and never calls out to any network.
+The peer the test suite talks to over loopback; it speaks the wire format, validates like the real service (every
+malformed field is a 400 naming its param, never a 500), and never calls out to any network. The event loop only
+moves bytes: all summarising, speaking and hearing runs in the worker pool (server_work), and what a request may
+send is bounded in front of the app (server_guard).
 """
 
 from __future__ import annotations
@@ -10,9 +12,9 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import functools
 import json
 import math
-import multiprocessing
 import random
 import re
 import secrets
@@ -21,24 +23,30 @@ import time
 import traceback
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
+from pipeline import server_work
 from pipeline.audio import InvalidAudio
-from pipeline.engine import extractive, listen, narrate, speech, tone
 from pipeline.models import DEFAULT_WORDS, OPENAI_VOICES
-from pipeline.providers.local import threads_per_worker
+from pipeline.server_errors import ApiFailure, error_response, json_response, quoted, request_id
 from pipeline.server_faults import (ConnectionExposingProtocol, FaultPlan, HoldUntilClientLeaves, ResetConnection,
                                     TruncatedResponse)
+from pipeline.server_feed import FeedFolder
+from pipeline.server_guard import (HEADER_BYTES, LOOPBACK_NAMES, GuardLimits, RequestGuard, connection_limit,
+                                   guarded_protocol)
 from pipeline.server_limits import Admission, RateLimiter, format_duration, retry_after_headers
+
+if TYPE_CHECKING:
+    from pipeline.engine import narrate
 
 KNOWN_FORMATS = frozenset({"wav", "pcm16", "mp3", "flac", "opus", "aac"})
 SERVED_FORMATS = frozenset({"wav", "pcm16"})
@@ -51,6 +59,10 @@ MODELS = ("gpt-4o-audio-preview", "gpt-4o-mini-audio-preview", "gpt-audio", "gpt
 ORGANIZATION = "org-audiosum"
 RATE_LIMITS_URL = "https://platform.openai.com/account/rate-limits"
 BAD_KEY_MESSAGE = "Incorrect API key provided. You can find your API key in your account settings."
+# Bounds on the shape of one request, so that validating it stays cheap on the event loop.
+MAX_MESSAGES = 2048
+MAX_CONTENT_PARTS = 4096                  # across all messages
+MAX_JSON_CONTAINERS = 250_000             # "{" and "[" bytes: a 25 MB body of "[]," would be 8 M lists in memory
 SERVER_ERROR_MESSAGE = ("The server had an error while processing your request. Sorry about that! You can retry your "
                         "request, or contact us through our help center at help.openai.com if the error persists.")
 
@@ -76,32 +88,9 @@ class ServerConfig:
     seed: int = 0
     fault_retry_after_s: tuple[float, float] = (0.05, 0.5)  # the wait an injected `429` fault announces
     feed_dir: Path | None = None                          # serve this output folder's podcast files at /feed/
-
-
-class ApiFailure(Exception):
-    """An answer in the OpenAI error shape; `kind` is the /stats counter it goes to (default `error_<status>`)."""
-
-    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
-                 error_type: str = "invalid_request_error", headers: dict[str, str] | None = None,
-                 kind: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.param, self.code, self.error_type = status, message, param, code, error_type
-        self.headers = headers or {}
-        self.kind = kind or f"error_{status}"
-
-    def response(self) -> JSONResponse:
-        return error_response(self.status, self.message, param=self.param, code=self.code, error_type=self.error_type,
-                              headers=self.headers)
-
-
-def error_response(status: int, message: str, *, param: str | None = None, code: str | None = None,
-                   error_type: str = "invalid_request_error", headers: dict[str, str] | None = None) -> JSONResponse:
-    body = {"error": {"message": message, "type": error_type, "param": param, "code": code}}
-    return JSONResponse(body, status_code=status, headers={"x-request-id": _request_id(), **(headers or {})})
-
-
-def _request_id() -> str:
-    return "req_" + secrets.token_hex(16)
+    feed_only: bool = False                               # serve nothing but the feed (no API, no /stats)
+    limits: GuardLimits = field(default_factory=GuardLimits)
+    allowed_hosts: tuple[str, ...] = LOOPBACK_NAMES       # Host header values answered (server_guard.allowed_hosts)
 
 
 @dataclass(slots=True)
@@ -140,7 +129,7 @@ class ChatServer:
         self.memory = AudioMemory(config.audio_ttl_s, config.audio_memory)
         self.stats: Counter[str] = _fresh_counts()
         self.wire: Counter[str] = Counter()
-        self.pool: ProcessPoolExecutor | None = None
+        self.pool: server_work.WorkerPool | None = None
         self.limiter = RateLimiter(config.rpm, config.tpm, config.burst_s, monotonic)
         self.faults = FaultPlan(config.faults, config.seed)
         # Latency and fault details (waits, which kind of bad audio) draw from their own stream, so the sequence
@@ -151,49 +140,67 @@ class ChatServer:
     def check_auth(self, request: Request) -> None:
         if self.config.api_key is None:
             return
-        header = request.headers.get("authorization", "")
-        if not header.startswith("Bearer ") or not secrets.compare_digest(header[7:], self.config.api_key):
+        # Compared as bytes: a header is Latin-1 on the wire, and compare_digest refuses non-ASCII str.
+        given = request.headers.get("authorization", "").encode("latin-1")
+        if not given.startswith(b"Bearer ") or not secrets.compare_digest(given[7:], self.config.api_key.encode()):
             raise ApiFailure(401, BAD_KEY_MESSAGE, code="invalid_api_key")
 
     def parse_turns(self, messages: Any) -> list[_Turn]:
         if not isinstance(messages, list) or not messages:
             raise ApiFailure(400, "'messages' must be a non-empty array.", param="messages")
+        if len(messages) > MAX_MESSAGES:
+            raise ApiFailure(400, f"'messages' has {len(messages)} items; at most {MAX_MESSAGES} are accepted.",
+                             param="messages", code="array_above_max_length")
         turns: list[_Turn] = []
+        parts = 0
         for index, message in enumerate(messages):
             where = f"messages[{index}]"
-            if not isinstance(message, dict) or message.get("role") not in ROLES:
-                raise ApiFailure(400, f"Invalid value for '{where}.role': expected one of {sorted(ROLES)}.",
-                                 param=f"{where}.role", code="invalid_value")
-            role = message["role"]
+            if not isinstance(message, dict):
+                raise ApiFailure(400, f"'{where}' must be an object.", param=where, code="invalid_type")
+            role = message.get("role")
+            if not isinstance(role, str) or role not in ROLES:
+                raise ApiFailure(400, f"Invalid value for '{where}.role': {quoted(role)}; expected one of "
+                                 f"{sorted(ROLES)}.", param=f"{where}.role", code="invalid_value")
             audio_ref = message.get("audio")
             if role == "assistant" and audio_ref is not None:
-                if not isinstance(audio_ref, dict) or not isinstance(audio_ref.get("id"), str):
-                    raise ApiFailure(400, f"'{where}.audio' must be an object with an 'id'.", param=f"{where}.audio")
-                transcript = self.memory.transcript(audio_ref["id"])
-                if transcript is None:
-                    raise ApiFailure(400, f"Audio with id '{audio_ref['id']}' was not found or has expired.",
-                                     param=f"{where}.audio.id", code="invalid_value")
-                turns.append(_Turn(role, transcript, []))
+                turns.append(self._remembered_turn(audio_ref, where))
                 continue
-            turns.append(self._content_turn(role, message.get("content"), where))
+            content = message.get("content")
+            parts += len(content) if isinstance(content, list) else 0
+            if parts > MAX_CONTENT_PARTS:
+                raise ApiFailure(400, f"The messages have more than {MAX_CONTENT_PARTS} content parts.",
+                                 param=f"{where}.content", code="array_above_max_length")
+            turns.append(self._content_turn(role, content, where))
         return turns
+
+    def _remembered_turn(self, audio_ref: Any, where: str) -> _Turn:
+        """An earlier answer given back by its audio id: its transcript, while it is remembered."""
+        audio_id = audio_ref.get("id") if isinstance(audio_ref, dict) else None
+        if not isinstance(audio_id, str):
+            raise ApiFailure(400, f"'{where}.audio' must be an object with an 'id'.", param=f"{where}.audio",
+                             code="invalid_type")
+        transcript = self.memory.transcript(audio_id)
+        if transcript is None:
+            raise ApiFailure(400, f"Audio with id {quoted(audio_id)} was not found or has expired.",
+                             param=f"{where}.audio.id", code="invalid_value")
+        return _Turn("assistant", transcript, [])
 
     @staticmethod
     def _content_turn(role: str, content: Any, where: str) -> _Turn:
         if isinstance(content, str):
-            return _Turn(role, content, [])
+            return _Turn(role, _text(content, f"{where}.content"), [])
         if content is None and role == "assistant":
             return _Turn(role, "", [])
         if not isinstance(content, list):
             raise ApiFailure(400, f"'{where}.content' must be a string or an array of content parts.",
-                             param=f"{where}.content")
+                             param=f"{where}.content", code="invalid_type")
         texts: list[str] = []
         audio: list[tuple[bytes, str]] = []
         for part_index, part in enumerate(content):
             param = f"{where}.content[{part_index}]"
             kind = part.get("type") if isinstance(part, dict) else None
             if kind == "text" and isinstance(part.get("text"), str):
-                texts.append(part["text"])
+                texts.append(_text(part["text"], f"{param}.text"))
             elif kind == "input_audio" and isinstance(part.get("input_audio"), dict):
                 audio.append(ChatServer._input_audio(part["input_audio"], param))
             else:
@@ -203,11 +210,15 @@ class ChatServer:
     @staticmethod
     def _input_audio(value: dict[str, Any], param: str) -> tuple[bytes, str]:
         audio_format = value.get("format")
-        if audio_format not in INPUT_AUDIO_FORMATS:
-            raise ApiFailure(400, f"Invalid value for '{param}.input_audio.format': expected 'wav' or 'mp3'.",
-                             param=f"{param}.input_audio.format", code="invalid_value")
+        if not isinstance(audio_format, str) or audio_format not in INPUT_AUDIO_FORMATS:
+            raise ApiFailure(400, f"Invalid value for '{param}.input_audio.format': {quoted(audio_format)}; "
+                             "expected 'wav' or 'mp3'.", param=f"{param}.input_audio.format", code="invalid_value")
+        encoded = value.get("data")
+        if not isinstance(encoded, str):
+            raise ApiFailure(400, f"'{param}.input_audio.data' must be a base64 string.",
+                             param=f"{param}.input_audio.data", code="invalid_type")
         try:
-            data = base64.b64decode(value.get("data") or "", validate=True)
+            data = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
             raise ApiFailure(400, f"'{param}.input_audio.data' is not valid base64.",
                              param=f"{param}.input_audio.data") from None
@@ -218,7 +229,8 @@ class ChatServer:
     @staticmethod
     def check_output(body: dict[str, Any]) -> tuple[list[str], str | None, str | None]:
         modalities = body.get("modalities", ["text"])
-        if not isinstance(modalities, list) or not modalities or any(m not in ("text", "audio") for m in modalities):
+        if (not isinstance(modalities, list) or not modalities
+                or any(not isinstance(m, str) or m not in ("text", "audio") for m in modalities)):
             raise ApiFailure(400, "Invalid value for 'modalities': expected a list of 'text' and 'audio'.",
                              param="modalities", code="invalid_value")
         audio = body.get("audio")
@@ -230,77 +242,72 @@ class ChatServer:
         if not isinstance(audio, dict):
             raise ApiFailure(400, "'audio' is required when 'modalities' includes 'audio'.", param="audio")
         voice, audio_format = audio.get("voice"), audio.get("format")
-        if voice not in OPENAI_VOICES:
-            raise ApiFailure(400, f"Invalid value for 'audio.voice': {voice!r}. Supported values are: "
+        if not isinstance(voice, str) or voice not in OPENAI_VOICES:
+            raise ApiFailure(400, f"Invalid value for 'audio.voice': {quoted(voice)}. Supported values are: "
                              + ", ".join(repr(v) for v in OPENAI_VOICES) + ".", param="audio.voice",
                              code="invalid_value")
-        if audio_format not in KNOWN_FORMATS:
-            raise ApiFailure(400, f"Invalid value for 'audio.format': {audio_format!r}.", param="audio.format",
+        if not isinstance(audio_format, str) or audio_format not in KNOWN_FORMATS:
+            raise ApiFailure(400, f"Invalid value for 'audio.format': {quoted(audio_format)}.", param="audio.format",
                              code="invalid_value")
         if audio_format not in SERVED_FORMATS:
             raise ApiFailure(400, f"This server produces only 'wav' and 'pcm16', not {audio_format!r}.",
                              param="audio.format", code="unsupported_value")
         return modalities, voice, audio_format
 
+    @staticmethod
+    def check_options(body: dict[str, Any]) -> int | None:
+        """Refuse what this server would otherwise silently ignore; returns the completion token cap, if any."""
+        stream = body.get("stream")
+        if stream is not None and not isinstance(stream, bool):
+            raise ApiFailure(400, f"Invalid type for 'stream': expected a boolean, got {quoted(stream)}.",
+                             param="stream", code="invalid_type")
+        if stream:
+            raise ApiFailure(400, "Streaming is not supported by this server; send 'stream': false.",
+                             param="stream", code="unsupported_value")
+        choices = body.get("n")
+        if choices is not None:
+            if not _is_int(choices):
+                raise ApiFailure(400, f"Invalid type for 'n': expected an integer, got {quoted(choices)}.",
+                                 param="n", code="invalid_type")
+            if choices < 1:
+                raise ApiFailure(400, f"Invalid value for 'n': {choices}; it must be at least 1.", param="n",
+                                 code="invalid_value")
+            if choices > 1:
+                raise ApiFailure(400, f"This server gives one choice per request, not n={choices}.", param="n",
+                                 code="unsupported_value")
+        caps = {name: body.get(name) for name in ("max_completion_tokens", "max_tokens")
+                if body.get(name) is not None}
+        for name, cap in caps.items():
+            if not _is_int(cap):
+                raise ApiFailure(400, f"Invalid type for '{name}': expected an integer, got {quoted(cap)}.",
+                                 param=name, code="invalid_type")
+            if cap <= 0:
+                raise ApiFailure(400, f"Invalid value for '{name}': {cap}; a token cap must be positive.",
+                                 param=name, code="unsupported_value")
+        return next(iter(caps.values()), None)
+
     # -- answering --------------------------------------------------------------------------------
     async def speak(self, task: str, words: int, title: str | None, turns: list[_Turn],
                     with_voice: bool = True) -> narrate.Narration:
+        """The narration for the last user turn; the work itself runs in the pool, never on the event loop."""
+        engine = self.config.engine
         question_turn = turns[-1] if turns and turns[-1].role == "user" else None
         follow_up = question_turn is not None and any(t.role == "assistant" for t in turns[:-1])
         if question_turn is not None and question_turn.audio_parts:
-            return await self._hear(question_turn.audio_parts, words, title, with_voice)
+            try:
+                return await self.pool.run(server_work.hear, question_turn.audio_parts, words, title, engine,
+                                           with_voice)
+            except InvalidAudio as exc:
+                raise ApiFailure(400, f"The input audio could not be decoded: {exc}.",
+                                 param="messages", code="invalid_value") from None
         if follow_up:
             # Answer from the document (the first user turn, when it is text) and what was said about it since;
             # earlier questions are not facts to quote back.
             first_user = next(t for t in turns if t.role == "user")
             context = "\n\n".join([first_user.text] * (not first_user.audio_parts)
                                    + [t.text for t in turns[:-1] if t.role == "assistant" and t.text])
-            answer_words = min(words, narrate.ANSWER_WORDS)
-            spoken = (extractive.answer(question_turn.text, context, answer_words)
-                      or extractive.lead(context, answer_words))
-            return narrate.Narration(" ".join(spoken), await self._voice(spoken) if with_voice else tone.tone(spoken))
-        if not with_voice and self.config.engine == "local":
-            return narrate.narrate(task, words, title, "text")
-        if self.config.engine == "tone" or self.pool is None:
-            return narrate.narrate(task, words, title, "tone")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.pool, narrate.narrate, task, words, title, "local")
-
-    async def _voice(self, spoken: list[str]) -> speech.SpeechAudio:
-        if self.config.engine == "tone" or self.pool is None:
-            return tone.tone(spoken)
-        return await asyncio.get_running_loop().run_in_executor(self.pool, speech.speak, spoken)
-
-    async def _transcribe(self, data: bytes, suffix: str) -> listen.Heard:
-        # Recognition is CPU-bound and holds the GIL in places: the local engine's worker processes take it; the
-        # tone engine (load tests, short clips) has none and uses a thread.
-        if self.pool is not None:
-            return await asyncio.get_running_loop().run_in_executor(self.pool, _transcribe_in_worker, data, suffix)
-        return await asyncio.to_thread(listen.transcribe, data, suffix=suffix)
-
-    async def _hear(self, parts: list[tuple[bytes, str]], words: int, title: str | None,
-                    with_voice: bool) -> narrate.Narration:
-        """Recognise the speech offline (PocketSphinx), then summarise and speak what was heard."""
-        heard: list[str] = []
-        seconds = 0.0
-        for data, audio_format in parts:
-            try:
-                result = await self._transcribe(data, f".{audio_format}")
-            except InvalidAudio as exc:
-                raise ApiFailure(400, f"The input audio could not be decoded: {exc}.",
-                                 param="messages", code="invalid_value") from None
-            heard.append(result.text)
-            seconds += result.duration_s
-        text = " ".join(h for h in heard if h)
-        if not text:
-            spoken = [f"No speech was recognised in the {seconds:.1f} second recording."]
-            return narrate.Narration(" ".join(spoken), await self._voice(spoken) if with_voice else tone.tone(spoken))
-        if not with_voice:
-            return narrate.narrate(text, words, title, "text")
-        if self.config.engine == "tone" or self.pool is None:
-            return narrate.narrate(text, words, title, "tone")
-        return await asyncio.get_running_loop().run_in_executor(self.pool, narrate.narrate, text, words, title,
-                                                                "local")
+            return await self.pool.run(server_work.answer, question_turn.text, context, words, engine, with_voice)
+        return await self.pool.run(server_work.compose, task, words, title, engine, with_voice)
 
     async def chat_completions(self, request: Request) -> Response:
         # Every request counts once in `requests` and once in exactly one answer kind (`ok`, `rate_limited`,
@@ -312,6 +319,9 @@ class ChatServer:
             kind, response = failure.kind, failure.response()
         except ClientDisconnect:
             kind, response = "client_disconnected", Response(status_code=400)  # nobody is left to read it
+        except server_work.WorkersLost:
+            kind, response = "error_503", error_response(503, "The server is overloaded or not ready yet.",
+                                                         error_type="server_error")
         except Exception:  # noqa: BLE001 - the HTTP boundary: an unexpected failure is still an OpenAI 500
             traceback.print_exc(file=sys.stderr)
             kind, response = "error_500", error_response(500, SERVER_ERROR_MESSAGE, error_type="server_error")
@@ -329,16 +339,13 @@ class ChatServer:
         raw = await request.body()
         if fault is not None:
             return f"fault_{fault}", await self._fault(fault, raw)
-        try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise ApiFailure(400, "We could not parse the JSON body of your request.") from None
-        if not isinstance(body, dict):
-            raise ApiFailure(400, "The request body must be a JSON object.")
+        body = _parse_body(raw)
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise ApiFailure(400, "You must provide a model parameter.", param="model")
+        _text(model, "model")
         modalities, voice, audio_format = self.check_output(body)
+        cap = self.check_options(body)
         self.count_shape(body)  # before the checks below, so refused requests are counted too
         turns = self.parse_turns(body.get("messages"))
         has_audio_in = any(t.audio_parts for t in turns)
@@ -351,12 +358,11 @@ class ChatServer:
             if not admission.admitted:
                 raise _rate_limited(admission, model)
         answer = await self._answer(model, turns, voice, audio_format)
-        cap = body.get("max_completion_tokens", body.get("max_tokens"))
-        if isinstance(cap, int) and not isinstance(cap, bool) and cap > 0 and voice is None:
+        if cap is not None and voice is None:
             _cap_text_answer(answer, cap)
         self.limiter.charge(answer["usage"]["completion_tokens"])
         await self._latency()
-        return "ok", JSONResponse(answer, headers={"x-request-id": _request_id()})
+        return "ok", json_response(answer, headers={"x-request-id": request_id()})
 
     async def _latency(self) -> None:
         low, high = self.config.latency_s
@@ -375,7 +381,7 @@ class ChatServer:
         return _fault_failure(fault, self.jitter.uniform(*self.config.fault_retry_after_s)).response()
 
     def _broken_success(self, fault: str, model: str) -> Response:
-        headers = {"x-request-id": _request_id()}
+        headers = {"x-request-id": request_id()}
         spoken = ["Here is a short spoken summary of the document."]
         if fault == "badaudio":
             # Vary between the two ways audio can be unusable: not base64 at all, and base64 of bytes that are
@@ -383,7 +389,7 @@ class ChatServer:
             data = ("UklGR%not-base64!" if self.jitter.random() < 0.5
                     else base64.b64encode(b"ID3\x04\x00\x00" + self.jitter.randbytes(2048)).decode("ascii"))
         else:
-            data = base64.b64encode(tone.tone(spoken).wav).decode("ascii")
+            data = _placeholder_wav_base64(spoken[0])
         audio_id, expires_at = self.memory.remember(spoken[0])
         message = {"role": "assistant", "content": None, "refusal": None,
                    "audio": {"id": audio_id, "expires_at": expires_at, "data": data, "transcript": spoken[0]}}
@@ -438,24 +444,35 @@ class ChatServer:
             return failure.response()
         self.stats["ok"] += 1
         created = 1_700_000_000
-        return JSONResponse({"object": "list", "data": [
+        return json_response({"object": "list", "data": [
             {"id": m, "object": "model", "created": created, "owned_by": "audiosum"} for m in MODELS]})
 
     async def stats_endpoint(self, request: Request) -> Response:
-        return JSONResponse({"engine": self.config.engine, "counts": dict(self.stats), "wire": dict(self.wire)})
+        """The counters (behind the key when there is one: they reveal what clients sent). Not counted themselves."""
+        try:
+            self.check_auth(request)
+        except ApiFailure as failure:
+            return failure.response()
+        return json_response({"engine": self.config.engine, "counts": dict(self.stats), "wire": dict(self.wire)})
 
     async def stats_reset(self, request: Request) -> Response:
         """Zero the counters; answers with the counts as they were, so reading and zeroing is one step."""
+        try:
+            self.check_auth(request)
+        except ApiFailure as failure:
+            return failure.response()
         counts, self.stats = dict(self.stats), _fresh_counts()
         wire, self.wire = dict(self.wire), Counter()
-        return JSONResponse({"engine": self.config.engine, "counts": counts, "wire": wire})
+        return json_response({"engine": self.config.engine, "counts": counts, "wire": wire})
 
     def count_shape(self, body: dict[str, Any]) -> None:
         """What well-formed requests carried, for tests that check the wire: modalities, input_audio parts and
         their formats, and how earlier assistant turns came back (by audio id or as text)."""
         self.wire["modalities=" + ",".join(body.get("modalities") or ["text"])] += 1
         messages = body.get("messages")
-        for message in messages if isinstance(messages, list) else []:
+        if not isinstance(messages, list) or len(messages) > MAX_MESSAGES:
+            return  # refused by parse_turns; not worth a walk over
+        for message in messages:
             if not isinstance(message, dict):
                 continue
             if message.get("role") == "assistant":
@@ -464,13 +481,48 @@ class ChatServer:
             for part in content if isinstance(content, list) else []:
                 if isinstance(part, dict) and part.get("type") == "input_audio":
                     given = part.get("input_audio")
+                    audio_format = given.get("format") if isinstance(given, dict) else None
+                    # Only known names become counter keys: a client must not grow /stats with its own strings.
+                    known = isinstance(audio_format, str) and audio_format in INPUT_AUDIO_FORMATS
                     self.wire["input_audio"] += 1
-                    self.wire[f"input_audio_format={given.get('format') if isinstance(given, dict) else None}"] += 1
+                    self.wire[f"input_audio_format={audio_format if known else 'other'}"] += 1
 
 
-def _transcribe_in_worker(data: bytes, suffix: str) -> listen.Heard:
-    """listen.transcribe with positional arguments, for a process pool."""
-    return listen.transcribe(data, suffix=suffix)
+@functools.cache
+def _placeholder_wav_base64(sentence: str) -> str:
+    """The broken-answer faults' audio: one fixed sentence of tone, made once (the engine loads only if needed)."""
+    from pipeline.engine import tone
+
+    return base64.b64encode(tone.tone([sentence]).wav).decode("ascii")
+
+
+def _parse_body(raw: bytes) -> dict[str, Any]:
+    """The request's JSON object, or the 400 a malformed, over-nested or container-bomb body gets."""
+    if raw.count(b"{") + raw.count(b"[") > MAX_JSON_CONTAINERS:
+        raise ApiFailure(400, f"The JSON body has more than {MAX_JSON_CONTAINERS} objects and arrays.",
+                         code="invalid_value")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise ApiFailure(400, "We could not parse the JSON body of your request.") from None
+    if not isinstance(body, dict):
+        raise ApiFailure(400, "The request body must be a JSON object.")
+    return body
+
+
+def _text(value: str, param: str) -> str:
+    """A client's string, if it is real Unicode: a lone surrogate (legal in JSON escapes) could not be spoken or
+    encoded in the answer."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiFailure(400, f"'{param}' is not valid Unicode (it contains a lone surrogate).", param=param,
+                         code="invalid_value") from None
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _fresh_counts() -> Counter[str]:
@@ -529,7 +581,7 @@ def _cap_text_answer(answer: dict[str, Any], max_tokens: int) -> None:
 def _model_of(raw: bytes) -> str:
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return MODELS[0]
     model = body.get("model") if isinstance(body, dict) else None
     return model if isinstance(model, str) and model else MODELS[0]
@@ -589,60 +641,38 @@ def _pcm_frames(wav: bytes) -> bytes:
         return reader.readframes(reader.getnframes())
 
 
-FEED_SUFFIXES = frozenset({".xml", ".wav", ".mp3", ".opus", ".ogg", ".flac", ".m4a", ".txt", ".vtt", ".html",
-                           ".json"})
-
-
-def feed_file(folder: Path):
-    """GET /feed/NAME: one published file of an output folder (range requests work, as podcast apps need).
-
-    Only plain names with a published suffix: never the hidden state folder, never a path."""
-    root = folder.resolve()
-
-    async def handler(request: Request) -> Response:
-        name = request.path_params["name"]
-        path = root / name
-        if ("/" in name or name.startswith(".") or Path(name).suffix.lower() not in FEED_SUFFIXES
-                or not path.is_file()):
-            return error_response(404, f"No such file: {name}.", code="unknown_url")
-        media = "application/rss+xml" if name.endswith(".xml") else None
-        return FileResponse(path, media_type=media)
-
-    return handler
-
-
 def create_app(config: ServerConfig) -> Starlette:
     chat = ChatServer(config)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if config.engine == "local":
-            chat.pool = ProcessPoolExecutor(max_workers=config.workers,
-                                            mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=speech.init_worker,
-                                            initargs=(threads_per_worker(config.workers),))
-        print(f"audiosum serve: http://{config.host}:{config.port}/v1 (engine {config.engine})",
+        if not config.feed_only:
+            chat.pool = server_work.WorkerPool(config.engine, config.workers)  # processes start on first use
+        what = "the podcast feed only" if config.feed_only else f"/v1 (engine {config.engine})"
+        print(f"audiosum serve: http://{_url_host(config.host)}:{config.port} serves {what}",
               file=sys.stderr, flush=True)
         try:
             yield
         finally:
             if chat.pool is not None:
-                chat.pool.shutdown(cancel_futures=True)
+                chat.pool.shutdown()
 
     async def not_found(request: Request, exc: Exception) -> Response:
+        where = quoted(request.url.path)
         if isinstance(exc, HTTPException) and exc.status_code == 405:
-            return error_response(405, f"Method {request.method} is not allowed on {request.url.path}.")
-        return error_response(404, f"Unknown request URL: {request.method} {request.url.path}.",
-                              code="unknown_url")
+            return error_response(405, f"Method {request.method} is not allowed on {where}.")
+        return error_response(404, f"Unknown request URL: {request.method} {where}.", code="unknown_url")
 
+    feed = [Route("/feed/{name}", FeedFolder(config.feed_dir).handler, methods=["GET", "HEAD"])] if config.feed_dir else []
+    api = [
+        Route("/v1/chat/completions", chat.chat_completions, methods=["POST"]),
+        Route("/v1/models", chat.models, methods=["GET"]),
+        Route("/stats", chat.stats_endpoint, methods=["GET"]),
+        Route("/stats/reset", chat.stats_reset, methods=["POST"]),
+    ]
     app = Starlette(
-        routes=[
-            Route("/v1/chat/completions", chat.chat_completions, methods=["POST"]),
-            Route("/v1/models", chat.models, methods=["GET"]),
-            Route("/stats", chat.stats_endpoint, methods=["GET"]),
-            Route("/stats/reset", chat.stats_reset, methods=["POST"]),
-            *([Route("/feed/{name}", feed_file(config.feed_dir), methods=["GET", "HEAD"])] if config.feed_dir else []),
-        ],
+        routes=feed if config.feed_only else [*api, *feed],
+        middleware=[Middleware(RequestGuard, limits=config.limits, hosts=config.allowed_hosts)],
         exception_handlers={404: not_found, 405: not_found},
         lifespan=lifespan,
     )
@@ -650,9 +680,17 @@ def create_app(config: ServerConfig) -> Starlette:
     return app
 
 
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
 def serve(config: ServerConfig) -> None:
     import uvicorn
 
-    # The protocol is uvicorn's own (h11 or httptools), plus the connection in the scope for socket-level faults.
+    limits = config.limits
+    # The protocol is uvicorn's own (h11 or httptools), plus the connection in the scope for socket-level faults,
+    # plus server_guard's header deadline, lingering close and OpenAI-shaped answer to the connection limit.
     uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="warning", access_log=False,
-                http=ConnectionExposingProtocol)
+                http=guarded_protocol(ConnectionExposingProtocol, limits),
+                limit_concurrency=connection_limit(limits), timeout_keep_alive=limits.keep_alive_s,
+                h11_max_incomplete_event_size=HEADER_BYTES)

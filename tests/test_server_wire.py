@@ -99,7 +99,8 @@ def test_raw_http_errors_have_the_openai_shape(tone_server: RunningServer) -> No
     headers = {"Authorization": f"Bearer {SERVER_KEY}", "Content-Type": "application/json"}
     malformed = httpx.post(f"{tone_server.base_url}/chat/completions", content=b"{not json", headers=headers)
     assert malformed.status_code == 400 and set(malformed.json()["error"]) == {"message", "type", "param", "code"}
-    missing_key = httpx.post(f"{tone_server.base_url}/chat/completions", content=b"{}")
+    missing_key = httpx.post(f"{tone_server.base_url}/chat/completions", content=b"{}",
+                             headers={"Content-Type": "application/json"})
     assert missing_key.status_code == 401
     unknown = httpx.get(f"{tone_server.base_url}/nowhere", headers=headers)
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "unknown_url"

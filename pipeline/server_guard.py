@@ -1,0 +1,297 @@
+"""What stands in front of every `audiosum serve` route: the Host allow-list, JSON-only POSTs, a body cap counted while
+the body streams in, read deadlines for headers and body, and a connection limit that answers instead of stalling.
+
+Decides whether a request may reach the app and how much of it may be read; it never parses a body and knows no
+route. Every refusal is an OpenAI-shaped error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import resource
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.datastructures import Headers
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pipeline.server_errors import CLOSE, ApiFailure, error_response, quoted, raw_error
+
+MB = 1024 * 1024
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
+HEADER_BYTES = 16 * 1024       # h11 refuses a request line plus headers larger than this (400)
+_HOST_OK = "audiosum.host_allowed"
+
+
+@dataclass(frozen=True, slots=True)
+class GuardLimits:
+    max_body_bytes: int = 25 * MB
+    header_timeout_s: float = 10.0   # from connecting (or the previous answer) to the end of the headers
+    body_timeout_s: float = 60.0     # from the end of the headers to the end of the body
+    keep_alive_s: int = 5            # an idle kept-alive connection is closed after this
+    max_connections: int = 0         # uvicorn's limit_concurrency; 0: half the open-file limit (see connection_limit)
+    linger_s: float = 2.0            # after refusing a body mid-upload, how long its remainder is read and dropped
+
+
+def is_loopback(host: str) -> bool:
+    """True for names and addresses that only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def allowed_hosts(bound: str, extra: Sequence[str] = ()) -> tuple[str, ...]:
+    """The Host header values accepted: the loopback names, the bound address (unless it is a wildcard such as
+    0.0.0.0, which no client writes), and `extra` (exact names, `*.example.com`, or `*`). ValueError for a bad one."""
+    names = list(LOOPBACK_NAMES)
+    bare = bound.strip().strip("[]")
+    try:
+        address = ipaddress.ip_address(bare)
+        if not address.is_unspecified:
+            names.append(f"[{bare}]" if address.version == 6 else bare)
+    except ValueError:
+        names.append(bare)
+    for pattern in extra:
+        pattern = pattern.strip().lower()
+        if not pattern or "*" in pattern[1:] or (pattern.startswith("*") and pattern != "*"
+                                                 and not pattern.startswith("*.")):
+            raise ValueError(f"{pattern!r} is not a host name, an address, '*.domain' or '*'")
+        names.append(pattern)
+    return tuple(dict.fromkeys(name.lower() for name in names))
+
+
+def connection_limit(limits: GuardLimits) -> int:
+    """The connection limit to give uvicorn: as configured, else half the open-file limit (at most 1024), so that a
+    flood of connections is answered 503 while descriptors remain for the pool, the files served and new accepts."""
+    if limits.max_connections > 0:
+        return limits.max_connections
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 1024
+    return max(8, min(1024, soft // 2))
+
+
+# -- the ASGI layer ---------------------------------------------------------------------------------------------
+
+async def _host_allowed(scope: Scope, receive: Receive, send: Send) -> None:
+    scope[_HOST_OK] = True
+
+
+async def _discard(message: Message) -> None:
+    pass
+
+
+class RequestGuard:
+    """ASGI middleware: Host, Content-Type and body checks, then the app with a receive that enforces the body cap
+    and deadline (raising ApiFailure 413/408 into the app, which answers it like any other refusal)."""
+
+    def __init__(self, app: ASGIApp, limits: GuardLimits, hosts: Sequence[str]) -> None:
+        self.app = app
+        self.limits = limits
+        # Starlette's own middleware decides; its plain-text refusal is dropped and answered in OpenAI's shape.
+        self._host_check = TrustedHostMiddleware(_host_allowed, allowed_hosts=list(hosts), www_redirect=False)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        gate = BodyGate(headers, receive, send, self.limits)
+        refusal = await self._refusal(scope, headers)
+        if refusal is not None:
+            await refusal.response()(scope, gate.receive, gate.send)
+            return
+        await self.app(scope, gate.receive, gate.send)
+
+    async def _refusal(self, scope: Scope, headers: Headers) -> ApiFailure | None:
+        await self._host_check(scope, _no_receive, _discard)
+        if not scope.pop(_HOST_OK, False):
+            return ApiFailure(400, f"Invalid Host header {quoted(headers.get('host'))}: this server answers only "
+                              "for its allowed host names (start it with --allowed-host NAME to add one).",
+                              code="invalid_host")
+        if scope["method"] == "POST":
+            refusal = _content_type_refusal(headers)
+            if refusal is not None:
+                return refusal
+        declared = _declared_length(headers)
+        if declared is not None and declared > self.limits.max_body_bytes:
+            return _too_large(self.limits.max_body_bytes)
+        return None
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
+def _content_type_refusal(headers: Headers) -> ApiFailure | None:
+    """POST bodies must say they are JSON: a browser's cross-site form (urlencoded, multipart, text/plain) cannot."""
+    given = headers.get("content-type")
+    if given is None and not _has_body(headers):
+        return None  # a bare POST (/stats/reset) carries nothing to misread
+    media = (given or "").split(";", 1)[0].strip().lower()
+    if media == "application/json":
+        return None
+    return ApiFailure(415, f"Unsupported Content-Type {quoted(given)}: request bodies must be 'application/json'.",
+                      code="unsupported_media_type")
+
+
+def _declared_length(headers: Headers) -> int | None:
+    value = headers.get("content-length")
+    return int(value) if value is not None and value.strip().isdigit() else None
+
+
+def _has_body(headers: Headers) -> bool:
+    return "transfer-encoding" in headers or (_declared_length(headers) or 0) > 0
+
+
+def _too_large(limit: int) -> ApiFailure:
+    return ApiFailure(413, f"The request body is larger than this server accepts ({limit // MB} MB; see "
+                      "--max-body-mb).", code="request_too_large", headers=CLOSE, kind="body_too_large")
+
+
+class BodyGate:
+    """The request's receive and send, as the app sees them: the body is counted as it arrives and must be complete
+    within the deadline; an answer given before the whole body was read closes the connection."""
+
+    def __init__(self, headers: Headers, receive: Receive, send: Send, limits: GuardLimits) -> None:
+        self._receive, self._send = receive, send
+        self._limit = limits.max_body_bytes
+        self._timeout_s = limits.body_timeout_s
+        self._deadline = asyncio.get_running_loop().time() + limits.body_timeout_s
+        self._received = 0
+        self.complete = not _has_body(headers)
+
+    async def receive(self) -> Message:
+        if self.complete:
+            return await self._receive()  # after the body only the disconnect is left: no deadline on waiting for it
+        try:
+            async with asyncio.timeout_at(self._deadline):
+                message = await self._receive()
+        except TimeoutError:
+            raise ApiFailure(408, f"The request body did not arrive within {self._timeout_s:g} seconds.",
+                             code="request_timeout", headers=CLOSE, kind="body_timeout") from None
+        if message["type"] != "http.request":
+            self.complete = True
+            return message
+        self._received += len(message.get("body", b""))
+        if self._received > self._limit:
+            raise _too_large(self._limit)
+        self.complete = not message.get("more_body", False)
+        return message
+
+    async def send(self, message: Message) -> None:
+        headers = message.get("headers", []) if message["type"] == "http.response.start" else None
+        if headers is not None and not self.complete and (b"connection", b"close") not in headers:
+            # The unread rest of the body would be taken for the next request: this connection ends with the answer.
+            message = {**message, "headers": [*headers, (b"connection", b"close")]}
+        await self._send(message)
+
+
+# -- the protocol layer -----------------------------------------------------------------------------------------
+
+class LingeringTransport:
+    """uvicorn's view of the socket. Closing while the client is still sending a body half-closes instead, drops
+    what still arrives for a moment, then closes: a close with unread bytes makes the kernel send a reset, which can
+    destroy the 413/408 answer before the client has read it."""
+
+    def __init__(self, transport: asyncio.Transport, client_is_sending: Callable[[], bool], linger_s: float) -> None:
+        self._transport = transport
+        self._client_is_sending = client_is_sending
+        self._linger_s = linger_s
+        self._closing = False
+        self.lingering = False
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        if not self._client_is_sending() or not self._transport.can_write_eof() or self._transport.is_closing():
+            self._transport.close()
+            return
+        self.lingering = True
+        self._transport.write_eof()
+        self._transport.resume_reading()
+        asyncio.get_running_loop().call_later(self._linger_s, self._transport.close)
+
+    def is_closing(self) -> bool:
+        return self._closing or self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+def guarded_protocol(base: type, limits: GuardLimits) -> type:
+    """`base` (uvicorn's HTTP protocol, or a subclass) with a header deadline, lingering close, and uvicorn's
+    connection limit answered as an OpenAI 503 instead of uvicorn's plain text."""
+
+    class GuardedProtocol(base):  # type: ignore[misc,valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            # uvicorn would answer over-limit requests itself, in plain text; the same rule is applied below.
+            self.connection_limit, self.limit_concurrency = self.limit_concurrency, None
+            self._header_timer: asyncio.TimerHandle | None = None
+            inner = self.app
+
+            async def app(scope: Scope, receive: Receive, send: Send) -> None:
+                self._disarm()
+                if self._over_limit():
+                    await error_response(503, "The server is overloaded (too many connections); retry shortly.",
+                                         error_type="server_error", code="server_overloaded",
+                                         headers=CLOSE)(scope, receive, send)
+                    return
+                await inner(scope, receive, send)
+
+            self.app = app
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            wrapped = LingeringTransport(transport, self._client_is_sending, limits.linger_s)  # type: ignore[arg-type]
+            super().connection_made(wrapped)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            if getattr(self.transport, "lingering", False):
+                return  # the rest of a refused body: dropped unread
+            super().data_received(data)
+
+        def on_response_complete(self) -> None:
+            # Armed first: a pipelined request that super() starts disarms it again when its headers are in.
+            self._arm()
+            super().on_response_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _client_is_sending(self) -> bool:
+            return self.cycle is not None and self.cycle.more_body
+
+        def _over_limit(self) -> bool:
+            limit = self.connection_limit
+            return limit is not None and (len(self.connections) > limit or len(self.tasks) > limit)
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._header_timer = self.loop.call_later(limits.header_timeout_s, self._headers_late)
+
+        def _disarm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _headers_late(self) -> None:
+            self._header_timer = None
+            if self.transport.is_closing() or (self.cycle is not None and not self.cycle.response_complete):
+                return
+            # No request exists to answer through ASGI (or h11): the bytes are written as they are.
+            self.transport.write(raw_error(408, "Request Timeout", "The request headers did not arrive within "
+                                           f"{limits.header_timeout_s:g} seconds.", "request_timeout"))
+            self.transport.close()
+
+    return GuardedProtocol
