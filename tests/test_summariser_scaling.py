@@ -7,14 +7,15 @@ No timing asserts (the machine is shared); tests/bench/bench_summariser_scaling.
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from conftest import REPO, child_env
-from pipeline.engine import extractive
+from conftest import REPO, SAMPLE_INPUTS, child_env
+from pipeline.engine import extractive, text
 from pipeline.engine.text import Sentence
 from pipeline.feeds import FetchLimits
 
@@ -29,20 +30,20 @@ QUESTION = "What happened to the harbour bridge after the storm?"
 _CHILD = r"""
 import json, random, string, sys, time
 
-def random_sentences(size: int, seed: int = 11) -> str:
+def random_sentences(size: int, separator: str, seed: int = 11) -> str:
     rng = random.Random(seed)
     letters = string.ascii_lowercase
     parts, total = [], 0
     while total < size:
         words = ["".join(rng.choices(letters, k=rng.randint(3, 8))) for _ in range(4)]
-        sentence = " ".join(words).capitalize() + ". "
+        sentence = " ".join(words).capitalize() + "."
         parts.append(sentence)
-        total += len(sentence)
-    return "".join(parts)[:size]
+        total += len(sentence) + len(separator)
+    return separator.join(parts)[:size]
 
-mode, size, question = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+mode, size, layout, question = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 from pipeline.engine import extractive, text as text_module
-document = random_sentences(size)
+document = random_sentences(size, " " if layout == "run-on" else "\n\n")
 started = time.perf_counter()
 if mode == "summarise":
     chosen = extractive.summarise(document, 150)
@@ -59,10 +60,12 @@ print(json.dumps({"seconds": seconds, "peak_mb": peak_kb / 1024, "chosen": len(c
 """
 
 
-def measure_in_child(mode: str, size: int, question: str = QUESTION) -> dict[str, float | int | bool]:
-    """One step ("summarise", "answer" or "split") over `size` bytes of 4-word random sentences, in a fresh
-    interpreter: {"seconds", "peak_mb", "chosen", "words", "from_document"}."""
-    result = subprocess.run([sys.executable, "-c", _CHILD, mode, str(size), question], cwd=REPO,
+def measure_in_child(mode: str, size: int, layout: str = "run-on",
+                     question: str = QUESTION) -> dict[str, float | int | bool]:
+    """One step ("summarise", "answer" or "split") over `size` bytes of 4-word random sentences, run on in one
+    paragraph or one a paragraph ("paragraphs"), in a fresh interpreter:
+    {"seconds", "peak_mb", "chosen", "words", "from_document"}."""
+    result = subprocess.run([sys.executable, "-c", _CHILD, mode, str(size), layout, question], cwd=REPO,
                             env=child_env(), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -82,6 +85,12 @@ def test_summary_of_random_short_sentences_stays_in_bounded_memory(size: int) ->
 @pytest.mark.parametrize("size", SIZES)
 def test_follow_up_answer_over_random_short_sentences_stays_in_bounded_memory(size: int) -> None:
     _assert_bounded(measure_in_child("answer", size), max_words=30)
+
+
+@pytest.mark.slow
+def test_summary_of_a_page_of_one_sentence_paragraphs_stays_in_bounded_memory() -> None:
+    # markdown-it holds a token per block: parsed whole, this page alone took 326 MB to split.
+    _assert_bounded(measure_in_child("summarise", PAGE_CAP_BYTES, "paragraphs"), max_words=150)
 
 
 def _numbered(count: int) -> list[Sentence]:
@@ -123,3 +132,43 @@ def test_the_answer_prefers_sentences_sharing_the_question_terms() -> None:
     context = " ".join([*(f"Filler sentence number {i} says nothing new." for i in range(2000)),
                         "The harbour bridge reopened after the storm on Tuesday."])
     assert extractive.answer(QUESTION, context, 10) == ["The harbour bridge reopened after the storm on Tuesday."]
+
+
+def _read_whole(document: str) -> list[tuple[str, bool]]:
+    """The blocks as one markdown-it parse of the whole text reads them (what text.py did for every size)."""
+    return list(text._piece_blocks(text._markdown.parse(document), False))
+
+
+def _samples() -> list[str]:
+    return [path.read_text() for path in sorted(SAMPLE_INPUTS.rglob("*")) if path.suffix in (".txt", ".md")]
+
+
+@pytest.mark.parametrize("layout", ["documents", "table", "fenced code", "html comment", "list", "links"])
+def test_a_long_text_read_in_pieces_reads_as_a_whole(layout: str) -> None:
+    rows = 12000
+    document = {
+        "documents": "\n\n".join(_samples() * 30),
+        "table": "| Site | Homes |\n|---|---|\n" + "".join(f"| site {i} | {i * 3} homes |\n" for i in range(rows)),
+        "fenced code": "Intro.\n\n```\n" + "code()\n\n" * rows + "```\n\nAfter the fence.\n\n" * 3000,
+        "html comment": "<!--\n" + "hidden\n\n" * 30000 + "-->\n\nVisible text.\n",
+        "list": "".join(f"- item {i} is here.\n" for i in range(rows * 3 // 2)),
+        "links": "[guide]: https://example.org/guide\n\n" + "See the [manual][guide] now.\n\n" * rows,
+    }[layout]
+    pieces = list(text._pieces(document))
+    assert len(pieces) > 1 and max(len(p.text) for p in pieces) <= 3 * text._PIECE_CHARS
+    assert list(text._blocks(document)) == _read_whole(document)
+
+
+def test_a_normal_document_is_parsed_whole() -> None:
+    for document in _samples():
+        assert [p.text for p in text._pieces(document)] == [document]
+
+
+def test_pieces_cover_the_text_in_order() -> None:
+    rng = random.Random(5)
+    document = "".join(rng.choice(["Words here. ", "\n", "\n\n", "- item\n", "```\n", "> quoted\n", "<!--", "-->"])
+                       for _ in range(120_000))
+    pieces = list(text._pieces(document))
+    assert len(pieces) > 1 and not any(p.repeats_table_header for p in pieces)
+    assert "".join(p.text for p in pieces) == document
+    assert list(text._blocks(document)) == _read_whole(document)
