@@ -1,0 +1,357 @@
+"""`audiosum serve` against hostile clients (issue 11, part 3): huge and half-sent bodies, type confusion, foreign
+Host headers, form posts, keyless /stats, feed symlinks, and a saturated worker pool.
+
+Real server processes over loopback only (127.0.0.1); no sleeps through real windows: deadlines are set short.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from conftest import SERVER_KEY, RunningServer, child_env, free_port, running_server, stop_server
+from pipeline import server
+from pipeline.cli import cli
+
+AUTH = {"Authorization": f"Bearer {SERVER_KEY}", "Content-Type": "application/json"}
+TEXT = "Otters hold hands while they sleep. They float on kelp beds. Their fur is the densest of any animal."
+REQUEST = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": TEXT}]}
+WAV_B64 = "UklGRiQAAABXQVZFZm10IBAAAAABAAEAgD4AAAB9AAACABAAZGF0YQAAAAA="
+
+
+@pytest.fixture(scope="module")
+def guarded() -> Iterator[RunningServer]:
+    with running_server("--engine", "tone", "--max-body-mb", "4", "--body-timeout", "1",
+                        "--header-timeout", "1") as started:
+        yield started
+
+
+def _post(server: RunningServer, body: object, headers: dict[str, str] | None = None) -> httpx.Response:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return httpx.post(server.base_url + "/chat/completions", content=content, headers=headers or AUTH, timeout=30)
+
+
+def _error(response: httpx.Response) -> dict:
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    return error
+
+
+def _peak_rss_kb(process: subprocess.Popen[bytes]) -> int:
+    for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def _megabytes(count: int) -> Iterator[bytes]:
+    chunk = b" " * (1 << 20)
+    for _ in range(count):
+        yield chunk
+
+
+# -- bodies ----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+def test_a_100_mb_body_is_refused_without_being_held(guarded: RunningServer, declared: bool) -> None:
+    before = _peak_rss_kb(guarded.process)
+    headers = {**AUTH, **({"Content-Length": str(100 << 20)} if declared else {})}
+    response = httpx.post(guarded.base_url + "/chat/completions", content=_megabytes(100), headers=headers,
+                          timeout=60)
+    assert response.status_code == 413 and _error(response)["code"] == "request_too_large"
+    # The cap is 4 MB: a chunked body is read up to it and no further; a declared one not at all.
+    grown_mb = (_peak_rss_kb(guarded.process) - before) / 1024
+    assert grown_mb < 4 + 24, grown_mb
+    assert httpx.get(guarded.base_url + "/models", headers=AUTH, timeout=10).status_code == 200
+
+
+def test_a_half_sent_body_is_cut_off_after_the_deadline(guarded: RunningServer) -> None:
+    with socket.create_connection(("127.0.0.1", _port(guarded))) as sock:
+        sock.sendall(_head("POST", 1000) + b'{"model": ')
+        sock.settimeout(30)
+        answer = _read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 408 ") and b'"request_timeout"' in answer
+
+
+def test_headers_that_never_finish_are_cut_off(guarded: RunningServer) -> None:
+    with socket.create_connection(("127.0.0.1", _port(guarded))) as sock:
+        sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        sock.settimeout(30)
+        answer = _read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 408 ") and b'"request_timeout"' in answer
+
+
+def _port(server: RunningServer) -> int:
+    return int(server.base_url.rsplit(":", 1)[1].split("/")[0])
+
+
+def _head(method: str, length: int) -> bytes:
+    return (f"{method} /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {SERVER_KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n").encode()
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def _low_fd_server(limit: int, *args: str) -> RunningServer:
+    """A tone server whose open-file limit is `limit` (stderr to a file: its accept errors must not fill a pipe)."""
+    port = free_port()
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "serve", "--port", str(port), "--engine", "tone", "--api-key",
+         SERVER_KEY, *args], env=child_env(), stdout=subprocess.DEVNULL, stderr=log,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)))
+    started = RunningServer(base_url=f"http://127.0.0.1:{port}/v1", key=SERVER_KEY, process=process)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            httpx.get(started.base_url + "/models", headers=AUTH, timeout=1)
+            return started
+        except httpx.TransportError:
+            time.sleep(0.05)
+    process.kill()
+    log.seek(0)
+    raise RuntimeError(f"server did not start: {log.read().decode(errors='replace')}")
+
+
+def test_300_half_open_connections_do_not_lock_out_the_next_client() -> None:
+    started = _low_fd_server(256, "--body-timeout", "1", "--header-timeout", "1")
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(300):
+            sock = socket.create_connection(("127.0.0.1", _port(started)), timeout=10)
+            sock.sendall(_head("POST", 10_000) + b'{"model": "gpt-4o-mini", "mess')
+            sockets.append(sock)
+        # More connections than the server has descriptors: the rest wait in the listen backlog, and every held
+        # one is cut off at the body deadline, so a new client is answered within a few deadlines.
+        response = httpx.get(started.base_url + "/models", headers=AUTH, timeout=30)
+        assert response.status_code == 200
+        assert started.process.poll() is None
+    finally:
+        for sock in sockets:
+            sock.close()
+        stop_server(started)
+
+
+# -- type confusion --------------------------------------------------------------------------------------------
+
+def _with(**changes: object) -> dict:
+    return {**REQUEST, **changes}
+
+
+def _user(content: object) -> dict:
+    return _with(messages=[{"role": "user", "content": content}])
+
+
+def _audio_part(**input_audio: object) -> dict:
+    return _user([{"type": "input_audio", "input_audio": {"data": WAV_B64, "format": "wav", **input_audio}}])
+
+
+CONFUSED = {
+    "role-list": (_with(messages=[{"role": ["user"], "content": TEXT}]), "messages[0].role"),
+    "role-number": (_with(messages=[{"role": 7, "content": TEXT}]), "messages[0].role"),
+    "audio-format-list": (_with(modalities=["text", "audio"], audio={"voice": "alloy", "format": ["wav"]}),
+                          "audio.format"),
+    "audio-voice-object": (_with(modalities=["text", "audio"], audio={"voice": {"a": 1}, "format": "wav"}),
+                           "audio.voice"),
+    "input-audio-format-list": (_audio_part(format=["wav"]), "messages[0].content[0].input_audio.format"),
+    "input-audio-data-number": (_audio_part(data=12345), "messages[0].content[0].input_audio.data"),
+    "messages-string": (_with(messages="hello"), "messages"),
+    "message-number": (_with(messages=[5]), "messages[0]"),
+    "content-number": (_user(5), "messages[0].content"),
+    "text-part-number": (_user([{"type": "text", "text": 5}]), "messages[0].content[0]"),
+    "model-list": (_with(model=["gpt-4o-mini"]), "model"),
+    "modalities-nested": (_with(modalities=[["text"]]), "modalities"),
+    "assistant-audio-string": (_with(messages=[{"role": "user", "content": TEXT},
+                                               {"role": "assistant", "audio": "audio_1"},
+                                               {"role": "user", "content": "Why?"}]), "messages[1].audio"),
+    "assistant-audio-id-list": (_with(messages=[{"role": "user", "content": TEXT},
+                                                {"role": "assistant", "audio": {"id": ["x"]}},
+                                                {"role": "user", "content": "Why?"}]), "messages[1].audio"),
+    "lone-surrogate": (json.dumps(_user("Fine words \ud800 here.")).encode(), "messages[0].content"),
+    "max-tokens-string": (_with(max_tokens="10"), "max_tokens"),
+    "n-string": (_with(n="2"), "n"),
+    "stream-string": (_with(stream="yes"), "stream"),
+    "too-many-messages": (_with(messages=[{"role": "user", "content": "Hi."}] * 2049), "messages"),
+    "nested-100000": (b'{"model": "gpt-4o-mini", "messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", None),
+    "array-body": ([REQUEST], None),
+    "container-bomb": (b'{"model": "gpt-4o-mini", "x": [' + b"[]," * 300_000 + b"[]]}", None),
+}
+
+
+@pytest.mark.parametrize("body, param", CONFUSED.values(), ids=CONFUSED.keys())
+def test_every_malformed_field_is_a_400_naming_its_param(guarded: RunningServer, body: object,
+                                                         param: str | None) -> None:
+    response = _post(guarded, body)
+    assert response.status_code == 400, response.text
+    error = _error(response)
+    assert error["type"] == "invalid_request_error" and error["param"] == param
+    assert len(error["message"]) < 600  # a client's value is quoted, not echoed whole
+
+
+def test_a_non_ascii_bearer_token_is_a_401_not_a_500(guarded: RunningServer) -> None:
+    response = httpx.post(guarded.base_url + "/chat/completions", content=json.dumps(REQUEST).encode(),
+                          headers={"Authorization": "Bearer sk-é€".encode(), "Content-Type": "application/json"},
+                          timeout=30)
+    assert response.status_code == 401 and _error(response)["code"] == "invalid_api_key"
+
+
+@pytest.mark.parametrize("changes, param", [
+    ({"stream": True}, "stream"), ({"n": 3}, "n"), ({"max_tokens": 0}, "max_tokens"),
+    ({"max_tokens": -5}, "max_tokens"), ({"max_completion_tokens": 0}, "max_completion_tokens"),
+])
+def test_unsupported_features_are_refused_not_ignored(guarded: RunningServer, changes: dict, param: str) -> None:
+    response = _post(guarded, _with(**changes))
+    assert response.status_code == 400
+    error = _error(response)
+    assert error["code"] == "unsupported_value" and error["param"] == param
+
+
+def test_no_hostile_request_reached_a_500(guarded: RunningServer) -> None:
+    assert _post(guarded, _with(n=1, stream=False, max_tokens=50)).status_code == 200
+    counts = guarded.stats()["counts"]
+    assert "error_500" not in counts, counts
+
+
+# -- who may ask -----------------------------------------------------------------------------------------------
+
+def test_only_loopback_host_names_are_answered(guarded: RunningServer) -> None:
+    port = _port(guarded)
+    for host in ("evil.example", "192.168.1.5", f"attacker.test:{port}"):
+        response = httpx.get(guarded.base_url + "/models", headers={**AUTH, "Host": host}, timeout=10)
+        assert response.status_code == 400 and _error(response)["code"] == "invalid_host"
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"):
+        assert httpx.get(guarded.base_url + "/models", headers={**AUTH, "Host": host}, timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain", "multipart/form-data",
+                                          None])
+def test_posts_must_be_json(guarded: RunningServer, content_type: str | None) -> None:
+    headers = {"Authorization": AUTH["Authorization"], **({"Content-Type": content_type} if content_type else {})}
+    response = _post(guarded, json.dumps(REQUEST).encode(), headers=headers)
+    assert response.status_code == 415 and _error(response)["code"] == "unsupported_media_type"
+    charset = {**AUTH, "Content-Type": "application/json; charset=utf-8"}
+    assert _post(guarded, REQUEST, headers=charset).status_code == 200
+
+
+def test_stats_are_behind_the_key(guarded: RunningServer) -> None:
+    root = guarded.base_url.removesuffix("/v1")
+    assert httpx.get(root + "/stats", timeout=10).status_code == 401
+    assert httpx.post(root + "/stats/reset", timeout=10).status_code == 401
+    assert httpx.post(root + "/stats/reset", headers={"Authorization": "Bearer wrong"}, timeout=10).status_code == 401
+    assert httpx.get(root + "/stats", headers={"Authorization": AUTH["Authorization"]}, timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize("args, reaches_serve", [
+    (["--host", "0.0.0.0"], False),
+    (["--host", "192.168.1.5"], False),
+    (["--host", "::"], False),
+    (["--host", "0.0.0.0", "--no-auth"], True),
+    (["--host", "0.0.0.0", "--api-key", "sk-lan"], True),
+    (["--host", "localhost"], True),
+    (["--host", "::1"], True),
+    (["--feed-only"], False),
+    (["--no-auth", "--api-key", "sk-both"], False),
+])
+def test_a_keyless_api_is_not_bound_beyond_loopback(monkeypatch: pytest.MonkeyPatch, args: list[str],
+                                                    reaches_serve: bool) -> None:
+    bound: list[server.ServerConfig] = []
+    monkeypatch.setattr(server, "serve", bound.append)  # nothing is ever bound here: serve() is replaced
+    result = CliRunner().invoke(cli, ["serve", "--port", "0", *args])
+    assert (result.exit_code, bool(bound)) == ((0, True) if reaches_serve else (2, False)), result.output
+    assert SERVER_KEY not in result.output
+
+
+def test_feed_only_on_a_lan_address_serves_no_api(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    bound: list[server.ServerConfig] = []
+    monkeypatch.setattr(server, "serve", bound.append)
+    result = CliRunner().invoke(cli, ["serve", "--host", "0.0.0.0", "--feed", str(tmp_path), "--feed-only",
+                                      "--allowed-host", "nas.local"])
+    assert result.exit_code == 0, result.output
+    assert bound[0].feed_only and "nas.local" in bound[0].allowed_hosts and "0.0.0.0" not in bound[0].allowed_hosts
+
+
+# -- the feed --------------------------------------------------------------------------------------------------
+
+FEED_XML = """<?xml version="1.0" encoding="UTF-8"?>
+<rss version="2.0" xmlns:podcast="https://podcastindex.org/namespace/1.0"><channel><title>t</title>
+<item><title>a</title><enclosure url="http://127.0.0.1:8000/feed/episode.wav" length="4" type="audio/wav"/>
+<podcast:transcript url="http://127.0.0.1:8000/feed/episode.txt" type="text/plain"/>
+<podcast:transcript url="http://127.0.0.1:8000/feed/leak.txt" type="text/plain"/>
+<podcast:transcript url="http://127.0.0.1:8000/feed/..%2Fsecret.txt" type="text/plain"/></item>
+</channel></rss>
+"""
+
+
+def test_feed_serves_only_linked_regular_files_inside_out(tmp_path: Path) -> None:
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    out.mkdir()
+    outside.mkdir()
+    (outside / "secret.txt").write_text("not for the feed")
+    (out / "podcast.xml").write_text(FEED_XML)
+    (out / "episode.wav").write_bytes(b"RIFF")
+    (out / "episode.txt").write_text("transcript")
+    (out / "unlinked.wav").write_bytes(b"RIFF")
+    (out / "leak.txt").symlink_to(outside / "secret.txt")   # linked from the feed, but a symlink out of OUT
+    with running_server("--engine", "tone", "--feed", str(out), "--feed-only", key=None) as started:
+        feed = started.base_url.removesuffix("/v1") + "/feed/"
+        assert httpx.get(feed + "podcast.xml", timeout=10).status_code == 200
+        assert httpx.get(feed + "episode.wav", timeout=10).content == b"RIFF"
+        assert httpx.get(feed + "episode.txt", timeout=10).text == "transcript"
+        for name in ("leak.txt", "unlinked.wav", "..%2Fsecret.txt", "..%2Foutside%2Fsecret.txt", ".audiosum"):
+            response = httpx.get(feed + name, timeout=10)
+            assert response.status_code == 404 and b"not for the feed" not in response.content, name
+        # --feed-only: the API and the counters are not there at all.
+        assert httpx.get(started.base_url + "/models", timeout=10).status_code == 404
+        assert httpx.get(started.base_url.removesuffix("/v1") + "/stats", timeout=10).status_code == 404
+
+
+# -- the event loop stays free ---------------------------------------------------------------------------------
+
+def _heavy_request(index: int) -> dict:
+    sentences = " ".join(f"Report {index} item {n} says the harbour crane {n % 37} moved cargo batch {n * 7}."
+                         for n in range(1500))
+    return {"model": "gpt-4o-audio-preview", "modalities": ["text", "audio"],
+            "audio": {"voice": "alloy", "format": "wav"},
+            "messages": [{"role": "system", "content": "Summarise in about 15 words."},
+                         {"role": "user", "content": sentences}]}
+
+
+def _spoken_requests(server: RunningServer) -> int:
+    return server.stats()["wire"].get("modalities=text,audio", 0)
+
+
+def test_models_answers_while_the_worker_pool_is_saturated(local_server: RunningServer) -> None:
+    before = _spoken_requests(local_server)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        heavy = [pool.submit(_post, local_server, _heavy_request(i)) for i in range(4)]
+        deadline = time.monotonic() + 60
+        while _spoken_requests(local_server) < before + 4 and time.monotonic() < deadline:
+            pass  # until all four are parsed and waiting on the one worker
+        latencies = []
+        for _ in range(10):
+            started = time.monotonic()
+            assert httpx.get(local_server.base_url + "/models", headers=AUTH, timeout=30).status_code == 200
+            latencies.append(time.monotonic() - started)
+        busy_while_polled = sum(not f.done() for f in heavy)
+        assert all(f.result().status_code == 200 for f in heavy)
+    assert busy_while_polled > 0
+    # The issue asks for < 100 ms (measured by tests/bench/bench_serve_hostile.py); a shared test machine gets slack.
+    assert max(latencies) < 2.0, latencies
