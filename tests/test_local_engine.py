@@ -68,3 +68,27 @@ def test_client_against_server_with_the_local_engine(local_server: RunningServer
     sidecar = json.loads((out / "short-reminder.json").read_text())
     assert sidecar["provider"] == "openai" and sidecar["sample_rate"] == 22050
     assert "office" in sidecar["transcript"].lower()
+
+
+# Chosen by the dense TF-IDF implementation before the sparse, pooled one replaced it: the rewrite was for
+# memory, not taste. A deliberate change to the ranking updates these.
+def test_summary_chooses_what_the_dense_implementation_chose() -> None:
+    document = (SAMPLE_INPUTS / "reports" / "community-energy-study.md").read_text()
+    assert extractive.summarise(document, 80, "A title") == [
+        "A title.",
+        "This study examined whether the Wrenfield District could reduce household energy bills and local carbon "
+        "emissions by investing in shared solar panels and neighbourhood battery storage.",
+        "Over twelve months, we monitored three pilot sites covering 418 homes, three schools and a community hall, "
+        "and compared them with 400 similar homes that were not part of the pilot.",
+        "Across all three sites, the average annual electricity bill for participating households was 1,038 pounds, "
+        "compared with 1,250 pounds in the comparison group.",
+    ]
+
+
+def test_answer_chooses_what_the_dense_implementation_chose() -> None:
+    document = (SAMPLE_INPUTS / "howto" / "sourdough-starter.md").read_text()
+    assert extractive.answer("What should I feed the starter?", document, 30) == [
+        "Feed with 50 grams of flour and 50 grams of water.",
+        "Keep the starter on the counter and feed it once or twice a day.",
+        "The starter is very hungry.",
+    ]
