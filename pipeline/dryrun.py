@@ -46,7 +46,8 @@ def plan_run(settings: RunSettings, state: RunState) -> DryRunPlan:
     from pipeline.runner import _already_done
 
     for item in sources.iter_inputs(settings.inputs, skip_dir=settings.out_dir, since=settings.since,
-                                    max_items=settings.max_items, already_done=_already_done(settings, state)):
+                                    max_items=settings.max_items, already_done=_already_done(settings, state),
+                                    fetch_limits=sources.fetch_limits(settings)):
         if item.id in seen or not isinstance(item, Document):
             counts["invalid"] += 1
             continue

@@ -6,6 +6,7 @@ Nobody matches on message strings; classify at the boundary that sees the failur
 from __future__ import annotations
 
 import contextlib
+import errno
 from collections.abc import Callable, Iterable, Iterator
 
 
@@ -59,6 +60,14 @@ class AuthenticationFailed(PermanentApiError):
     """The key was refused (401); every further request would be refused too, so the run stops."""
 
 
+class OutputClash(DocumentError):
+    """A file that audiosum did not make stands where an output would go; it is left as it is."""
+
+
+class DiskFull(AudiosumError):
+    """A write into OUT (a file or the state database) found no space (ENOSPC/EDQUOT): the run stops sending."""
+
+
 class LockHeld(AudiosumError):
     """Another run is writing to the same output folder (exit 75, EX_TEMPFAIL: try again later)."""
 
@@ -72,3 +81,11 @@ def keeping_attempts(made_so_far: Callable[[], Iterable[object]]) -> Iterator[No
     except (ApiError, DocumentError) as error:
         error.attempts = tuple(made_so_far()) + tuple(error.attempts)
         raise
+
+
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def is_no_space(exc: BaseException) -> bool:
+    """True for an OSError that says the disk (or the user's quota) is full."""
+    return isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS

@@ -92,6 +92,8 @@ class RunSettings:
     output: Literal["text+audio", "text"] = "text+audio"  # "text": a sidecar and .txt, no audio (audio inputs)
     followups: tuple[str, ...] = ()  # default follow-up questions for documents whose item gives none
     max_audio_bytes: int = 20 * 1024 * 1024  # a recording bigger than this is split on silence into parts
+    allow_private_links: bool = False  # feeds: follow article links to loopback/private/link-local hosts too
+    proxy: str | None = field(default=None, repr=False)  # feeds: fetch through this proxy (environment ones unused)
 
 
 def questions_for(document: Document, settings: RunSettings) -> tuple[str, ...]:

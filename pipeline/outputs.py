@@ -1,6 +1,7 @@
 """Everything audiosum writes into OUT/, written atomically: temp file in the same folder, fsync, rename.
 
-The only module that opens output files for writing; it refuses any name that would leave OUT/.
+The only module that opens output files for writing; it refuses any name that would leave OUT/ and never replaces a
+file that state does not record as audiosum's own (OutputClash). A full disk leaves here as DiskFull.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from collections.abc import Iterator
-from typing import Any, BinaryIO
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO, Protocol
 
 from pipeline import __version__
+from pipeline.errors import DiskFull, OutputClash, is_no_space
 from pipeline.models import Document, RunSettings, SpokenSummary
 from pipeline.publish import PublishedAudio
 
@@ -41,10 +43,45 @@ def confined_path(out_dir: Path, name: str) -> Path:
     return out_dir / name
 
 
+Ours = Callable[[str], bool]  # is this file name in OUT/ one of audiosum's own outputs?
+
+
+class OutputOwners(Protocol):
+    """What state knows of the files in OUT/ (pipeline.state.RunState implements it)."""
+
+    def owned_among(self, names: set[str]) -> set[str]: ...
+
+    def claim_outputs(self, doc_id: str | None, names: set[str]) -> None: ...
+
+
+def claim(out_dir: Path, owners: OutputOwners, doc_id: str | None, names: set[str]) -> frozenset[str]:
+    """Make these names audiosum's before writing them: OutputClash, and nothing recorded, when one of them
+    already exists in out_dir and was not made by audiosum. Returns the names, for the writer's `ours`."""
+    owned = owners.owned_among(names)
+    for name in sorted(names - owned):
+        if os.path.lexists(confined_path(out_dir, name)):
+            raise OutputClash(f"{out_dir / name} already exists and was not made by audiosum; it was left as it is "
+                              "(move it away, or choose another output folder)")
+    owners.claim_outputs(doc_id, names)
+    return frozenset(names)
+
+
+def _refuse_foreign(path: Path, ours: Ours) -> None:
+    if not ours(path.name) and os.path.lexists(path):
+        raise OutputClash(f"{path} already exists and was not made by audiosum; it was left as it is")
+
+
 @contextlib.contextmanager
-def atomic_writer(path: Path, *, sync_dir: bool = True) -> Iterator[BinaryIO]:
-    """A handle whose content replaces path only when the block ends without error (temp, fsync, rename)."""
-    fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path.parent)
+def atomic_writer(path: Path, *, ours: Ours, sync_dir: bool = True) -> Iterator[BinaryIO]:
+    """A handle whose content replaces path only when the block ends without error (temp, fsync, rename).
+
+    A file already at path is replaced only when ours(name) says audiosum made it (checked before writing and again
+    just before the rename). ENOSPC/EDQUOT become DiskFull."""
+    _refuse_foreign(path, ours)
+    try:
+        fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path.parent)
+    except OSError as exc:
+        raise _mapped(exc, path) from exc
     try:
         os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as handle:
@@ -52,23 +89,33 @@ def atomic_writer(path: Path, *, sync_dir: bool = True) -> Iterator[BinaryIO]:
             handle.flush()
             # fdatasync: the data and the size reach the disk; the mtime need not (it is cheaper).
             os.fdatasync(handle.fileno())
+        _refuse_foreign(path, ours)
         os.replace(temp_name, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(temp_name)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError):
+            raise _mapped(exc, path) from exc
         raise
     if sync_dir:
         fsync_folder(path.parent)
 
 
-def atomic_write(path: Path, data: bytes, *, sync_dir: bool = True) -> None:
+def _mapped(exc: OSError, path: Path) -> OSError | DiskFull:
+    if is_no_space(exc):
+        return DiskFull(f"no space left to write {path.name} in {path.parent} ({exc.strerror}); stopped before "
+                        "sending more requests: free some space and run again to finish the rest")
+    return exc
+
+
+def atomic_write(path: Path, data: bytes, *, ours: Ours, sync_dir: bool = True) -> None:
     """Replace path with data so readers see the old file or the whole new one, never a part.
 
     sync_dir=False skips the folder fsync when a later write to the same folder will do it for both.
     """
-    with atomic_writer(path, sync_dir=sync_dir) as handle:
+    with atomic_writer(path, ours=ours, sync_dir=sync_dir) as handle:
         handle.write(data)
 
 
@@ -153,8 +200,8 @@ class WrittenFile:
     mtime_ns: int
 
 
-def _write_recorded(path: Path, data: bytes, *, sync_dir: bool) -> WrittenFile:
-    atomic_write(path, data, sync_dir=sync_dir)
+def _write_recorded(path: Path, data: bytes, *, ours: Ours, sync_dir: bool) -> WrittenFile:
+    atomic_write(path, data, ours=ours, sync_dir=sync_dir)
     info = os.stat(path)
     return WrittenFile(path.name, hashlib.sha256(data).hexdigest(), info.st_size, info.st_mtime_ns)
 
@@ -168,34 +215,66 @@ class DocumentFiles:
     followups: tuple[WrittenFile, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class DocumentNames:
+    """The file names one document's outputs will have, known before anything is written."""
+
+    main: str
+    sidecar: str
+    answers: tuple[str, ...]
+    podcast: tuple[str, ...]  # <id>.txt and <id>.vtt, which podcast.build writes for a spoken summary
+
+    @property
+    def all(self) -> set[str]:
+        return {self.main, self.sidecar, *self.answers, *self.podcast}
+
+
+def _main_data(summary: SpokenSummary, settings: RunSettings, published: PublishedAudio | None) -> tuple[bytes, str]:
+    if settings.output == "text":
+        return (summary.transcript + "\n").encode("utf-8"), "txt"
+    return (published.data, published.extension) if published else (summary.wav, "wav")
+
+
+def _answer_data(summary: SpokenSummary, published_answers: tuple[PublishedAudio, ...]) -> list[tuple[bytes, str]]:
+    answers = []
+    for number, answer in enumerate(summary.followups, start=1):
+        if number <= len(published_answers):
+            answers.append((published_answers[number - 1].data, published_answers[number - 1].extension))
+        elif answer.wav:
+            answers.append((answer.wav, "wav"))
+        else:
+            answers.append(((answer.transcript + "\n").encode("utf-8"), "txt"))
+    return answers
+
+
+def document_names(document: Document, summary: SpokenSummary, settings: RunSettings,
+                   published: PublishedAudio | None = None,
+                   published_answers: tuple[PublishedAudio, ...] = ()) -> DocumentNames:
+    _, extension = _main_data(summary, settings, published)
+    answers = tuple(f"{document.id}.q{n}.{ext}"
+                    for n, (_, ext) in enumerate(_answer_data(summary, published_answers), start=1))
+    podcast = (f"{document.id}.txt", f"{document.id}.vtt") if extension != "txt" else ()
+    return DocumentNames(f"{document.id}.{extension}", f"{document.id}.json", answers, podcast)
+
+
 def write_document_outputs(out_dir: Path, document: Document, summary: SpokenSummary, settings: RunSettings,
                            published: PublishedAudio | None = None,
-                           published_answers: tuple[PublishedAudio, ...] = ()) -> DocumentFiles:
+                           published_answers: tuple[PublishedAudio, ...] = (), *,
+                           ours: Ours) -> DocumentFiles:
     """Write the answers' files (<id>.q1.wav, ...), then <id>.<format> (or <id>.txt), then <id>.json last, so
     the sidecar's presence means everything it names is whole.
 
     `published` is the normalised, encoded and tagged file when --format/--loudness asked for one, and
-    `published_answers` the same for each answer; otherwise the model's WAVs are written as they came. The caller
-    must fsync_folder(out_dir) before recording the document as done.
+    `published_answers` the same for each answer; otherwise the model's WAVs are written as they came. `ours` says
+    which existing files may be replaced (claim() them first). The caller must fsync_folder(out_dir) before
+    recording the document as done.
     """
-    if settings.output == "text":
-        data, extension = (summary.transcript + "\n").encode("utf-8"), "txt"
-    else:
-        data, extension = (published.data, published.extension) if published else (summary.wav, "wav")
+    data, _ = _main_data(summary, settings, published)
+    names = document_names(document, summary, settings, published, published_answers)
     # All renames are made durable together by the folder fsync the runner does before each state commit.
-    answers = []
-    for number, answer in enumerate(summary.followups, start=1):
-        if number <= len(published_answers):
-            answer_data, answer_extension = published_answers[number - 1].data, published_answers[number - 1].extension
-        elif answer.wav:
-            answer_data, answer_extension = answer.wav, "wav"
-        else:
-            answer_data, answer_extension = (answer.transcript + "\n").encode("utf-8"), "txt"
-        answers.append(_write_recorded(confined_path(out_dir, f"{document.id}.q{number}.{answer_extension}"),
-                                       answer_data, sync_dir=False))
-    audio_path = confined_path(out_dir, f"{document.id}.{extension}")
-    sidecar_path = confined_path(out_dir, f"{document.id}.json")
-    audio = _write_recorded(audio_path, data, sync_dir=False)
+    answers = [_write_recorded(confined_path(out_dir, name), answer_data, ours=ours, sync_dir=False)
+               for name, (answer_data, _) in zip(names.answers, _answer_data(summary, published_answers))]
+    audio = _write_recorded(confined_path(out_dir, names.main), data, ours=ours, sync_dir=False)
     body = sidecar(document, summary, settings, audio.name, audio.sha256)
     if summary.followups:
         body["followups"] = followup_entries(summary, answers)
@@ -203,8 +282,9 @@ def write_document_outputs(out_dir: Path, document: Document, summary: SpokenSum
         body.update(format=published.extension, mime_type=published.mime_type,
                     sample_rate=published.sample_rate, duration_s=round(published.duration_s, 3),
                     loudness_lufs=round(published.loudness_lufs, 1), true_peak_dbtp=round(published.true_peak_dbtp, 1))
-    written = _write_recorded(sidecar_path, (json.dumps(body, indent=2, ensure_ascii=False) + "\n").encode("utf-8"),
-                              sync_dir=False)
+    written = _write_recorded(confined_path(out_dir, names.sidecar),
+                              (json.dumps(body, indent=2, ensure_ascii=False) + "\n").encode("utf-8"),
+                              ours=ours, sync_dir=False)
     return DocumentFiles(audio, written, tuple(answers))
 
 

@@ -133,8 +133,11 @@ def build(out_dir: Path, state: RunState, *, base_url: str = DEFAULT_BASE_URL, t
             continue  # an episode whose files are gone is left out until a run makes it again
         cues, measured = cues_from_sidecar(sidecar)
         txt_name, vtt_name = f"{record.doc_id}.txt", f"{record.doc_id}.vtt"
-        atomic_write(confined_path(out_dir, txt_name), (sidecar.get("transcript", "") + "\n").encode("utf-8"))
-        atomic_write(confined_path(out_dir, vtt_name), render_vtt(cues, measured).encode("utf-8"))
+        if state.owned_among({txt_name, vtt_name}) != {txt_name, vtt_name}:
+            continue  # a transcript name that is not audiosum's (never claimed): leave the user's file alone
+        atomic_write(confined_path(out_dir, txt_name), (sidecar.get("transcript", "") + "\n").encode("utf-8"),
+                     ours=state.owns)
+        atomic_write(confined_path(out_dir, vtt_name), render_vtt(cues, measured).encode("utf-8"), ours=state.owns)
         meta = sidecar.get("meta") or {}
         item = ET.SubElement(channel, "item")
         ET.SubElement(item, "title").text = str(sidecar.get("title") or meta.get("title") or record.doc_id)
@@ -162,5 +165,5 @@ def build(out_dir: Path, state: RunState, *, base_url: str = DEFAULT_BASE_URL, t
     feed_path = confined_path(out_dir, FEED_NAME)
     if channel.find("item") is None and not feed_path.exists():
         return feed_path  # nothing spoken here yet (say, only --output text): no empty feed to publish
-    atomic_write(feed_path, data)
+    atomic_write(feed_path, data, ours=state.owns)
     return feed_path

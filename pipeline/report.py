@@ -75,14 +75,14 @@ def write(out_dir: Path, report: dict[str, Any], state: RunState) -> tuple[Path,
     """Write both files, streaming the per-document rows from state so memory does not grow with the run."""
     run_id = report["run_id"]
     json_path, html_path = confined_path(out_dir, JSON_NAME), confined_path(out_dir, HTML_NAME)
-    with atomic_writer(json_path) as handle:
+    with atomic_writer(json_path, ours=state.owns) as handle:
         head = json.dumps(report, indent=2, ensure_ascii=False)
         handle.write(head[:-2].encode("utf-8") + b',\n  "documents": [')
         for index, result in enumerate(state.results(run_id)):
             prefix = b"\n    " if index == 0 else b",\n    "
             handle.write(prefix + json.dumps(_row(result), ensure_ascii=False).encode("utf-8"))
         handle.write(b"\n  ]\n}\n")
-    with atomic_writer(html_path) as handle:
+    with atomic_writer(html_path, ours=state.owns) as handle:
         failed = (_row(r) for r in state.results(run_id, status="failed"))
         others = (_row(r) for r in state.results(run_id, status="failed", exclude=True))
         for part in report_html.render_parts(report, failed, others, state.totals(run_id)["failed"]):

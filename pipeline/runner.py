@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import json
 import signal
 import threading
@@ -18,14 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import dryrun, plan, podcast, report, sources
-from pipeline.errors import ApiError, AuthenticationFailed, DocumentError, UsageError
+from pipeline.errors import ApiError, AuthenticationFailed, DiskFull, DocumentError, OutputClash, UsageError
 from pipeline.feeds import is_feed_input
 from pipeline.lock import RunLock
 from pipeline.models import (Attempt, Document, DocumentResult, EventListener, RejectedDocument, RunSettings,
                              SpokenSummary, questions_for)
 from pipeline.audio import AudioToolFailed, InvalidAudio
-from pipeline.outputs import (DocumentFiles, fsync_folder, remove_outputs, remove_stale_temp_files,
-                              write_document_outputs)
+from pipeline.outputs import (DocumentFiles, claim, document_names, fsync_folder, remove_outputs,
+                              remove_stale_temp_files, write_document_outputs)
 from pipeline.publish import PublishedAudio, PublishOptions, publish
 from pipeline.redact import shown_input, url_without_credentials, visible
 from pipeline.providers import make_provider
@@ -33,6 +34,7 @@ from pipeline.providers.base import Provider
 from pipeline.state import STATE_DIR, DocumentRecord, RunState
 
 ResultListener = Callable[[DocumentResult], None]
+RUN_FILE_NAMES = frozenset({report.JSON_NAME, report.HTML_NAME, podcast.FEED_NAME})  # the run's files, not a document's
 
 EXIT_FOR_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
@@ -46,11 +48,14 @@ class RunOutcome:
     report_html: Path
     abort_reason: str | None = None
     stop_signal: int | None = None
+    disk_full: bool = False
 
     @property
     def exit_code(self) -> int:
         if self.stop_signal is not None:
             return EXIT_FOR_SIGNAL.get(signal.Signals(self.stop_signal), 128 + self.stop_signal)
+        if self.disk_full:
+            return 1  # the documents not made are failures of this run, not a configuration error
         if self.abort_reason:
             return 2
         return 1 if self.totals.get("failed") else 0
@@ -60,6 +65,7 @@ def settings_for_report(settings: RunSettings) -> dict[str, Any]:
     """Settings as recorded in state and the report: paths as text, and never the API key."""
     values = asdict(settings)
     values.pop("api_key", None)
+    values["proxy"] = url_without_credentials(settings.proxy) if settings.proxy else None
     values["base_url"] = url_without_credentials(settings.base_url)
     values["out_dir"] = str(settings.out_dir)
     values["inputs"] = [shown_input(raw) for raw in settings.inputs]
@@ -75,6 +81,7 @@ def run(settings: RunSettings, *, on_result: ResultListener | None = None, on_ev
 def check_settings(settings: RunSettings) -> None:
     """UsageError (exit 2) for inputs that cannot work with these settings, before anything is written."""
     sources.check_inputs(settings.inputs)
+    sources.check_out_dir(settings.inputs, settings.out_dir)
     if settings.mode == "narrate" and settings.followups:
         raise UsageError("follow-up questions are asked after a summary; --mode narrate reads the text aloud instead")
     if settings.output == "text":
@@ -92,6 +99,7 @@ async def run_async(settings: RunSettings, *, on_result: ResultListener | None =
         state.before_commit = lambda: fsync_folder(out_dir)
         state.mark_abandoned_runs()
         try:
+            claim_run_files(out_dir, state)
             return await _run_locked(settings, state, on_result, on_event, provider)
         finally:
             state.close()
@@ -101,6 +109,7 @@ async def _run_locked(settings: RunSettings, state: RunState, on_result: ResultL
                       on_event: EventListener | None, provider: Provider | None) -> RunOutcome:
     run_id = state.start_run(settings_for_report(settings))
     items = sources.iter_inputs(settings.inputs, skip_dir=settings.out_dir, since=settings.since,
+                                fetch_limits=sources.fetch_limits(settings),
                                 max_items=settings.max_items, already_done=_already_done(settings, state))
     run = _Run(settings=settings, state=state, run_id=run_id, on_result=on_result, on_event=on_event, items=items,
                pull_in_thread=any(is_feed_input(raw) for raw in settings.inputs))
@@ -108,7 +117,7 @@ async def _run_locked(settings: RunSettings, state: RunState, on_result: ResultL
     active = provider or make_provider(settings, on_event=on_event)
     loop = asyncio.get_running_loop()
     installed = _install_signal_handlers(loop, run)
-    flusher = asyncio.create_task(_flush_state_periodically(state))
+    flusher = asyncio.create_task(_flush_state_periodically(state, run))
     failure: BaseException | None = None
     try:
         run.tasks = [asyncio.create_task(run.worker(active)) for _ in range(max(1, settings.concurrency))]
@@ -131,17 +140,42 @@ async def _run_locked(settings: RunSettings, state: RunState, on_result: ResultL
         report.write(settings.out_dir, report.build(state, run_id), state)
         raise failure
     status = "interrupted" if run.stop_signal else ("aborted" if run.abort_reason else "finished")
-    state.finish_run(run_id, status, run.abort_reason)
+    try:
+        built = _finish_run(settings, state, run_id, status, run.abort_reason)
+    except DiskFull as exc:
+        # Not even the run's end could be recorded: say so; the next run marks this one crashed and goes on.
+        run.stop_for_full_disk(exc)
+        totals = state.totals(run_id)
+        return RunOutcome(run_id=run_id, status="aborted", totals=totals, report_json=settings.out_dir / report.JSON_NAME,
+                          report_html=settings.out_dir / report.HTML_NAME, abort_reason=run.abort_reason,
+                          disk_full=True)
+    run.emit("run_end", run_id=run_id, status=status, **{k: v for k, v in built["totals"].items()
+                                                         if not isinstance(v, dict)})
+    return RunOutcome(run_id=run_id, status=status, totals=built["totals"],
+                      report_json=settings.out_dir / report.JSON_NAME, report_html=settings.out_dir / report.HTML_NAME,
+                      abort_reason=run.abort_reason, stop_signal=run.stop_signal, disk_full=run.disk_full)
+
+
+def _finish_run(settings: RunSettings, state: RunState, run_id: str, status: str,
+                abort_reason: str | None) -> dict[str, Any]:
+    """Record the run's end, write its report and rebuild the podcast feed; DiskFull if there is no room."""
+    state.finish_run(run_id, status, abort_reason)
     built = report.build(state, run_id)
-    json_path, html_path = report.write(settings.out_dir, built, state)
+    report.write(settings.out_dir, built, state)
     # Also after --output text runs: text answers are not episodes (podcast.build skips them), but a document
     # that was an episode until now must leave the feed.
     podcast.build(settings.out_dir, state, base_url=settings.podcast_base_url, title=settings.podcast_title,
                   keep=settings.podcast_keep)
-    run.emit("run_end", run_id=run_id, status=status, **{k: v for k, v in built["totals"].items()
-                                                         if not isinstance(v, dict)})
-    return RunOutcome(run_id=run_id, status=status, totals=built["totals"], report_json=json_path,
-                      report_html=html_path, abort_reason=run.abort_reason, stop_signal=run.stop_signal)
+    return built
+
+
+def claim_run_files(out_dir: Path, state: RunState) -> None:
+    """report.json, report.html and podcast.xml are the run's: a file of those names that audiosum did not make
+    stops the run before anything is sent (exit 2)."""
+    try:
+        claim(out_dir, state, None, set(RUN_FILE_NAMES))
+    except OutputClash as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def dry_run(settings: RunSettings) -> tuple[dryrun.DryRunPlan, Path]:
@@ -151,6 +185,7 @@ def dry_run(settings: RunSettings) -> tuple[dryrun.DryRunPlan, Path]:
     with RunLock(settings.out_dir / STATE_DIR):
         state = RunState(settings.out_dir)
         try:
+            claim_run_files(settings.out_dir, state)
             run_id = state.start_run(settings_for_report(settings))
             result = dryrun.plan_run(settings, state)
             state.finish_run(run_id, "dry-run")
@@ -177,13 +212,17 @@ def _already_done(settings: RunSettings, state: RunState) -> Callable[[str], boo
     return done
 
 
-async def _flush_state_periodically(state: RunState) -> None:
+async def _flush_state_periodically(state: RunState, run: _Run) -> None:
     """Commit batched state even when no document finishes for a while (slow engines, slow servers)."""
     from pipeline.state import COMMIT_EVERY_S
 
     while True:
         await asyncio.sleep(COMMIT_EVERY_S)
-        state.commit()
+        try:
+            state.commit()
+        except DiskFull as exc:
+            run.stop_for_full_disk(exc)
+            return
 
 
 async def _in_daemon_thread(function: Callable[..., Any], *args: Any) -> Any:
@@ -236,6 +275,7 @@ class _Run:
     items: Iterator[sources.SourceItem]
     in_flight: set[str] = field(default_factory=set)
     abort_reason: str | None = None
+    disk_full: bool = False
     stop_signal: int | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     grace_timer: asyncio.TimerHandle | None = None
@@ -266,6 +306,13 @@ class _Run:
             self.emit("stopping_now", signal=signal.Signals(signum).name)
             self.cancel_in_flight()
 
+    def stop_for_full_disk(self, error: DiskFull) -> None:
+        """No room in OUT: send nothing more (every request costs money and its answer could not be saved)."""
+        if not self.disk_full:
+            self.disk_full = True
+            self.abort_reason = str(error)
+            self.cancel_in_flight()
+
     def cancel_in_flight(self) -> None:
         for task in self.tasks:
             task.cancel()
@@ -290,11 +337,22 @@ class _Run:
                                  "DocumentError", 0.0)
                 self._finish(result, (), None)
                 continue
+            item = self._case_distinct(item)
             self.in_flight.add(item.id)
             try:
                 await self._make(item, provider)
             finally:
                 self.in_flight.discard(item.id)
+
+    def _case_distinct(self, item: Document) -> Document:
+        """An id that differs from a known one only in case would name the same files on a case-insensitive file
+        system (macOS, Windows): it gets a suffix from its own spelling, the same on every run."""
+        if self.state.document(item.id) is not None:
+            return item
+        folded = item.id.lower()
+        if self.state.case_twin(item.id) is None and not any(d.lower() == folded for d in self.in_flight):
+            return item
+        return dataclasses.replace(item, id=f"{item.id}-{hashlib.sha256(item.id.encode()).hexdigest()[:6]}")
 
     async def _make(self, item: Document, provider: Provider) -> None:
         """Skip the document if it is unchanged since an earlier run, else make and record it."""
@@ -308,28 +366,41 @@ class _Run:
             self._finish(_failed(item, reason, "DocumentError", 0.0), (), None)
             return
         started = time.time()
-        result, attempts, written = await _process(item, provider, self.settings)
+        result, attempts, written = await _process(item, provider, self.settings, self._claim)
         if written is not None and record is not None:
             # Files the last version of this document had and this one does not (fewer questions, another
             # --output): left behind they would look like part of it.
-            remove_outputs(self.settings.out_dir, _file_names(record) - _file_names(written))
+            stale = _file_names(record) - _file_names(written)
+            remove_outputs(self.settings.out_dir, stale)
+            self.state.release_outputs(stale)
         self._finish(result, attempts, _record(item, result, written, fingerprint, self.run_id, started, record))
 
+    def _claim(self, doc_id: str, names: set[str]) -> frozenset[str]:
+        return claim(self.settings.out_dir, self.state, doc_id, names)
+
     def _finish(self, result: DocumentResult, attempts: tuple[Attempt, ...], record: DocumentRecord | None) -> None:
-        with self.state.transaction():
-            if attempts:
-                self.state.record_attempts(self.run_id, result.doc_id, attempts)
-            self.state.record_result(self.run_id, result)
-            if record is not None:
-                self.state.save_document(record)
+        try:
+            with self.state.transaction():
+                if attempts:
+                    self.state.record_attempts(self.run_id, result.doc_id, attempts)
+                self.state.record_result(self.run_id, result)
+                if record is not None:
+                    self.state.save_document(record)
+        except DiskFull as exc:
+            self.stop_for_full_disk(exc)
+        if result.error_class == DiskFull.__name__:
+            self.stop_for_full_disk(DiskFull(result.reason or "no space left"))
         if result.error_class == AuthenticationFailed.__name__ and self.abort_reason is None:
             self.abort_reason = f"the API refused the key ({result.reason}); stopped before the other documents"
         if self.on_result is not None:
             self.on_result(result)
 
 
-async def _process(item: Document, provider: Provider,
-                   settings: RunSettings) -> tuple[DocumentResult, tuple[Attempt, ...], DocumentFiles | None]:
+Claim = Callable[[str, set[str]], frozenset[str]]
+
+
+async def _process(item: Document, provider: Provider, settings: RunSettings,
+                   claim_names: Claim) -> tuple[DocumentResult, tuple[Attempt, ...], DocumentFiles | None]:
     started = time.monotonic()
     try:
         summary = await provider.summarise(item, settings)
@@ -351,8 +422,13 @@ async def _process(item: Document, provider: Provider,
             return _failed(item, f"could not publish the audio: {exc}", "DocumentError", time.monotonic() - started,
                            requests=summary.requests), summary.attempts, None
     try:
+        # Claimed (and committed) on the loop's thread before the writer thread may replace any of them.
+        ours = claim_names(item.id, document_names(item, summary, settings, published, published_answers).all)
         written = await asyncio.to_thread(write_document_outputs, settings.out_dir, item, summary, settings,
-                                          published, published_answers)
+                                          published, published_answers, ours=ours.__contains__)
+    except (OutputClash, DiskFull) as exc:
+        return _failed(item, str(exc), type(exc).__name__, time.monotonic() - started,
+                       requests=summary.requests), summary.attempts, None
     except (OSError, ValueError) as exc:
         return _failed(item, f"could not write outputs: {exc}", type(exc).__name__, time.monotonic() - started,
                        requests=summary.requests), summary.attempts, None

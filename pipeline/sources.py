@@ -17,7 +17,8 @@ from urllib.parse import urlsplit
 
 from pipeline import extract, feeds
 from pipeline.errors import DocumentError, UsageError
-from pipeline.models import AudioSource, Document, RejectedDocument
+from pipeline.models import AudioSource, Document, RejectedDocument, RunSettings
+from pipeline.redact import quoted, shown_input
 
 TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown"})
 # Recordings: sent to the model as input_audio (WAV and MP3 as they are; the others converted to MP3 first).
@@ -69,21 +70,62 @@ def check_inputs(inputs: tuple[str, ...]) -> None:
         if feeds.is_url(raw):
             parts = urlsplit(raw.strip())
             if not parts.hostname:
-                raise UsageError(f"input {raw!r} is not a usable feed URL (no host)")
+                raise UsageError(f"input {quoted(shown_input(raw))!r} is not a usable feed URL (no host)")
             try:
                 parts.port
             except ValueError as exc:
-                raise UsageError(f"input {raw!r} is not a usable feed URL ({exc})") from None
+                raise UsageError(f"input {quoted(shown_input(raw))!r} is not a usable feed URL ({exc})") from exc
             continue
         path = Path(raw)
         if not path.exists():
-            raise UsageError(f"input {raw!r} does not exist")
+            raise UsageError(f"input {quoted(raw)!r} does not exist")
         if (not path.is_dir() and path.suffix.lower() not in MANIFEST_SUFFIXES | DOCUMENT_SUFFIXES
                 and not feeds.is_feed_input(raw)):
             raise UsageError(
-                f"input {raw!r} is not a folder, a manifest (.jsonl, .csv), a document (.txt, .md, .html, .pdf), "
+                f"input {quoted(raw)!r} is not a folder, a manifest (.jsonl, .csv), a document (.txt, .md, .html, .pdf), "
                 "a recording (.wav, .mp3, .m4a, .ogg, .flac) or a feed (an http(s) URL, or an .xml, .rss or "
                 ".atom file)")
+
+
+def check_out_dir(inputs: tuple[str, ...], out_dir: Path) -> None:
+    """UsageError when the output folder would hold outputs next to inputs, where an output name could replace a
+    document: OUT is an input folder, or the folder of an input file or of a manifest item's `path`. Reads names
+    and manifest lines only, before anything is sent. OUT nested inside an input folder is allowed (it is never
+    listed as input), unless every document of that folder lies inside OUT."""
+    out = out_dir.resolve()
+    for raw in inputs:
+        if feeds.is_url(raw):
+            continue
+        path = Path(raw).resolve()
+        if path.is_dir():
+            if path == out:
+                raise UsageError(_same_folder(out_dir, f"the input folder {printable_path(raw)}"))
+            if out.is_relative_to(path) and next(_walk_text_files(path, out), None) is None \
+                    and next(_walk_text_files(out, None), None) is not None:
+                raise UsageError(f"every document under {printable_path(raw)} lies inside the output folder "
+                                 f"{printable_path(out_dir)}, which is never read as input; move them out of it or "
+                                 "choose another -o")
+            continue
+        if path.parent == out:
+            raise UsageError(_same_folder(out_dir, f"the folder of the input {printable_path(raw)}"))
+        if path.suffix.lower() in MANIFEST_SUFFIXES:
+            _check_manifest_paths(path, out, out_dir)
+
+
+def _same_folder(out_dir: Path, what: str) -> str:
+    return (f"the output folder {printable_path(out_dir)} is {what}: an output could replace an input there "
+            "(audiosum never writes next to its inputs); choose another -o")
+
+
+def _check_manifest_paths(manifest: Path, out: Path, out_dir: Path) -> None:
+    rows = _csv_rows(manifest) if manifest.suffix.lower() == ".csv" else _jsonl_rows(manifest)
+    for line_no, row in rows:
+        if not isinstance(row, dict) or not isinstance(row.get("path"), str) or "\x00" in row["path"]:
+            continue  # a bad row is the document's own failure, reported when it is read
+        item = (manifest.parent / row["path"]).resolve()
+        if item.parent == out:
+            raise UsageError(_same_folder(out_dir, f"the folder of {printable_path(row['path'])} "
+                                                   f"({manifest.name} line {line_no})"))
 
 
 def check_text_output(inputs: tuple[str, ...], *, skip_dir: Path | None = None) -> None:
@@ -113,6 +155,11 @@ def _first_text_document(inputs: tuple[str, ...], skip_dir: Path | None) -> str 
         elif path.suffix.lower() not in AUDIO_SUFFIXES:
             return raw if path.suffix.lower() in DOCUMENT_SUFFIXES else f"the feed {raw}"
     return None
+
+
+def fetch_limits(settings: RunSettings) -> feeds.FetchLimits:
+    """How this run fetches feed and article pages (private links, proxy)."""
+    return feeds.FetchLimits(allow_private_links=settings.allow_private_links, proxy=settings.proxy)
 
 
 def iter_inputs(inputs: tuple[str, ...], *, skip_dir: Path | None = None,

@@ -15,12 +15,14 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import UsageError
+from pipeline.errors import DiskFull, UsageError
 from pipeline.models import Attempt, DocumentResult
 
 STATE_DIR = ".audiosum"
 STATE_FILE = "state.sqlite"
 COMMIT_EVERY_S = 0.5
+
+SQLITE_FULL = 13  # "database or disk is full"
 
 Migration = Callable[[sqlite3.Connection], None]
 MIGRATIONS: list[tuple[str, Migration]] = []
@@ -136,6 +138,31 @@ def m008_abort_reason(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE runs ADD COLUMN abort_reason TEXT")
 
 
+RUN_FILE_NAMES = ("report.json", "report.html", "podcast.xml")  # the run's own files in OUT/, not a document's
+
+
+@migration
+def m009_owned_outputs(db: sqlite3.Connection) -> None:
+    # Every file audiosum made in OUT/, so it never replaces one it did not make. Folders made before this
+    # migration already hold outputs: the documents' recorded files (and the podcast transcripts of audio ones)
+    # and the run's report and feed are claimed for them.
+    db.execute("CREATE TABLE owned_outputs (name TEXT PRIMARY KEY, doc_id TEXT, claimed_at REAL NOT NULL)")
+    # Ids that differ only in case would name the same files on a case-insensitive file system.
+    db.execute("CREATE INDEX documents_by_folded_id ON documents (lower(doc_id))")
+    now = time.time()
+    names: list[tuple[str, str | None]] = []
+    for doc_id, wav, sidecar, extra in db.execute(
+            "SELECT doc_id, wav_name, sidecar_name, extra_files_json FROM documents"):
+        names += [(n, doc_id) for n in (wav, sidecar) if n]
+        names += [(str(entry[0]), doc_id) for entry in json.loads(extra or "[]")]
+        if wav and not wav.endswith(".txt"):
+            names += [(f"{doc_id}.txt", doc_id), (f"{doc_id}.vtt", doc_id)]
+    if db.execute("SELECT 1 FROM runs LIMIT 1").fetchone() is not None:
+        names += [(n, None) for n in RUN_FILE_NAMES]
+    db.executemany("INSERT OR IGNORE INTO owned_outputs (name, doc_id, claimed_at) VALUES (?, ?, ?)",
+                   [(name, doc_id, now) for name, doc_id in names])
+
+
 def migrate(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
     done = {row[0] for row in db.execute("SELECT name FROM migrations")}
@@ -210,8 +237,25 @@ class RunState:
         self.before_commit: Callable[[], None] | None = None
 
     def close(self) -> None:
-        self.commit()
-        self._db.close()
+        try:
+            self.commit()
+        except DiskFull:
+            # Already reported by the run; what could not be committed is made again by the next run.
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+        finally:
+            self._db.close()
+
+    @contextlib.contextmanager
+    def _no_space_is_disk_full(self) -> Iterator[None]:
+        """SQLite's "disk is full" leaves here as DiskFull (the run stops sending), other errors as they are."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL or "disk is full" in str(exc):
+                raise DiskFull(f"no space left to record the run in {self.path} ({exc}); stopped before sending more "
+                               "requests: free some space and run again to finish the rest") from exc
+            raise
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -220,9 +264,10 @@ class RunState:
         Grouping keeps the hot path cheap. A crash loses at most that window of bookkeeping, and those
         documents are simply made again on the next run (their outputs were written atomically).
         """
-        if not self._db.in_transaction:
-            self._db.execute("BEGIN")
-        yield
+        with self._no_space_is_disk_full():
+            if not self._db.in_transaction:
+                self._db.execute("BEGIN")
+            yield
         if time.monotonic() - self._last_commit >= COMMIT_EVERY_S:
             self.commit()
 
@@ -230,7 +275,8 @@ class RunState:
         if self._db.in_transaction:
             if self.before_commit is not None:
                 self.before_commit()
-            self._db.execute("COMMIT")
+            with self._no_space_is_disk_full():
+                self._db.execute("COMMIT")
         self._last_commit = time.monotonic()
 
     def mark_abandoned_runs(self) -> int:
@@ -255,6 +301,41 @@ class RunState:
             f"SELECT {', '.join(_RECORD_COLUMNS)} FROM documents WHERE status = 'done' AND sidecar_name IS NOT NULL"
             " ORDER BY finished_at DESC, doc_id LIMIT ?", (limit,))
         return [DocumentRecord(**dict(row)) for row in rows]
+
+    def owned_among(self, names: set[str]) -> set[str]:
+        """Which of these file names in OUT/ audiosum made (and has not removed since)."""
+        owned: set[str] = set()
+        ordered = sorted(names)
+        for start in range(0, len(ordered), 500):  # SQLite's limit on bound parameters
+            chunk = ordered[start:start + 500]
+            owned.update(row[0] for row in self._db.execute(
+                f"SELECT name FROM owned_outputs WHERE name IN ({', '.join('?' for _ in chunk)})", chunk))
+        return owned
+
+    def owns(self, name: str) -> bool:
+        return bool(self.owned_among({name}))
+
+    def claim_outputs(self, doc_id: str | None, names: set[str]) -> None:
+        """Record these names as audiosum's, committed before any of them is written: a run killed between the
+        rename and its next commit must still find the file its own."""
+        new = names - self.owned_among(names)
+        if not new:
+            return
+        with self.transaction():
+            self._db.executemany("INSERT OR IGNORE INTO owned_outputs (name, doc_id, claimed_at) VALUES (?, ?, ?)",
+                                 [(name, doc_id, time.time()) for name in sorted(new)])
+        self.commit()
+
+    def release_outputs(self, names: set[str]) -> None:
+        """Forget names whose files audiosum removed: a file the user puts there later is theirs."""
+        with self.transaction():
+            self._db.executemany("DELETE FROM owned_outputs WHERE name = ?", [(name,) for name in sorted(names)])
+
+    def case_twin(self, doc_id: str) -> str | None:
+        """Another recorded document id that differs from doc_id only in case, if there is one."""
+        row = self._db.execute("SELECT doc_id FROM documents WHERE lower(doc_id) = lower(?) AND doc_id != ? LIMIT 1",
+                               (doc_id, doc_id)).fetchone()
+        return row[0] if row is not None else None
 
     def seen_in_run(self, run_id: str, doc_id: str) -> bool:
         return self._db.execute("SELECT 1 FROM run_documents WHERE run_id = ? AND doc_id = ? LIMIT 1",
@@ -286,8 +367,9 @@ class RunState:
 
     def finish_run(self, run_id: str, status: str, abort_reason: str | None = None) -> None:
         self.commit()
-        self._db.execute("UPDATE runs SET ended_at = ?, status = ?, abort_reason = ? WHERE run_id = ?",
-                         (time.time(), status, abort_reason, run_id))
+        with self._no_space_is_disk_full():
+            self._db.execute("UPDATE runs SET ended_at = ?, status = ?, abort_reason = ? WHERE run_id = ?",
+                             (time.time(), status, abort_reason, run_id))
 
     def run(self, run_id: str | None = None) -> sqlite3.Row | None:
         if run_id is None:

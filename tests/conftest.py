@@ -53,7 +53,8 @@ class RunningServer:
     process: subprocess.Popen[bytes]
 
     def stats(self) -> dict:
-        return httpx.get(self.base_url.removesuffix("/v1") + "/stats", timeout=5).json()
+        headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
+        return httpx.get(self.base_url.removesuffix("/v1") + "/stats", headers=headers, timeout=5).json()
 
 
 def start_server(*args: str, key: str | None = SERVER_KEY, timeout_s: float = 60.0) -> RunningServer:

@@ -8,17 +8,39 @@ from pathlib import Path
 import pytest
 
 from pipeline import outputs, report_html
+from pipeline.errors import OutputClash
+
+
+def _ours(name: str) -> bool:
+    return True
 
 
 def test_atomic_write_replaces_whole_and_cleans_up_on_failure(tmp_path: Path) -> None:
     target = tmp_path / "a.wav"
-    outputs.atomic_write(target, b"first")
-    outputs.atomic_write(target, b"second")
+    outputs.atomic_write(target, b"first", ours=_ours)
+    outputs.atomic_write(target, b"second", ours=_ours)
     assert target.read_bytes() == b"second"
 
     with pytest.raises(TypeError):
-        outputs.atomic_write(tmp_path / "b.wav", "not bytes")  # type: ignore[arg-type]
+        outputs.atomic_write(tmp_path / "b.wav", "not bytes", ours=_ours)  # type: ignore[arg-type]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav"]
+
+
+def test_atomic_write_never_replaces_a_file_that_is_not_ours(tmp_path: Path) -> None:
+    users = tmp_path / "notes.txt"
+    users.write_bytes(b"the user's own words")
+    with pytest.raises(OutputClash):
+        outputs.atomic_write(users, b"a transcript", ours=lambda name: False)
+    assert users.read_bytes() == b"the user's own words"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # no temp file left either
+    # A file that appears while the new one is being written is not replaced either (checked again at the rename).
+    late = tmp_path / "late.wav"
+    with pytest.raises(OutputClash):
+        with outputs.atomic_writer(late, ours=lambda name: False) as handle:
+            handle.write(b"ours")
+            late.write_bytes(b"theirs")
+    assert late.read_bytes() == b"theirs"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["late.wav", "notes.txt"]
 
 
 @pytest.mark.parametrize("name", ["../x.wav", "/etc/x", "a/b.wav", "..", "", "x\x00.wav"])
