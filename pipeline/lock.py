@@ -5,13 +5,14 @@ Holds the lock and says who holds it; knows nothing about runs or documents.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
 import time
 from pathlib import Path
 
-from pipeline.errors import LockHeld
+from pipeline.errors import LockHeld, UsageError
 
 LOCK_NAME = "lock"
 
@@ -23,7 +24,14 @@ class RunLock:
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        # O_NOFOLLOW: a symlink planted at the lock path must not make audiosum truncate the file it points to.
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UsageError(f"{self.path} is a symbolic link; audiosum will not use it as its run lock "
+                                 "(remove it)") from exc
+            raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

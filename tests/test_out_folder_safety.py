@@ -189,3 +189,15 @@ def test_a_full_disk_stops_the_run_cleanly_and_a_rerun_finishes(tmp_path: Path) 
         for sidecar in out.glob("doc*.json"):
             body = json.loads(sidecar.read_text())
             assert body["audio_sha256"] == _sha(out / body["audio_file"])
+
+
+def test_a_symlink_at_the_lock_path_is_refused_and_its_target_untouched(tone_server: RunningServer,
+                                                                          tmp_path: Path) -> None:
+    notes = _folder(tmp_path / "notes", ["a.txt"])
+    victim = tmp_path / "precious.txt"
+    victim.write_text("do not truncate me")
+    (tmp_path / "out" / ".audiosum").mkdir(parents=True)
+    (tmp_path / "out" / ".audiosum" / "lock").symlink_to(victim)
+    result = run_cli("run", str(notes), "-o", str(tmp_path / "out"), env=api_env(tone_server))
+    assert result.exit_code == 2 and "symbolic link" in result.stderr, result.stderr
+    assert victim.read_text() == "do not truncate me"
