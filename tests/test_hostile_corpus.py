@@ -78,7 +78,9 @@ def run_driver(corpus: Corpus, out: Path, harness: Path, env: dict[str, str]) ->
                "--result", str(harness / "result.json"), *corpus.inputs]
     started = time.monotonic()
     with (harness / "stdout.txt").open("wb") as stdout, (harness / "stderr.txt").open("wb") as stderr:
-        process = subprocess.Popen(command, env=env, cwd=harness, stdout=stdout, stderr=stderr)
+        # PYTHONPATH: the checkout's pipeline/, not a copy installed in the environment earlier.
+        process = subprocess.Popen(command, env={**env, "PYTHONPATH": str(HOSTILE.parent.parent)}, cwd=harness,
+                                   stdout=stdout, stderr=stderr)
     watchdog = threading.Timer(DRIVER_DEADLINE_S, process.kill)
     watchdog.start()
     try:
@@ -193,6 +195,9 @@ def test_hostile_corpus_in_one_run(tone_server: RunningServer, tmp_path: Path,
     assert len(corpus.cases) >= 30
     out = tmp_path / "out"
     before = snapshot(tmp_path, out)
+    out.mkdir()
+    for name, data in corpus.in_out_before.items():
+        (out / name).write_bytes(data)
 
     exit_code, wall_s = run_driver(corpus, out, harness, api_env(tone_server))
 
@@ -243,6 +248,8 @@ def test_hostile_corpus_in_one_run(tone_server: RunningServer, tmp_path: Path,
     changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)} - {victim}
     assert not changed, sorted(changed)[:20]
     assert not [p for p in corpus.canaries if os.path.lexists(p)]
+    # The files the user kept in OUT are exactly as they were: audiosum never replaces a file it did not make.
+    assert {name: (out / name).read_bytes() for name in corpus.in_out_before} == corpus.in_out_before
     assert sorted(p.name for p in harness.iterdir()) == ["result.json", "stderr.txt", "stdout.txt"]
     # OUT holds plain files (and the state folder), no temp file, and never a byte of what lies outside the roots.
     assert all(p.is_file() and not p.is_symlink() for p in out.iterdir() if p.name != ".audiosum")

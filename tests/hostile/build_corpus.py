@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import math
 import os
@@ -62,6 +63,8 @@ class Corpus:
     canaries: list[Path]
     # Cases that could not be built on this machine, with why (e.g. mknod not permitted).
     not_built: dict[str, str] = field(default_factory=dict)
+    # Files the user already has in OUT before the run (name -> bytes): they must come out unchanged.
+    in_out_before: dict[str, bytes] = field(default_factory=dict)
 
 
 def _sparse(path: Path, size: int, tail: bytes = b"") -> None:
@@ -487,11 +490,32 @@ def build(root: Path) -> Corpus:
     cases.append(Case(name="single HTML file, escaped markup in <title>", kind="single", expect="done",
                       source=r".*/single/title-xss\.html", title=XSS_SCRIPT + XSS_IMG))
 
+    owners, in_out_before = _ownership(manifests, cases)
+
     canaries += [corpus / "canary-csv.wav", root / "canary-csv.wav", corpus / "canary-csv-abs-id.wav",
                  Path("/canary-jsonl.wav"), Path("/canary-csv.wav")]
     inputs = (str(corpus / "docs"), str(jsonl), str(csv_manifest), *map(str, same_stem), str(huge),
-              *map(str, feed_files), str(single / "title-xss.html"))
-    return Corpus(root=corpus, inputs=inputs, victim=victim, cases=cases, canaries=canaries, not_built=not_built)
+              *map(str, feed_files), str(single / "title-xss.html"), str(owners))
+    return Corpus(root=corpus, inputs=inputs, victim=victim, cases=cases, canaries=canaries, not_built=not_built,
+                  in_out_before=in_out_before)
+
+
+def _ownership(manifests: Path, cases: list[Case]) -> tuple[Path, dict[str, bytes]]:
+    """Items whose outputs meet a file the user already keeps in OUT, and ids that differ only in case."""
+    owners = manifests / "owners.jsonl"
+    items = [{"id": "users-wav", "text": _prose("Its audio file name is taken by the user's own file.")},
+             {"id": "users-txt", "text": _prose("Its podcast transcript name is taken by the user's notes.")},
+             {"id": "Casefold", "text": _prose("An id in title case.")},
+             {"id": "casefold", "text": _prose("The same id in lower case.")}]
+    owners.write_text("".join(json.dumps(item) + "\n" for item in items))
+    for line, (doc_id, name) in enumerate((("users-wav", "users-wav.wav"), ("users-txt", "users-txt.txt")), 1):
+        cases.append(Case(name=f"{name} already in OUT, not made by audiosum", kind="jsonl", expect="failed",
+                          source=rf"owners\.jsonl:{line}", doc_id=doc_id, reason="not made by audiosum"))
+    cases.append(Case(name="ids differing only in case (first)", kind="jsonl", expect="done",
+                      source=r"owners\.jsonl:3", doc_id="Casefold"))
+    cases.append(Case(name="ids differing only in case (second gets its own names)", kind="jsonl", expect="done",
+                      source=r"owners\.jsonl:4", doc_id="casefold-" + hashlib.sha256(b"casefold").hexdigest()[:6]))
+    return owners, {"users-wav.wav": b"the user's own recording", "users-txt.txt": b"the user's own notes"}
 
 
 def main() -> None:
