@@ -70,6 +70,10 @@ def hear(parts: list[tuple[bytes, str]], words: int, title: str | None, engine: 
     return narrate.Narration(spoken[0], audio, tuple(spoken))
 
 
+def _ready() -> None:
+    """A job that does nothing: submitting it starts a worker."""
+
+
 def _init_tone_worker() -> None:
     # As speech.init_worker: the server decides when its workers stop; a Ctrl-C to the process group must not.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -87,14 +91,22 @@ class WorkerPool:
         self._executor = self._new_executor()
 
     def _new_executor(self) -> ProcessPoolExecutor:
-        context = multiprocessing.get_context("spawn")  # no inherited sockets, locks or onnxruntime threads
         if self.engine == "local":
             from pipeline.engine import speech
             from pipeline.providers.local import threads_per_worker
 
-            return ProcessPoolExecutor(self.workers, mp_context=context, initializer=speech.init_worker,
-                                       initargs=(threads_per_worker(self.workers),))
+            # Spawned: no inherited sockets, locks or onnxruntime threads; each loads the voice once.
+            return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=speech.init_worker, initargs=(threads_per_worker(self.workers),))
+        # The tone engine answers load tests in milliseconds, so its workers must not each import the engine on
+        # their first request: they fork from a fork server that imported it once (and holds no sockets).
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["pipeline.server_work", "pipeline.engine.narrate", "pipeline.engine.listen"])
         return ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_tone_worker)
+
+    async def warm(self) -> None:
+        """Start every worker now, so that the first requests do not wait for processes to start."""
+        await asyncio.gather(*(self.run(_ready) for _ in range(self.workers)))
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         executor = self._executor
