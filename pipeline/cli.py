@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 import httpx
 
 from pipeline import __version__
-from pipeline.errors import LockHeld, UsageError
+from pipeline.errors import DiskFull, LockHeld, UsageError
 from pipeline.models import DEFAULT_MODEL, DEFAULT_VOICE, DEFAULT_WORDS, OPENAI_VOICES, RunSettings
 
 DEFAULT_API_BASE = "https://api.openai.com/v1"
@@ -36,6 +36,9 @@ def exits_on_errors() -> Iterator[None]:
     except LockHeld as exc:
         click.echo(f"audiosum: {exc}", err=True)
         sys.exit(EXIT_LOCKED)
+    except DiskFull as exc:  # before a run could start or after it ended (the run itself reports its own)
+        click.echo(f"audiosum: stopped: {exc}", err=True)
+        sys.exit(1)
 
 
 def resolve_provider(choice: str, api_key: str | None, base_url: str | None) -> str:
@@ -123,6 +126,10 @@ def cli() -> None:
                    "(map) and spoken from the part summaries (reduce).")
 @click.option("--map-model", default="gpt-4o-mini", show_default=True,
               help="Text model for the part summaries of long documents.")
+@click.option("--allow-private-links", is_flag=True,
+              help="Feeds: also fetch article links on loopback, private and link-local addresses (an intranet).")
+@click.option("--proxy", default=None, metavar="URL",
+              help="Feeds: fetch pages through this proxy (the environment's HTTP_PROXY and friends are never used).")
 @click.option("--base-url", "podcast_base_url", default="http://127.0.0.1:8000/feed/", show_default=True,
               help="Public URL of OUT/ that podcast.xml's enclosures and transcripts point to.")
 @click.option("--keep", "podcast_keep", type=click.IntRange(1, 100_000), default=100, show_default=True,
@@ -224,7 +231,17 @@ def _run_settings(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | 
         output=values["output"],  # type: ignore[arg-type]
         followups=_followups(values["followups"]),
         max_audio_bytes=int(float(values["max_audio_mb"]) * 1024 * 1024),  # type: ignore[arg-type]
+        allow_private_links=bool(values["allow_private_links"]), proxy=_proxy(values["proxy"]),
     )
+
+
+def _proxy(value: object) -> str | None:
+    if value is None:
+        return None
+    from pipeline.feeds import check_proxy
+
+    check_proxy(str(value))
+    return str(value)
 
 
 def _followups(value: object) -> tuple[str, ...]:

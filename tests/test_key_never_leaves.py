@@ -105,3 +105,20 @@ def test_an_echoed_key_reaches_no_file_and_no_log(tmp_path: Path, echo_server: s
     else:
         sidecar = json.loads((out / "a.json").read_text())
         assert "[redacted]" in sidecar["transcript"]
+
+
+def test_feed_url_credentials_and_tokens_reach_no_file_and_no_log(tmp_path: Path) -> None:
+    # A loopback port with nothing listening: the feed fails, and everything that records it is checked.
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://reader:pw-hunter2@127.0.0.1:{port}/feed.xml?token=tok-7731"
+    out = tmp_path / "out"
+    result = run_cli("run", url, "-o", str(out), "--log-format", "json", env=child_env())
+    assert result.exit_code == 1, result.stderr
+    everything = _all_bytes(out) + result.stdout.encode() + result.stderr.encode()
+    assert b"pw-hunter2" not in everything and b"tok-7731" not in everything and b"reader:" not in everything
+    start = next(json.loads(line) for line in result.stderr.splitlines() if '"run_start"' in line)
+    assert start["inputs"] == [f"http://127.0.0.1:{port}/feed.xml"]

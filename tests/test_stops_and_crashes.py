@@ -144,7 +144,8 @@ def test_second_sigint_does_not_wait_for_a_slow_feed_page(tmp_path: Path) -> Non
     try:
         out = tmp_path / "out"
         process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline", "run", f"http://127.0.0.1:{web.server_port}/feed.xml", "-o", str(out)],
+            [sys.executable, "-m", "pipeline", "run", f"http://127.0.0.1:{web.server_port}/feed.xml", "-o", str(out),
+             "--allow-private-links"],
             env=_env(server), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         time.sleep(1.5)  # started, feed read, the page fetch hanging
         _interrupt_twice_and_expect_a_quick_clean_stop(process, out)
