@@ -153,12 +153,12 @@ def run_command(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | No
     and whose outputs are intact.
     """
     from pipeline import runner
-    from pipeline.console import ConsoleOutput, summary_line
+    from pipeline.report.console import ConsoleOutput, summary_line
 
     with exits_on_errors():
         settings = _run_settings(ctx, inputs, job_path, options)
         if dry_run:
-            from pipeline.dryrun import describe
+            from pipeline.plan.dryrun import describe
 
             planned, html_path = runner.dry_run(settings)
             click.echo(describe(planned) + f"\n  report {html_path}")
@@ -238,7 +238,7 @@ def _run_settings(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | 
 def _proxy(value: object) -> str | None:
     if value is None:
         return None
-    from pipeline.feeds import check_proxy
+    from pipeline.sources.feeds import check_proxy
 
     check_proxy(str(value))
     return str(value)
@@ -289,7 +289,7 @@ def default_concurrency(rpm: int) -> int:
 def report_command(out_dir: Path, run_id: str | None) -> None:
     """Re-render OUT/report.json and OUT/report.html from OUT/.audiosum/state.sqlite (e.g. after a crash)."""
     from pipeline import report
-    from pipeline.lock import RunLock
+    from pipeline.state.lock import RunLock
     from pipeline.state import STATE_DIR, RunState
 
     with exits_on_errors():
@@ -310,7 +310,7 @@ def report_command(out_dir: Path, run_id: str | None) -> None:
 @click.option("-n", "--runs", "limit", type=click.IntRange(1, 100), default=8, show_default=True)
 def status_command(out_dir: Path, limit: int) -> None:
     """One screen on OUT: its last runs (newest first) and how its documents stand."""
-    from pipeline.status import render_status
+    from pipeline.report.status import render_status
     from pipeline.state import RunState
 
     with exits_on_errors():
@@ -396,7 +396,9 @@ def serve_command(host: str, port: int, engine: str, api_key: str | None, no_aut
     With --rpm/--tpm it rate-limits like the real service (429 with retry-after, x-ratelimit-* headers), and
     with --faults it injects errors, resets, stalls and broken answers; GET /stats counts every answer kind.
     """
-    from pipeline import server, server_faults, server_guard
+    from pipeline.serve import app as server
+    from pipeline.serve import faults as server_faults
+    from pipeline.serve import guard as server_guard
 
     def parsed(parse, value: str, option: str):
         try:
@@ -423,7 +425,7 @@ def serve_command(host: str, port: int, engine: str, api_key: str | None, no_aut
 
 def _check_exposure(host: str, api_key: str | None, no_auth: bool, feed_dir: Path | None, feed_only: bool) -> None:
     """Refused before anything is bound: an API other machines can reach with no key, unless asked for in words."""
-    from pipeline.server_guard import is_loopback
+    from pipeline.serve.guard import is_loopback
 
     if feed_only and feed_dir is None:
         raise click.UsageError("--feed-only needs --feed OUT (the folder whose podcast to serve)")

@@ -18,16 +18,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline import dryrun, plan, podcast, report, sources
+from pipeline import plan, report, sources
+
+from pipeline.plan import dryrun
+
+from pipeline.outputs import podcast
 from pipeline.errors import ApiError, AuthenticationFailed, DiskFull, DocumentError, OutputClash, UsageError
-from pipeline.feeds import is_feed_input
-from pipeline.lock import RunLock
+from pipeline.sources.feeds import is_feed_input
+from pipeline.state.lock import RunLock
 from pipeline.models import (Attempt, Document, DocumentResult, EventListener, RejectedDocument, RunSettings,
                              SpokenSummary, questions_for)
 from pipeline.audio import AudioToolFailed, InvalidAudio
 from pipeline.outputs import (DocumentFiles, claim, document_names, fsync_folder, remove_outputs,
                               remove_stale_temp_files, write_document_outputs)
-from pipeline.publish import PublishedAudio, PublishOptions, publish
+from pipeline.audio.publish import PublishedAudio, PublishOptions, publish
 from pipeline.redact import shown_input, url_without_credentials, visible
 from pipeline.providers import make_provider
 from pipeline.providers.base import Provider
@@ -110,7 +114,7 @@ async def _run_locked(settings: RunSettings, state: RunState, on_result: ResultL
     run_id = state.start_run(settings_for_report(settings))
     items = sources.iter_inputs(settings.inputs, skip_dir=settings.out_dir, since=settings.since,
                                 fetch_limits=sources.fetch_limits(settings),
-                                max_items=settings.max_items, already_done=_already_done(settings, state))
+                                max_items=settings.max_items, already_done=plan.already_done(settings, state))
     run = _Run(settings=settings, state=state, run_id=run_id, on_result=on_result, on_event=on_event, items=items,
                pull_in_thread=any(is_feed_input(raw) for raw in settings.inputs))
     run.emit("run_start", run_id=run_id, provider=settings.provider, inputs=[shown_input(raw) for raw in settings.inputs])
@@ -195,21 +199,6 @@ def dry_run(settings: RunSettings) -> tuple[dryrun.DryRunPlan, Path]:
             return result, html_path
         finally:
             state.close()
-
-
-def _already_done(settings: RunSettings, state: RunState) -> Callable[[str], bool]:
-    """Feeds ask this before fetching an entry's page: True only when the plan would skip it anyway."""
-    def done(doc_id: str) -> bool:
-        if settings.force:
-            return False
-        record = state.document(doc_id)
-        if record is None or record.status != "done":
-            return False
-        probe = Document(id=doc_id, source="", text="", sha256=record.input_sha256, title=record.title)
-        # Only when the plan will really skip it (outputs intact too): a redo must fetch the article again.
-        return plan.decide(probe, settings, record)[0] == "unchanged"
-
-    return done
 
 
 async def _flush_state_periodically(state: RunState, run: _Run) -> None:

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader, PdfWriter
 
-from pipeline import extract, sources
+from pipeline import sources
+
+from pipeline.sources import extract
 from pipeline.errors import DocumentError
 from pipeline.models import Document, RejectedDocument
 

@@ -20,9 +20,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from pipeline import feeds
+from pipeline.sources import feeds
 from pipeline.errors import UsageError
-from pipeline.feeds import AddressRefused, FetchLimits, PageFetcher
+from pipeline.sources.feeds import AddressRefused, FetchLimits, PageFetcher
 from pipeline.models import Document, RejectedDocument
 
 PUBLIC = "93.184.215.14"  # only ever a resolver's answer: the connect guard refuses any attempt to reach it

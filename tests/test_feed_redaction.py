@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from pipeline import feeds
-from pipeline.feeds import FetchLimits
+from pipeline.sources import feeds
+from pipeline.sources.feeds import FetchLimits
 from pipeline.models import Document, RejectedDocument
 
 SECRETS = ("hunter22", "SECRET123", "audiouser", base64.b64encode(b"audiouser:hunter22").decode())

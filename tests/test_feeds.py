@@ -26,9 +26,10 @@ from urllib.parse import urlsplit
 import pytest
 
 from conftest import RunningServer, api_env, free_port, run_cli
-from pipeline import feeds, sources
+from pipeline import sources
+from pipeline.sources import feeds
 from pipeline.errors import DocumentError, UsageError
-from pipeline.feeds import FetchLimits
+from pipeline.sources.feeds import FetchLimits
 from pipeline.models import Document, RejectedDocument
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "feeds"

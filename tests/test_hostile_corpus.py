@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 
 from conftest import RunningServer, api_env
-from pipeline import report_html, sources
+from pipeline import sources
+from pipeline.report import page as report_html
 from pipeline.redact import visible
 
 HOSTILE = Path(__file__).resolve().parent / "hostile"

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from conftest import RunningServer, api_env, run_cli
-from pipeline.plan import split_for_budget
+from pipeline.plan.split import split_for_budget
 
 
 def _long_report(sections: int, paragraphs: int) -> str:
@@ -56,7 +56,7 @@ def test_a_30000_word_document_is_one_narration_by_map_reduce(tone_server: Runni
 
 
 def test_narrate_mode_reads_everything_with_chapters(tone_server: RunningServer, tmp_path: Path) -> None:
-    from pipeline.plan import NARRATE_PART_TOKENS
+    from pipeline.plan.split import NARRATE_PART_TOKENS
 
     text = _long_report(4, 6)
     folder = tmp_path / "in"
@@ -97,7 +97,7 @@ def test_stitch_joins_parts_with_pauses_at_measured_starts() -> None:
     import wave
 
     from pipeline.audio import wav_info
-    from pipeline.stitch import stitch
+    from pipeline.audio.stitch import stitch
 
     def tone_wav(seconds: float, rate: int, channels: int) -> bytes:
         buffer = io.BytesIO()
@@ -120,7 +120,7 @@ def test_stitch_joins_parts_with_pauses_at_measured_starts() -> None:
 def test_narrate_mode_refuses_a_book(tmp_path: Path) -> None:
     from conftest import child_env
 
-    from pipeline.plan import NARRATE_MAX_WORDS
+    from pipeline.plan.split import NARRATE_MAX_WORDS
 
     book = tmp_path / "in" / "book.txt"
     book.parent.mkdir()

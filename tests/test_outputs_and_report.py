@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import outputs, report_html
+from pipeline import outputs
+
+from pipeline.report import page as report_html
 from pipeline.errors import OutputClash
 
 

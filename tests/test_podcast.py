@@ -11,7 +11,7 @@ import feedparser
 import httpx
 
 from conftest import SAMPLE_INPUTS, RunningServer, api_env, run_cli, running_server
-from pipeline.podcast import Cue, estimated_cues, render_vtt
+from pipeline.outputs.podcast import Cue, estimated_cues, render_vtt
 
 ITUNES = "{http://www.itunes.com/dtds/podcast-1.0.dtd}"
 PODCAST = "{https://podcastindex.org/namespace/1.0}"

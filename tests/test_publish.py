@@ -17,7 +17,7 @@ from pipeline.audio import InvalidAudio, decode_to_pcm, duration_of, measure, me
 from pipeline.engine import speech
 from pipeline.engine.speech import pcm16_to_wav
 from pipeline.engine.tone import tone
-from pipeline.publish import FORMATS, PublishedAudio, PublishOptions, publish
+from pipeline.audio.publish import FORMATS, PublishedAudio, PublishOptions, publish
 
 TAGS = {"title": "Harbour bridge reopens", "artist": "Nightly feed — Ünïcode", "album": "audiosum narrations",
         "date": "2025-03-14", "comment": "Spoken summary of the article"}

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from pipeline.clock import FakeClock
-from pipeline.ratelimit import RateLimiter, TokenEstimator, parse_reset_duration
+from pipeline.providers.openai.ratelimit import RateLimiter, TokenEstimator, parse_reset_duration
 
 
 @pytest.mark.parametrize("text, seconds", [

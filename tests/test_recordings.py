@@ -16,7 +16,7 @@ import pytest
 
 from conftest import RunningServer, api_env, child_env, run_cli, running_server
 from pipeline.audio import ffmpeg_exe, wav_info
-from pipeline.recordings import plan_cuts
+from pipeline.audio.recordings import plan_cuts
 from pipeline.sources import iter_manifest
 
 SENTENCES = [
@@ -385,7 +385,7 @@ def test_the_local_server_recognises_in_its_worker_processes(recordings: Path, l
 def test_dry_run_counts_parts_and_followups(recordings: Path, tone_server: RunningServer, tmp_path: Path) -> None:
     import math
 
-    from pipeline.recordings import longest_part_s
+    from pipeline.audio.recordings import longest_part_s
 
     def planned(*options: str) -> dict:
         out = tmp_path / f"out{len(options)}"
@@ -407,7 +407,7 @@ def test_dry_run_counts_parts_and_followups(recordings: Path, tone_server: Runni
 def test_pauses_are_found_across_scan_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import random
 
-    from pipeline import recordings
+    from pipeline.audio import recordings
     from pipeline.engine.speech import pcm16_to_wav
 
     rng = random.Random(3)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SAMPLE_INPUTS, RunningServer, api_env, run_cli
-from pipeline.lock import RunLock
+from pipeline.state.lock import RunLock
 
 
 def _requests(server: RunningServer) -> int:

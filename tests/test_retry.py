@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.clock import FakeClock
 from pipeline.errors import AuthenticationFailed, PermanentApiError, TransientError
-from pipeline.retry import RetryPolicy, retry_after_seconds
+from pipeline.providers.openai.retry import RetryPolicy, retry_after_seconds
 
 
 def test_retry_after_forms() -> None:

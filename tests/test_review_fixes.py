@@ -16,7 +16,7 @@ from pipeline.clock import FakeClock
 from pipeline.errors import PermanentApiError
 from pipeline.models import Document, RunSettings
 from pipeline.providers.openai import parse_answer
-from pipeline.ratelimit import RateLimiter
+from pipeline.providers.openai.ratelimit import RateLimiter
 
 
 def test_report_is_a_reserved_id() -> None:

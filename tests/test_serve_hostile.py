@@ -23,7 +23,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import SERVER_KEY, RunningServer, child_env, free_port, running_server, stop_server
-from pipeline import server
+from pipeline.serve import app as server
 from pipeline.cli import cli
 
 AUTH = {"Authorization": f"Bearer {SERVER_KEY}", "Content-Type": "application/json"}

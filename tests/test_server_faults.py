@@ -19,8 +19,8 @@ from click.testing import CliRunner
 
 from conftest import SERVER_KEY, RunningServer, start_server, stop_server
 from pipeline.cli import cli
-from pipeline.server_faults import FAULT_KINDS, FaultPlan, parse_faults, parse_seconds_range
-from pipeline.server_limits import RateLimiter, TokenBucket, format_duration, retry_after_headers
+from pipeline.serve.faults import FAULT_KINDS, FaultPlan, parse_faults, parse_seconds_range
+from pipeline.serve.limits import RateLimiter, TokenBucket, format_duration, retry_after_headers
 
 REQUEST = {"model": "gpt-4o-audio-preview", "modalities": ["text", "audio"],
            "audio": {"voice": "alloy", "format": "wav"},

@@ -97,3 +97,8 @@ def pcm16_to_wav(pcm: bytes, sample_rate: int) -> bytes:
         writer.setframerate(sample_rate)
         writer.writeframes(pcm)
     return buffer.getvalue()
+
+
+def threads_per_worker(workers: int) -> int:
+    """Share the cores: two workers on two cores get one intra-op thread each (oversubscription costs ~25%)."""
+    return max(1, (os.cpu_count() or 1) // max(1, workers))

@@ -8,27 +8,20 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import multiprocessing
-import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from pipeline import recordings
+from pipeline.audio import recordings
 from pipeline.audio import InvalidAudio, wav_info
 from pipeline.engine import listen, narrate, speech
-from pipeline.plan import narration_parts
-from pipeline.prompts import chapter_label
-from pipeline.stitch import stitch
+from pipeline.plan.split import chapter_label, narration_parts
+from pipeline.audio.stitch import stitch
 from pipeline.errors import DocumentError, TransientError
 from pipeline.models import Document, FollowUpAnswer, RunSettings, SpokenSummary, questions_for
 
 LOCAL_MODEL = "textrank-extractive"
-
-
-def threads_per_worker(workers: int) -> int:
-    """Share the cores: two workers on two cores get one intra-op thread each (oversubscription costs ~25%)."""
-    return max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
 class LocalProvider:
@@ -43,7 +36,7 @@ class LocalProvider:
             max_workers=self._workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=speech.init_worker,
-            initargs=(threads_per_worker(self._workers),),
+            initargs=(speech.threads_per_worker(self._workers),),
         )
 
     async def _read_aloud(self, document: Document, settings: RunSettings) -> SpokenSummary:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from pipeline.prompts import system_prompt
+from pipeline.providers.openai.prompts import system_prompt
 
 
 def write(path: Path, data: bytes, durable: bool) -> None:

@@ -31,7 +31,7 @@ if step == "decode":
     from pipeline.audio import duration_of
     extra["seconds"] = duration_of(path)
 elif step == "prepare":
-    from pipeline import recordings
+    from pipeline.audio import recordings
     from pipeline.models import AudioSource
     plan = recordings.plan(AudioSource(path, path.suffix, path.stat().st_size), 20 * 1024 * 1024)
     parts = [plan.part(i) for i in range(len(plan.cuts))]

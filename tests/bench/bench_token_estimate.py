@@ -16,7 +16,7 @@ from _common import REPO, audiosum, child_env, measure, start_server, stop_serve
 
 from pipeline.models import RunSettings
 from pipeline.providers.openai import build_request_body
-from pipeline.ratelimit import TokenEstimator
+from pipeline.providers.openai.ratelimit import TokenEstimator
 from pipeline.sources import iter_inputs
 
 

@@ -11,8 +11,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pipeline import report_html
-from pipeline.costs import cost_usd, prices_for
+from pipeline.report import page as report_html
+from pipeline.plan.costs import cost_usd, prices_for
 from pipeline.models import DocumentResult
 from pipeline.outputs import atomic_writer, confined_path
 from pipeline.redact import visible

@@ -16,9 +16,11 @@ from defusedxml import ElementTree as SafeTree
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
-from pipeline.podcast import FEED_NAME, PODCAST
-from pipeline.server_errors import error_response, quoted
+from pipeline.serve.errors import error_response, quoted
 
+# The feed audiosum run writes, read here as any podcast client would read it (tests/serve checks the names match).
+FEED_NAME = "podcast.xml"
+PODCAST = "https://podcastindex.org/namespace/1.0"
 MAX_FEED_BYTES = 16 * 1024 * 1024  # a podcast.xml larger than this is not read (keep=100 episodes is ~1 MB)
 _LINKS = ("enclosure", f"{{{PODCAST}}}transcript")
 

@@ -18,7 +18,7 @@ from starlette.datastructures import Headers
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pipeline.server_errors import CLOSE, ApiFailure, error_response, quoted, raw_error
+from pipeline.serve.errors import CLOSE, ApiFailure, error_response, quoted, raw_error
 
 MB = 1024 * 1024
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")

@@ -16,21 +16,23 @@ from typing import Any, TypeVar
 
 import httpx
 
-from pipeline import __version__, recordings
+from pipeline import __version__
+
+from pipeline.audio import recordings
 from pipeline.audio import InvalidAudio, wav_info
 from pipeline.clock import SYSTEM_CLOCK, Clock
-from pipeline.conversation import Conversation
+from pipeline.providers.openai.conversation import Conversation
 from pipeline.errors import (ApiError, AuthenticationFailed, DocumentError, PermanentApiError, TransientError,
                              keeping_attempts)
 from pipeline.models import Attempt, Document, EventListener, RunSettings, SpokenSummary, Usage, questions_for
-from pipeline.plan import narration_parts, split_for_budget
-from pipeline.prompts import (chapter_label, combined_parts, narrate_messages, part_messages,
+from pipeline.plan.split import chapter_label, narration_parts, split_for_budget
+from pipeline.providers.openai.prompts import (combined_parts, narrate_messages, part_messages,
                               recording_in_parts, recording_system_prompt, recording_user_content, system_prompt,
                               user_message)
-from pipeline.stitch import stitch
-from pipeline.ratelimit import RateLimiter, TokenEstimator
+from pipeline.audio.stitch import stitch
+from pipeline.providers.openai.ratelimit import RateLimiter, TokenEstimator
 from pipeline.redact import from_server, without_secrets
-from pipeline.retry import RetryPolicy, retry_after_seconds
+from pipeline.providers.openai.retry import RetryPolicy, retry_after_seconds
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429})  # and every 5xx
 MAX_MESSAGE_CHARS = 300  # of a server's error message kept in reports

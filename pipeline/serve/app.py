@@ -34,16 +34,15 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from pipeline import server_work
+from pipeline.serve import work as server_work
 from pipeline.audio import InvalidAudio
-from pipeline.models import DEFAULT_WORDS, OPENAI_VOICES
-from pipeline.server_errors import ApiFailure, error_response, json_response, quoted, request_id
-from pipeline.server_faults import (ConnectionExposingProtocol, FaultPlan, HoldUntilClientLeaves, ResetConnection,
+from pipeline.serve.errors import ApiFailure, error_response, json_response, quoted, request_id
+from pipeline.serve.faults import (ConnectionExposingProtocol, FaultPlan, HoldUntilClientLeaves, ResetConnection,
                                     TruncatedResponse)
-from pipeline.server_feed import FeedFolder
-from pipeline.server_guard import (HEADER_BYTES, LOOPBACK_NAMES, GuardLimits, RequestGuard, connection_limit,
+from pipeline.serve.feed import FeedFolder
+from pipeline.serve.guard import (HEADER_BYTES, LOOPBACK_NAMES, GuardLimits, RequestGuard, connection_limit,
                                    guarded_protocol)
-from pipeline.server_limits import Admission, RateLimiter, format_duration, retry_after_headers
+from pipeline.serve.limits import Admission, RateLimiter, format_duration, retry_after_headers
 
 if TYPE_CHECKING:
     from pipeline.engine import narrate
@@ -69,6 +68,12 @@ SERVER_ERROR_MESSAGE = ("The server had an error while processing your request. 
 _WORDS_HINT = re.compile(r"\b(?:about|around|roughly|approximately|in|under)\s+(\d{1,4})\s+words\b", re.IGNORECASE)
 _TITLE_LINE = re.compile(r"\ATitle: (?P<title>[^\n]*)\n+")
 _DOCUMENT_LINE = re.compile(r"\A\s*Document to summarise:\s*\n+")
+
+# The voices the real API takes for chat audio, as its reference lists them; declared here, not borrowed from the
+# client, so a wrong assumption in the client cannot pass its own peer.
+VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse", "marin",
+          "cedar")
+DEFAULT_ANSWER_WORDS = 120  # a spoken answer's length when the system prompt names none
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,9 +247,9 @@ class ChatServer:
         if not isinstance(audio, dict):
             raise ApiFailure(400, "'audio' is required when 'modalities' includes 'audio'.", param="audio")
         voice, audio_format = audio.get("voice"), audio.get("format")
-        if not isinstance(voice, str) or voice not in OPENAI_VOICES:
+        if not isinstance(voice, str) or voice not in VOICES:
             raise ApiFailure(400, f"Invalid value for 'audio.voice': {quoted(voice)}. Supported values are: "
-                             + ", ".join(repr(v) for v in OPENAI_VOICES) + ".", param="audio.voice",
+                             + ", ".join(repr(v) for v in VOICES) + ".", param="audio.voice",
                              code="invalid_value")
         if not isinstance(audio_format, str) or audio_format not in KNOWN_FORMATS:
             raise ApiFailure(400, f"Invalid value for 'audio.format': {quoted(audio_format)}.", param="audio.format",
@@ -405,7 +410,7 @@ class ChatServer:
                       audio_format: str | None) -> dict[str, Any]:
         instructions = " ".join(t.text for t in turns if t.role in ("system", "developer"))
         hint = _WORDS_HINT.search(instructions)
-        words = max(10, min(2000, int(hint.group(1)))) if hint else DEFAULT_WORDS
+        words = max(10, min(2000, int(hint.group(1)))) if hint else DEFAULT_ANSWER_WORDS
         last_user = next((t for t in reversed(turns) if t.role == "user"), None)
         task, title = self._strip_layout(last_user.text if last_user else "")
         if not task.strip() and not (last_user and last_user.audio_parts):

@@ -30,7 +30,9 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
-from pipeline import __version__, extract
+from pipeline import __version__
+
+from pipeline.sources import extract
 from pipeline.errors import DocumentError, UsageError
 from pipeline.models import Document, RejectedDocument
 from pipeline.redact import url_without_credentials

@@ -61,12 +61,6 @@ def narrate_messages(part: str) -> list[dict[str, str]]:
     return [{"role": "system", "content": NARRATE_PROMPT}, {"role": "user", "content": part}]
 
 
-def chapter_label(part: str) -> str:
-    """A part's first line, shortened: what a chapter marker shows."""
-    first = part.strip().splitlines()[0].lstrip("#").strip() if part.strip() else ""
-    return first if len(first) <= 80 else first[:77].rstrip() + "…"
-
-
 RECORDING_PROMPT = (
     "You listen to recordings (calls, meetings, interviews, voice notes) and summarise them for people who will "
     "{use} the summary. In about {words} words, say what the recording is about, who speaks when that is clear, "

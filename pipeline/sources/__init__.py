@@ -15,7 +15,9 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pipeline import extract, feeds
+from pipeline.sources import extract
+
+from pipeline.sources import feeds
 from pipeline.errors import DocumentError, UsageError
 from pipeline.models import AudioSource, Document, RejectedDocument, RunSettings
 from pipeline.redact import quoted, shown_input

@@ -93,15 +93,15 @@ class WorkerPool:
     def _new_executor(self) -> ProcessPoolExecutor:
         if self.engine == "local":
             from pipeline.engine import speech
-            from pipeline.providers.local import threads_per_worker
 
             # Spawned: no inherited sockets, locks or onnxruntime threads; each loads the voice once.
             return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=speech.init_worker, initargs=(threads_per_worker(self.workers),))
+                                       initializer=speech.init_worker,
+                                       initargs=(speech.threads_per_worker(self.workers),))
         # The tone engine answers load tests in milliseconds, so its workers must not each import the engine on
         # their first request: they fork from a fork server that imported it once (and holds no sockets).
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["pipeline.server_work", "pipeline.engine.narrate", "pipeline.engine.listen"])
+        context.set_forkserver_preload(["pipeline.serve.work", "pipeline.engine.narrate", "pipeline.engine.listen"])
         return ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_tone_worker)
 
     async def warm(self) -> None:

@@ -9,13 +9,15 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pipeline import plan, recordings, sources
+from pipeline import plan, sources
+
+from pipeline.audio import recordings
 from pipeline.audio import InvalidAudio, duration_of
-from pipeline.costs import cost_usd, prices_for
+from pipeline.plan.costs import cost_usd, prices_for
 from pipeline.models import Document, RunSettings, questions_for
-from pipeline.prompts import recording_system_prompt
+from pipeline.providers.openai.prompts import recording_system_prompt
 from pipeline.providers.openai import build_request_body
-from pipeline.ratelimit import AUDIO_TOKENS_PER_SECOND, answer_tokens, prompt_tokens
+from pipeline.providers.openai.ratelimit import AUDIO_TOKENS_PER_SECOND, answer_tokens, prompt_tokens
 from pipeline.state import RunState
 
 # Measured on 2 cores with sample_inputs/ (tests/bench/bench_local_engine.py): about 30x real time.
@@ -43,10 +45,8 @@ def plan_run(settings: RunSettings, state: RunState) -> DryRunPlan:
     seen: set[str] = set()
     input_tokens = audio_in = text_out = audio_out = 0
     requests = 0
-    from pipeline.runner import _already_done
-
     for item in sources.iter_inputs(settings.inputs, skip_dir=settings.out_dir, since=settings.since,
-                                    max_items=settings.max_items, already_done=_already_done(settings, state),
+                                    max_items=settings.max_items, already_done=plan.already_done(settings, state),
                                     fetch_limits=sources.fetch_limits(settings)):
         if item.id in seen or not isinstance(item, Document):
             counts["invalid"] += 1

@@ -20,7 +20,7 @@ from typing import Any, BinaryIO, Protocol
 from pipeline import __version__
 from pipeline.errors import DiskFull, OutputClash, is_no_space
 from pipeline.models import Document, RunSettings, SpokenSummary
-from pipeline.publish import PublishedAudio
+from pipeline.audio.publish import PublishedAudio
 
 TEMP_PREFIX = ".audiosum-tmp-"
 

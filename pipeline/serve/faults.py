@@ -123,7 +123,7 @@ class ConnectionExposingProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-t
 def _transport(scope: Scope) -> asyncio.Transport:
     handle = (scope.get("extensions") or {}).get(CONNECTION_EXTENSION)
     if handle is None or handle.transport is None:
-        raise RuntimeError("this fault needs the connection: run the app with pipeline.server.serve(), whose "
+        raise RuntimeError("this fault needs the connection: run the app with pipeline.serve.app.serve(), whose "
                            "uvicorn protocol exposes it")
     return handle.transport
 
