@@ -29,7 +29,8 @@ from pipeline.state.lock import RunLock
 from pipeline.models import (Attempt, Document, DocumentResult, EventListener, RejectedDocument, RunSettings,
                              SpokenSummary, questions_for)
 from pipeline.audio import AudioToolFailed, InvalidAudio
-from pipeline.outputs import (DocumentFiles, claim, document_names, fsync_folder, remove_outputs,
+from pipeline.outputs import (DocumentFiles, claim, document_names, fsync_folder, make_out_dir, planned_names,
+                              remove_outputs,
                               remove_stale_temp_files, write_document_outputs)
 from pipeline.audio.publish import PublishedAudio, PublishOptions, publish
 from pipeline.redact import shown_input, url_without_credentials, visible
@@ -96,7 +97,7 @@ async def run_async(settings: RunSettings, *, on_result: ResultListener | None =
                     on_event: EventListener | None = None, provider: Provider | None = None) -> RunOutcome:
     check_settings(settings)
     out_dir = settings.out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_out_dir(out_dir)
     with RunLock(out_dir / STATE_DIR):
         remove_stale_temp_files(out_dir)
         state = RunState(out_dir)
@@ -104,6 +105,7 @@ async def run_async(settings: RunSettings, *, on_result: ResultListener | None =
         state.mark_abandoned_runs()
         try:
             claim_run_files(out_dir, state)
+            podcast.adopt_earlier_transcripts(out_dir, state)
             return await _run_locked(settings, state, on_result, on_event, provider)
         finally:
             state.close()
@@ -149,7 +151,7 @@ async def _run_locked(settings: RunSettings, state: RunState, on_result: ResultL
     except DiskFull as exc:
         # Not even the run's end could be recorded: say so; the next run marks this one crashed and goes on.
         run.stop_for_full_disk(exc)
-        totals = state.totals(run_id)
+        totals = report.build(state, run_id)["totals"]  # reads only; the report file could not be written
         return RunOutcome(run_id=run_id, status="aborted", totals=totals, report_json=settings.out_dir / report.JSON_NAME,
                           report_html=settings.out_dir / report.HTML_NAME, abort_reason=run.abort_reason,
                           disk_full=True)
@@ -185,7 +187,7 @@ def claim_run_files(out_dir: Path, state: RunState) -> None:
 def dry_run(settings: RunSettings) -> tuple[dryrun.DryRunPlan, Path]:
     """Plan the run without sending anything; the report is written, marked as a dry run."""
     check_settings(settings)
-    settings.out_dir.mkdir(parents=True, exist_ok=True)
+    make_out_dir(settings.out_dir)
     with RunLock(settings.out_dir / STATE_DIR):
         state = RunState(settings.out_dir)
         try:
@@ -354,14 +356,19 @@ class _Run:
             reason = "follow-up questions are asked after a summary; --mode narrate reads the text aloud instead"
             self._finish(_failed(item, reason, "DocumentError", 0.0), (), None)
             return
+        try:
+            # Before anything is sent: a file in the way would fail the document after its requests were paid for.
+            self._claim(item.id, planned_names(item, self.settings).all)
+        except (OutputClash, DiskFull) as exc:
+            self._finish(_failed(item, str(exc), type(exc).__name__, 0.0), (), None)
+            return
         started = time.time()
         result, attempts, written = await _process(item, provider, self.settings, self._claim)
         if written is not None and record is not None:
             # Files the last version of this document had and this one does not (fewer questions, another
             # --output): left behind they would look like part of it.
             stale = _file_names(record) - _file_names(written)
-            remove_outputs(self.settings.out_dir, stale)
-            self.state.release_outputs(stale)
+            self.state.release_outputs(remove_outputs(self.settings.out_dir, stale, self.state))
         self._finish(result, attempts, _record(item, result, written, fingerprint, self.run_id, started, record))
 
     def _claim(self, doc_id: str, names: set[str]) -> frozenset[str]:

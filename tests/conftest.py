@@ -42,6 +42,8 @@ def free_port() -> int:
 def child_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
     env["NO_PROXY"] = "127.0.0.1,localhost"
+    # The checkout's pipeline/, whatever the working directory: never a copy installed in the environment earlier.
+    env["PYTHONPATH"] = str(REPO)
     env.update(extra)
     return env
 

@@ -127,11 +127,16 @@ def test_a_folder_made_before_ownership_was_recorded_keeps_its_outputs(tone_serv
     # Back to the schema of the release before: no table of owned outputs.
     with sqlite3.connect(out / ".audiosum" / "state.sqlite") as db:
         db.execute("DROP TABLE owned_outputs")
+        db.execute("DROP TABLE unverified_outputs")
         db.execute("DROP INDEX documents_by_folded_id")
         db.execute("DELETE FROM migrations WHERE name = 'm009_owned_outputs'")
+    (out / "b.txt").write_text("the user replaced b's transcript with their own notes")
     result = run_cli("run", str(notes), "-o", str(out), "--force", env=api_env(tone_server))
-    assert result.exit_code == 0, result.stderr
-    assert json.loads((out / "report.json").read_text())["totals"]["done"] == 2
+    # a's transcript pair was audiosum's (its .txt is a's transcript): adopted and remade; b.txt is the user's now.
+    assert result.exit_code == 1, result.stderr
+    rows = {row["doc_id"]: row for row in json.loads((out / "report.json").read_text())["documents"]}
+    assert rows["a"]["status"] == "done" and rows["b"]["status"] == "failed"
+    assert (out / "b.txt").read_text() == "the user replaced b's transcript with their own notes"
 
 
 def test_ids_that_differ_only_in_case_get_distinct_file_names(tone_server: RunningServer, tmp_path: Path) -> None:
@@ -166,26 +171,29 @@ def _tiny_filesystem(where: Path, size: str) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(where)], check=False)
 
 
-def test_a_full_disk_stops_the_run_cleanly_and_a_rerun_finishes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("size", ["40k", "300k", "500k", "900k"])
+def test_a_full_disk_stops_the_run_cleanly_and_a_rerun_finishes(tmp_path: Path, size: str) -> None:
+    """Each size fills up at another step: the state database, a document's files, the report."""
     notes = _folder(tmp_path / "notes", [f"doc{i:02d}.txt" for i in range(12)])
-    with _tiny_filesystem(tmp_path / "small", "900k") as small, running_server("--engine", "tone") as server:
+    with _tiny_filesystem(tmp_path / "small", size) as small, running_server("--engine", "tone") as server:
         out = small / "out"
         result = run_cli("run", str(notes), "-o", str(out), "--concurrency", "1", env=api_env(server))
         assert result.exit_code == 1, result.stderr
         stops = [line for line in result.stderr.splitlines() if line.startswith("audiosum: stopped:")]
         assert len(stops) == 1 and "no space left" in stops[0] and "Traceback" not in result.stderr, result.stderr
-        report = json.loads((out / "report.json").read_text())
-        assert report["status"] == "aborted" and "no space left" in report["abort_reason"]
-        done = report["totals"]["done"]
-        assert 0 < done < 12
-        # One document's request met the full disk; nothing was sent after it.
-        assert server.stats()["counts"]["requests"] == done + 1
         assert not list(out.glob(".audiosum-tmp-*"))
+        done = len(list(out.glob("doc*.json")))
+        assert done < 12
+        # At most the one document that met the full disk was sent beyond those whose files were written.
+        assert server.stats()["counts"]["requests"] <= done + 1
+        if (out / "report.json").exists() and done:
+            report = json.loads((out / "report.json").read_text())
+            assert report["status"] == "aborted" and "no space left" in report["abort_reason"]
         subprocess.run(["mount", "-o", "remount,size=20m", str(small)], check=True)
         rerun = run_cli("run", str(notes), "-o", str(out), "--concurrency", "1", env=api_env(server))
         assert rerun.exit_code == 0, rerun.stderr
         totals = json.loads((out / "report.json").read_text())["totals"]
-        assert totals["done"] + totals["skipped"] == 12 and totals["skipped"] == done
+        assert totals["done"] + totals["skipped"] == 12
         for sidecar in out.glob("doc*.json"):
             body = json.loads(sidecar.read_text())
             assert body["audio_sha256"] == _sha(out / body["audio_file"])
@@ -201,3 +209,16 @@ def test_a_symlink_at_the_lock_path_is_refused_and_its_target_untouched(tone_ser
     result = run_cli("run", str(notes), "-o", str(tmp_path / "out"), env=api_env(tone_server))
     assert result.exit_code == 2 and "symbolic link" in result.stderr, result.stderr
     assert victim.read_text() == "do not truncate me"
+
+
+def test_out_that_holds_a_symlink_to_an_input_is_refused(tone_server: RunningServer, tmp_path: Path) -> None:
+    data = _folder(tmp_path / "data", ["a.txt"])
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    (rec / "a.txt").symlink_to(data / "a.txt")
+    result = run_cli("run", str(rec / "a.txt"), "-o", str(rec), "--dry-run", env=api_env(tone_server))
+    assert result.exit_code == 2 and "output folder" in result.stderr, result.stderr
+    linked_out = tmp_path / "linked-out"
+    linked_out.symlink_to(data)
+    result = run_cli("run", str(data), "-o", str(linked_out), env=api_env(tone_server))
+    assert result.exit_code == 2 and "input folder" in result.stderr, result.stderr

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO, Protocol
 
 from pipeline import __version__
 from pipeline.errors import DiskFull, OutputClash, is_no_space
-from pipeline.models import Document, RunSettings, SpokenSummary
+from pipeline.models import Document, RunSettings, SpokenSummary, questions_for
 from pipeline.audio.publish import PublishedAudio
 
 TEMP_PREFIX = ".audiosum-tmp-"
@@ -108,6 +108,14 @@ def _mapped(exc: OSError, path: Path) -> OSError | DiskFull:
         return DiskFull(f"no space left to write {path.name} in {path.parent} ({exc.strerror}); stopped before "
                         "sending more requests: free some space and run again to finish the rest")
     return exc
+
+
+def make_out_dir(out_dir: Path) -> None:
+    """Create OUT/ (and its parents); a full disk is DiskFull like any other write."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _mapped(exc, out_dir / ".") from exc
 
 
 def atomic_write(path: Path, data: bytes, *, ours: Ours, sync_dir: bool = True) -> None:
@@ -247,14 +255,29 @@ def _answer_data(summary: SpokenSummary, published_answers: tuple[PublishedAudio
     return answers
 
 
+def _names(doc_id: str, main_extension: str, answer_extensions: list[str]) -> DocumentNames:
+    answers = tuple(f"{doc_id}.q{n}.{ext}" for n, ext in enumerate(answer_extensions, start=1))
+    podcast = (f"{doc_id}.txt", f"{doc_id}.vtt") if main_extension != "txt" else ()
+    return DocumentNames(f"{doc_id}.{main_extension}", f"{doc_id}.json", answers, podcast)
+
+
 def document_names(document: Document, summary: SpokenSummary, settings: RunSettings,
                    published: PublishedAudio | None = None,
                    published_answers: tuple[PublishedAudio, ...] = ()) -> DocumentNames:
+    """The names this summary's files get."""
     _, extension = _main_data(summary, settings, published)
-    answers = tuple(f"{document.id}.q{n}.{ext}"
-                    for n, (_, ext) in enumerate(_answer_data(summary, published_answers), start=1))
-    podcast = (f"{document.id}.txt", f"{document.id}.vtt") if extension != "txt" else ()
-    return DocumentNames(f"{document.id}.{extension}", f"{document.id}.json", answers, podcast)
+    return _names(document.id, extension, [ext for _, ext in _answer_data(summary, published_answers)])
+
+
+def planned_names(document: Document, settings: RunSettings) -> DocumentNames:
+    """The names a document's files will get, known before anything is sent (document_names once it is made)."""
+    if settings.output == "text":
+        extension = "txt"
+    elif settings.audio_format != "wav" or settings.loudness_lufs is not None:
+        extension = settings.audio_format
+    else:
+        extension = "wav"
+    return _names(document.id, extension, [extension] * len(questions_for(document, settings)))
 
 
 def write_document_outputs(out_dir: Path, document: Document, summary: SpokenSummary, settings: RunSettings,
@@ -288,13 +311,16 @@ def write_document_outputs(out_dir: Path, document: Document, summary: SpokenSum
     return DocumentFiles(audio, written, tuple(answers))
 
 
-def remove_outputs(out_dir: Path, names: set[str]) -> None:
-    """Delete these plain-named files from out_dir (a document's outputs that its new version no longer has)."""
-    for name in sorted(names):
+def remove_outputs(out_dir: Path, names: set[str], owners: OutputOwners) -> set[str]:
+    """Delete those of these plain-named files that audiosum made (a document's outputs that its new version no
+    longer has); returns the names it was allowed to remove."""
+    ours = owners.owned_among(names)
+    for name in sorted(ours):
         try:
             confined_path(out_dir, name).unlink()
         except (FileNotFoundError, ValueError):
             pass
+    return ours
 
 
 def remove_stale_temp_files(out_dir: Path) -> int:

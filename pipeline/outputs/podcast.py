@@ -106,6 +106,53 @@ def _rfc822(value: str | float | None, fallback: float) -> str:
     return format_datetime(when)
 
 
+def _ours_or_adoptable(out_dir: Path, state: RunState, doc_id: str, txt_name: str, vtt_name: str,
+                       transcript: bytes) -> bool:
+    """True when both names are audiosum's or free, or hold the pair an earlier audiosum wrote before it recorded
+    its files (the .txt is exactly this transcript, the .vtt a WebVTT file): those are claimed now. False when a
+    user's file holds either name."""
+    names = {txt_name, vtt_name}
+    owned = state.owned_among(names)
+    if owned == names:
+        return True
+    found: dict[str, bytes | None] = {}
+    for name in names - owned:
+        path = confined_path(out_dir, name)
+        try:
+            found[name] = None if path.is_symlink() else path.read_bytes()
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return False
+    if txt_name in found and found[txt_name] != transcript:
+        return False
+    if vtt_name in found and not (found[vtt_name] or b"").startswith(b"WEBVTT"):
+        return False
+    if vtt_name in found and txt_name not in found and txt_name not in owned:
+        return False  # a lone .vtt of that name says nothing about who made it
+    state.claim_outputs(doc_id, names - owned)
+    return True
+
+
+def adopt_earlier_transcripts(out_dir: Path, state: RunState) -> None:
+    """Once, in a folder made before audiosum recorded its files: claim the <id>.txt/<id>.vtt pairs it wrote then
+    (the .txt holds the sidecar's transcript), so remaking a document may replace them; a user's file is left."""
+    candidates = state.unverified_outputs()
+    for doc_id in candidates:
+        record = state.document(doc_id)
+        if record is None or not record.sidecar_name:
+            continue
+        try:
+            sidecar = json.loads((out_dir / record.sidecar_name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        transcript = (str(sidecar.get("transcript", "")) + "\n").encode("utf-8")
+        if (out_dir / f"{doc_id}.txt").exists():
+            _ours_or_adoptable(out_dir, state, doc_id, f"{doc_id}.txt", f"{doc_id}.vtt", transcript)
+    if candidates:
+        state.forget_unverified()
+
+
 def build(out_dir: Path, state: RunState, *, base_url: str = DEFAULT_BASE_URL, title: str | None = None,
           keep: int = 100) -> Path:
     """Write <id>.txt/<id>.vtt for every episode and the feed of the newest `keep` ones; returns the feed path."""
@@ -133,10 +180,10 @@ def build(out_dir: Path, state: RunState, *, base_url: str = DEFAULT_BASE_URL, t
             continue  # an episode whose files are gone is left out until a run makes it again
         cues, measured = cues_from_sidecar(sidecar)
         txt_name, vtt_name = f"{record.doc_id}.txt", f"{record.doc_id}.vtt"
-        if state.owned_among({txt_name, vtt_name}) != {txt_name, vtt_name}:
-            continue  # a transcript name that is not audiosum's (never claimed): leave the user's file alone
-        atomic_write(confined_path(out_dir, txt_name), (sidecar.get("transcript", "") + "\n").encode("utf-8"),
-                     ours=state.owns)
+        transcript = (sidecar.get("transcript", "") + "\n").encode("utf-8")
+        if not _ours_or_adoptable(out_dir, state, record.doc_id, txt_name, vtt_name, transcript):
+            continue  # a file of that name that audiosum did not make: left alone, and no episode without it
+        atomic_write(confined_path(out_dir, txt_name), transcript, ours=state.owns)
         atomic_write(confined_path(out_dir, vtt_name), render_vtt(cues, measured).encode("utf-8"), ours=state.owns)
         meta = sidecar.get("meta") or {}
         item = ET.SubElement(channel, "item")

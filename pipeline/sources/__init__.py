@@ -21,6 +21,7 @@ from pipeline.sources import feeds
 from pipeline.errors import DocumentError, UsageError
 from pipeline.models import AudioSource, Document, RejectedDocument, RunSettings
 from pipeline.redact import quoted, shown_input
+from pipeline.state import STATE_DIR
 
 TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown"})
 # Recordings: sent to the model as input_audio (WAV and MP3 as they are; the others converted to MP3 first).
@@ -91,27 +92,39 @@ def check_inputs(inputs: tuple[str, ...]) -> None:
 
 def check_out_dir(inputs: tuple[str, ...], out_dir: Path) -> None:
     """UsageError when the output folder would hold outputs next to inputs, where an output name could replace a
-    document: OUT is an input folder, or the folder of an input file or of a manifest item's `path`. Reads names
-    and manifest lines only, before anything is sent. OUT nested inside an input folder is allowed (it is never
-    listed as input), unless every document of that folder lies inside OUT."""
-    out = out_dir.resolve()
+    document: OUT is an input folder, or the folder of an input file or of a manifest item's `path` (compared as
+    given, with symlinks resolved, and as the same folder on disk). Reads names and manifest lines only, before
+    anything is sent. OUT nested inside an input folder is allowed (it is never listed as input), unless every
+    document of that folder lies inside a fresh OUT."""
     for raw in inputs:
         if feeds.is_url(raw):
             continue
-        path = Path(raw).resolve()
+        path = Path(raw)
         if path.is_dir():
-            if path == out:
+            if _same_place(path, out_dir):
                 raise UsageError(_same_folder(out_dir, f"the input folder {printable_path(raw)}"))
-            if out.is_relative_to(path) and next(_walk_text_files(path, out), None) is None \
-                    and next(_walk_text_files(out, None), None) is not None:
+            out = out_dir.resolve()
+            if (out.is_relative_to(path.resolve()) and not (out / STATE_DIR).exists()
+                    and next(_walk_text_files(path, out), None) is None
+                    and next(_walk_text_files(out, None), None) is not None):
                 raise UsageError(f"every document under {printable_path(raw)} lies inside the output folder "
                                  f"{printable_path(out_dir)}, which is never read as input; move them out of it or "
                                  "choose another -o")
             continue
-        if path.parent == out:
+        if _same_place(Path(os.path.abspath(path)).parent, out_dir) or _same_place(path.resolve().parent, out_dir):
             raise UsageError(_same_folder(out_dir, f"the folder of the input {printable_path(raw)}"))
         if path.suffix.lower() in MANIFEST_SUFFIXES:
-            _check_manifest_paths(path, out, out_dir)
+            _check_manifest_paths(path, out_dir)
+
+
+def _same_place(folder: Path, out_dir: Path) -> bool:
+    """The same folder, by name (absolute or resolved) or on disk (a symlinked, bind-mounted or case-folded path)."""
+    if {Path(os.path.abspath(folder)), folder.resolve()} & {Path(os.path.abspath(out_dir)), out_dir.resolve()}:
+        return True
+    try:
+        return os.path.samefile(folder, out_dir)
+    except OSError:  # OUT does not exist yet: it cannot hold anything
+        return False
 
 
 def _same_folder(out_dir: Path, what: str) -> str:
@@ -119,13 +132,13 @@ def _same_folder(out_dir: Path, what: str) -> str:
             "(audiosum never writes next to its inputs); choose another -o")
 
 
-def _check_manifest_paths(manifest: Path, out: Path, out_dir: Path) -> None:
+def _check_manifest_paths(manifest: Path, out_dir: Path) -> None:
     rows = _csv_rows(manifest) if manifest.suffix.lower() == ".csv" else _jsonl_rows(manifest)
     for line_no, row in rows:
         if not isinstance(row, dict) or not isinstance(row.get("path"), str) or "\x00" in row["path"]:
             continue  # a bad row is the document's own failure, reported when it is read
-        item = (manifest.parent / row["path"]).resolve()
-        if item.parent == out:
+        item = manifest.parent / row["path"]
+        if _same_place(Path(os.path.abspath(item)).parent, out_dir) or _same_place(item.resolve().parent, out_dir):
             raise UsageError(_same_folder(out_dir, f"the folder of {printable_path(row['path'])} "
                                                    f"({manifest.name} line {line_no})"))
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import time
 import uuid
@@ -15,7 +16,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import DiskFull, UsageError
+from pipeline.errors import DiskFull, UsageError, is_no_space
 from pipeline.models import Attempt, DocumentResult
 
 STATE_DIR = ".audiosum"
@@ -23,6 +24,35 @@ STATE_FILE = "state.sqlite"
 COMMIT_EVERY_S = 0.5
 
 SQLITE_FULL = 13  # "database or disk is full"
+SQLITE_IOERR = 10  # "disk I/O error": what SQLite says when a write finds no room, with a few KiB left
+LOW_SPACE_BYTES = 1 << 20
+
+
+@contextlib.contextmanager
+def no_space_is_disk_full(database: Path) -> Iterator[None]:
+    """A full disk met while opening or writing the database leaves as DiskFull (the run stops sending); other
+    errors leave as they are."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+        if code == SQLITE_FULL or (code == SQLITE_IOERR and _low_on_space(database.parent)):
+            raise DiskFull(f"no space left to record the run in {database} ({exc}); stopped before sending more "
+                           "requests: free some space and run again to finish the rest") from exc
+        raise
+    except OSError as exc:
+        if is_no_space(exc):
+            raise DiskFull(f"no space left for the run's state in {database.parent} ({exc.strerror}); free some "
+                           "space and run again") from exc
+        raise
+
+
+def _low_on_space(folder: Path) -> bool:
+    try:
+        info = os.statvfs(folder)
+    except OSError:
+        return False
+    return info.f_bavail * info.f_frsize < LOW_SPACE_BYTES
 
 Migration = Callable[[sqlite3.Connection], None]
 MIGRATIONS: list[tuple[str, Migration]] = []
@@ -144,19 +174,23 @@ RUN_FILE_NAMES = ("report.json", "report.html", "podcast.xml")  # the run's own 
 @migration
 def m009_owned_outputs(db: sqlite3.Connection) -> None:
     # Every file audiosum made in OUT/, so it never replaces one it did not make. Folders made before this
-    # migration already hold outputs: the documents' recorded files (and the podcast transcripts of audio ones)
-    # and the run's report and feed are claimed for them.
+    # migration already hold outputs: the documents' recorded files and the run's report and feed are claimed for
+    # them. Podcast transcripts are only candidates (only the newest episodes had them, and the user may keep a file
+    # of that name): podcast.adopt_earlier_transcripts claims one whose content is the document's transcript.
     db.execute("CREATE TABLE owned_outputs (name TEXT PRIMARY KEY, doc_id TEXT, claimed_at REAL NOT NULL)")
     # Ids that differ only in case would name the same files on a case-insensitive file system.
     db.execute("CREATE INDEX documents_by_folded_id ON documents (lower(doc_id))")
     now = time.time()
     names: list[tuple[str, str | None]] = []
+    candidates: list[tuple[str, str]] = []
     for doc_id, wav, sidecar, extra in db.execute(
             "SELECT doc_id, wav_name, sidecar_name, extra_files_json FROM documents"):
         names += [(n, doc_id) for n in (wav, sidecar) if n]
         names += [(str(entry[0]), doc_id) for entry in json.loads(extra or "[]")]
         if wav and not wav.endswith(".txt"):
-            names += [(f"{doc_id}.txt", doc_id), (f"{doc_id}.vtt", doc_id)]
+            candidates += [(f"{doc_id}.txt", doc_id), (f"{doc_id}.vtt", doc_id)]
+    db.execute("CREATE TABLE unverified_outputs (name TEXT PRIMARY KEY, doc_id TEXT NOT NULL)")
+    db.executemany("INSERT OR IGNORE INTO unverified_outputs (name, doc_id) VALUES (?, ?)", candidates)
     if db.execute("SELECT 1 FROM runs LIMIT 1").fetchone() is not None:
         names += [(n, None) for n in RUN_FILE_NAMES]
     db.executemany("INSERT OR IGNORE INTO owned_outputs (name, doc_id, claimed_at) VALUES (?, ?, ?)",
@@ -220,16 +254,17 @@ class RunState:
         folder = out_dir / STATE_DIR
         if must_exist and not (folder / STATE_FILE).exists():
             raise UsageError(f"{out_dir} has no audiosum state ({STATE_DIR}/{STATE_FILE}); run `audiosum run` first")
-        folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / STATE_FILE
-        # The feed source asks `document()` from the item-pulling thread. Only share the connection across
-        # threads when SQLite is built serialized (threadsafety 3, the default); else keep the default check.
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=sqlite3.threadsafety != 3)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        migrate(self._db)
+        with no_space_is_disk_full(self.path):
+            folder.mkdir(parents=True, exist_ok=True)
+            # The feed source asks `document()` from the item-pulling thread. Only share the connection across
+            # threads when SQLite is built serialized (threadsafety 3, the default); else keep the default check.
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=sqlite3.threadsafety != 3)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            migrate(self._db)
         self._seq = 0
         self._last_commit = time.monotonic()
         # Called before each commit: the runner makes the output folder durable first, so a document the
@@ -246,16 +281,8 @@ class RunState:
         finally:
             self._db.close()
 
-    @contextlib.contextmanager
-    def _no_space_is_disk_full(self) -> Iterator[None]:
-        """SQLite's "disk is full" leaves here as DiskFull (the run stops sending), other errors as they are."""
-        try:
-            yield
-        except sqlite3.OperationalError as exc:
-            if getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL or "disk is full" in str(exc):
-                raise DiskFull(f"no space left to record the run in {self.path} ({exc}); stopped before sending more "
-                               "requests: free some space and run again to finish the rest") from exc
-            raise
+    def _no_space_is_disk_full(self) -> contextlib.AbstractContextManager[None]:
+        return no_space_is_disk_full(self.path)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -282,12 +309,14 @@ class RunState:
     def mark_abandoned_runs(self) -> int:
         """Runs still marked running when a new run holds the lock died without finishing (kill -9, reboot)."""
         self.commit()
-        return self._db.execute("UPDATE runs SET status = 'crashed' WHERE status = 'running'").rowcount
+        with self._no_space_is_disk_full():
+            return self._db.execute("UPDATE runs SET status = 'crashed' WHERE status = 'running'").rowcount
 
     def start_run(self, settings: dict[str, Any]) -> str:
         run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
-        self._db.execute("INSERT INTO runs (run_id, started_at, status, settings_json) VALUES (?, ?, 'running', ?)",
-                         (run_id, time.time(), json.dumps(settings)))
+        with self._no_space_is_disk_full():
+            self._db.execute("INSERT INTO runs (run_id, started_at, status, settings_json) VALUES (?, ?, 'running', ?)",
+                             (run_id, time.time(), json.dumps(settings)))
         return run_id
 
     def record_result(self, run_id: str, result: DocumentResult) -> None:
@@ -324,6 +353,18 @@ class RunState:
         with self.transaction():
             self._db.executemany("INSERT OR IGNORE INTO owned_outputs (name, doc_id, claimed_at) VALUES (?, ?, ?)",
                                  [(name, doc_id, time.time()) for name in sorted(new)])
+        self.commit()
+
+    def unverified_outputs(self) -> dict[str, list[str]]:
+        """doc_id -> names that may be files an earlier audiosum made before it recorded them (see m009)."""
+        found: dict[str, list[str]] = {}
+        for name, doc_id in self._db.execute("SELECT name, doc_id FROM unverified_outputs ORDER BY name"):
+            found.setdefault(doc_id, []).append(name)
+        return found
+
+    def forget_unverified(self) -> None:
+        with self.transaction():
+            self._db.execute("DELETE FROM unverified_outputs")
         self.commit()
 
     def release_outputs(self, names: set[str]) -> None:

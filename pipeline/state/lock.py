@@ -12,7 +12,7 @@ import os
 import time
 from pathlib import Path
 
-from pipeline.errors import LockHeld, UsageError
+from pipeline.errors import DiskFull, LockHeld, UsageError, is_no_space
 
 LOCK_NAME = "lock"
 
@@ -23,7 +23,12 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            if is_no_space(exc):
+                raise DiskFull(f"no space left to create {self.path.parent} ({exc.strerror})") from exc
+            raise
         # O_NOFOLLOW: a symlink planted at the lock path must not make audiosum truncate the file it points to.
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
@@ -39,8 +44,13 @@ class RunLock:
             os.close(fd)
             raise LockHeld(f"another audiosum run holds {self.path.parent.parent} "
                            f"(pid {holder.get('pid', '?')}, started {holder.get('started', '?')})") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({"pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps({"pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}).encode(), 0)
+        except OSError as exc:
+            if not is_no_space(exc):
+                raise
+            # Held all the same (flock needs no space); only who holds it is not written down.
         self._fd = fd
 
     def release(self) -> None:
