@@ -2,8 +2,8 @@
 
 The peer the test suite talks to over loopback; it speaks the wire format, validates like the real service (every
 malformed field is a 400 naming its param, never a 500), and never calls out to any network. The event loop only
-moves bytes: all summarising, speaking and hearing runs in the worker pool (server_work), and what a request may
-send is bounded in front of the app (server_guard).
+moves bytes: all summarising, speaking and hearing runs in the worker pool (server_work), parsing a body and encoding
+an answer run in a thread, and what a request may send is bounded in front of the app (server_guard).
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ import sys
 import time
 import traceback
 from collections import Counter, OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -61,7 +61,16 @@ BAD_KEY_MESSAGE = "Incorrect API key provided. You can find your API key in your
 # Bounds on the shape of one request, so that validating it stays cheap on the event loop.
 MAX_MESSAGES = 2048
 MAX_CONTENT_PARTS = 4096                  # across all messages
-MAX_JSON_CONTAINERS = 250_000             # "{" and "[" bytes: a 25 MB body of "[]," would be 8 M lists in memory
+# Strings, "[", "{", "," and ":" outside strings: about two per value. A 25 MB body of "1," or "[]," would be millions
+# of Python objects (1.2 GB for four at once) and seconds of parsing; the largest request the shape limits allow
+# needs well under 100,000.
+MAX_JSON_TOKENS = 200_000
+# A request's text (all its messages together, UTF-8): the page cap of the client's fetcher, declared here rather
+# than imported, as the voice list is.
+MAX_TEXT_BYTES = 5 * 1024 * 1024
+_B64_CHUNK = 3 * 256 * 1024               # base64 is encoded and decoded in pieces, so a thread lets go of the GIL
+# Stands for the answer's base64 audio while the rest of it is dumped: unguessable, so no client string contains it.
+_AUDIO_PLACEHOLDER = "audio-" + secrets.token_hex(16)
 SERVER_ERROR_MESSAGE = ("The server had an error while processing your request. Sorry about that! You can retry your "
                         "request, or contact us through our help center at help.openai.com if the error persists.")
 
@@ -74,6 +83,7 @@ _DOCUMENT_LINE = re.compile(r"\A\s*Document to summarise:\s*\n+")
 VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse", "marin",
           "cedar")
 DEFAULT_ANSWER_WORDS = 120  # a spoken answer's length when the system prompt names none
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +167,7 @@ class ChatServer:
             raise ApiFailure(400, f"'messages' has {len(messages)} items; at most {MAX_MESSAGES} are accepted.",
                              param="messages", code="array_above_max_length")
         turns: list[_Turn] = []
-        parts = 0
+        parts = text_bytes = 0
         for index, message in enumerate(messages):
             where = f"messages[{index}]"
             if not isinstance(message, dict):
@@ -175,7 +185,11 @@ class ChatServer:
             if parts > MAX_CONTENT_PARTS:
                 raise ApiFailure(400, f"The messages have more than {MAX_CONTENT_PARTS} content parts.",
                                  param=f"{where}.content", code="array_above_max_length")
-            turns.append(self._content_turn(role, content, where))
+            turn = self._content_turn(role, content, where)
+            text_bytes += len(turn.text.encode("utf-8"))
+            if text_bytes > MAX_TEXT_BYTES:
+                raise _text_too_long(f"{where}.content")
+            turns.append(turn)
         return turns
 
     def _remembered_turn(self, audio_ref: Any, where: str) -> _Turn:
@@ -223,7 +237,7 @@ class ChatServer:
             raise ApiFailure(400, f"'{param}.input_audio.data' must be a base64 string.",
                              param=f"{param}.input_audio.data", code="invalid_type")
         try:
-            data = base64.b64decode(encoded, validate=True)
+            data = _b64decode(encoded)
         except (binascii.Error, ValueError):
             raise ApiFailure(400, f"'{param}.input_audio.data' is not valid base64.",
                              param=f"{param}.input_audio.data") from None
@@ -327,6 +341,10 @@ class ChatServer:
         except server_work.WorkersLost:
             kind, response = "error_503", error_response(503, "The server is overloaded or not ready yet.",
                                                          error_type="server_error")
+        except server_work.PoolFull:
+            kind, response = "pool_full", error_response(
+                503, "The server is overloaded (every worker is busy and the queue is full); retry shortly.",
+                error_type="server_error", code="server_overloaded", headers=retry_after_headers(1.0))
         except Exception:  # noqa: BLE001 - the HTTP boundary: an unexpected failure is still an OpenAI 500
             traceback.print_exc(file=sys.stderr)
             kind, response = "error_500", error_response(500, SERVER_ERROR_MESSAGE, error_type="server_error")
@@ -344,7 +362,7 @@ class ChatServer:
         raw = await request.body()
         if fault is not None:
             return f"fault_{fault}", await self._fault(fault, raw)
-        body = _parse_body(raw)
+        body = await asyncio.to_thread(_parse_body, raw)
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise ApiFailure(400, "You must provide a model parameter.", param="model")
@@ -352,7 +370,8 @@ class ChatServer:
         modalities, voice, audio_format = self.check_output(body)
         cap = self.check_options(body)
         self.count_shape(body)  # before the checks below, so refused requests are counted too
-        turns = self.parse_turns(body.get("messages"))
+        # Off the loop: up to 5 MB of text to check and 25 MB of base64 audio to decode (parse_turns only reads).
+        turns = await asyncio.to_thread(self.parse_turns, body.get("messages"))
         has_audio_in = any(t.audio_parts for t in turns)
         if "audio" not in modalities and not has_audio_in and "audio" in model:
             # The audio models need audio on one side; text models (e.g. gpt-4o-mini) answer text with text.
@@ -362,12 +381,13 @@ class ChatServer:
             admission = self.limiter.admit(sum(_prompt_tokens(turns)))
             if not admission.admitted:
                 raise _rate_limited(admission, model)
-        answer = await self._answer(model, turns, voice, audio_format)
+        answer, audio = await _unless_client_leaves(request, self._answer(model, turns, voice, audio_format))
         if cap is not None and voice is None:
             _cap_text_answer(answer, cap)
         self.limiter.charge(answer["usage"]["completion_tokens"])
+        data = await asyncio.to_thread(_encoded_answer, answer, audio)
         await self._latency()
-        return "ok", json_response(answer, headers={"x-request-id": request_id()})
+        return "ok", Response(data, media_type="application/json", headers={"x-request-id": request_id()})
 
     async def _latency(self) -> None:
         low, high = self.config.latency_s
@@ -407,7 +427,8 @@ class ChatServer:
         return Response(body, media_type="application/json", headers=headers)
 
     async def _answer(self, model: str, turns: list[_Turn], voice: str | None,
-                      audio_format: str | None) -> dict[str, Any]:
+                      audio_format: str | None) -> tuple[dict[str, Any], tuple[bytes, str] | None]:
+        """The answer, with its audio (WAV bytes and the format asked for) left out: _encoded_answer puts it in."""
         instructions = " ".join(t.text for t in turns if t.role in ("system", "developer"))
         hint = _WORDS_HINT.search(instructions)
         words = max(10, min(2000, int(hint.group(1)))) if hint else DEFAULT_ANSWER_WORDS
@@ -419,17 +440,18 @@ class ChatServer:
         transcript = narration.transcript or "There was nothing in the text that could be spoken."
         message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
         completion_audio_tokens = 0
+        audio = None
         if voice is not None:
             audio_id, expires_at = self.memory.remember(transcript)
-            data = narration.audio.wav if audio_format == "wav" else _pcm_frames(narration.audio.wav)
-            message["audio"] = {"id": audio_id, "expires_at": expires_at,
-                                "data": base64.b64encode(data).decode("ascii"), "transcript": transcript}
+            audio = (narration.audio.wav, audio_format or "wav")
+            message["audio"] = {"id": audio_id, "expires_at": expires_at, "data": _AUDIO_PLACEHOLDER,
+                                "transcript": transcript}
             completion_audio_tokens = math.ceil(narration.audio.duration_s * AUDIO_TOKENS_PER_SECOND)
         else:
             message["content"] = transcript
         completion_text = _estimate_tokens(transcript)
         return _completion(model, message, _prompt_tokens(turns), (completion_text, completion_audio_tokens),
-                           self.config.engine)
+                           self.config.engine), audio
 
     @staticmethod
     def _strip_layout(text: str) -> tuple[str, str | None]:
@@ -458,7 +480,11 @@ class ChatServer:
             self.check_auth(request)
         except ApiFailure as failure:
             return failure.response()
-        return json_response({"engine": self.config.engine, "counts": dict(self.stats), "wire": dict(self.wire)})
+        pool = self.pool
+        jobs = {} if pool is None else {"pool": {"jobs": pool.admitted, "capacity": pool.capacity,
+                                                 "dropped": pool.dropped}}
+        return json_response({"engine": self.config.engine, "counts": dict(self.stats), "wire": dict(self.wire),
+                              **jobs})
 
     async def stats_reset(self, request: Request) -> Response:
         """Zero the counters; answers with the counts as they were, so reading and zeroing is one step."""
@@ -501,11 +527,27 @@ def _placeholder_wav_base64(sentence: str) -> str:
     return base64.b64encode(tone.tone([sentence]).wav).decode("ascii")
 
 
+def _json_tokens_over(raw: bytes, limit: int) -> bool:
+    """Whether `raw` has more than `limit` JSON tokens (strings, and "[", "{", "," and ":" outside strings), decided
+    without parsing and in short C calls: a count of those bytes anywhere bounds the answer from above, and only a
+    body over it gets the exact count (escaped quotes dropped, then strings removed)."""
+    if sum(raw.count(byte) for byte in (b'"', b"[", b"{", b",", b":")) <= limit:
+        return False
+    # Backslashes appear only inside strings in valid JSON: drop escaped backslashes, then escaped quotes, and
+    # every quote left opens or closes a string.
+    plain = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    strings = plain.count(b'"') // 2
+    if strings > limit:
+        return True
+    outside = re.sub(rb'"[^"]*"', b"", plain)
+    return strings + sum(outside.count(byte) for byte in (b"[", b"{", b",", b":")) > limit
+
+
 def _parse_body(raw: bytes) -> dict[str, Any]:
-    """The request's JSON object, or the 400 a malformed, over-nested or container-bomb body gets."""
-    if raw.count(b"{") + raw.count(b"[") > MAX_JSON_CONTAINERS:
-        raise ApiFailure(400, f"The JSON body has more than {MAX_JSON_CONTAINERS} objects and arrays.",
-                         code="invalid_value")
+    """The request's JSON object, or the 400 a malformed, over-nested or token-bomb body gets. Runs in a thread."""
+    if _json_tokens_over(raw, MAX_JSON_TOKENS):
+        raise ApiFailure(400, f"The JSON body has more than {MAX_JSON_TOKENS} values, keys and separators; this "
+                         "server accepts requests of ordinary shape only.", code="invalid_value")
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -516,14 +558,69 @@ def _parse_body(raw: bytes) -> dict[str, Any]:
 
 
 def _text(value: str, param: str) -> str:
-    """A client's string, if it is real Unicode: a lone surrogate (legal in JSON escapes) could not be spoken or
-    encoded in the answer."""
+    """A client's string, if it is real Unicode (a lone surrogate, legal in JSON escapes, could not be spoken or
+    encoded in the answer) and within the text cap."""
     try:
-        value.encode("utf-8")
+        size = len(value.encode("utf-8"))
     except UnicodeEncodeError:
         raise ApiFailure(400, f"'{param}' is not valid Unicode (it contains a lone surrogate).", param=param,
                          code="invalid_value") from None
+    if size > MAX_TEXT_BYTES:
+        raise _text_too_long(param)
     return value
+
+
+def _text_too_long(param: str) -> ApiFailure:
+    return ApiFailure(400, f"The request's text is longer than this server accepts ({MAX_TEXT_BYTES // (1024 * 1024)} "
+                      f"MB of UTF-8 across all messages); it went over at '{param}'.", param=param,
+                      code="string_above_max_length")
+
+
+def _b64decode(encoded: str) -> bytes:
+    """base64.b64decode(encoded, validate=True), in pieces: each is a short C call, so the loop gets the GIL back."""
+    step = _B64_CHUNK // 3 * 4
+    if len(encoded) <= step:
+        return base64.b64decode(encoded, validate=True)
+    return b"".join(base64.b64decode(encoded[i:i + step], validate=True) for i in range(0, len(encoded), step))
+
+
+def _encoded_answer(answer: dict[str, Any], audio: tuple[bytes, str] | None) -> bytes:
+    """The answer as JSON bytes, with the audio base64-encoded into it in pieces (json.dumps of a 50 MB string
+    holds the GIL for half a second). Runs in a thread."""
+    text = json.dumps(answer, separators=(",", ":")).encode("ascii")
+    if audio is None:
+        return text
+    wav, audio_format = audio
+    data = memoryview(wav if audio_format == "wav" else _pcm_frames(wav))
+    head, tail = text.split(f'"{_AUDIO_PLACEHOLDER}"'.encode("ascii"), 1)
+    pieces = (base64.b64encode(data[i:i + _B64_CHUNK]) for i in range(0, len(data), _B64_CHUNK))
+    return b"".join([head, b'"', *pieces, b'"', tail])
+
+
+async def _unless_client_leaves(request: Request, work: Awaitable[T]) -> T:
+    """`work`'s result, or ClientDisconnect as soon as the client hangs up, with `work` cancelled (a job still
+    queued for the pool is dropped; one already running is abandoned). The body has been read, so the next
+    message the server has for this request is the disconnect."""
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_until_disconnected(request.receive))
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        task.cancel()
+        raise
+    finally:
+        gone.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+    raise ClientDisconnect()
+
+
+async def _until_disconnected(receive: Callable[[], Awaitable[Any]]) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _is_int(value: Any) -> bool:
@@ -700,4 +797,4 @@ def serve(config: ServerConfig) -> None:
     uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="warning", access_log=False,
                 http=guarded_protocol(ConnectionExposingProtocol, limits),
                 limit_concurrency=connection_limit(limits), timeout_keep_alive=limits.keep_alive_s,
-                h11_max_incomplete_event_size=HEADER_BYTES)
+                h11_max_incomplete_event_size=HEADER_BYTES, ws="none")  # no WebSocket, even if a library is there

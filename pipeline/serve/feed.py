@@ -1,20 +1,28 @@
 """`audiosum serve --feed OUT`: GET /feed/NAME for podcast.xml and the files it links to, nothing else.
 
 The published set is read from podcast.xml itself (enclosure and transcript URLs); a name is served only if it is a
-regular file directly in OUT, not a symlink, and resolves inside OUT. Never writes, never lists the folder.
+regular file directly in OUT, not a symlink, and resolves inside OUT, and what is sent is the file that was checked:
+it is opened without following symlinks and served from that descriptor, never reopened by name. File-system work
+and parsing run in a thread, off the event loop. Never writes, never lists the folder.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import stat
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 from urllib.parse import unquote, urlsplit
 
+import anyio
 from defusedxml import ElementTree as SafeTree
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from pipeline.serve.errors import error_response, quoted
 
@@ -54,36 +62,66 @@ class FeedFolder:
         self._published = _Published((0, 0, 0), frozenset())
 
     def published(self) -> frozenset[str]:
-        feed = self._regular_file(FEED_NAME)
-        if feed is None:
+        opened = self._open_regular(FEED_NAME)
+        if opened is None:
             return frozenset()
-        info = feed.stat()
-        signature = (info.st_ino, info.st_size, info.st_mtime_ns)
-        if signature != self._published.signature:
-            names = linked_names(feed.read_bytes()) if info.st_size <= MAX_FEED_BYTES else frozenset()
-            self._published = _Published(signature, names | {FEED_NAME})
+        with opened as feed:
+            info = os.fstat(feed.fileno())
+            signature = (info.st_ino, info.st_size, info.st_mtime_ns)
+            if signature != self._published.signature:
+                names = linked_names(feed.read(MAX_FEED_BYTES)) if info.st_size <= MAX_FEED_BYTES else frozenset()
+                self._published = _Published(signature, names | {FEED_NAME})
         return self._published.names
 
-    def _regular_file(self, name: str) -> Path | None:
-        """OUT/name if it is a regular file there: not a symlink, and resolving inside OUT."""
+    def _open_regular(self, name: str) -> BinaryIO | None:
+        """OUT/name, opened, if it is a regular file there: not a symlink, resolving inside OUT, and the very file
+        that was checked (O_NOFOLLOW, and the descriptor's device and inode are those lstat saw)."""
         if not name or "/" in name or "\\" in name or "\0" in name or name.startswith("."):
             return None
         path = self.root / name
         try:
             info = os.lstat(path)
+            if not stat.S_ISREG(info.st_mode) or path.resolve().parent != self.root:
+                return None
+            # O_NONBLOCK: a FIFO swapped in after the lstat must not block the open.
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except (OSError, ValueError):
             return None
-        if not stat.S_ISREG(info.st_mode) or path.resolve().parent != self.root:
+        opened = os.fstat(fd)
+        if not stat.S_ISREG(opened.st_mode) or (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino):
+            os.close(fd)
             return None
-        return path
+        return os.fdopen(fd, "rb")
 
-    def file(self, name: str) -> Path | None:
-        return self._regular_file(name) if name in self.published() else None
+    def open(self, name: str) -> BinaryIO | None:
+        """The published file `name`, opened (see _open_regular); None if it is not one."""
+        return self._open_regular(name) if name in self.published() else None
 
     async def handler(self, request: Request) -> Response:
         name = request.path_params["name"]
-        path = self.file(name)
-        if path is None:
+        opened = await asyncio.to_thread(self.open, name)
+        if opened is None:
             return error_response(404, f"No such file: {quoted(name)}.", code="unknown_url")
         media = "application/rss+xml" if name == FEED_NAME else None
-        return FileResponse(path, media_type=media)
+        return OpenedFileResponse(opened, name, media_type=media)
+
+
+class OpenedFileResponse(FileResponse):
+    """Starlette's FileResponse (ranges, HEAD, ETag) over a file already opened and checked, instead of a path that
+    it would open again by name. The file is closed when the answer is sent."""
+
+    def __init__(self, file: BinaryIO, name: str, media_type: str | None = None) -> None:
+        super().__init__(name, media_type=media_type, stat_result=os.fstat(file.fileno()))
+        self._file = file
+
+    @contextlib.asynccontextmanager
+    async def _open_file(self) -> AsyncIterator[Any]:
+        yield anyio.wrap_file(self._file)  # reads run in a thread; each handler seeks before reading a range
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        extensions = {k: v for k, v in scope.get("extensions", {}).items() if k != "http.response.pathsend"}
+        try:
+            # Without pathsend: it would hand the server the name to open, not this file.
+            await super().__call__({**scope, "extensions": extensions}, receive, send)
+        finally:
+            self._file.close()

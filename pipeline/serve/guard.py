@@ -1,5 +1,6 @@
 """What stands in front of every `audiosum serve` route: the Host allow-list, JSON-only POSTs, a body cap counted while
-the body streams in, read deadlines for headers and body, and a connection limit that answers instead of stalling.
+the body streams in, a cap on the body bytes held by all requests at once, read deadlines for headers and body, a
+connection limit that answers instead of stalling, and no WebSocket at all.
 
 Decides whether a request may reach the app and how much of it may be read; it never parses a body and knows no
 route. Every refusal is an OpenAI-shaped error.
@@ -19,6 +20,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline.serve.errors import CLOSE, ApiFailure, error_response, quoted, raw_error
+from pipeline.serve.limits import retry_after_headers
 
 MB = 1024 * 1024
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -34,6 +36,12 @@ class GuardLimits:
     keep_alive_s: int = 5            # an idle kept-alive connection is closed after this
     max_connections: int = 0         # uvicorn's limit_concurrency; 0: half the open-file limit (see connection_limit)
     linger_s: float = 2.0            # after refusing a body mid-upload, how long its remainder is read and dropped
+    bodies_in_flight_bytes: int = 0  # body bytes held by all requests at once; 0: twice max_body_bytes
+    busy_retry_after_s: float = 1.0  # what a 503 for too many body bytes in flight asks the client to wait
+
+    @property
+    def in_flight_bytes(self) -> int:
+        return self.bodies_in_flight_bytes or 2 * self.max_body_bytes
 
 
 def is_loopback(host: str) -> bool:
@@ -88,27 +96,63 @@ async def _discard(message: Message) -> None:
     pass
 
 
+class BodyBudget:
+    """The request-body bytes all requests hold at once (from arrival until their answer is sent), so that a few
+    large bodies parsed and answered together cannot take the server's memory; past it, a 503 with retry-after."""
+
+    def __init__(self, limit: int, retry_after_s: float) -> None:
+        self.limit = limit
+        self.held = 0
+        self._retry_after_s = retry_after_s
+
+    def refusal(self, size: int) -> ApiFailure | None:
+        """The 503 for a body of `size` more bytes, if they do not fit now."""
+        if self.held + size <= self.limit:
+            return None
+        return ApiFailure(503, f"The server is holding too many request bodies ({self.limit // MB} MB in flight); "
+                          "retry shortly.", error_type="server_error", code="server_overloaded",
+                          headers={**retry_after_headers(self._retry_after_s), **CLOSE}, kind="bodies_in_flight")
+
+    def take(self, size: int) -> None:
+        refusal = self.refusal(size)
+        if refusal is not None:
+            raise refusal
+        self.held += size
+
+    def release(self, size: int) -> None:
+        self.held -= size
+
+
 class RequestGuard:
-    """ASGI middleware: Host, Content-Type and body checks, then the app with a receive that enforces the body cap
-    and deadline (raising ApiFailure 413/408 into the app, which answers it like any other refusal)."""
+    """ASGI middleware: Host, Content-Type and body checks, then the app with a receive that enforces the body cap,
+    the bytes-in-flight budget and the deadline (raising ApiFailure 413/503/408 into the app, which answers it like
+    any other refusal). WebSocket scopes are refused outright: the server speaks no WebSocket."""
 
     def __init__(self, app: ASGIApp, limits: GuardLimits, hosts: Sequence[str]) -> None:
         self.app = app
         self.limits = limits
+        self.budget = BodyBudget(limits.in_flight_bytes, limits.busy_retry_after_s)
         # Starlette's own middleware decides; its plain-text refusal is dropped and answered in OpenAI's shape.
         self._host_check = TrustedHostMiddleware(_host_allowed, allowed_hosts=list(hosts), www_redirect=False)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            # Closing before accepting makes the server answer the handshake with a 403.
+            await send({"type": "websocket.close", "code": 1008, "reason": "no WebSocket here"})
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        gate = BodyGate(headers, receive, send, self.limits)
+        gate = BodyGate(headers, receive, send, self.limits, self.budget)
         refusal = await self._refusal(scope, headers)
         if refusal is not None:
             await refusal.response()(scope, gate.receive, gate.send)
             return
-        await self.app(scope, gate.receive, gate.send)
+        try:
+            await self.app(scope, gate.receive, gate.send)
+        finally:
+            gate.release()
 
     async def _refusal(self, scope: Scope, headers: Headers) -> ApiFailure | None:
         await self._host_check(scope, _no_receive, _discard)
@@ -123,6 +167,8 @@ class RequestGuard:
         declared = _declared_length(headers)
         if declared is not None and declared > self.limits.max_body_bytes:
             return _too_large(self.limits.max_body_bytes)
+        if declared:
+            return self.budget.refusal(declared)  # refused before a byte is read; still counted as it arrives
         return None
 
 
@@ -160,8 +206,11 @@ class BodyGate:
     """The request's receive and send, as the app sees them: the body is counted as it arrives and must be complete
     within the deadline; an answer given before the whole body was read closes the connection."""
 
-    def __init__(self, headers: Headers, receive: Receive, send: Send, limits: GuardLimits) -> None:
+    def __init__(self, headers: Headers, receive: Receive, send: Send, limits: GuardLimits,
+                 budget: BodyBudget) -> None:
         self._receive, self._send = receive, send
+        self._budget = budget
+        self._held = 0
         self._limit = limits.max_body_bytes
         self._timeout_s = limits.body_timeout_s
         self._deadline = asyncio.get_running_loop().time() + limits.body_timeout_s
@@ -180,11 +229,19 @@ class BodyGate:
         if message["type"] != "http.request":
             self.complete = True
             return message
-        self._received += len(message.get("body", b""))
+        size = len(message.get("body", b""))
+        self._received += size
         if self._received > self._limit:
             raise _too_large(self._limit)
+        self._budget.take(size)
+        self._held += size
         self.complete = not message.get("more_body", False)
         return message
+
+    def release(self) -> None:
+        """Give back what this request's body held in the bytes-in-flight budget (once its answer is sent)."""
+        self._budget.release(self._held)
+        self._held = 0
 
     async def send(self, message: Message) -> None:
         headers = message.get("headers", []) if message["type"] == "http.response.start" else None

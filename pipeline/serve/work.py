@@ -8,6 +8,7 @@ The engine is imported inside the functions: the server process itself never loa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import signal
 from collections.abc import Callable
@@ -20,10 +21,19 @@ if TYPE_CHECKING:
 
 Engine = Literal["local", "tone"]
 T = TypeVar("T")
+# Jobs admitted (queued or running) per worker. The local engine's jobs take seconds of speech synthesis each, so a
+# short queue; the tone engine's take milliseconds, and as the load-test peer it must take a client's ordinary
+# concurrency (up to 64) without 503s the real service would not give. What a queued job holds is bounded anyway by
+# the body bytes the guard lets in flight.
+JOBS_PER_WORKER: dict[str, int] = {"local": 2, "tone": 64}
 
 
 class WorkersLost(Exception):
     """A worker process died mid-job (killed, out of memory); the pool has been replaced for the next request."""
+
+
+class PoolFull(Exception):
+    """As many jobs as the pool admits are already queued or running; the request is refused, not queued."""
 
 
 # -- the work (runs in a worker process) ------------------------------------------------------------------------
@@ -83,11 +93,20 @@ def _init_tone_worker() -> None:
 
 class WorkerPool:
     """`workers` spawned processes (the local engine's each load the voice once); a pool broken by a dead worker is
-    replaced, and the request that was running gets WorkersLost instead of every later one failing."""
+    replaced, and the request that was running gets WorkersLost instead of every later one failing.
 
-    def __init__(self, engine: Engine, workers: int) -> None:
+    At most `capacity` jobs are admitted (waiting or running); one more is PoolFull at once. Jobs wait here, not in
+    the executor, which is given one job per worker: a waiting job whose caller stops waiting (its client left) is
+    dropped, while a running one is abandoned but keeps its worker and its place until it ends, so abandoned work
+    cannot pile up behind the bound. Used from one event loop."""
+
+    def __init__(self, engine: Engine, workers: int, capacity: int | None = None) -> None:
         self.engine = engine
         self.workers = max(1, workers)
+        self.capacity = max(self.workers, capacity or self.workers * JOBS_PER_WORKER[engine])
+        self.admitted = 0          # waiting or running
+        self.dropped = 0           # cancelled while waiting, never run
+        self._free = asyncio.Semaphore(self.workers)
         self._executor = self._new_executor()
 
     def _new_executor(self) -> ProcessPoolExecutor:
@@ -108,10 +127,33 @@ class WorkerPool:
         """Start every worker now, so that the first requests do not wait for processes to start."""
         await asyncio.gather(*(self.run(_ready) for _ in range(self.workers)))
 
+    def _ended(self) -> None:
+        self.admitted -= 1
+        self._free.release()
+
     async def run(self, function: Callable[..., T], *args: Any) -> T:
+        """The job's result; PoolFull at once when the pool is full."""
+        if self.admitted >= self.capacity:
+            raise PoolFull(f"{self.admitted} jobs are waiting or running (at most {self.capacity})")
+        self.admitted += 1
+        try:
+            await self._free.acquire()
+        except BaseException:
+            self.admitted -= 1
+            self.dropped += 1
+            raise
+        loop = asyncio.get_running_loop()
         executor = self._executor
         try:
-            return await asyncio.get_running_loop().run_in_executor(executor, function, *args)
+            try:
+                future = executor.submit(function, *args)
+            except BaseException:
+                self._ended()
+                raise
+            # The job's place is given back when it ends, however its caller fares (called from the executor's
+            # thread, hence through the loop).
+            future.add_done_callback(lambda _: _call_soon(loop, self._ended))
+            return await asyncio.wrap_future(future)
         except BrokenProcessPool:
             if self._executor is executor:
                 executor.shutdown(wait=False, cancel_futures=True)
@@ -120,3 +162,8 @@ class WorkerPool:
 
     def shutdown(self) -> None:
         self._executor.shutdown(cancel_futures=True)
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop has closed: the server is stopping
+        loop.call_soon_threadsafe(callback)
