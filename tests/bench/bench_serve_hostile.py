@@ -104,6 +104,30 @@ def bench_models_latency() -> None:
         stop_server(server)
 
 
+def bench_float_bodies() -> None:
+    """Four 24 MB bodies of 6 M floats at once: refused (token cap, or bytes in flight) without freezing the loop."""
+    body = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi."}], "x": [' + \
+        b",".join([b"1.5"] * 6_000_000) + b"]}"
+    server = start_server("--engine", "tone", key=KEY)
+    try:
+        pid = server.process.pid
+        idle = peak_rss_mb(pid)
+        with ThreadPoolExecutor(max_workers=4) as pool, httpx.Client(headers=HEADERS, timeout=120) as client:
+            sent = [pool.submit(client.post, server.base_url + "/chat/completions", content=body) for _ in range(4)]
+            loaded = []
+            while not all(f.done() for f in sent):
+                loaded += models_latency_ms(server.base_url, 1)
+            statuses = sorted(f.result().status_code for f in sent)
+        print(f"four 24 MB float bodies: answers {statuses}; /v1/models meanwhile: {summary(loaded)}; peak RSS "
+              f"(VmHWM) idle {idle:.1f} MB, after {peak_rss_mb(pid):.1f} MB")
+    finally:
+        stop_server(server)
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["floats"]:
+        bench_float_bodies()
+        sys.exit()
+    bench_float_bodies()
     bench_big_body()
     bench_models_latency()
