@@ -13,14 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import click
-from datetime import datetime, timezone
-import httpx
 
 from pipeline import __version__
 from pipeline.errors import DiskFull, LockHeld, UsageError
-from pipeline.models import DEFAULT_MODEL, DEFAULT_VOICE, DEFAULT_WORDS, OPENAI_VOICES, RunSettings
+from pipeline.models import RunSettings
+from pipeline.settings import build_settings, merge, run_options
 
-DEFAULT_API_BASE = "https://api.openai.com/v1"
 EXIT_USAGE = 2
 EXIT_LOCKED = 75  # EX_TEMPFAIL: another run holds the output folder; cron may simply try later
 
@@ -41,24 +39,6 @@ def exits_on_errors() -> Iterator[None]:
         sys.exit(1)
 
 
-def resolve_provider(choice: str, api_key: str | None, base_url: str | None) -> str:
-    if choice == "auto":
-        return "openai" if (api_key or base_url) else "local"
-    if choice == "openai" and not (api_key or base_url):
-        raise UsageError("--provider openai needs OPENAI_API_KEY (or OPENAI_BASE_URL for a compatible server)")
-    return choice
-
-
-def check_base_url(url: str) -> str:
-    try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError) as exc:
-        raise UsageError(f"base URL {url!r} is not a URL: {exc}") from None
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise UsageError(f"base URL {url!r} must be an http:// or https:// URL with a host")
-    return url.rstrip("/")
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="audiosum")
 def cli() -> None:
@@ -74,78 +54,9 @@ def cli() -> None:
 @click.argument("inputs", nargs=-1, metavar="INPUT...")
 @click.option("--job", "job_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="A job file (jobs/NAME.toml) with the run's settings; options given here override it.")
-@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Output folder: <id>.wav, <id>.json, report.json, report.html.")
-@click.option("--provider", type=click.Choice(["auto", "openai", "local"]), default="auto", show_default=True,
-              help="auto = openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else the offline engine.")
-@click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Model name sent to the API.")
-@click.option("--voice", default=DEFAULT_VOICE, show_default=True,
-              help=f"Voice ({', '.join(OPENAI_VOICES)}; other names are passed to the server as given).")
-@click.option("--words", type=click.IntRange(10, 2000), default=DEFAULT_WORDS, show_default=True,
-              help="Target length of each summary in words.")
-@click.option("--concurrency", type=click.IntRange(1, 512), default=None,
-              help="Documents in flight at once [default: --workers for local; for openai 8, or enough to "
-                   "keep --rpm busy].")
-@click.option("--workers", type=click.IntRange(1, 64), default=min(2, os.cpu_count() or 1), show_default=True,
-              help="Offline engine: speech worker processes (the cores are shared between them).")
-@click.option("--instructions", default=None,
-              help="Replace the system prompt; '{words}' in it becomes the --words value.")
-@click.option("--api-base", envvar="OPENAI_BASE_URL", default=None,
-              help=f"API base URL [env OPENAI_BASE_URL; default {DEFAULT_API_BASE}].")
-@click.option("--rpm", type=click.IntRange(0), default=0, show_default=True,
-              help="Requests per minute allowed (0 = learn it from the server's x-ratelimit-* headers).")
-@click.option("--tpm", type=click.IntRange(0), default=0, show_default=True,
-              help="Tokens per minute allowed (0 = learn it from the server's headers).")
-@click.option("--max-attempts", type=click.IntRange(1, 20), default=6, show_default=True,
-              help="Tries per document for transient failures (429, 5xx, timeouts, broken answers).")
-@click.option("--timeout", "timeout_s", type=click.FloatRange(1, 3600), default=120.0, show_default=True,
-              help="Seconds to wait for one answer.")
-@click.option("--retry-backoff", "retry_backoff_s", type=click.FloatRange(0.001, 60), default=0.5,
-              show_default=True, help="First backoff in seconds when the server gives no Retry-After; it doubles "
-                                      "per attempt (with full jitter, capped at 30 s).")
-@click.option("--format", "audio_format", type=click.Choice(["wav", "mp3", "opus", "flac"]), default="wav",
-              show_default=True, help="Final audio format (the model is still asked for WAV; conversion is local).")
-@click.option("--loudness", default=None, metavar="LUFS|off",
-              help="Normalise to this integrated loudness [default: -16 for mp3/opus/flac, off for wav].")
-@click.option("--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"]), default=None,
-              help="Feeds: only entries published on or after this date (entries without a date are kept).")
-@click.option("--max-items", type=click.IntRange(1, 100_000), default=None,
-              help="Feeds: at most the newest N entries of each feed.")
-@click.option("--output", type=click.Choice(["text+audio", "text"]), default="text+audio", show_default=True,
-              help="text+audio: a spoken summary (WAV) and sidecar; text: a sidecar and .txt only, for recordings "
-                   "(e.g. a sentiment analysis of a call with --instructions).")
-@click.option("--followup", "followups", multiple=True, metavar="QUESTION",
-              help="A follow-up question asked after each summary (repeat for more); answers go to <id>.q1.wav, "
-                   "... A manifest item's own `followups` replace these.")
-@click.option("--max-audio-mb", type=click.FloatRange(0.01, 1000), default=20.0, show_default=True,
-              help="Largest recording sent in one request; longer ones are split at pauses into parts that fit.")
-@click.option("--mode", type=click.Choice(["summary", "narrate"]), default="summary", show_default=True,
-              help="narrate: read the whole text aloud part by part and stitch one WAV with chapter marks.")
-@click.option("--max-input-tokens", type=click.IntRange(500, 1_000_000), default=8000, show_default=True,
-              help="Token budget of one request's document text; longer documents are summarised part by part "
-                   "(map) and spoken from the part summaries (reduce).")
-@click.option("--map-model", default="gpt-4o-mini", show_default=True,
-              help="Text model for the part summaries of long documents.")
-@click.option("--allow-private-links", is_flag=True,
-              help="Feeds: also fetch article links on loopback, private and link-local addresses (an intranet).")
-@click.option("--proxy", default=None, metavar="URL",
-              help="Feeds: fetch pages through this proxy (the environment's HTTP_PROXY and friends are never used).")
-@click.option("--base-url", "podcast_base_url", default="http://127.0.0.1:8000/feed/", show_default=True,
-              help="Public URL of OUT/ that podcast.xml's enclosures and transcripts point to.")
-@click.option("--keep", "podcast_keep", type=click.IntRange(1, 100_000), default=100, show_default=True,
-              help="Episodes (newest first) listed in podcast.xml.")
-@click.option("--podcast-title", default=None, help="The podcast's title [default: 'audiosum: <OUT name>'].")
-@click.option("--force", is_flag=True, help="Redo every document, even those unchanged since an earlier run.")
-@click.option("--grace", "grace_s", type=click.FloatRange(0), default=30.0, show_default=True,
-              help="On SIGINT/SIGTERM, seconds in-flight documents get to finish before they are abandoned.")
-@click.option("--dry-run", is_flag=True,
-              help="Read and plan everything, send nothing: counts, tokens, audio minutes, cost and time.")
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="json: one JSON object per event on stderr (run start/end, each document, retries, pauses).")
-@click.option("-q", "--quiet", is_flag=True, help="Print only failures and the final summary.")
+@run_options
 @click.pass_context
-def run_command(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | None, dry_run: bool,
-                log_format: str, quiet: bool, **options: object) -> None:
+def run_command(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | None, **options: object) -> None:
     """Summarise INPUT (folders of documents and recordings, .jsonl/.csv manifests, single files, feeds) into OUT.
 
     With --job, the job file supplies the inputs, output folder and settings; anything given on the
@@ -156,13 +67,14 @@ def run_command(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | No
     from pipeline.report.console import ConsoleOutput, summary_line
 
     with exits_on_errors():
-        settings = _run_settings(ctx, inputs, job_path, options)
-        if dry_run:
+        values, settings = _run_settings(ctx, inputs, job_path, options)
+        if values["dry_run"]:
             from pipeline.plan.dryrun import describe
 
             planned, html_path = runner.dry_run(settings)
             click.echo(describe(planned) + f"\n  report {html_path}")
             return
+        log_format, quiet = str(values["log_format"]), bool(values["quiet"])
         show_bar = log_format == "text" and not quiet and sys.stderr.isatty()
         total = None
         if show_bar:
@@ -184,103 +96,21 @@ def run_command(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | No
 
 
 def _run_settings(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | None,
-                  options: dict[str, object]) -> RunSettings:
-    """Merge defaults < job file < options given on the command line, and check the result."""
-    values = dict(options)
+                  options: dict[str, object]) -> tuple[dict[str, object], RunSettings]:
+    """Table defaults < job file < options given on the command line; then the settings built from them."""
+    job_values: dict[str, object] = {}
     prices: dict[str, float] = {}
     if job_path is not None:
         from pipeline.jobs import load_job
 
         job = load_job(job_path)
-        prices = dict(job.prices)
-        for key, value in job.values.items():
-            source = ctx.get_parameter_source(key)
-            if key in values and source in (None, click.core.ParameterSource.DEFAULT):
-                values[key] = value
-        if not inputs:
-            # A job's feeds are inputs like any other (URLs or local feed files).
-            inputs = tuple(str(v) for v in (*job.values.get("inputs", ()), *job.values.get("feeds", ())))
+        job_values, prices = dict(job.values), dict(job.prices)
+    values = merge(options, lambda key: ctx.get_parameter_source(key) not in (
+        None, click.core.ParameterSource.DEFAULT, click.core.ParameterSource.DEFAULT_MAP), job_values)
     if not inputs:
-        raise UsageError("give at least one INPUT (or a --job that names its inputs)")
-    if not values.get("out_dir"):
-        raise UsageError("give an output folder with -o/--out (or a --job that names one)")
-    api_key = os.environ.get("OPENAI_API_KEY", "").strip() or None
-    if api_key is not None and not (api_key.isascii() and api_key.isprintable()):
-        # Never echo it: say only what is wrong with it.
-        raise UsageError("OPENAI_API_KEY contains characters that cannot go in an HTTP header "
-                         "(spaces, control characters or non-ASCII); check how it was exported")
-    api_base = values["api_base"]
-    provider = resolve_provider(str(values["provider"]), api_key, api_base if api_base else None)
-    rpm = int(values["rpm"])
-    concurrency = values["concurrency"] or (
-        values["workers"] if provider == "local" else default_concurrency(rpm))
-    return RunSettings(
-        inputs=inputs, out_dir=Path(str(values["out_dir"])), provider=provider, model=str(values["model"]),
-        voice=str(values["voice"]), words=int(values["words"]), concurrency=int(concurrency),
-        instructions=values["instructions"], base_url=check_base_url(str(api_base or DEFAULT_API_BASE)),
-        api_key=api_key, timeout_s=float(values["timeout_s"]), local_workers=int(values["workers"]),
-        rpm=rpm, tpm=int(values["tpm"]), max_attempts=int(values["max_attempts"]),
-        retry_backoff_s=float(values["retry_backoff_s"]),
-        force=bool(values["force"]), grace_s=float(values["grace_s"]), price_overrides=prices,
-        podcast_base_url=str(values["podcast_base_url"]), podcast_keep=int(values["podcast_keep"]),
-        podcast_title=values["podcast_title"],
-        max_input_tokens=int(values["max_input_tokens"]), map_model=str(values["map_model"]), mode=values["mode"],
-        since=_aware(values["since"]), max_items=values["max_items"],
-        audio_format=str(values["audio_format"]),
-        loudness_lufs=_loudness(values["loudness"], str(values["audio_format"])),
-        output=values["output"],  # type: ignore[arg-type]
-        followups=_followups(values["followups"]),
-        max_audio_bytes=int(float(values["max_audio_mb"]) * 1024 * 1024),  # type: ignore[arg-type]
-        allow_private_links=bool(values["allow_private_links"]), proxy=_proxy(values["proxy"]),
-    )
-
-
-def _proxy(value: object) -> str | None:
-    if value is None:
-        return None
-    from pipeline.sources.feeds import check_proxy
-
-    check_proxy(str(value))
-    return str(value)
-
-
-def _followups(value: object) -> tuple[str, ...]:
-    from pipeline.errors import DocumentError
-    from pipeline.sources import parse_followups
-
-    try:
-        questions = list(value) if isinstance(value, (list, tuple)) else value
-        return parse_followups(questions, "the follow-up questions (--followup, or a job's followups)") or ()
-    except DocumentError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def _loudness(value: object, audio_format: str) -> float | None:
-    if value is None:
-        return -16.0 if audio_format != "wav" else None
-    if str(value).lower() == "off":
-        return None
-    try:
-        lufs = float(str(value))
-    except ValueError:
-        raise UsageError(f"--loudness must be a LUFS value such as -16, or 'off' (not {value!r})") from None
-    if not -50 <= lufs <= -5:
-        raise UsageError(f"--loudness {lufs} is outside -50..-5 LUFS")
-    return lufs
-
-
-def _aware(value: object) -> datetime | None:
-    """A --since date without a zone is taken as UTC (feeds give zoned dates)."""
-    if not isinstance(value, datetime):
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
-
-def default_concurrency(rpm: int) -> int:
-    """Enough requests in flight to keep the rate busy at a few seconds' latency (Little's law), within 8..64."""
-    if rpm <= 0:
-        return 8
-    return max(8, min(64, -(-rpm * 4 // 60)))
+        # A job's feeds are inputs like any other (URLs or local feed files).
+        inputs = tuple(str(v) for v in (*job_values.get("inputs", ()), *job_values.get("feeds", ())))  # type: ignore[misc]
+    return values, build_settings(inputs, values, prices=prices, environ=os.environ)
 
 
 @cli.command("report", short_help="Rebuild report.json and report.html from the state database.")

@@ -20,10 +20,9 @@ from datetime import date, datetime, time
 from pathlib import Path
 
 from pipeline.errors import UsageError
+from pipeline.settings import DATE_FORMATS, JOB_OPTIONS, RunOption
 
 JOBS_FOLDER_NAME = "jobs"
-PROVIDERS = ("auto", "openai", "local")
-OUTPUTS = ("text+audio", "text")
 PRICE_KEYS = ("text_input_per_1m", "text_output_per_1m", "audio_input_per_1m", "audio_output_per_1m")
 # Normalised (lower case, '-' as '_') names that would put a secret in a file cron reads and people commit.
 SECRET_KEYS = frozenset({"api_key", "openai_api_key"})
@@ -49,40 +48,8 @@ class BrokenJob:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class _Key:
-    """How one top-level TOML key becomes a value: its value key, kind and limits."""
-
-    value_key: str
-    kind: str  # "str", "int", "number", "str_list", "choice"
-    low: float | None = None
-    high: float | None = None
-    choices: tuple[str, ...] = ()
-
-
-KEYS: dict[str, _Key] = {
-    "inputs": _Key("inputs", "str_list"),
-    "out": _Key("out_dir", "str"),
-    "provider": _Key("provider", "choice", choices=PROVIDERS),
-    "model": _Key("model", "str"),
-    "voice": _Key("voice", "str"),
-    "words": _Key("words", "int", 10, 2000),
-    "instructions": _Key("instructions", "str"),
-    "concurrency": _Key("concurrency", "int", 1, 512),
-    "workers": _Key("workers", "int", 1, 64),
-    "api_base": _Key("api_base", "str"),
-    "timeout": _Key("timeout_s", "number", 1, 3600),
-    "rpm": _Key("rpm", "int", 0, None),
-    "tpm": _Key("tpm", "int", 0, None),
-    "max_attempts": _Key("max_attempts", "int", 1, 20),
-    "grace": _Key("grace_s", "number", 0, None),
-    "feeds": _Key("feeds", "str_list"),
-    "output": _Key("output", "choice", choices=OUTPUTS),
-    "followups": _Key("followups", "str_list"),
-    "max_audio_mb": _Key("max_audio_mb", "number", 0.01, 1000),
-}
+KEYS: dict[str, RunOption] = {option.key: option for option in JOB_OPTIONS}  # from the one options table
 REQUIRED = ("out",)  # and at least one of inputs / feeds
-PATH_KEYS = ("inputs", "out")
 KNOWN_TOP_LEVEL = ("description", *KEYS, "prices")
 
 
@@ -117,7 +84,7 @@ def load_job(path: Path) -> JobFile:
             value = tuple(item if "://" in item else _resolve(base, item) for item in value)
         elif key == "out":
             value = _resolve(base, value)
-        values[spec.value_key] = value
+        values[key] = value
 
     prices = _check_prices(path, data["prices"]) if "prices" in data else {}
     return JobFile(path=path, name=path.stem, description=description, values=values, prices=prices)
@@ -217,9 +184,15 @@ def _check_str(path: Path, key: str, value: object) -> str:
     return value
 
 
-def _check_value(path: Path, key: str, spec: _Key, value: object) -> object:
+def _check_value(path: Path, key: str, spec: RunOption, value: object) -> object:
     if spec.kind == "str":
         return _check_str(path, key, value)
+    if spec.kind == "flag":
+        if not isinstance(value, bool):
+            raise _wrong_type(path, key, "true or false", value)
+        return value
+    if spec.kind == "date":
+        return _check_date(path, key, value)
     if spec.kind == "choice":
         chosen = _check_str(path, key, value)
         if chosen not in spec.choices:
@@ -252,7 +225,22 @@ def _check_value(path: Path, key: str, spec: _Key, value: object) -> object:
     raise AssertionError(f"unhandled kind {spec.kind!r}")
 
 
-def _check_range(path: Path, key: str, spec: _Key, value: float) -> None:
+def _check_date(path: Path, key: str, value: object) -> datetime:
+    """A TOML date or date-time, or a string in one of the command line's formats."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day)
+    text = _check_str(path, key, value)
+    for form in DATE_FORMATS:
+        try:
+            return datetime.strptime(text, form)
+        except ValueError:
+            continue
+    raise UsageError(f"job file {path}: key {key!r} must be a date such as 2026-11-01, got {text[:40]!r}")
+
+
+def _check_range(path: Path, key: str, spec: RunOption, value: float) -> None:
     if spec.low is not None and spec.high is not None:
         if not spec.low <= value <= spec.high:
             raise UsageError(f"job file {path}: key {key!r} must be between {_num(spec.low)} and "

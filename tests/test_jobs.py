@@ -36,7 +36,7 @@ def test_sample_offline_job_loads() -> None:
     assert job.description
     assert job.values == {
         "inputs": (str(REPO / "sample_inputs"),),
-        "out_dir": str(REPO / "out" / "sample-offline"),
+        "out": str(REPO / "out" / "sample-offline"),
         "provider": "local",
         "words": 120,
     }
@@ -47,7 +47,7 @@ def test_nightly_openai_job_loads() -> None:
     job = load_job(REPO / "jobs" / "nightly-openai.toml")
     assert job.name == "nightly-openai"
     assert job.values["inputs"] == (str(REPO / "sample_inputs" / "manifest.jsonl"),)
-    assert job.values["out_dir"] == str(REPO / "out" / "nightly")
+    assert job.values["out"] == str(REPO / "out" / "nightly")
     assert job.values["provider"] == "openai"
     assert job.values["model"] == "gpt-4o-audio-preview"
     assert job.values["voice"] == "coral"
@@ -56,7 +56,7 @@ def test_nightly_openai_job_loads() -> None:
     assert job.values["rpm"] == 500
     assert job.values["tpm"] == 200000
     assert job.values["max_attempts"] == 6
-    assert job.values["timeout_s"] == 120.0 and isinstance(job.values["timeout_s"], float)
+    assert job.values["timeout"] == 120.0 and isinstance(job.values["timeout"], float)
     assert set(job.prices) == {"text_input_per_1m", "text_output_per_1m", "audio_input_per_1m",
                                "audio_output_per_1m"}
     assert all(isinstance(v, float) and v > 0 for v in job.prices.values())
@@ -86,9 +86,9 @@ text_input_per_1m = 1
     job = load_job(path)
     assert job.description == "all of it"
     assert job.values == {
-        "inputs": (str(tmp_path / "a"), str(tmp_path / "b")), "out_dir": str(tmp_path / "o"),
+        "inputs": (str(tmp_path / "a"), str(tmp_path / "b")), "out": str(tmp_path / "o"),
         "provider": "auto", "model": "m", "voice": "v", "words": 10, "instructions": "Say it in {words} words.",
-        "concurrency": 512, "workers": 64, "api_base": "http://127.0.0.1:8000/v1", "timeout_s": 1.0,
+        "concurrency": 512, "workers": 64, "api_base": "http://127.0.0.1:8000/v1", "timeout": 1.0,
         "rpm": 0, "tpm": 0, "max_attempts": 20,
     }
     assert job.prices == {"text_input_per_1m": 1.0}
@@ -96,7 +96,7 @@ text_input_per_1m = 1
 
 def test_values_hold_only_the_keys_the_file_sets(tmp_path: Path) -> None:
     job = load_job(write_job(tmp_path, MINIMAL))
-    assert set(job.values) == {"inputs", "out_dir"}
+    assert set(job.values) == {"inputs", "out"}
     assert job.description is None
 
 
@@ -106,14 +106,14 @@ def test_paths_in_a_jobs_folder_resolve_against_its_parent(tmp_path: Path) -> No
     job = load_job(path)
     assert job_base_dir(path) == project
     assert job.values["inputs"] == (str(project / "docs"), str(tmp_path / "shared" / "m.jsonl"), "/abs/x")
-    assert job.values["out_dir"] == str(project / "out" / "n")
+    assert job.values["out"] == str(project / "out" / "n")
 
 
 def test_paths_elsewhere_resolve_against_the_job_files_folder(tmp_path: Path) -> None:
     path = write_job(tmp_path / "cron", MINIMAL)
     job = load_job(path)
     assert job.values["inputs"] == (str(tmp_path / "cron" / "docs"),)
-    assert job.values["out_dir"] == str(tmp_path / "cron" / "out")
+    assert job.values["out"] == str(tmp_path / "cron" / "out")
 
 
 def test_paths_do_not_depend_on_the_current_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -121,7 +121,7 @@ def test_paths_do_not_depend_on_the_current_directory(tmp_path: Path, monkeypatc
     monkeypatch.chdir(tmp_path / "jobs")
     job = load_job(Path("job.toml"))
     assert job.values["inputs"] == (str(tmp_path / "docs"),)
-    assert os.path.isabs(job.values["out_dir"])
+    assert os.path.isabs(job.values["out"])
 
 
 def test_unknown_key_names_file_and_key_and_suggests(tmp_path: Path) -> None:

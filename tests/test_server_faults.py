@@ -162,9 +162,10 @@ SERVERS: dict[str, tuple[tuple[str, ...], str | None]] = {
 
 @pytest.fixture(scope="module")
 def servers() -> Iterator[dict[str, RunningServer]]:
-    # Started side by side: a server takes a few hundred ms to import and bind, and this file uses many.
-    with ThreadPoolExecutor(max_workers=len(SERVERS)) as pool:
-        futures = {name: pool.submit(start_server, "--engine", "tone", *args, key=key)
+    # Started a few at a time: each imports the engine and starts its worker before it binds, and twenty at once
+    # on a loaded 2-core machine outlast start_server's deadline.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = {name: pool.submit(start_server, "--engine", "tone", "--workers", "1", *args, key=key)
                    for name, (args, key) in SERVERS.items()}
         started = {name: future.result() for name, future in futures.items() if future.exception() is None}
     if len(started) < len(SERVERS):
@@ -180,7 +181,7 @@ def servers() -> Iterator[dict[str, RunningServer]]:
         for name in clashes:
             stop_server(started[name])
             args, key = SERVERS[name]
-            started[name] = start_server("--engine", "tone", *args, key=key)
+            started[name] = start_server("--engine", "tone", "--workers", "1", *args, key=key)
     assert len({server.base_url for server in started.values()}) == len(started)
     yield started
     with ThreadPoolExecutor(max_workers=len(started)) as pool:

@@ -119,6 +119,7 @@ def test_second_sigint_does_not_wait_for_a_slow_feed_page(tmp_path: Path) -> Non
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     release = threading.Event()
+    hanging = threading.Event()
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: object) -> None:
@@ -135,6 +136,7 @@ def test_second_sigint_does_not_wait_for_a_slow_feed_page(tmp_path: Path) -> Non
                 self.end_headers()
                 self.wfile.write(body)
             else:
+                hanging.set()
                 release.wait(30)  # answer nothing until the test is over
 
     web = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -147,7 +149,8 @@ def test_second_sigint_does_not_wait_for_a_slow_feed_page(tmp_path: Path) -> Non
             [sys.executable, "-m", "pipeline", "run", f"http://127.0.0.1:{web.server_port}/feed.xml", "-o", str(out),
              "--allow-private-links"],
             env=_env(server), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        time.sleep(1.5)  # started, feed read, the page fetch hanging
+        # Signalled only once the run is really waiting on the page (not by a fixed sleep a loaded machine outlasts).
+        assert hanging.wait(60), "the run never fetched the article page"
         _interrupt_twice_and_expect_a_quick_clean_stop(process, out)
     finally:
         release.set()

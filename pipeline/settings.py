@@ -1,0 +1,286 @@
+"""The one declaration of every `audiosum run` option: each row generates its click option, its job-file key (and that
+key's validation in jobs.py) and names what it fills in RunSettings; defaults derived from other options live here.
+
+Builds settings only: it reads the environment for the key and base URL, and never runs or sends anything.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import click
+import httpx
+
+from pipeline.errors import DocumentError, UsageError
+from pipeline.models import DEFAULT_MODEL, DEFAULT_VOICE, DEFAULT_WORDS, OPENAI_VOICES, RunSettings
+
+Kind = Literal["str", "int", "number", "choice", "str_list", "flag", "date"]
+DEFAULT_API_BASE = "https://api.openai.com/v1"
+DATE_FORMATS = ("%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M")
+_SETTINGS_DEFAULTS = {f.name: f.default for f in fields(RunSettings)}
+
+
+@dataclass(frozen=True, slots=True)
+class RunOption:
+    """One run option. `key` is its job-file key and the name its value travels under; `flags` its command-line
+    spelling (empty: job files only); `fingerprint`: changing it remakes the documents made before (plan.py)."""
+
+    key: str
+    flags: tuple[str, ...]
+    kind: Kind
+    help: str
+    default: object = None
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+    metavar: str | None = None
+    env: str | None = None
+    in_job: bool = True
+    fingerprint: bool = False
+    show_default: bool = True
+
+
+def _default(field_name: str) -> object:
+    return _SETTINGS_DEFAULTS[field_name]
+
+
+RUN_OPTIONS: tuple[RunOption, ...] = (
+    RunOption("inputs", (), "str_list", "Folders, manifests, documents, recordings or feeds to read.",
+              show_default=False),
+    RunOption("feeds", (), "str_list", "Feed URLs or files: inputs like any other.", show_default=False),
+    RunOption("out", ("-o", "--out"), "str", "Output folder: <id>.wav, <id>.json, report.json, report.html.",
+              metavar="DIRECTORY", show_default=False),
+    RunOption("provider", ("--provider",), "choice", "auto = openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, "
+              "else the offline engine.", default="auto", choices=("auto", "openai", "local"), fingerprint=True),
+    RunOption("model", ("--model",), "str", "Model name sent to the API.", default=DEFAULT_MODEL, fingerprint=True),
+    RunOption("voice", ("--voice",), "str", f"Voice ({', '.join(OPENAI_VOICES)}; other names are passed to the "
+              "server as given).", default=DEFAULT_VOICE, fingerprint=True),
+    RunOption("words", ("--words",), "int", "Target length of each summary in words.", default=DEFAULT_WORDS,
+              low=10, high=2000, fingerprint=True),
+    RunOption("concurrency", ("--concurrency",), "int", "Documents in flight at once [default: --workers for local; "
+              "for openai 8, or enough to keep --rpm busy].", low=1, high=512, show_default=False),
+    RunOption("workers", ("--workers",), "int", "Offline engine: speech worker processes (the cores are shared "
+              "between them).", default=min(2, os.cpu_count() or 1), low=1, high=64),
+    RunOption("instructions", ("--instructions",), "str", "Replace the system prompt; '{words}' in it becomes the "
+              "--words value.", fingerprint=True),
+    RunOption("api_base", ("--api-base",), "str", f"API base URL [env OPENAI_BASE_URL; default {DEFAULT_API_BASE}].",
+              env="OPENAI_BASE_URL", show_default=False),
+    RunOption("rpm", ("--rpm",), "int", "Requests per minute allowed (0 = learn it from the server's "
+              "x-ratelimit-* headers).", default=0, low=0),
+    RunOption("tpm", ("--tpm",), "int", "Tokens per minute allowed (0 = learn it from the server's headers).",
+              default=0, low=0),
+    RunOption("max_attempts", ("--max-attempts",), "int", "Tries per document for transient failures (429, 5xx, "
+              "timeouts, broken answers).", default=_default("max_attempts"), low=1, high=20),
+    RunOption("timeout", ("--timeout",), "number", "Seconds to wait for one answer.", default=_default("timeout_s"),
+              low=1, high=3600),
+    RunOption("retry_backoff", ("--retry-backoff",), "number", "First backoff in seconds when the server gives no "
+              "Retry-After; it doubles per attempt (with full jitter, capped at 30 s).",
+              default=_default("retry_backoff_s"), low=0.001, high=60),
+    RunOption("format", ("--format",), "choice", "Final audio format (the model is still asked for WAV; conversion "
+              "is local).", default="wav", choices=("wav", "mp3", "opus", "flac"), fingerprint=True),
+    RunOption("loudness", ("--loudness",), "str", "Normalise to this integrated loudness [default: -16 for "
+              "mp3/opus/flac, off for wav].", metavar="LUFS|off", fingerprint=True, show_default=False),
+    RunOption("since", ("--since",), "date", "Feeds: only entries published on or after this date (entries without "
+              "a date are kept)."),
+    RunOption("max_items", ("--max-items",), "int", "Feeds: at most the newest N entries of each feed.",
+              low=1, high=100_000),
+    RunOption("output", ("--output",), "choice", "text+audio: a spoken summary (WAV) and sidecar; text: a sidecar "
+              "and .txt only, for recordings (e.g. a sentiment analysis of a call with --instructions).",
+              default="text+audio", choices=("text+audio", "text"), fingerprint=True),
+    RunOption("followups", ("--followup",), "str_list", "A follow-up question asked after each summary (repeat for "
+              "more); answers go to <id>.q1.wav, ... A manifest item's own `followups` replace these.",
+              metavar="QUESTION", fingerprint=True, show_default=False),
+    RunOption("max_audio_mb", ("--max-audio-mb",), "number", "Largest recording sent in one request; longer ones "
+              "are split at pauses into parts that fit.", default=20.0, low=0.01, high=1000),
+    RunOption("mode", ("--mode",), "choice", "narrate: read the whole text aloud part by part and stitch one WAV "
+              "with chapter marks.", default="summary", choices=("summary", "narrate"), fingerprint=True),
+    RunOption("max_input_tokens", ("--max-input-tokens",), "int", "Token budget of one request's document text; "
+              "longer documents are summarised part by part (map) and spoken from the part summaries (reduce).",
+              default=_default("max_input_tokens"), low=500, high=1_000_000),
+    RunOption("map_model", ("--map-model",), "str", "Text model for the part summaries of long documents.",
+              default=_default("map_model")),
+    RunOption("allow_private_links", ("--allow-private-links",), "flag", "Feeds: also fetch article links on "
+              "loopback, private and link-local addresses (an intranet).", default=False),
+    RunOption("proxy", ("--proxy",), "str", "Feeds: fetch pages through this proxy (the environment's HTTP_PROXY "
+              "and friends are never used).", metavar="URL"),
+    RunOption("base_url", ("--base-url",), "str", "Public URL of OUT/ that podcast.xml's enclosures and transcripts "
+              "point to.", default=_default("podcast_base_url")),
+    RunOption("keep", ("--keep",), "int", "Episodes (newest first) listed in podcast.xml.",
+              default=_default("podcast_keep"), low=1, high=100_000),
+    RunOption("podcast_title", ("--podcast-title",), "str", "The podcast's title [default: 'audiosum: <OUT name>'].",
+              show_default=False),
+    RunOption("force", ("--force",), "flag", "Redo every document, even those unchanged since an earlier run.",
+              default=False),
+    RunOption("grace", ("--grace",), "number", "On SIGINT/SIGTERM, seconds in-flight documents get to finish before "
+              "they are abandoned.", default=_default("grace_s"), low=0),
+    # How this invocation runs and talks, not what the run makes: command line only.
+    RunOption("dry_run", ("--dry-run",), "flag", "Read and plan everything, send nothing: counts, tokens, audio "
+              "minutes, cost and time.", default=False, in_job=False),
+    RunOption("log_format", ("--log-format",), "choice", "json: one JSON object per event on stderr (run start/end, "
+              "each document, retries, pauses).", default="text", choices=("text", "json"), in_job=False),
+    RunOption("quiet", ("-q", "--quiet"), "flag", "Print only failures and the final summary.", default=False,
+              in_job=False),
+)
+OPTIONS_BY_KEY = {option.key: option for option in RUN_OPTIONS}
+JOB_OPTIONS = tuple(option for option in RUN_OPTIONS if option.in_job)
+
+
+def _click_type(option: RunOption) -> Any:
+    if option.kind == "int":
+        return click.IntRange(None if option.low is None else int(option.low),
+                              None if option.high is None else int(option.high))
+    if option.kind == "number":
+        return click.FloatRange(option.low, option.high)
+    if option.kind == "choice":
+        return click.Choice(option.choices)
+    if option.kind == "date":
+        return click.DateTime(list(DATE_FORMATS))
+    return str
+
+
+def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate a click command with every run option of the table (in table order)."""
+    for option in reversed(RUN_OPTIONS):
+        if not option.flags:
+            continue
+        if option.kind == "flag":
+            decorator = click.option(*option.flags, option.key, is_flag=True, help=option.help)
+        else:
+            decorator = click.option(
+                *option.flags, option.key, type=_click_type(option), default=option.default,
+                multiple=option.kind == "str_list", metavar=option.metavar, envvar=option.env,
+                show_default=option.show_default and option.default is not None, help=option.help)
+        command = decorator(command)
+    return command
+
+
+def merge(command_line: Mapping[str, object], given: Callable[[str], bool],
+          job_values: Mapping[str, object]) -> dict[str, object]:
+    """Table defaults < job file < options given on the command line (`given(key)`: typed, or from the env)."""
+    values = {option.key: option.default for option in RUN_OPTIONS}
+    values.update(job_values)
+    values.update({key: value for key, value in command_line.items() if key in values and given(key)})
+    return values
+
+
+def build_settings(inputs: tuple[str, ...], values: Mapping[str, object], *, prices: Mapping[str, float],
+                   environ: Mapping[str, str]) -> RunSettings:
+    """RunSettings from merged option values; every default that depends on another option is decided here."""
+    if not inputs:
+        raise UsageError("give at least one INPUT (or a --job that names its inputs)")
+    if not values.get("out"):
+        raise UsageError("give an output folder with -o/--out (or a --job that names one)")
+    api_key = environ.get("OPENAI_API_KEY", "").strip() or None
+    if api_key is not None and not (api_key.isascii() and api_key.isprintable()):
+        # Never echo it: say only what is wrong with it.
+        raise UsageError("OPENAI_API_KEY contains characters that cannot go in an HTTP header "
+                         "(spaces, control characters or non-ASCII); check how it was exported")
+    api_base = str(values["api_base"]) if values.get("api_base") else None
+    provider = resolve_provider(str(values["provider"]), api_key, api_base)
+    rpm = int(values["rpm"])  # type: ignore[call-overload]
+    workers = int(values["workers"])  # type: ignore[call-overload]
+    audio_format = str(values["format"])
+    concurrency = values["concurrency"] or (workers if provider == "local" else default_concurrency(rpm))
+    return RunSettings(
+        inputs=inputs, out_dir=Path(str(values["out"])), provider=provider,  # type: ignore[arg-type]
+        model=str(values["model"]), voice=str(values["voice"]), words=int(values["words"]),  # type: ignore[call-overload]
+        concurrency=int(concurrency),  # type: ignore[call-overload]
+        instructions=_optional_str(values["instructions"]),
+        base_url=check_base_url(api_base or DEFAULT_API_BASE), api_key=api_key,
+        timeout_s=float(values["timeout"]), local_workers=workers, rpm=rpm,  # type: ignore[arg-type]
+        tpm=int(values["tpm"]), max_attempts=int(values["max_attempts"]),  # type: ignore[call-overload]
+        retry_backoff_s=float(values["retry_backoff"]), force=bool(values["force"]),  # type: ignore[arg-type]
+        grace_s=float(values["grace"]), price_overrides=dict(prices),  # type: ignore[arg-type]
+        podcast_base_url=str(values["base_url"]), podcast_keep=int(values["keep"]),  # type: ignore[call-overload]
+        podcast_title=_optional_str(values["podcast_title"]),
+        max_input_tokens=int(values["max_input_tokens"]),  # type: ignore[call-overload]
+        map_model=str(values["map_model"]), mode=values["mode"],  # type: ignore[arg-type]
+        since=_aware(values["since"]), max_items=values["max_items"],  # type: ignore[arg-type]
+        audio_format=audio_format, loudness_lufs=loudness_for(values["loudness"], audio_format),
+        output=values["output"],  # type: ignore[arg-type]
+        followups=_followups(values["followups"]),
+        max_audio_bytes=int(float(values["max_audio_mb"]) * 1024 * 1024),  # type: ignore[arg-type]
+        allow_private_links=bool(values["allow_private_links"]), proxy=_proxy(values["proxy"]),
+    )
+
+
+def resolve_provider(choice: str, api_key: str | None, base_url: str | None) -> Literal["openai", "local"]:
+    if choice == "auto":
+        return "openai" if (api_key or base_url) else "local"
+    if choice == "openai" and not (api_key or base_url):
+        raise UsageError("--provider openai needs OPENAI_API_KEY (or OPENAI_BASE_URL for a compatible server)")
+    return "openai" if choice == "openai" else "local"
+
+
+def check_base_url(url: str) -> str:
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise UsageError(f"base URL {_shown(url)!r} is not a URL: {exc}") from None  # the URL may hold a password
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise UsageError(f"base URL {_shown(url)!r} must be an http:// or https:// URL with a host")
+    return url.rstrip("/")
+
+
+def default_concurrency(rpm: int) -> int:
+    """Enough requests in flight to keep the rate busy at a few seconds' latency (Little's law), within 8..64."""
+    if rpm <= 0:
+        return 8
+    return max(8, min(64, -(-rpm * 4 // 60)))
+
+
+def loudness_for(value: object, audio_format: str) -> float | None:
+    """--loudness: LUFS, or 'off'; by default -16 for a published format and off for WAV."""
+    if value is None:
+        return -16.0 if audio_format != "wav" else None
+    if str(value).lower() == "off":
+        return None
+    try:
+        lufs = float(str(value))
+    except ValueError:
+        raise UsageError(f"--loudness must be a LUFS value such as -16, or 'off' (not {_shown(str(value))!r})") \
+            from None
+    if not -50 <= lufs <= -5:
+        raise UsageError(f"--loudness {lufs} is outside -50..-5 LUFS")
+    return lufs
+
+
+def _shown(value: str) -> str:
+    from pipeline.redact import quoted, shown_input
+
+    return quoted(shown_input(value))
+
+
+def _optional_str(value: object) -> str | None:
+    return str(value) if value is not None else None
+
+
+def _followups(value: object) -> tuple[str, ...]:
+    from pipeline.sources import parse_followups
+
+    try:
+        questions = list(value) if isinstance(value, (list, tuple)) else value
+        return parse_followups(questions, "the follow-up questions (--followup, or a job's followups)") or ()
+    except DocumentError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _aware(value: object) -> datetime | None:
+    """A --since date without a zone is taken as UTC (feeds give zoned dates)."""
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _proxy(value: object) -> str | None:
+    if value is None:
+        return None
+    from pipeline.sources.feeds import check_proxy
+
+    check_proxy(str(value))
+    return str(value)

@@ -1,0 +1,158 @@
+"""The options table (pipeline/settings.py) is the one declaration: every run option round-trips through a job file
+and the command line to the same RunSettings, the command line wins, and the fingerprint changes exactly for the
+options the table marks so."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from pipeline import cli, plan
+from pipeline.models import Document, RunSettings
+from pipeline.settings import JOB_OPTIONS, RUN_OPTIONS, RunOption, run_options
+
+BOTH = [option for option in JOB_OPTIONS if option.flags]  # settable from a job file and from the command line
+ENV = {"OPENAI_API_KEY": "sk-test-settings"}
+STRINGS = {"loudness": "-20", "proxy": "http://127.0.0.1:3128", "api_base": "http://127.0.0.1:9/v1",
+           "base_url": "https://pods.example.org/feed/", "out": "/tmp/audiosum-settings-out"}
+
+
+def _example(option: RunOption) -> object:
+    """A valid value other than the default."""
+    if option.kind == "flag":
+        return True
+    if option.kind == "choice":
+        return next(c for c in reversed(option.choices) if c != option.default)
+    if option.kind == "int":
+        value = int(option.low or 0) + 3
+        return value + 1 if value == option.default else value
+    if option.kind == "number":
+        value = float(option.low or 0) + 1.5
+        return value + 1 if value == option.default else value
+    if option.kind == "str_list":
+        return ["Who decided it?"]
+    if option.kind == "date":
+        return "2026-11-01"
+    return STRINGS.get(option.key, f"example-{option.key}")
+
+
+def _toml(option: RunOption, value: object) -> str:
+    if option.kind == "flag":
+        return "true" if value else "false"
+    if option.kind in ("int", "number"):
+        return repr(value)
+    if option.kind == "str_list":
+        return "[" + ", ".join(f'"{item}"' for item in value) + "]"  # type: ignore[union-attr]
+    if option.kind == "date":
+        return str(value)  # a TOML local date
+    return f'"{value}"'
+
+
+def _argv(option: RunOption, value: object) -> list[str]:
+    if option.kind == "flag":
+        return [option.flags[-1]]
+    if option.kind == "str_list":
+        return [part for item in value for part in (option.flags[-1], str(item))]  # type: ignore[union-attr]
+    return [option.flags[-1], str(value)]
+
+
+def _settings(argv: list[str], env: dict[str, str] | None = None) -> RunSettings:
+    """RunSettings as `audiosum run` builds them: the table's click options and cli's own merge."""
+    captured: list[RunSettings] = []
+
+    @click.command()
+    @click.argument("inputs", nargs=-1)
+    @click.option("--job", "job_path", type=click.Path(path_type=Path), default=None)
+    @run_options
+    @click.pass_context
+    def probe(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | None, **options: object) -> None:
+        captured.append(cli._run_settings(ctx, inputs, job_path, options)[1])
+
+    result = CliRunner().invoke(probe, argv, env={**ENV, **(env or {})}, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return captured[0]
+
+
+def _job(tmp_path: Path, lines: list[str]) -> Path:
+    path = tmp_path / "job.toml"
+    path.write_text("\n".join(['inputs = ["/tmp/in"]', 'out = "/tmp/audiosum-settings-out"', *lines]) + "\n")
+    return path
+
+
+def test_the_table_covers_every_settable_field() -> None:
+    """Every RunSettings field is filled from the table (or, for the key and the prices, from their own place)."""
+    filled_elsewhere = {"api_key", "price_overrides", "local_workers", "out_dir", "base_url"}
+    defaults = _settings(["/tmp/in", "-o", "/tmp/o"])
+    for option in RUN_OPTIONS:
+        if not option.in_job:
+            continue
+        changed = dataclasses.asdict(_with(option, _example(option))) if option.flags else None
+        if changed is not None:
+            assert changed != dataclasses.asdict(defaults), f"{option.key} changes no setting"
+    assert filled_elsewhere <= {f.name for f in dataclasses.fields(RunSettings)}
+
+
+def _with(option: RunOption, value: object) -> RunSettings:
+    return _settings(["/tmp/in", "-o", "/tmp/o", *_argv(option, value)])
+
+
+@pytest.mark.parametrize("option", BOTH, ids=lambda option: option.key)
+def test_each_option_round_trips_through_a_job_file_and_the_command_line(tmp_path: Path, option: RunOption) -> None:
+    value = _example(option)
+    from_job = _settings(["--job", str(_job(tmp_path, [f"{option.key} = {_toml(option, value)}"]))]
+                         if option.key != "out" else ["--job", str(_job(tmp_path, []))])
+    from_cli = _settings(["/tmp/in", "-o", "/tmp/audiosum-settings-out", *_argv(option, value)])
+    assert dataclasses.asdict(from_job) == dataclasses.asdict(from_cli)
+
+
+@pytest.mark.parametrize("option", [o for o in BOTH if o.kind != "flag"], ids=lambda option: option.key)
+def test_the_command_line_wins_over_the_job_file(tmp_path: Path, option: RunOption) -> None:
+    value = _example(option)
+    job = _job(tmp_path, [f"{option.key} = {_toml(option, value)}"] if option.key != "out" else [])
+    second = _argv(option, _second_example(option, value))
+    explicit = _settings(["--job", str(job), *second])
+    command_line_only = _settings(["/tmp/in", "-o", "/tmp/audiosum-settings-out", *second])
+    assert dataclasses.asdict(explicit) == dataclasses.asdict(command_line_only)
+    if option.key != "out":
+        assert dataclasses.asdict(explicit) != dataclasses.asdict(_settings(["--job", str(job)]))
+
+
+def _second_example(option: RunOption, first: object) -> object:
+    if option.kind == "choice":
+        return next(c for c in option.choices if c != first)
+    if option.kind in ("int", "number"):
+        return first + 1  # type: ignore[operator]
+    if option.kind == "str_list":
+        return ["What comes next?"]
+    if option.kind == "date":
+        return "2026-10-01"
+    if option.key == "loudness":
+        return "-18"
+    if option.key in STRINGS:
+        return STRINGS[option.key].replace("127.0.0.1", "localhost").replace("pods", "casts").replace("-out", "-o2")
+    return f"second-{option.key}"
+
+
+@pytest.mark.parametrize("option", BOTH, ids=lambda option: option.key)
+def test_the_fingerprint_changes_exactly_for_the_options_marked_so(option: RunOption) -> None:
+    document = Document(id="d", source="d.txt", text="Some text.", sha256="0" * 64, title="D")
+    before = plan.fingerprint(document, _settings(["/tmp/in", "-o", "/tmp/o"]))
+    after = plan.fingerprint(document, _with(option, _example(option)))
+    assert (before != after) == option.fingerprint, (
+        f"{option.key}: the table says fingerprint={option.fingerprint}, plan.fingerprint disagrees")
+
+
+def test_a_job_file_can_set_what_it_could_not_before(tmp_path: Path) -> None:
+    lines = ['format = "mp3"', 'loudness = "-20"', 'mode = "narrate"', 'api_base = "http://127.0.0.1:9/v1"',
+             'keep = 7', 'since = 2026-11-01', 'max_items = 3', 'retry_backoff = 0.25',
+             'base_url = "https://pods.example.org/feed/"', 'force = true', 'allow_private_links = true']
+    settings = _settings(["--job", str(_job(tmp_path, lines))])
+    assert (settings.audio_format, settings.loudness_lufs, settings.mode, settings.base_url, settings.podcast_keep,
+            settings.since.isoformat() if settings.since else None, settings.max_items, settings.retry_backoff_s,
+            settings.podcast_base_url, settings.force, settings.allow_private_links) == (
+        "mp3", -20.0, "narrate", "http://127.0.0.1:9/v1", 7, "2026-11-01T00:00:00+00:00", 3, 0.25,
+        "https://pods.example.org/feed/", True, True)
