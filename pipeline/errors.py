@@ -1,6 +1,24 @@
 """The one error hierarchy: retry, report and exit codes all read it.
 
-Nobody matches on message strings; classify at the boundary that sees the failure.
+Nobody matches on message strings; classify at the boundary that sees the failure, and chain with `from exc`
+unless the lower error can carry a secret (then `from None`, with the reason beside it).
+
+    AudiosumError
+    ├── UsageError               bad options, job or configuration: the run cannot start (exit 2)
+    ├── DocumentError            one document fails, permanently; the runner records it (class name and message)
+    │   ├── OutputClash          a file audiosum did not make stands where an output would go
+    │   ├── InvalidAudio         bytes that are not audio audiosum can read
+    │   ├── AudioToolFailed      the bundled ffmpeg failed (not the input's fault)
+    │   └── FetchError           a feed or page could not be fetched within the limits
+    │       └── AddressRefused   its host is, or reached, an address it may not reach
+    ├── ApiError                 a request to the speaking model failed
+    │   ├── TransientError       worth retrying: network, 429, 5xx, a broken answer
+    │   └── PermanentApiError    retrying cannot fix it: 400/401/403/404/422, insufficient_quota
+    │       └── AuthenticationFailed   the key was refused (401): the run stops
+    ├── DiskFull                 no space in OUT: the run stops sending
+    └── LockHeld                 another run writes to the same OUT (exit 75)
+
+`audiosum serve` answers with its own `serve.errors.ApiFailure` (an HTTP error body), not with these.
 """
 
 from __future__ import annotations
@@ -62,6 +80,22 @@ class AuthenticationFailed(PermanentApiError):
 
 class OutputClash(DocumentError):
     """A file that audiosum did not make stands where an output would go; it is left as it is."""
+
+
+class InvalidAudio(DocumentError):
+    """Bytes that are not audio audiosum can read: not a playable PCM WAV, damaged, mislabelled, empty, too long."""
+
+
+class AudioToolFailed(DocumentError):
+    """ffmpeg is missing, or failed on input already checked: not the input's fault, yet the document fails."""
+
+
+class FetchError(DocumentError):
+    """A feed or page could not be fetched within the limits; the message is the one-line reason."""
+
+
+class AddressRefused(FetchError):
+    """A fetch was refused because its host is, resolves to, or connected to an address it may not reach."""
 
 
 class DiskFull(AudiosumError):

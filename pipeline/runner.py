@@ -28,7 +28,6 @@ from pipeline.sources.feeds import is_feed_input
 from pipeline.state.lock import RunLock
 from pipeline.models import (Attempt, Document, DocumentResult, EventListener, RejectedDocument, RunSettings,
                              SpokenSummary, questions_for)
-from pipeline.audio import AudioToolFailed, InvalidAudio
 from pipeline.outputs import (DocumentFiles, claim, document_names, fsync_folder, make_out_dir, planned_names,
                               remove_outputs,
                               remove_stale_temp_files, write_document_outputs)
@@ -414,8 +413,10 @@ async def _process(item: Document, provider: Provider, settings: RunSettings,
             published_answers = tuple([await asyncio.to_thread(publish, answer.wav, dataclasses.replace(
                 options, tags={**options.tags, "title": f"{options.tags['title']}: {answer.question}"}))
                 for answer in summary.followups])
-        except (InvalidAudio, AudioToolFailed, ValueError) as exc:
-            return _failed(item, f"could not publish the audio: {exc}", "DocumentError", time.monotonic() - started,
+        except (DocumentError, ValueError) as exc:  # InvalidAudio, AudioToolFailed; ValueError: a tag publish refuses
+            # The prefix says which stage failed: the spoken summary was made, its publishing was not.
+            error_class = type(exc).__name__ if isinstance(exc, DocumentError) else DocumentError.__name__
+            return _failed(item, f"could not publish the audio: {exc}", error_class, time.monotonic() - started,
                            requests=summary.requests), summary.attempts, None
     try:
         # Claimed (and committed) on the loop's thread before the writer thread may replace any of them.

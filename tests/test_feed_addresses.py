@@ -22,7 +22,8 @@ import pytest
 
 from pipeline.sources import feeds
 from pipeline.errors import UsageError
-from pipeline.sources.feeds import AddressRefused, FetchLimits, PageFetcher
+from pipeline.errors import AddressRefused, FetchError
+from pipeline.sources.feeds import FetchLimits, PageFetcher
 from pipeline.models import Document, RejectedDocument
 
 PUBLIC = "93.184.215.14"  # only ever a resolver's answer: the connect guard refuses any attempt to reach it
@@ -415,9 +416,9 @@ def test_a_proxy_password_is_not_shown() -> None:
 def test_a_redirect_to_a_url_that_does_not_parse_fails_the_fetch(web: Web) -> None:
     fetcher = PageFetcher(FetchLimits(allow_private_links=True))
     try:
-        with pytest.raises(feeds.FetchError):  # httpx makes a host name "%5bx" of it, which does not resolve
+        with pytest.raises(FetchError):  # httpx makes a host name "%5bx" of it, which does not resolve
             fetcher.fetch(f"{web.base}/redirect?to=http://[x/")
-        with pytest.raises(feeds.FetchError, match=r"^bad URL: Port out of range"):
+        with pytest.raises(FetchError, match=r"^bad URL: Port out of range"):
             fetcher.fetch(f"{web.base}/redirect?to=http://127.0.0.1:99999/")
     finally:
         fetcher.close()

@@ -28,7 +28,7 @@ import pytest
 from conftest import RunningServer, api_env, free_port, run_cli
 from pipeline import sources
 from pipeline.sources import feeds
-from pipeline.errors import DocumentError, UsageError
+from pipeline.errors import DocumentError, FetchError, UsageError
 from pipeline.sources.feeds import FetchLimits
 from pipeline.models import Document, RejectedDocument
 
@@ -438,7 +438,7 @@ def test_gzip_bomb_stops_at_the_default_cap(web: FeedServer) -> None:
     fetcher = feeds.PageFetcher(FetchLimits(allow_private_links=True))  # the default cap, on loopback
     tracemalloc.start()
     try:
-        with pytest.raises(feeds.FetchError, match=r"^decompressed body is over the 5242880-byte limit$"):
+        with pytest.raises(FetchError, match=r"^decompressed body is over the 5242880-byte limit$"):
             fetcher.fetch(web.url("/gzip-bomb"))
         _, peak = tracemalloc.get_traced_memory()
     finally:

@@ -13,8 +13,9 @@ import mutagen
 import numpy as np
 import pytest
 
-from pipeline.audio import InvalidAudio, decode_to_pcm, duration_of, measure, measure_loudness, wav_info
+from pipeline.audio import decode_to_pcm, duration_of, measure, measure_loudness, wav_info
 from pipeline.engine import speech
+from pipeline.errors import InvalidAudio
 from pipeline.engine.speech import pcm16_to_wav
 from pipeline.engine.tone import tone
 from pipeline.audio.publish import FORMATS, PublishedAudio, PublishOptions, publish

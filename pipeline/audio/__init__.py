@@ -20,9 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-
-class InvalidAudio(ValueError):
-    """Bytes that are not a playable PCM WAV."""
+from pipeline.errors import AudioToolFailed, InvalidAudio
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +71,6 @@ _DEMUXER = {"mp4": "mov"}
 _DAMAGE_WARNINGS = ("do not match", "corrupt", "truncat", "incomplete", "invalid", "missing", "overread", "error")
 _HEAD_BYTES = 1 << 16
 _OGG_TAIL_BYTES = 27 + 255 + 255 * 255  # the largest Ogg page there can be
-
-
-class AudioToolFailed(RuntimeError):
-    """The bundled ffmpeg is missing, or failed on input that had already been checked (not the input's fault)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,14 +27,13 @@ from mutagen import MutagenError
 from pipeline.audio import (
     SILENCE_LUFS,
     AudioMeasurement,
-    AudioToolFailed,
-    InvalidAudio,
     Loudness,
     ffmpeg_environment,
     ffmpeg_exe,
     measure,
     wav_info,
 )
+from pipeline.errors import AudioToolFailed
 
 AudioFormat = Literal["wav", "mp3", "opus", "flac"]
 FORMATS: tuple[AudioFormat, ...] = ("wav", "mp3", "opus", "flac")
@@ -330,4 +329,4 @@ def _write_tags(path: Path, audio_format: str, tags: Mapping[str, str]) -> None:
     vorbis.save()
 
 
-__all__ = ["FORMATS", "TAG_KEYS", "PublishOptions", "PublishedAudio", "publish", "InvalidAudio", "AudioToolFailed"]
+__all__ = ["FORMATS", "TAG_KEYS", "PublishOptions", "PublishedAudio", "publish"]

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pipeline.audio import (AudioToolFailed, InvalidAudio, demuxer_for, duration_of, ffmpeg_environment,
-                            ffmpeg_exe, import_pydub, pcm_stream)
-from pipeline.errors import DocumentError
+from pipeline.audio import demuxer_for, duration_of, ffmpeg_environment, ffmpeg_exe, import_pydub, pcm_stream
+from pipeline.errors import AudioToolFailed, DocumentError
 from pipeline.models import AudioSource
 
 AudioFormat = Literal["wav", "mp3"]
@@ -50,22 +49,14 @@ class RecordingPlan:
     max_bytes: int
 
     def part(self, index: int) -> AudioPart:
-        """The bytes of part `index` (0-based); DocumentError if the file cannot be read or converted."""
+        """The bytes of part `index` (0-based); DocumentError (AudioToolFailed if ffmpeg fails) if the file cannot
+        be read or converted."""
         start, end = self.cuts[index]
-        try:
-            if self.as_is is not None:
-                return AudioPart(_read(self.source.path), self.as_is, 0.0, self.duration_s)
-            whole = len(self.cuts) == 1
-            data = encode_mp3(self.source.path, self.source.suffix, start, None if whole else end - start,
-                              self.max_bytes)
-        except AudioToolFailed as exc:
-            raise DocumentError(f"could not convert the recording: {exc}") from None
+        if self.as_is is not None:
+            return AudioPart(_read(self.source.path), self.as_is, 0.0, self.duration_s)
+        whole = len(self.cuts) == 1
+        data = encode_mp3(self.source.path, self.source.suffix, start, None if whole else end - start, self.max_bytes)
         return AudioPart(data, "mp3", start, end - start)
-
-
-def unusable(exc: InvalidAudio) -> DocumentError:
-    """The one wording for a recording that does not decode, whichever engine found out."""
-    return DocumentError(f"the recording cannot be used: {exc}")
 
 
 def longest_part_s(max_bytes: int) -> float:
@@ -85,19 +76,15 @@ def part_count(source: AudioSource, duration_s: float, max_bytes: int) -> int:
 
 
 def plan(source: AudioSource, max_bytes: int) -> RecordingPlan:
-    """Check the recording decodes (and is what its name says), then decide its parts; DocumentError if not."""
-    try:
-        duration = duration_of(source.path, suffix=source.suffix, max_seconds=MAX_SECONDS)
-        as_is = sent_as_is(source, max_bytes)
-        longest = longest_part_s(max_bytes)
-        if as_is is not None or duration <= longest:
-            cuts: tuple[tuple[float, float], ...] = ((0.0, round(duration, 3)),)
-        else:
-            cuts = tuple(silence_cuts(source.path, source.suffix, duration, longest))
-    except InvalidAudio as exc:
-        raise unusable(exc) from None
-    except AudioToolFailed as exc:
-        raise DocumentError(f"could not convert the recording: {exc}") from None
+    """Check the recording decodes (and is what its name says), then decide its parts; InvalidAudio if it does not,
+    AudioToolFailed if ffmpeg fails (both DocumentErrors, with a message that already names the problem)."""
+    duration = duration_of(source.path, suffix=source.suffix, max_seconds=MAX_SECONDS)
+    as_is = sent_as_is(source, max_bytes)
+    longest = longest_part_s(max_bytes)
+    if as_is is not None or duration <= longest:
+        cuts: tuple[tuple[float, float], ...] = ((0.0, round(duration, 3)),)
+    else:
+        cuts = tuple(silence_cuts(source.path, source.suffix, duration, longest))
     return RecordingPlan(source, duration, as_is, cuts, max_bytes)
 
 

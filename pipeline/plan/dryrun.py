@@ -12,8 +12,9 @@ from typing import Any
 from pipeline import plan, sources
 
 from pipeline.audio import recordings
-from pipeline.audio import InvalidAudio, duration_of
+from pipeline.audio import duration_of
 from pipeline.plan.costs import cost_usd, prices_for
+from pipeline.errors import InvalidAudio
 from pipeline.models import Document, RunSettings, questions_for
 from pipeline.providers.openai.prompts import recording_system_prompt
 from pipeline.providers.openai import build_request_body

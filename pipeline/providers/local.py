@@ -13,8 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from pipeline.audio import recordings
-from pipeline.audio import InvalidAudio, wav_info
+from pipeline.audio import wav_info
 from pipeline.engine import listen, narrate, speech
 from pipeline.plan.split import chapter_label, narration_parts
 from pipeline.audio.stitch import stitch
@@ -69,8 +68,8 @@ class LocalProvider:
                 if self._pool is pool:
                     pool.shutdown(wait=False, cancel_futures=True)
                     self._pool = self._new_pool()
-            except InvalidAudio as exc:
-                raise recordings.unusable(exc) from None
+            except DocumentError:  # InvalidAudio, AudioToolFailed: already what the runner records
+                raise
             except Exception as exc:  # the engine is this provider's boundary: classify what it raises
                 raise DocumentError(f"offline engine failed: {type(exc).__name__}: {exc}") from None
         raise AssertionError("unreachable")

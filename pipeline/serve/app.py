@@ -34,8 +34,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from pipeline.errors import InvalidAudio
 from pipeline.serve import work as server_work
-from pipeline.audio import InvalidAudio
 from pipeline.serve.errors import ApiFailure, error_response, json_response, quoted, request_id
 from pipeline.serve.faults import (ConnectionExposingProtocol, FaultPlan, HoldUntilClientLeaves, ResetConnection,
                                     TruncatedResponse)

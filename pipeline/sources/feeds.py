@@ -33,7 +33,7 @@ import httpx
 from pipeline import __version__
 
 from pipeline.sources import extract
-from pipeline.errors import DocumentError, UsageError
+from pipeline.errors import AddressRefused, DocumentError, FetchError, UsageError
 from pipeline.models import Document, RejectedDocument
 from pipeline.redact import url_without_credentials
 
@@ -77,14 +77,6 @@ class FetchLimits:
     # The only proxy ever used: the environment's (HTTP_PROXY, ALL_PROXY, …) never are. Left out of repr because
     # it can hold a password.
     proxy: str | None = field(default=None, repr=False)
-
-
-class FetchError(DocumentError):
-    """A feed or page could not be fetched within the limits; the message is the one-line reason."""
-
-
-class AddressRefused(FetchError):
-    """A fetch was refused because its host is, resolves to, or connected to an address it may not reach."""
 
 
 @dataclass(frozen=True, slots=True)

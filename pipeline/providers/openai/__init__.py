@@ -19,11 +19,11 @@ import httpx
 from pipeline import __version__
 
 from pipeline.audio import recordings
-from pipeline.audio import InvalidAudio, wav_info
+from pipeline.audio import wav_info
 from pipeline.clock import SYSTEM_CLOCK, Clock
 from pipeline.providers.openai.conversation import Conversation
-from pipeline.errors import (ApiError, AuthenticationFailed, DocumentError, PermanentApiError, TransientError,
-                             keeping_attempts)
+from pipeline.errors import (ApiError, AuthenticationFailed, DocumentError, InvalidAudio, PermanentApiError,
+                             TransientError, keeping_attempts)
 from pipeline.models import Attempt, Document, EventListener, RunSettings, SpokenSummary, Usage, questions_for
 from pipeline.plan.split import chapter_label, narration_parts, split_for_budget
 from pipeline.providers.openai.prompts import (combined_parts, narrate_messages, part_messages,
