@@ -119,19 +119,18 @@ def _run_settings(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | 
 def report_command(out_dir: Path, run_id: str | None) -> None:
     """Re-render OUT/report.json and OUT/report.html from OUT/.audiosum/state.sqlite (e.g. after a crash)."""
     from pipeline import report
-    from pipeline.state.lock import RunLock
     from pipeline.state import STATE_DIR, RunState
+    from pipeline.state.lock import RunLock
 
-    with exits_on_errors():
-        with RunLock(out_dir / STATE_DIR):
-            state = RunState(out_dir, must_exist=True)
-            try:
-                row = state.run(run_id) if run_id else state.latest_real_run()
-                if row is None:
-                    raise UsageError(f"no run {run_id or ''} recorded in {out_dir}".replace("  ", " "))
-                _, html_path = report.write(out_dir, report.build(state, row["run_id"]), state)
-            finally:
-                state.close()
+    with exits_on_errors(), RunLock(out_dir / STATE_DIR):
+        state = RunState(out_dir, must_exist=True)
+        try:
+            row = state.run(run_id) if run_id else state.latest_real_run()
+            if row is None:
+                raise UsageError(f"no run {run_id or ''} recorded in {out_dir}".replace("  ", " "))
+            _, html_path = report.write(out_dir, report.build(state, row["run_id"]), state)
+        finally:
+            state.close()
     click.echo(f"audiosum: rebuilt the report of run {row['run_id']} ({row['status']}): {html_path}")
 
 
@@ -201,7 +200,8 @@ def jobs_command(folder: Path) -> None:
 @click.option("--fault-retry-after", default="0.05-0.5", show_default=True, metavar="A-B",
               help="The wait an injected 429 fault announces in retry-after(-ms), uniform in A..B seconds.")
 @click.option("--feed", "feed_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
-              metavar="OUT", help="Also serve OUT's podcast.xml and the files it links to at /feed/ (for podcast apps).")
+              metavar="OUT",
+              help="Also serve OUT's podcast.xml and the files it links to at /feed/ (for podcast apps).")
 @click.option("--feed-only", is_flag=True, help="Serve only the --feed files: no API, no /stats (safe on a LAN).")
 @click.option("--allowed-host", "allowed_host", multiple=True, metavar="NAME",
               help="Also answer requests whose Host is NAME (repeatable; '*.example.com' or '*' allowed). "

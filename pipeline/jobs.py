@@ -78,11 +78,11 @@ def load_job(path: Path) -> JobFile:
         if key not in data:
             continue
         value = _check_value(path, key, spec, data[key])
-        if key == "inputs":
+        if key == "inputs" and isinstance(value, tuple):
             value = tuple(_resolve(base, item) for item in value)
-        elif key == "feeds":  # URLs stay as they are; local feed files resolve like inputs
+        elif key == "feeds" and isinstance(value, tuple):  # URLs stay as they are; local feed files resolve
             value = tuple(item if "://" in item else _resolve(base, item) for item in value)
-        elif key == "out":
+        elif key == "out" and isinstance(value, str):
             value = _resolve(base, value)
         values[key] = value
 

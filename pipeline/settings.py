@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -182,31 +182,36 @@ def build_settings(inputs: tuple[str, ...], values: Mapping[str, object], *, pri
                          "(spaces, control characters or non-ASCII); check how it was exported")
     api_base = str(values["api_base"]) if values.get("api_base") else None
     provider = resolve_provider(str(values["provider"]), api_key, api_base)
-    rpm = int(values["rpm"])  # type: ignore[call-overload]
-    workers = int(values["workers"])  # type: ignore[call-overload]
-    audio_format = str(values["format"])
-    concurrency = values["concurrency"] or (workers if provider == "local" else default_concurrency(rpm))
+    rpm, workers, audio_format = _int(values["rpm"]), _int(values["workers"]), str(values["format"])
+    concurrency = _int(values["concurrency"]) if values["concurrency"] else (
+        workers if provider == "local" else default_concurrency(rpm))
     return RunSettings(
-        inputs=inputs, out_dir=Path(str(values["out"])), provider=provider,  # type: ignore[arg-type]
-        model=str(values["model"]), voice=str(values["voice"]), words=int(values["words"]),  # type: ignore[call-overload]
-        concurrency=int(concurrency),  # type: ignore[call-overload]
+        inputs=inputs, out_dir=Path(str(values["out"])), provider=provider, model=str(values["model"]),
+        voice=str(values["voice"]), words=_int(values["words"]), concurrency=concurrency,
         instructions=_optional_str(values["instructions"]),
         base_url=check_base_url(api_base or DEFAULT_API_BASE), api_key=api_key,
-        timeout_s=float(values["timeout"]), local_workers=workers, rpm=rpm,  # type: ignore[arg-type]
-        tpm=int(values["tpm"]), max_attempts=int(values["max_attempts"]),  # type: ignore[call-overload]
-        retry_backoff_s=float(values["retry_backoff"]), force=bool(values["force"]),  # type: ignore[arg-type]
-        grace_s=float(values["grace"]), price_overrides=dict(prices),  # type: ignore[arg-type]
-        podcast_base_url=str(values["base_url"]), podcast_keep=int(values["keep"]),  # type: ignore[call-overload]
-        podcast_title=_optional_str(values["podcast_title"]),
-        max_input_tokens=int(values["max_input_tokens"]),  # type: ignore[call-overload]
-        map_model=str(values["map_model"]), mode=values["mode"],  # type: ignore[arg-type]
-        since=_aware(values["since"]), max_items=values["max_items"],  # type: ignore[arg-type]
+        timeout_s=_float(values["timeout"]), local_workers=workers, rpm=rpm, tpm=_int(values["tpm"]),
+        max_attempts=_int(values["max_attempts"]), retry_backoff_s=_float(values["retry_backoff"]),
+        force=bool(values["force"]), grace_s=_float(values["grace"]), price_overrides=dict(prices),
+        podcast_base_url=str(values["base_url"]), podcast_keep=_int(values["keep"]),
+        podcast_title=_optional_str(values["podcast_title"]), max_input_tokens=_int(values["max_input_tokens"]),
+        map_model=str(values["map_model"]), mode="narrate" if values["mode"] == "narrate" else "summary",
+        since=_aware(values["since"]), max_items=_int(values["max_items"]) if values["max_items"] else None,
         audio_format=audio_format, loudness_lufs=loudness_for(values["loudness"], audio_format),
-        output=values["output"],  # type: ignore[arg-type]
+        output="text" if values["output"] == "text" else "text+audio",
         followups=_followups(values["followups"]),
-        max_audio_bytes=int(float(values["max_audio_mb"]) * 1024 * 1024),  # type: ignore[arg-type]
+        max_audio_bytes=int(_float(values["max_audio_mb"]) * 1024 * 1024),
         allow_private_links=bool(values["allow_private_links"]), proxy=_proxy(values["proxy"]),
     )
+
+
+def _int(value: object) -> int:
+    """A value the table's validation (click or jobs.py) already checked."""
+    return value if isinstance(value, int) else int(str(value))
+
+
+def _float(value: object) -> float:
+    return float(value) if isinstance(value, (int, float)) else float(str(value))
 
 
 def resolve_provider(choice: str, api_key: str | None, base_url: str | None) -> Literal["openai", "local"]:
@@ -274,7 +279,7 @@ def _aware(value: object) -> datetime | None:
     """A --since date without a zone is taken as UTC (feeds give zoned dates)."""
     if not isinstance(value, datetime):
         return None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _proxy(value: object) -> str | None:
