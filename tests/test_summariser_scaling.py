@@ -41,9 +41,38 @@ def random_sentences(size: int, separator: str, seed: int = 11) -> str:
         total += len(sentence) + len(separator)
     return separator.join(parts)[:size]
 
+INLINE_MARKUP = ("one inline-heavy line", "emphasis run")  # its sentences lose their markup
+
+def shaped(size: int, layout: str) -> str:
+    # `size` bytes of random sentences laid out as `layout`: plain prose, or a shape that once defeated the
+    # piece cutter (each opens with ordinary paragraphs, so a summary has something to choose).
+    if layout in ("run-on", "paragraphs"):
+        return random_sentences(size, " " if layout == "run-on" else "\n\n")
+    said = random_sentences(size, "\n").split("\n")
+    opening = "\n\n".join(said[:40]) + "\n\n"
+    rest = said[40:]
+    body = {
+        "indented list": lambda: "".join(f" - {s}\n" for s in rest),
+        "cr paragraphs": lambda: "\r\r".join(rest),
+        "crlf paragraphs": lambda: "\r\n\r\n".join(rest),
+        "cr list": lambda: "".join(f"- {s}\r" for s in rest),
+        "unclosed fence": lambda: "```\n" + "\n\n".join(rest),
+        "unclosed html comment": lambda: "<!--\n" + "\n\n".join(rest),
+        "one inline-heavy line": lambda: " ".join(f"*{s[:4]}*{s[4:8]}`{s[8:10]}`[{s[10:]}](#a)" for s in rest),
+        "nested list": lambda: "- Top.\n" + "".join("  " * (1 + i % 12) + f"- {s}\n" for i, s in enumerate(rest)),
+        "nested quotes": lambda: "".join(">" * (1 + i % 12) + f" {s}\n" for i, s in enumerate(rest)),
+        "table": lambda: "| Site | Note |\n|---|---|\n" + "".join(f"| {s[:6]} | {s} |\n" for s in rest),
+        "indented table": lambda: " | Site | Note |\n |---|---|\n" + "".join(f" | {s[:6]} | {s} |\n" for s in rest),
+        "rules": lambda: "---\n" * (size // 4),
+        "short indented items": lambda: " - Ab\n" * (size // 6),
+        "short indented rows": lambda: " |a|b|\n |-|-|\n" + " |a|b|\n" * (size // 7),
+        "emphasis run": lambda: "*a*" * (size // 3),
+    }[layout]()
+    return (opening + body)[:size]
+
 mode, size, layout, question = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 from pipeline.engine import extractive, text as text_module
-document = random_sentences(size, " " if layout == "run-on" else "\n\n")
+document = shaped(size, layout)
 started = time.perf_counter()
 if mode == "summarise":
     chosen = extractive.summarise(document, 150)
@@ -52,7 +81,7 @@ elif mode == "answer":
 else:
     chosen = [s.text for s in text_module.sentences(document)]
 seconds = time.perf_counter() - started
-from_document = all(s.rstrip(".") in document for s in chosen[:50])
+from_document = layout in INLINE_MARKUP or all(s.rstrip(".") in document for s in chosen[:50])
 with open("/proc/self/status") as status:
     peak_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
 print(json.dumps({"seconds": seconds, "peak_mb": peak_kb / 1024, "chosen": len(chosen),
@@ -91,6 +120,37 @@ def test_follow_up_answer_over_random_short_sentences_stays_in_bounded_memory(si
 def test_summary_of_a_page_of_one_sentence_paragraphs_stays_in_bounded_memory() -> None:
     # markdown-it holds a token per block: parsed whole, this page alone took 326 MB to split.
     _assert_bounded(measure_in_child("summarise", PAGE_CAP_BYTES, "paragraphs"), max_words=150)
+
+
+# Shapes that once defeated the piece cutter, so one parse held the page (peak RSS at 5 MB before the fix:
+# indented list 453 MB, \r\r paragraphs 394, \r list 469, one inline-heavy line 585, indented table 539,
+# rules 490, two-letter indented items 391, tiny indented table rows 458).
+SHAPES = ["indented list", "cr paragraphs", "crlf paragraphs", "cr list", "unclosed fence", "unclosed html comment",
+          "one inline-heavy line", "nested list", "nested quotes", "table", "indented table", "rules",
+          "short indented items", "short indented rows", "emphasis run"]
+
+
+def _shaped(size: int, layout: str) -> str:
+    namespace: dict[str, object] = {}
+    exec(_CHILD.split("mode, size, layout")[0], namespace)
+    return namespace["shaped"](size, layout)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("layout", SHAPES)
+def test_no_shape_keeps_the_cutter_from_cutting(layout: str) -> None:
+    document = text._normalise_newlines(_shaped(1024 * 1024, layout))
+    pieces = list(text._pieces(document))
+    assert len(pieces) > 1
+    assert max(len(p.text) for p in pieces) <= text._FORCED_CHARS + 2 * text._PIECE_CHARS
+    assert max(p.text.count("\n") for p in pieces) <= 2 * text._FORCED_LINES + 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", SHAPES)
+def test_summary_of_a_page_in_a_shape_that_defeated_the_cutter_stays_in_bounded_memory(layout: str) -> None:
+    measured = measure_in_child("summarise", PAGE_CAP_BYTES, layout)
+    assert measured["peak_mb"] <= PEAK_RSS_LIMIT_MB, measured
+    assert measured["chosen"] > 0 and measured["from_document"], measured
 
 
 def _numbered(count: int) -> list[Sentence]:
@@ -143,7 +203,8 @@ def _samples() -> list[str]:
     return [path.read_text() for path in sorted(SAMPLE_INPUTS.rglob("*")) if path.suffix in (".txt", ".md")]
 
 
-@pytest.mark.parametrize("layout", ["documents", "table", "fenced code", "html comment", "list", "links"])
+@pytest.mark.parametrize("layout", ["documents", "table", "fenced code", "html comment", "list", "links",
+                                    "indented list", "crlf paragraphs", "cr paragraphs", "cr list", "unclosed fence"])
 def test_a_long_text_read_in_pieces_reads_as_a_whole(layout: str) -> None:
     rows = 12000
     document = {
@@ -153,6 +214,11 @@ def test_a_long_text_read_in_pieces_reads_as_a_whole(layout: str) -> None:
         "html comment": "<!--\n" + "hidden\n\n" * 30000 + "-->\n\nVisible text.\n",
         "list": "".join(f"- item {i} is here.\n" for i in range(rows * 3 // 2)),
         "links": "[guide]: https://example.org/guide\n\n" + "See the [manual][guide] now.\n\n" * rows,
+        "indented list": "".join(f" - item {i} is here.\n" for i in range(rows * 3 // 2)),
+        "crlf paragraphs": "".join(f"Paragraph {i} is here.\r\n\r\n" for i in range(rows)),
+        "cr paragraphs": "".join(f"Paragraph {i} is here.\r\r" for i in range(rows)),
+        "cr list": "".join(f"- item {i} is here.\r" for i in range(rows * 3 // 2)),
+        "unclosed fence": "Intro.\n\n```\n" + "code()\n\n" * rows * 3,
     }[layout]
     pieces = list(text._pieces(document))
     assert len(pieces) > 1 and max(len(p.text) for p in pieces) <= 3 * text._PIECE_CHARS
@@ -170,5 +236,5 @@ def test_pieces_cover_the_text_in_order() -> None:
                        for _ in range(120_000))
     pieces = list(text._pieces(document))
     assert len(pieces) > 1 and not any(p.repeats_table_header for p in pieces)
-    assert "".join(p.text for p in pieces) == document
+    assert "".join(p.text[len(p.carried):] for p in pieces) == document
     assert list(text._blocks(document)) == _read_whole(document)

@@ -22,6 +22,11 @@ _TERMINAL = (".", "!", "?", ":", ";", "…")
 _MAX_HEADING_WORDS = 14
 # Up to this many characters are parsed at once: normal documents in one piece, exactly as a whole.
 _PIECE_CHARS = 128 * 1024
+# Past this many characters or lines, a piece is cut wherever it stands (see _Cutter.may_cut_before):
+# pathological input only. markdown-it's tokens grow with lines as much as with characters (a 512 KB list of
+# two-letter items took 200 MB to parse), hence the line budget.
+_FORCED_CHARS = 4 * _PIECE_CHARS
+_FORCED_LINES = _PIECE_CHARS // 8
 _FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
 # CommonMark HTML blocks 1-5 run to a terminator, across blank lines; (opening line, terminator).
 _HTML_BLOCKS = (
@@ -54,16 +59,17 @@ def speakable(text: str) -> str:
     return re.sub(r"\s+([,.;:!?])", r"\1", text)
 
 
-def _block_closer(line: str) -> re.Pattern[str] | None:
-    """For a line opening fenced code or an HTML block that a blank line does not end: what ends it."""
+def _block_closer(line: str) -> tuple[re.Pattern[str], str] | None:
+    """For a line opening fenced code or an HTML block that a blank line does not end: what ends it, and a
+    short line that opens the same kind of block again (for a piece cut inside it)."""
     if line.lstrip(" ")[:1] not in ("`", "~", "<"):
         return None  # most lines: no regex at all
     if fence := _FENCE.match(line):
         mark = fence.group(1)
-        return re.compile(rf"^ {{0,3}}{re.escape(mark[0])}{{{len(mark)},}}\s*$")
+        return re.compile(rf"^ {{0,3}}{re.escape(mark[0])}{{{len(mark)},}}\s*$"), mark + "\n"
     for opening, terminator in _HTML_BLOCKS:
         if opened := opening.match(line):
-            return None if terminator.search(line, opened.end()) else terminator
+            return None if terminator.search(line, opened.end()) else (terminator, opened.group(0).strip() + "\n")
     return None
 
 
@@ -71,6 +77,11 @@ def _block_closer(line: str) -> re.Pattern[str] | None:
 class _Piece:
     text: str
     repeats_table_header: bool  # the piece starts with the header rows of a table cut in two: skip them
+    carried: str = ""  # what the piece starts with that is not its own text (a table header, an opening line)
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" ")) + (4 if line.lstrip(" ")[:1] == "\t" else 0)
 
 
 @dataclass(slots=True)
@@ -81,38 +92,78 @@ class _Cutter:
     has ended there). A piece with no such place for twice _PIECE_CHARS (a huge list, table or paragraph) is
     cut before any unindented line instead: a list goes on as a second list, a table as a second table under
     its repeated header, a paragraph as a second paragraph (one sentence may break there).
+
+    Forced: a piece that reaches _FORCED_CHARS or _FORCED_LINES with neither (a list or table indented by a space, a fence or
+    HTML comment never closed, a run of rules or setext underlines, one huge line) is cut before the next line
+    that cannot read as indented code, and past _FORCED_CHARS + _PIECE_CHARS before any line at all. This is
+    pathological input, and bounded memory wins over fidelity there: an item may come out of its list, a
+    nested list may go on shallower or (past the second limit) as dropped code, a sentence may break. Fenced
+    code and HTML blocks are opened again at the top of the next piece (and tables get their header again),
+    so what was hidden stays hidden.
     """
 
     closer: re.Pattern[str] | None = None
+    reopen: str = ""  # a line that opens the block `closer` ends again
     table_header: str = ""
     previous: str = ""
 
-    def may_cut_before(self, line: str, length: int) -> bool:
+    def may_cut_before(self, line: str, length: int, lines: int = 0, *, starts_line: bool = True) -> bool:
+        if not starts_line:  # a part of one huge line, markup all through it: the inline tokens add up too
+            return length >= 2 * _PIECE_CHARS
+        forced = length >= _FORCED_CHARS or lines >= _FORCED_LINES
+        if length >= _FORCED_CHARS + _PIECE_CHARS or lines >= 2 * _FORCED_LINES or (forced and _indent(line) < 4):
+            return True
         if self.closer is not None or length < _PIECE_CHARS or line[:1].isspace() or _SETEXT.match(line):
             return False
         return not self.previous.strip() or length >= 2 * _PIECE_CHARS
 
-    def read(self, line: str) -> None:
+    @property
+    def carried(self) -> str:
+        """What the next piece must start with to read on as this one would: the open block or table header."""
+        return self.reopen if self.closer is not None else self.table_header
+
+    def read(self, line: str, *, starts_line: bool = True) -> None:
         if self.closer is not None:
-            if self.closer.search(line):
-                self.closer = None
+            # a fence's closer is a whole line; an HTML terminator may stand anywhere, even in a long line's tail
+            if (starts_line or not self.closer.pattern.startswith("^")) and self.closer.search(line):
+                self.closer, self.reopen = None, ""
+        elif not starts_line:
+            return  # the tail of a long line: no block starts there
         elif not line.strip():
             self.table_header = ""
         else:
-            self.closer = _block_closer(line)
+            self.closer, self.reopen = _block_closer(line) or (None, "")
             if not self.table_header and "|" in self.previous and _TABLE_DELIMITER.match(line):
                 self.table_header = self.previous + line
         self.previous = line
 
 
-def _lines(text: str) -> Iterator[tuple[int, str]]:
-    """(offset, line with its newline), without a list of every line."""
-    position = 0
+def _lines(text: str) -> Iterator[tuple[int, str, bool]]:
+    """(offset, line with its newline, whether it starts a line), without a list of every line. A line longer
+    than _PIECE_CHARS comes in parts, each ending after a sentence's end or a space where there is one."""
+    position, starts_line = 0, True
     while position < len(text):
-        end = text.find("\n", position)
-        end = len(text) if end < 0 else end + 1
-        yield position, text[position:end]
+        limit = position + _PIECE_CHARS
+        end = text.find("\n", position, limit)
+        if end >= 0:
+            end += 1
+        elif limit >= len(text):
+            end = len(text)
+        else:
+            end = limit
+            for mark in (". ", " "):
+                found = text.rfind(mark, position + _PIECE_CHARS // 2, limit)
+                if found >= 0:
+                    end = found + len(mark)
+                    break
+        yield position, text[position:end], starts_line
+        starts_line = text[end - 1] == "\n"
         position = end
+
+
+def _normalise_newlines(text: str) -> str:
+    """\r\n and a lone \r as \n, as markdown-it reads them, so the cutter sees the same lines the parser does."""
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
 
 
 def _pieces(text: str) -> Iterator[_Piece]:
@@ -121,14 +172,17 @@ def _pieces(text: str) -> Iterator[_Piece]:
     if len(text) <= _PIECE_CHARS:
         yield _Piece(text, False)
         return
+    text = _normalise_newlines(text)
     cutter = _Cutter()
-    start, header = 0, ""
-    for offset, line in _lines(text):
-        if cutter.may_cut_before(line, offset - start):
-            yield _Piece(header + text[start:offset], bool(header))
-            start, header = offset, cutter.table_header
-        cutter.read(line)
-    yield _Piece(header + text[start:], bool(header))
+    start, carried, header, lines = 0, "", False, 0
+    for offset, line, starts_line in _lines(text):
+        if cutter.may_cut_before(line, offset - start, lines, starts_line=starts_line):
+            yield _Piece(carried + text[start:offset], header, carried)
+            start, carried, header = offset, cutter.carried, cutter.closer is None and bool(cutter.table_header)
+            lines = 0
+        cutter.read(line, starts_line=starts_line)
+        lines += 1
+    yield _Piece(carried + text[start:], header, carried)
 
 
 def _blocks(text: str) -> Iterator[tuple[str, bool]]:
