@@ -42,7 +42,7 @@ def wav_info(data: bytes) -> WavInfo:
             rate, channels, width = reader.getframerate(), reader.getnchannels(), reader.getsampwidth()
             payload = reader.readframes(reader.getnframes())
     except (wave.Error, EOFError, ValueError) as exc:
-        raise InvalidAudio(f"not a parseable WAV: {exc or type(exc).__name__}") from None
+        raise InvalidAudio(f"not a parseable WAV: {exc or type(exc).__name__}") from exc
     if rate <= 0 or channels <= 0 or width <= 0:
         raise InvalidAudio("WAV header has a zero rate, channel count or sample width")
     frames = len(payload) // (channels * width)
@@ -98,7 +98,7 @@ def ffmpeg_exe() -> str:
 
         return imageio_ffmpeg.get_ffmpeg_exe()
     except (ImportError, RuntimeError, OSError) as exc:  # no package, no binary for this platform, not runnable
-        raise AudioToolFailed(f"no usable ffmpeg: {exc}") from None
+        raise AudioToolFailed(f"no usable ffmpeg: {exc}") from exc
 
 
 def import_pydub():  # -> the pydub module, with pydub.silence loaded
@@ -151,7 +151,7 @@ def pcm_stream(data: bytes | Path, *, suffix: str | None = None, sample_rate: in
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                        stderr=subprocess.DEVNULL, cwd=folder, env=ffmpeg_environment())
         except OSError as exc:
-            raise AudioToolFailed(f"cannot run ffmpeg: {exc}") from None
+            raise AudioToolFailed(f"cannot run ffmpeg: {exc}") from exc
         assert process.stdout is not None
         try:
             yield process.stdout  # a BufferedReader: read(n) returns n bytes until the end, as frame readers need
@@ -251,7 +251,7 @@ def _read_head(data: bytes | Path) -> tuple[bytes, bytes, int]:
             handle.seek(max(0, size - _OGG_TAIL_BYTES))
             tail = handle.read(_OGG_TAIL_BYTES)
     except OSError as exc:
-        raise InvalidAudio(f"cannot read {data}: {exc.strerror or exc}") from None
+        raise InvalidAudio(f"cannot read {data}: {exc.strerror or exc}") from exc
     return head, tail, size
 
 
@@ -381,7 +381,7 @@ def _stream_pcm(command: list[str], stderr_path: Path, folder: str, keep_pcm: bo
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
                                        cwd=folder, env=ffmpeg_environment())
         except OSError as exc:
-            raise AudioToolFailed(f"cannot run ffmpeg: {exc}") from None
+            raise AudioToolFailed(f"cannot run ffmpeg: {exc}") from exc
 
         def kill() -> None:
             timed_out.set()

@@ -148,7 +148,7 @@ def publish(wav: bytes, options: PublishOptions = PublishOptions()) -> Published
             try:
                 _write_tags(output, options.format, options.tags)
             except MutagenError as exc:
-                raise AudioToolFailed(f"cannot tag the {encoding.extension} file: {exc}") from None
+                raise AudioToolFailed(f"cannot tag the {encoding.extension} file: {exc}") from exc
             return measure(output)
 
         def search(gain_db: float | None, ceiling_dbtp: float | None) -> AudioMeasurement:
@@ -246,10 +246,10 @@ def _encode(source: Path, output: Path, encoding: _Encoding, rate: int, channels
     try:
         result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, cwd=folder,
                                 env=ffmpeg_environment(), timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        raise AudioToolFailed(f"ffmpeg took longer than {timeout_s:g} s to encode {encoding.extension}") from None
+    except subprocess.TimeoutExpired as exc:
+        raise AudioToolFailed(f"ffmpeg took longer than {timeout_s:g} s to encode {encoding.extension}") from exc
     except OSError as exc:
-        raise AudioToolFailed(f"cannot run ffmpeg: {exc}") from None
+        raise AudioToolFailed(f"cannot run ffmpeg: {exc}") from exc
     if result.returncode != 0:
         message = result.stderr.decode("utf-8", "replace").strip().splitlines()
         raise AudioToolFailed(f"ffmpeg could not encode {encoding.extension}: "

@@ -151,10 +151,10 @@ def encode_mp3(path: Path, suffix: str, start_s: float, length_s: float | None, 
     try:
         result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, env=ffmpeg_environment(),
                                 timeout=ENCODE_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        raise AudioToolFailed(f"ffmpeg took longer than {ENCODE_TIMEOUT_S:g} s to convert the recording") from None
+    except subprocess.TimeoutExpired as exc:
+        raise AudioToolFailed(f"ffmpeg took longer than {ENCODE_TIMEOUT_S:g} s to convert the recording") from exc
     except OSError as exc:
-        raise AudioToolFailed(f"cannot run ffmpeg: {exc}") from None
+        raise AudioToolFailed(f"cannot run ffmpeg: {exc}") from exc
     if result.returncode != 0 or not result.stdout:
         detail = result.stderr.decode("utf-8", "replace").strip().splitlines()
         raise AudioToolFailed(f"ffmpeg could not convert it to MP3: {detail[-1] if detail else 'no output'}")
@@ -169,4 +169,4 @@ def _read(path: Path) -> bytes:
         with open(path, "rb") as handle:
             return handle.read()
     except OSError as exc:
-        raise DocumentError(f"cannot read the recording: {exc.strerror or exc}") from None
+        raise DocumentError(f"cannot read the recording: {exc.strerror or exc}") from exc

@@ -61,17 +61,17 @@ class LocalProvider:
             pool = self._pool
             try:
                 return await loop.run_in_executor(pool, function, *args)
-            except BrokenProcessPool:
+            except BrokenProcessPool as exc:
                 # A worker died (e.g. the OOM killer): start a fresh pool once rather than fail every document.
                 if attempt == 2:
-                    raise TransientError("the offline speech worker died twice on this document") from None
+                    raise TransientError("the offline speech worker died twice on this document") from exc
                 if self._pool is pool:
                     pool.shutdown(wait=False, cancel_futures=True)
                     self._pool = self._new_pool()
             except DocumentError:  # InvalidAudio, AudioToolFailed: already what the runner records
                 raise
             except Exception as exc:  # the engine is this provider's boundary: classify what it raises
-                raise DocumentError(f"offline engine failed: {type(exc).__name__}: {exc}") from None
+                raise DocumentError(f"offline engine failed: {type(exc).__name__}: {exc}") from exc
         raise AssertionError("unreachable")
 
     async def summarise(self, document: Document, settings: RunSettings) -> SpokenSummary:

@@ -238,9 +238,9 @@ class ChatServer:
                              param=f"{param}.input_audio.data", code="invalid_type")
         try:
             data = _b64decode(encoded)
-        except (binascii.Error, ValueError):
+        except (binascii.Error, ValueError) as exc:
             raise ApiFailure(400, f"'{param}.input_audio.data' is not valid base64.",
-                             param=f"{param}.input_audio.data") from None
+                             param=f"{param}.input_audio.data") from exc
         if not data:
             raise ApiFailure(400, f"'{param}.input_audio.data' is empty.", param=f"{param}.input_audio.data")
         return data, audio_format
@@ -318,7 +318,7 @@ class ChatServer:
                                            with_voice)
             except InvalidAudio as exc:
                 raise ApiFailure(400, f"The input audio could not be decoded: {exc}.",
-                                 param="messages", code="invalid_value") from None
+                                 param="messages", code="invalid_value") from exc
         if follow_up:
             # Answer from the document (the first user turn, when it is text) and what was said about it since;
             # earlier questions are not facts to quote back.
@@ -550,8 +550,8 @@ def _parse_body(raw: bytes) -> dict[str, Any]:
                          "server accepts requests of ordinary shape only.", code="invalid_value")
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise ApiFailure(400, "We could not parse the JSON body of your request.") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ApiFailure(400, "We could not parse the JSON body of your request.") from exc
     if not isinstance(body, dict):
         raise ApiFailure(400, "The request body must be a JSON object.")
     return body
@@ -562,9 +562,9 @@ def _text(value: str, param: str) -> str:
     encoded in the answer) and within the text cap."""
     try:
         size = len(value.encode("utf-8"))
-    except UnicodeEncodeError:
+    except UnicodeEncodeError as exc:
         raise ApiFailure(400, f"'{param}' is not valid Unicode (it contains a lone surrogate).", param=param,
-                         code="invalid_value") from None
+                         code="invalid_value") from exc
     if size > MAX_TEXT_BYTES:
         raise _text_too_long(param)
     return value

@@ -44,8 +44,8 @@ def parse_faults(spec: str | None) -> tuple[tuple[str, float], ...]:
             raise ValueError(f"fault kind {kind!r} is given twice")
         try:
             probability = float(value)
-        except ValueError:
-            raise ValueError(f"{value!r} is not a probability (in {item.strip()!r})") from None
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a probability (in {item.strip()!r})") from exc
         if not math.isfinite(probability) or not 0.0 <= probability <= 1.0:
             raise ValueError(f"probability {value!r} for {kind!r} is not between 0 and 1")
         faults[kind] = probability

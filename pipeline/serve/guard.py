@@ -223,9 +223,9 @@ class BodyGate:
         try:
             async with asyncio.timeout_at(self._deadline):
                 message = await self._receive()
-        except TimeoutError:
+        except TimeoutError as exc:
             raise ApiFailure(408, f"The request body did not arrive within {self._timeout_s:g} seconds.",
-                             code="request_timeout", headers=CLOSE, kind="body_timeout") from None
+                             code="request_timeout", headers=CLOSE, kind="body_timeout") from exc
         if message["type"] != "http.request":
             self.complete = True
             return message

@@ -154,11 +154,11 @@ class WorkerPool:
             # thread, hence through the loop).
             future.add_done_callback(lambda _: _call_soon(loop, self._ended))
             return await asyncio.wrap_future(future)
-        except BrokenProcessPool:
+        except BrokenProcessPool as exc:
             if self._executor is executor:
                 executor.shutdown(wait=False, cancel_futures=True)
                 self._executor = self._new_executor()
-            raise WorkersLost("a worker process stopped while answering") from None
+            raise WorkersLost("a worker process stopped while answering") from exc
 
     def shutdown(self) -> None:
         self._executor.shutdown(cancel_futures=True)

@@ -423,12 +423,12 @@ def _confined(path: Path, root: Path) -> Path:
     candidate = path if path.is_absolute() else root / path
     try:
         resolved = candidate.resolve(strict=True)
-    except FileNotFoundError:
-        raise DocumentError(f"file {shown} does not exist") from None
-    except RuntimeError:  # Python < 3.13 reports a symlink loop this way (3.13 raises OSError ELOOP)
-        raise DocumentError(f"file {shown} is a symlink loop") from None
+    except FileNotFoundError as exc:
+        raise DocumentError(f"file {shown} does not exist") from exc
+    except RuntimeError as exc:  # Python < 3.13 reports a symlink loop this way (3.13 raises OSError ELOOP)
+        raise DocumentError(f"file {shown} is a symlink loop") from exc
     except OSError as exc:
-        raise DocumentError(f"cannot open {shown}: {exc.strerror or exc}") from None
+        raise DocumentError(f"cannot open {shown}: {exc.strerror or exc}") from exc
     if not resolved.is_relative_to(root):
         raise DocumentError(f"path {shown} lies outside {printable_path(root)}")
     return resolved

@@ -86,14 +86,14 @@ def decode_text(data: bytes) -> str:
         try:
             return data.decode("utf-16")
         except UnicodeDecodeError as exc:
-            raise DocumentError(f"file has a UTF-16 mark but does not decode: {exc.reason}") from None
+            raise DocumentError(f"file has a UTF-16 mark but does not decode: {exc.reason}") from exc
     if b"\x00" in data[:SNIFF_BYTES]:
         raise DocumentError("binary data, not text (contains NUL bytes)")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DocumentError(
-            f"file is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
+            f"file is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})") from exc
 
 
 def document_text(data: bytes, *, suffix: str = "", url: str | None = None) -> Extracted:
@@ -122,7 +122,7 @@ def html_text(data: bytes | str, *, url: str | None = None) -> Extracted:
                                             prune_xpath="//noscript",
                                             date_extraction_params={"extensive_search": False})
     except (ValueError, TypeError, RecursionError) as exc:  # lxml gives up on some malformed markup this way
-        raise DocumentError(f"HTML could not be parsed: {exc}") from None
+        raise DocumentError(f"HTML could not be parsed: {exc}") from exc
     text = (getattr(found, "text", None) or "").strip() if found is not None else ""
     if not text:
         raise DocumentError("no main text found in the HTML page")
@@ -146,7 +146,7 @@ def pdf_text(data: bytes, *, max_pages: int = MAX_PDF_PAGES, max_chars: int = MA
             try:
                 opened = reader.decrypt("")  # an owner-password-only PDF opens with the empty user password
             except (DependencyError, NotImplementedError, FileNotDecryptedError) as exc:
-                raise DocumentError(f"encrypted PDF (cannot be opened: {_first_line(exc)})") from None
+                raise DocumentError(f"encrypted PDF (cannot be opened: {_first_line(exc)})") from exc
             if not opened:
                 raise DocumentError("encrypted PDF (a password is needed to read it)")
         count = len(reader.pages)
@@ -167,7 +167,7 @@ def pdf_text(data: bytes, *, max_pages: int = MAX_PDF_PAGES, max_chars: int = MA
     except DocumentError:
         raise
     except Exception as exc:  # noqa: BLE001 - the boundary: pypdf raises many kinds of error on hostile bytes
-        raise DocumentError(f"malformed PDF ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise DocumentError(f"malformed PDF ({type(exc).__name__}: {_first_line(exc)})") from exc
     if not parts:
         raise DocumentError("no text layer (scanned PDF?)")
     meta = {"kind": "pdf", "extraction": "pypdf", "pages": str(count)}
@@ -238,7 +238,7 @@ def read_blocks(path: str | os.PathLike[str], cap: int, what: str, *, block_size
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
-        raise DocumentError(f"cannot open {what}: {exc.strerror or exc}") from None
+        raise DocumentError(f"cannot open {what}: {exc.strerror or exc}") from exc
     try:
         # Checked on the descriptor before it becomes a file object: os.fdopen raises IsADirectoryError for a
         # folder (a manifest `path` of "."), which is this document's problem, not the run's.
@@ -255,6 +255,6 @@ def read_blocks(path: str | os.PathLike[str], cap: int, what: str, *, block_size
             if left == 0 and handle.read(1):
                 raise DocumentError(f"{what} grew past the {cap}-byte limit while being read")
     except OSError as exc:  # EIO and the like: the disk's problem shows up as this document's failure
-        raise DocumentError(f"cannot read {what}: {exc.strerror or exc}") from None
+        raise DocumentError(f"cannot read {what}: {exc.strerror or exc}") from exc
     finally:
         os.close(fd)

@@ -93,6 +93,7 @@ def check_proxy(proxy: str) -> None:
     try:
         httpx.Client(proxy=proxy, trust_env=False).close()
     except (ValueError, TypeError, ImportError, httpx.InvalidURL) as exc:
+        # Not chained (from None): the error can quote the proxy URL, password and all.
         raise UsageError(f"--proxy {_shown_url(proxy)!r} is not a usable proxy URL "
                          f"({_without_secrets(_first_line(exc), proxy)})") from None
 
@@ -157,7 +158,7 @@ class PageFetcher:
                 return fetched
             try:
                 current = str(response_url.join(location))
-            except httpx.InvalidURL as exc:
+            except httpx.InvalidURL as exc:  # not chained (from None): it quotes the URL, token and all
                 raise FetchError(f"bad redirect: {_without_secrets(_first_line(exc), url, location)}") from None
         raise FetchError(f"more than {limits.max_redirects} redirects")
 
@@ -201,8 +202,8 @@ class PageFetcher:
         """AddressRefused unless host is, or resolves only to, public addresses."""
         try:
             addresses = host_addresses(host, port, self._resolve)
-        except LookupError:
-            raise AddressRefused(f"refusing to fetch from {host}: the name does not resolve") from None
+        except LookupError as exc:
+            raise AddressRefused(f"refusing to fetch from {host}: the name does not resolve") from exc
         for address in addresses:
             if not is_public_address(address):
                 said = "" if str(address) == host.strip("[]") else f"it resolves to {address}, "
@@ -217,6 +218,7 @@ def _hop_target(url: str, *, secrets: tuple[str, ...]) -> tuple[str, str, int]:
         scheme = parts.scheme.lower()
         port = parts.port or (443 if scheme == "https" else 80)
     except ValueError as exc:  # "http://[x", a port out of range
+        # Not chained (from None): urlsplit's errors can quote the netloc, user:password@ included.
         raise FetchError(f"bad URL: {_without_secrets(str(exc), *secrets)}") from None
     if scheme not in ("http", "https"):
         raise FetchError(f"refusing to fetch {_shown_url(url)[:80]!r}: only http and https URLs are fetched")
@@ -463,7 +465,7 @@ class _Inflater:
                 if not data and len(out) < _CHUNK:
                     return
         except zlib.error as exc:
-            raise FetchError(f"body is not valid {self._encoding} data ({exc})") from None
+            raise FetchError(f"body is not valid {self._encoding} data ({exc})") from exc
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -615,16 +617,16 @@ def check_feed_xml(data: bytes) -> None:
     except defusedxml.EntitiesForbidden as exc:
         if exc.sysid or exc.pubid:
             raise DocumentError(f"refused: the feed declares an external entity {exc.name!r} "
-                                f"({exc.sysid or exc.pubid!s}); such entities read local files or URLs") from None
+                                f"({exc.sysid or exc.pubid!s}); such entities read local files or URLs") from exc
         raise DocumentError(f"refused: the feed declares an XML entity {exc.name!r} "
-                            "(entities are how XML bombs such as billion laughs are built)") from None
+                            "(entities are how XML bombs such as billion laughs are built)") from exc
     except defusedxml.DefusedXmlException as exc:
-        raise DocumentError(f"refused: {exc}") from None
+        raise DocumentError(f"refused: {exc}") from exc
     except xml.sax.SAXParseException as exc:
         raise DocumentError(f"not an RSS/Atom feed: not well-formed XML ({exc.getMessage()} at line "
-                            f"{exc.getLineNumber()}, column {exc.getColumnNumber()})") from None
+                            f"{exc.getLineNumber()}, column {exc.getColumnNumber()})") from exc
     except (xml.sax.SAXException, ValueError) as exc:
-        raise DocumentError(f"not an RSS/Atom feed: {_first_line(exc)}") from None
+        raise DocumentError(f"not an RSS/Atom feed: {_first_line(exc)}") from exc
     if (handler.root or "").lower() not in _FEED_ROOTS:
         raise DocumentError(f"not an RSS/Atom feed: the root element is <{handler.root}>")
 

@@ -39,11 +39,11 @@ class RunLock:
             raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except BlockingIOError as exc:
             holder = _read_holder(fd)
             os.close(fd)
             raise LockHeld(f"another audiosum run holds {self.path.parent.parent} "
-                           f"(pid {holder.get('pid', '?')}, started {holder.get('started', '?')})") from None
+                           f"(pid {holder.get('pid', '?')}, started {holder.get('started', '?')})") from exc
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps({"pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}).encode(), 0)

@@ -107,23 +107,23 @@ def parse_answer(response: httpx.Response, *, provider: str, voice: str,
 
     try:
         body = response.json()
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise broken("body is not JSON") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise broken("body is not JSON") from exc
     try:
         message = body["choices"][0]["message"]
-    except (KeyError, IndexError, TypeError):
-        raise broken("no choices[0].message") from None
+    except (KeyError, IndexError, TypeError) as exc:
+        raise broken("no choices[0].message") from exc
     audio = message.get("audio") if isinstance(message, dict) else None
     if not isinstance(audio, dict) or not audio.get("data"):
         raise broken("message has no audio data")
     try:
         wav = base64.b64decode(audio["data"], validate=True)
-    except (binascii.Error, ValueError, TypeError):
-        raise broken("audio data is not valid base64") from None
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise broken("audio data is not valid base64") from exc
     try:
         info = wav_info(wav)
     except InvalidAudio as exc:
-        raise broken(str(exc)) from None
+        raise broken(str(exc)) from exc
     transcript = audio.get("transcript") or message.get("content") or ""
     if not isinstance(transcript, str) or not transcript.strip():
         raise broken("answer has no transcript")
@@ -162,9 +162,9 @@ def parse_text_answer(response: httpx.Response, secret: str | None = None) -> Te
     try:
         body = response.json()
         content = body["choices"][0]["message"]["content"]
-    except (ValueError, KeyError, IndexError, TypeError, RecursionError):
+    except (ValueError, KeyError, IndexError, TypeError, RecursionError) as exc:
         raise TransientError("broken answer: no choices[0].message.content", status=response.status_code,
-                             request_id=request_id, cause="broken_answer") from None
+                             request_id=request_id, cause="broken_answer") from exc
     if not isinstance(content, str) or not content.strip():
         raise TransientError("broken answer: empty text", status=response.status_code, request_id=request_id,
                              cause="broken_answer")
@@ -416,6 +416,8 @@ class OpenAIProvider:
             # a slot for ever.
             async with asyncio.timeout(self._deadline_s):
                 response = await self._client.post("chat/completions", content=payload)
+        # httpx's errors hold the request, its Authorization header (the key) included: they are never chained,
+        # so no traceback or logger that walks __cause__ can reach it (from None).
         except (httpx.TimeoutException, TimeoutError) as exc:
             raise TransientError(f"request timed out ({type(exc).__name__})", cause="timeout") from None
         except httpx.LocalProtocolError as exc:
