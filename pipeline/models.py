@@ -195,7 +195,7 @@ class DocumentResult:
     title: str | None = None
     reason: str | None = None
     error_class: str | None = None
-    wav_name: str | None = None
+    main_name: str | None = None  # the main output: <id>.wav/.mp3/.opus/.flac, or <id>.txt with --output text
     sidecar_name: str | None = None
     transcript: str | None = None
     duration_s: float = 0.0

@@ -31,7 +31,7 @@ from pipeline.models import (Attempt, Document, DocumentResult, EventListener, R
 from pipeline.outputs import (DocumentFiles, claim, document_names, fsync_folder, make_out_dir, planned_names,
                               remove_outputs,
                               remove_stale_temp_files, write_document_outputs)
-from pipeline.audio.publish import PublishedAudio, PublishOptions, publish
+from pipeline.audio.publish import PublishedAudio, PublishOptions, is_audio_file, publish
 from pipeline.redact import shown_input, url_without_credentials, visible
 from pipeline.providers import make_provider
 from pipeline.providers.base import Provider
@@ -432,7 +432,7 @@ async def _process(item: Document, provider: Provider, settings: RunSettings,
     duration = published.duration_s if published is not None else summary.duration_s
     return DocumentResult(
         doc_id=item.id, source=item.source, status="done", title=item.title,
-        wav_name=written.main.name, sidecar_name=written.sidecar.name, transcript=summary.transcript,
+        main_name=written.main.name, sidecar_name=written.sidecar.name, transcript=summary.transcript,
         duration_s=round(duration, 3), prompt_tokens=summary.usage.prompt_tokens,
         completion_tokens=summary.usage.completion_tokens,
         prompt_audio_tokens=summary.usage.prompt_tokens_details.get("audio_tokens", 0),
@@ -450,9 +450,9 @@ def _file_names(files: DocumentRecord | DocumentFiles) -> set[str]:
         main, sidecar = files.main.name, files.sidecar.name
         names = {main, sidecar, *(f.name for f in files.followups)}
     else:
-        main, sidecar = files.wav_name or "", files.sidecar_name or ""
+        main, sidecar = files.main_name or "", files.sidecar_name or ""
         names = {n for n in (main, sidecar) if n} | {extra[0] for extra in json.loads(files.extra_files_json or "[]")}
-    if main and not main.endswith(".txt") and sidecar.endswith(".json"):
+    if is_audio_file(main) and sidecar.endswith(".json"):
         stem = sidecar[: -len(".json")]
         names |= {f"{stem}.txt", f"{stem}.vtt"}
     return names
@@ -484,7 +484,7 @@ def _record(item: Document, result: DocumentResult, written: DocumentFiles | Non
     if written is not None:
         main, sidecar = written.main, written.sidecar
         files: dict[str, Any] = {
-            "wav_name": main.name, "wav_sha256": main.sha256, "wav_size": main.size, "wav_mtime_ns": main.mtime_ns,
+            "main_name": main.name, "main_sha256": main.sha256, "main_size": main.size, "main_mtime_ns": main.mtime_ns,
             "sidecar_name": sidecar.name, "sidecar_sha256": sidecar.sha256, "sidecar_size": sidecar.size,
             "sidecar_mtime_ns": sidecar.mtime_ns,
             "extra_files_json": json.dumps([[f.name, f.sha256, f.size, f.mtime_ns] for f in written.followups])
@@ -498,7 +498,7 @@ def _record(item: Document, result: DocumentResult, written: DocumentFiles | Non
         followups_json=result.followups_json, **files)
 
 
-_FILE_FIELDS = ("wav_name", "wav_sha256", "wav_size", "wav_mtime_ns", "sidecar_name", "sidecar_sha256",
+_FILE_FIELDS = ("main_name", "main_sha256", "main_size", "main_mtime_ns", "sidecar_name", "sidecar_sha256",
                 "sidecar_size", "sidecar_mtime_ns", "extra_files_json")
 
 
@@ -508,7 +508,7 @@ def _meta_json(item: Document | RejectedDocument) -> str | None:
 
 def _skipped(item: Document, record: DocumentRecord) -> DocumentResult:
     return DocumentResult(doc_id=item.id, source=item.source, status="skipped", title=item.title,
-                          reason="unchanged since an earlier run", wav_name=record.wav_name,
+                          reason="unchanged since an earlier run", main_name=record.main_name,
                           sidecar_name=record.sidecar_name, transcript=record.transcript,
                           duration_s=record.duration_s, meta_json=_meta_json(item),
                           followups_json=record.followups_json)

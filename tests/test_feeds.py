@@ -482,7 +482,7 @@ def test_run_narrates_a_feed_and_a_rerun_fetches_nothing(web: FeedServer, tone_s
     assert [row["status"] for row in report["documents"]] == ["done"] * 4
     for row in report["documents"]:
         sidecar = json.loads((out / row["sidecar_name"]).read_text())
-        with wave.open(str(out / row["wav_name"]), "rb") as reader:
+        with wave.open(str(out / row["main_name"]), "rb") as reader:
             assert reader.getnframes() > 0
         meta = sidecar["meta"]
         assert sidecar["title"] == meta["title"] and meta["feed_title"] == "The Harbour Gazette"

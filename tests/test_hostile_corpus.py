@@ -125,7 +125,7 @@ def parse_page(page: str) -> PageElements:
 
 def template_page() -> PageElements:
     """What report_html's template itself emits: a page with a failed and a done document and every branch."""
-    done = {"doc_id": "d", "status": "done", "title": "T", "source": "s", "wav_name": "d.wav", "transcript": "t",
+    done = {"doc_id": "d", "status": "done", "title": "T", "source": "s", "main_name": "d.wav", "transcript": "t",
             "duration_s": 1.0, "elapsed_s": 1.0, "meta": {"author": "a", "link": "https://example.org/"}}
     failed = {"doc_id": "f", "status": "failed", "source": "s", "reason": "r"}
     page = report_html.render({"run_id": "r", "settings": {"provider": "openai"}, "totals": {}, "abort_reason": "x",
@@ -152,8 +152,8 @@ def check_case(case: Case, rows: list[dict[str, Any]], out: Path) -> str | None:
         return f"expected id {case.doc_id!r}, got {row['doc_id']!r}"
     if case.title is not None and row.get("title") != case.title:
         return f"expected the title verbatim ({case.title[:60]!r}), got {str(row.get('title'))[:60]!r}"
-    if case.expect == "done" and not ((out / row["wav_name"]).is_file() and (out / row["sidecar_name"]).is_file()):
-        return f"done, but {row['wav_name']} or {row['sidecar_name']} is missing from OUT"
+    if case.expect == "done" and not ((out / row["main_name"]).is_file() and (out / row["sidecar_name"]).is_file()):
+        return f"done, but {row['main_name']} or {row['sidecar_name']} is missing from OUT"
     return None
 
 

@@ -44,7 +44,7 @@ def test_offline_run_speaks_with_the_neural_voice(tmp_path: Path) -> None:
     for row in report["documents"]:
         sidecar = json.loads((out / row["sidecar_name"]).read_text())
         assert sidecar["engine"].startswith("en_US-joe-medium")
-        with wave.open(str(out / row["wav_name"]), "rb") as reader:
+        with wave.open(str(out / row["main_name"]), "rb") as reader:
             assert reader.getframerate() == 22050 and reader.getsampwidth() == 2
             seconds = reader.getnframes() / reader.getframerate()
             samples = reader.readframes(reader.getnframes())

@@ -124,8 +124,9 @@ def test_a_folder_made_before_ownership_was_recorded_keeps_its_outputs(tone_serv
     notes = _folder(tmp_path / "notes", ["a.txt", "b.txt"])
     out = tmp_path / "out"
     assert run_cli("run", str(notes), "-o", str(out), env=api_env(tone_server)).exit_code == 0
-    # Back to the schema of the release before: no table of owned outputs.
+    # Back to the schema of the release before: no table of owned outputs (and the wav_* column names).
     with sqlite3.connect(out / ".audiosum" / "state.sqlite") as db:
+        _undo_main_output_names(db)
         db.execute("DROP TABLE owned_outputs")
         db.execute("DROP TABLE unverified_outputs")
         db.execute("DROP INDEX documents_by_folded_id")
@@ -137,6 +138,30 @@ def test_a_folder_made_before_ownership_was_recorded_keeps_its_outputs(tone_serv
     rows = {row["doc_id"]: row for row in json.loads((out / "report.json").read_text())["documents"]}
     assert rows["a"]["status"] == "done" and rows["b"]["status"] == "failed"
     assert (out / "b.txt").read_text() == "the user replaced b's transcript with their own notes"
+
+
+def _undo_main_output_names(db: sqlite3.Connection) -> None:
+    """The schema before m010: the main output's columns named wav_*."""
+    db.execute("ALTER TABLE run_documents RENAME COLUMN main_name TO wav_name")
+    for part in ("name", "sha256", "size", "mtime_ns"):
+        db.execute(f"ALTER TABLE documents RENAME COLUMN main_{part} TO wav_{part}")
+    db.execute("DELETE FROM migrations WHERE name = 'm010_main_output_names'")
+
+
+def test_a_folder_whose_state_names_the_main_output_wav_still_opens_and_skips(tone_server: RunningServer,
+                                                                             tmp_path: Path) -> None:
+    notes = _folder(tmp_path / "notes", ["a.txt"])
+    out = tmp_path / "out"
+    assert run_cli("run", str(notes), "-o", str(out), "--format", "mp3", env=api_env(tone_server)).exit_code == 0
+    with sqlite3.connect(out / ".audiosum" / "state.sqlite") as db:
+        _undo_main_output_names(db)
+    result = run_cli("run", str(notes), "-o", str(out), "--format", "mp3", env=api_env(tone_server))
+    assert result.exit_code == 0 and "1 skipped" in result.stdout, result.stderr + result.stdout
+    (row,) = json.loads((out / "report.json").read_text())["documents"]
+    assert row["status"] == "skipped" and row["main_name"] == "a.mp3" and "wav_name" not in row
+    with sqlite3.connect(out / ".audiosum" / "state.sqlite") as db:
+        assert db.execute("SELECT main_name, main_size FROM documents").fetchone() == ("a.mp3",
+                                                                                       (out / "a.mp3").stat().st_size)
 
 
 def test_ids_that_differ_only_in_case_get_distinct_file_names(tone_server: RunningServer, tmp_path: Path) -> None:

@@ -70,7 +70,7 @@ def test_report_page_escapes_document_and_server_values() -> None:
         "totals": {"documents": 2, "done": 1, "failed": 1},
         "documents": [
             {"doc_id": "ok", "source": hostile, "status": "done", "title": hostile, "transcript": hostile,
-             "wav_name": "ok.wav", "duration_s": 3.0,
+             "main_name": "ok.wav", "duration_s": 3.0,
              "meta": {"link": "javascript:alert(3)", "author": hostile, "published": hostile}},
             {"doc_id": "bad", "source": "x", "status": hostile, "title": None, "reason": hostile},
         ],

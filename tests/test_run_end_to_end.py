@@ -34,7 +34,7 @@ def test_sample_folder_over_the_wire(tone_server: RunningServer, tmp_path: Path)
     for row in documents:
         assert row["status"] == "done", row
         sidecar = json.loads((out / row["sidecar_name"]).read_text())
-        seconds = _wav_seconds(out / row["wav_name"])
+        seconds = _wav_seconds(out / row["main_name"])
         assert abs(seconds - sidecar["duration_s"]) < 0.01
         assert sidecar["transcript"].strip()
         assert sidecar["audio_id"].startswith("audio_") and sidecar["audio_expires_at"] > 0

@@ -78,6 +78,13 @@ _ENCODINGS: dict[str, _Encoding] = {
                       sample_rate=48000, mono=True, lossless=False, loudness_shift_lu=-0.3, ceiling_dbtp=-2.5),
     "flac": _Encoding("flac", "audio/flac", "flac", ("-c:a", "flac", "-compression_level", "8", "-sample_fmt", "s16")),
 }
+AUDIO_SUFFIXES = frozenset(f".{encoding.extension}" for encoding in _ENCODINGS.values())
+
+
+def is_audio_file(name: str) -> bool:
+    """Whether an output file audiosum wrote is audio (any --format), from its suffix: the one place that decides
+    it; .txt (--output text), .vtt and .json are not."""
+    return Path(name).suffix.lower() in AUDIO_SUFFIXES
 
 
 @dataclass(frozen=True, slots=True)

@@ -141,8 +141,8 @@ def fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def sidecar(document: Document, summary: SpokenSummary, settings: RunSettings, wav_name: str,
-            wav_sha256: str) -> dict[str, Any]:
+def sidecar(document: Document, summary: SpokenSummary, settings: RunSettings, main_name: str,
+            main_sha256: str) -> dict[str, Any]:
     body = {
         "id": document.id,
         "source": document.source,
@@ -154,8 +154,8 @@ def sidecar(document: Document, summary: SpokenSummary, settings: RunSettings, w
         "voice": summary.voice,
         "engine": summary.engine,
         "format": settings.audio_format,
-        "audio_file": wav_name,
-        "audio_sha256": wav_sha256,
+        "audio_file": main_name,
+        "audio_sha256": main_sha256,
         "sample_rate": summary.sample_rate,
         "duration_s": round(summary.duration_s, 3),
         "audio_id": summary.audio_id,
@@ -175,7 +175,7 @@ def sidecar(document: Document, summary: SpokenSummary, settings: RunSettings, w
         "meta": dict(document.meta) if document.meta else None,
     }
     if settings.output == "text":
-        body.update(output="text", audio_file=None, audio_sha256=None, text_file=wav_name, text_sha256=wav_sha256,
+        body.update(output="text", audio_file=None, audio_sha256=None, text_file=main_name, text_sha256=main_sha256,
                     format="text", sample_rate=None, duration_s=None, voice=None)
     if document.audio is not None:
         body["input"] = {"kind": "recording", "format": document.audio.suffix.lstrip("."),

@@ -94,7 +94,7 @@ def decide(document: Document, settings: RunSettings, record: DocumentRecord | N
     if record.input_sha256 != document.sha256 or record.fingerprint != print_:
         return "changed", print_
     out_dir = settings.out_dir
-    if not (_output_intact(out_dir, record.wav_name, record.wav_sha256, record.wav_size, record.wav_mtime_ns)
+    if not (_output_intact(out_dir, record.main_name, record.main_sha256, record.main_size, record.main_mtime_ns)
             and _output_intact(out_dir, record.sidecar_name, record.sidecar_sha256, record.sidecar_size,
                                record.sidecar_mtime_ns)
             and all(_output_intact(out_dir, *extra) for extra in json.loads(record.extra_files_json or "[]"))):

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
+from pipeline.audio.publish import is_audio_file
 from pipeline.redact import visible
 
 
@@ -82,8 +83,7 @@ def _document(doc: dict[str, Any]) -> str:
     if doc.get("elapsed_s"):
         parts.append(f' · made in {float(doc["elapsed_s"]):.1f} s')
     parts.append("</div>")
-    if doc.get("wav_name") and not str(doc["wav_name"]).endswith(".txt"):  # .txt: an --output text answer
-        parts.append(f'<audio controls preload="none" src="{escape(quote(str(doc["wav_name"])))}"></audio>')
+    parts.append(_player(str(doc.get("main_name") or "")))
     if doc.get("transcript"):
         parts.append(f'<p class="transcript">{escape(str(doc["transcript"]))}</p>')
     for number, answer in enumerate(doc.get("followups") or (), start=1):
@@ -94,11 +94,14 @@ def _document(doc: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def _player(name: str) -> str:
+    """A player for an audio file in any --format; nothing for a text output (--output text) or no file."""
+    return f'<audio controls preload="none" src="{escape(quote(name))}"></audio>' if is_audio_file(name) else ""
+
+
 def _followup(number: int, answer: dict[str, Any]) -> str:
     """One follow-up question with its answer: a player for a spoken answer, the text either way."""
-    name = str(answer.get("file") or "")
-    player = (f'<audio controls preload="none" src="{escape(quote(name))}"></audio>'
-              if name.endswith(".wav") else "")
+    player = _player(str(answer.get("file") or ""))
     return (f'<div class="followup"><p class="question">Q{number}. {escape(str(answer.get("question") or ""))}</p>'
             f'{player}<p class="transcript">{escape(str(answer.get("transcript") or ""))}</p></div>')
 

@@ -197,6 +197,15 @@ def m009_owned_outputs(db: sqlite3.Connection) -> None:
                    [(name, doc_id, now) for name, doc_id in names])
 
 
+@migration
+def m010_main_output_names(db: sqlite3.Connection) -> None:
+    # The columns first named wav_* hold the main output whatever its format (.mp3, .opus, .flac, or .txt with
+    # --output text): named for what they hold. RENAME COLUMN needs SQLite 3.25 (2018).
+    db.execute("ALTER TABLE run_documents RENAME COLUMN wav_name TO main_name")
+    for part in ("name", "sha256", "size", "mtime_ns"):
+        db.execute(f"ALTER TABLE documents RENAME COLUMN wav_{part} TO main_{part}")
+
+
 def migrate(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
     done = {row[0] for row in db.execute("SELECT name FROM migrations")}
@@ -223,10 +232,10 @@ class DocumentRecord:
     status: str
     error: str | None
     attempts: int
-    wav_name: str | None
-    wav_sha256: str | None
-    wav_size: int | None
-    wav_mtime_ns: int | None
+    main_name: str | None  # the main output (audio in any --format, or .txt), as DocumentResult.main_name
+    main_sha256: str | None
+    main_size: int | None
+    main_mtime_ns: int | None
     sidecar_name: str | None
     sidecar_sha256: str | None
     sidecar_size: int | None
