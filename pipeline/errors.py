@@ -49,7 +49,8 @@ class ApiError(AudiosumError):
     """A request to the speaking model failed.
 
     `cause` is a short stable label for reports (http_500, http_429_rate_limit_exceeded, timeout, connection,
-    broken_answer); `param` is the request field an error body names; `retry_after_s` is the server's own hint, when it gave one; `attempts` is filled in by the
+    broken_answer); `param` is the request field an error body names; `retry_after_s` is the server's own hint,
+    when it gave one; `attempts` is filled in by the
     retry policy with every attempt made for the document.
     """
 

@@ -5,10 +5,11 @@ Plain frozen data classes; no behaviour that touches files, sockets or the clock
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 # Run events (name, fields) for logs and progress: run_start, run_end, retry, rate_limit_pause, stopping.
 EventListener = Callable[[str, dict[str, Any]], None]

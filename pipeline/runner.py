@@ -19,23 +19,37 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import plan, report, sources
-
-from pipeline.plan import dryrun
-
-from pipeline.outputs import podcast
-from pipeline.errors import ApiError, AuthenticationFailed, DiskFull, DocumentError, OutputClash, UsageError
-from pipeline.sources.feeds import is_feed_input
-from pipeline.state.lock import RunLock
-from pipeline.models import (Attempt, Document, DocumentResult, EventListener, RejectedDocument, RunSettings,
-                             SpokenSummary, questions_for)
-from pipeline.outputs import (DocumentFiles, claim, document_names, fsync_folder, make_out_dir, planned_names,
-                              remove_outputs,
-                              remove_stale_temp_files, write_document_outputs)
 from pipeline.audio.publish import PublishedAudio, PublishOptions, is_audio_file, publish
-from pipeline.redact import shown_input, url_without_credentials, visible
+from pipeline.errors import ApiError, AuthenticationFailed, DiskFull, DocumentError, OutputClash, UsageError
+from pipeline.models import (
+    Attempt,
+    Document,
+    DocumentResult,
+    EventListener,
+    RejectedDocument,
+    RunSettings,
+    SpokenSummary,
+    questions_for,
+)
+from pipeline.outputs import (
+    DocumentFiles,
+    claim,
+    document_names,
+    fsync_folder,
+    make_out_dir,
+    planned_names,
+    podcast,
+    remove_outputs,
+    remove_stale_temp_files,
+    write_document_outputs,
+)
+from pipeline.plan import dryrun
 from pipeline.providers import make_provider
 from pipeline.providers.base import Provider
+from pipeline.redact import shown_input, url_without_credentials, visible
+from pipeline.sources.feeds import is_feed_input
 from pipeline.state import STATE_DIR, DocumentRecord, RunState
+from pipeline.state.lock import RunLock
 
 ResultListener = Callable[[DocumentResult], None]
 RUN_FILE_NAMES = frozenset({report.JSON_NAME, report.HTML_NAME, podcast.FEED_NAME})  # the run's files, not a document's
@@ -118,7 +132,8 @@ async def _run_locked(settings: RunSettings, state: RunState, on_result: ResultL
                                 max_items=settings.max_items, already_done=plan.already_done(settings, state))
     run = _Run(settings=settings, state=state, run_id=run_id, on_result=on_result, on_event=on_event, items=items,
                pull_in_thread=any(is_feed_input(raw) for raw in settings.inputs))
-    run.emit("run_start", run_id=run_id, provider=settings.provider, inputs=[shown_input(raw) for raw in settings.inputs])
+    run.emit("run_start", run_id=run_id, provider=settings.provider,
+             inputs=[shown_input(raw) for raw in settings.inputs])
     active = provider or make_provider(settings, on_event=on_event)
     loop = asyncio.get_running_loop()
     installed = _install_signal_handlers(loop, run)
@@ -151,7 +166,8 @@ async def _run_locked(settings: RunSettings, state: RunState, on_result: ResultL
         # Not even the run's end could be recorded: say so; the next run marks this one crashed and goes on.
         run.stop_for_full_disk(exc)
         totals = report.build(state, run_id)["totals"]  # reads only; the report file could not be written
-        return RunOutcome(run_id=run_id, status="aborted", totals=totals, report_json=settings.out_dir / report.JSON_NAME,
+        return RunOutcome(run_id=run_id, status="aborted", totals=totals,
+                          report_json=settings.out_dir / report.JSON_NAME,
                           report_html=settings.out_dir / report.HTML_NAME, abort_reason=run.abort_reason,
                           disk_full=True)
     run.emit("run_end", run_id=run_id, status=status, **{k: v for k, v in built["totals"].items()
@@ -232,7 +248,7 @@ async def _in_daemon_thread(function: Callable[..., Any], *args: Any) -> Any:
     def work() -> None:
         try:
             value, error = function(*args), None
-        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task, which decides
+        except BaseException as exc:
             value, error = None, exc
         try:
             loop.call_soon_threadsafe(settle, value, error)

@@ -332,7 +332,8 @@ def _decode(data: bytes | Path, *, suffix: str | None, sample_rate: int | None, 
         # -xerror stops at the first decoding error (junk fails fast), but not for WAV: ffmpeg flags the short
         # last packet of a streamed WAV (placeholder sizes) as corrupt, and -xerror would make that fatal.
         command = [*_ffmpeg_base("info"), *(["-xerror"] if kind != "wav" else []),
-                   "-f", _DEMUXER.get(kind, kind), "-i", f"file:{source}", "-map", "0:a:0", "-vn", "-map_metadata", "-1"]
+                   "-f", _DEMUXER.get(kind, kind), "-i", f"file:{source}", "-map", "0:a:0", "-vn",
+                   "-map_metadata", "-1"]
         if loudness:
             command += ["-af", "ebur128=peak=true:framelog=quiet"]
         if sample_rate:

@@ -16,7 +16,7 @@ def stitch(parts: list[bytes], pause_ms: int = PAUSE_MS) -> tuple[bytes, list[fl
     """(one WAV, start second of each part); parts are brought to the first part's rate and channels."""
     if not parts:
         raise ValueError("nothing to stitch")
-    AudioSegment = import_pydub().AudioSegment  # noqa: N806
+    AudioSegment = import_pydub().AudioSegment
     segments = [AudioSegment.from_wav(io.BytesIO(data)) for data in parts]
     first = segments[0]
     rate, channels, width = first.frame_rate, first.channels, first.sample_width

@@ -33,7 +33,7 @@ hers herself him himself his how i if in into is it its itself just me more most
 on once only or other our ours ourselves out over own same she should so some such than that the their theirs
 them themselves then there these they this those through to too under until up very was we were what when where
 which while who whom why will with would you your yours yourself yourselves one two may might must shall
-""".split())
+""".split())  # noqa: SIM905 - a word list reads best as words
 
 
 def _terms(text: str) -> list[str]:
@@ -43,7 +43,7 @@ def _terms(text: str) -> list[str]:
 class _Corpus:
     """Document frequencies of one document's sentences, with idf looked up by frequency (a short table)."""
 
-    __slots__ = ("frequency", "documents", "_idf")
+    __slots__ = ("_idf", "documents", "frequency")
 
     def __init__(self, texts: Iterable[str]) -> None:
         self.frequency: Counter[str] = Counter()

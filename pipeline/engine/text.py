@@ -93,7 +93,8 @@ class _Cutter:
     cut before any unindented line instead: a list goes on as a second list, a table as a second table under
     its repeated header, a paragraph as a second paragraph (one sentence may break there).
 
-    Forced: a piece that reaches _FORCED_CHARS or _FORCED_LINES with neither (a list or table indented by a space, a fence or
+    Forced: a piece that reaches _FORCED_CHARS or _FORCED_LINES with neither (a list or table indented by a space, a
+    fence or
     HTML comment never closed, a run of rules or setext underlines, one huge line) is cut before the next line
     that cannot read as indented code, and past _FORCED_CHARS + _PIECE_CHARS before any line at all. This is
     pathological input, and bounded memory wins over fidelity there: an item may come out of its list, a
@@ -227,13 +228,13 @@ def sentences(text: str) -> list[Sentence]:
         lines = block.split("\n")
         pending: list[str] = []
 
-        def flush() -> None:
-            if pending:
-                for piece in sentencex.segment("en", " ".join(pending)):
+        def flush() -> None:  # called within the iteration that made `pending`
+            if pending:  # noqa: B023
+                for piece in sentencex.segment("en", " ".join(pending)):  # noqa: B023
                     clean = speakable(piece)
                     if clean and any(ch.isalnum() for ch in clean):
                         out.append(Sentence(len(out), clean, False))
-                pending.clear()
+                pending.clear()  # noqa: B023
 
         for position, line in enumerate(lines):
             stripped = line.strip()

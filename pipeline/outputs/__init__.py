@@ -11,16 +11,16 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from pathlib import Path
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from pipeline import __version__
+from pipeline.audio.publish import PublishedAudio
 from pipeline.errors import DiskFull, OutputClash, is_no_space
 from pipeline.models import Document, RunSettings, SpokenSummary, questions_for
-from pipeline.audio.publish import PublishedAudio
 
 TEMP_PREFIX = ".audiosum-tmp-"
 
@@ -169,7 +169,7 @@ def sidecar(document: Document, summary: SpokenSummary, settings: RunSettings, m
         "cues": [list(cue) for cue in summary.cues] or None,
         "words_target": settings.words,
         "instructions": document.instructions or settings.instructions,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "audiosum_version": __version__,
         # Where the text came from: feed entry (title, author, link, published, feed_title) and how it was extracted.
         "meta": dict(document.meta) if document.meta else None,

@@ -10,7 +10,7 @@ import json
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
 from urllib.parse import quote
@@ -100,9 +100,9 @@ def _rfc822(value: str | float | None, fallback: float) -> str:
         except ValueError:
             when = None
     if when is None:
-        when = datetime.fromtimestamp(fallback, timezone.utc)
+        when = datetime.fromtimestamp(fallback, UTC)
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return format_datetime(when)
 
 
@@ -165,7 +165,7 @@ def build(out_dir: Path, state: RunState, *, base_url: str = DEFAULT_BASE_URL, t
     ET.SubElement(channel, "description").text = f"Spoken summaries narrated by audiosum ({channel_title})."
     ET.SubElement(channel, "language").text = "en"
     ET.SubElement(channel, "generator").text = f"audiosum {__version__}"
-    ET.SubElement(channel, "lastBuildDate").text = format_datetime(datetime.now(timezone.utc))
+    ET.SubElement(channel, "lastBuildDate").text = format_datetime(datetime.now(UTC))
     ET.SubElement(channel, f"{{{ITUNES}}}author").text = "audiosum"
     ET.SubElement(channel, f"{{{ITUNES}}}explicit").text = "false"
     ET.SubElement(channel, f"{{{ITUNES}}}category", {"text": "News"})

@@ -10,14 +10,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from pipeline import plan, sources
-
-from pipeline.audio import recordings
-from pipeline.audio import duration_of
-from pipeline.plan.costs import cost_usd, prices_for
+from pipeline.audio import duration_of, recordings
 from pipeline.errors import InvalidAudio
 from pipeline.models import Document, RunSettings, questions_for
-from pipeline.providers.openai.prompts import recording_system_prompt
+from pipeline.plan.costs import cost_usd, prices_for
 from pipeline.providers.openai import build_request_body
+from pipeline.providers.openai.prompts import recording_system_prompt
 from pipeline.providers.openai.ratelimit import AUDIO_TOKENS_PER_SECOND, answer_tokens, prompt_tokens
 from pipeline.state import RunState
 

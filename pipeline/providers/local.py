@@ -14,11 +14,11 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from pipeline.audio import wav_info
-from pipeline.engine import listen, narrate, speech
-from pipeline.plan.split import chapter_label, narration_parts
 from pipeline.audio.stitch import stitch
+from pipeline.engine import listen, narrate, speech
 from pipeline.errors import DocumentError, TransientError
 from pipeline.models import Document, FollowUpAnswer, RunSettings, SpokenSummary, questions_for
+from pipeline.plan.split import chapter_label, narration_parts
 
 LOCAL_MODEL = "textrank-extractive"
 

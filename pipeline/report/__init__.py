@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.report import page as report_html
-from pipeline.plan.costs import cost_usd, prices_for
 from pipeline.models import DocumentResult
 from pipeline.outputs import atomic_writer, confined_path
+from pipeline.plan.costs import cost_usd, prices_for
 from pipeline.redact import visible
+from pipeline.report import page as report_html
 from pipeline.state import RunState
 
 JSON_NAME = "report.json"
@@ -25,7 +25,7 @@ HTML_NAME = "report.html"
 def _iso(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
-    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
 
 
 def build(state: RunState, run_id: str) -> dict[str, Any]:

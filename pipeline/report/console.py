@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
 from pipeline.models import DocumentResult
@@ -56,7 +56,7 @@ class ConsoleOutput:
                 f"{self.audio_seconds / 60:.1f} audio-min{rate}")
 
     def _json(self, event: str, fields: dict[str, Any]) -> None:
-        line = {"ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "event": event}
+        line = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds"), "event": event}
         line.update({k: _clean(v) for k, v in fields.items()})
         self.stream.write(json.dumps(line, ensure_ascii=False) + "\n")
         self.stream.flush()

@@ -23,7 +23,8 @@ _CSS = """
 :root { color-scheme: light dark; --ok:#1a7f37; --bad:#cf222e; --skip:#6e7781; --line:#d0d7de; --soft:#f6f8fa; }
 @media (prefers-color-scheme: dark) { :root { --line:#30363d; --soft:#161b22; } }
 * { box-sizing: border-box; }
-body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 980px; padding: 24px; }
+body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 980px;
+       padding: 24px; }
 h1 { font-size: 22px; margin: 0 0 4px; }
 .meta { color: var(--skip); margin: 0 0 20px; font-size: 13px; }
 .totals { display: grid; grid-template-columns: repeat(auto-fit, minmax(96px, 1fr)); gap: 10px; margin-bottom: 24px; }

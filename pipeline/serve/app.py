@@ -37,11 +37,22 @@ from starlette.routing import Route
 from pipeline.errors import InvalidAudio
 from pipeline.serve import work as server_work
 from pipeline.serve.errors import ApiFailure, error_response, json_response, quoted, request_id
-from pipeline.serve.faults import (ConnectionExposingProtocol, FaultPlan, HoldUntilClientLeaves, ResetConnection,
-                                    TruncatedResponse)
+from pipeline.serve.faults import (
+    ConnectionExposingProtocol,
+    FaultPlan,
+    HoldUntilClientLeaves,
+    ResetConnection,
+    TruncatedResponse,
+)
 from pipeline.serve.feed import FeedFolder
-from pipeline.serve.guard import (HEADER_BYTES, LOOPBACK_NAMES, GuardLimits, RequestGuard, connection_limit,
-                                   guarded_protocol)
+from pipeline.serve.guard import (
+    HEADER_BYTES,
+    LOOPBACK_NAMES,
+    GuardLimits,
+    RequestGuard,
+    connection_limit,
+    guarded_protocol,
+)
 from pipeline.serve.limits import Admission, RateLimiter, format_duration, retry_after_headers
 
 if TYPE_CHECKING:
@@ -345,7 +356,7 @@ class ChatServer:
             kind, response = "pool_full", error_response(
                 503, "The server is overloaded (every worker is busy and the queue is full); retry shortly.",
                 error_type="server_error", code="server_overloaded", headers=retry_after_headers(1.0))
-        except Exception:  # noqa: BLE001 - the HTTP boundary: an unexpected failure is still an OpenAI 500
+        except Exception:
             traceback.print_exc(file=sys.stderr)
             kind, response = "error_500", error_response(500, SERVER_ERROR_MESSAGE, error_type="server_error")
         self.stats[kind] += 1
@@ -767,7 +778,8 @@ def create_app(config: ServerConfig) -> Starlette:
             return error_response(405, f"Method {request.method} is not allowed on {where}.")
         return error_response(404, f"Unknown request URL: {request.method} {where}.", code="unknown_url")
 
-    feed = [Route("/feed/{name}", FeedFolder(config.feed_dir).handler, methods=["GET", "HEAD"])] if config.feed_dir else []
+    feed = ([Route("/feed/{name}", FeedFolder(config.feed_dir).handler, methods=["GET", "HEAD"])]
+            if config.feed_dir else [])
     api = [
         Route("/v1/chat/completions", chat.chat_completions, methods=["POST"]),
         Route("/v1/models", chat.models, methods=["GET"]),

@@ -15,12 +15,10 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pipeline.sources import extract
-
-from pipeline.sources import feeds
 from pipeline.errors import DocumentError, UsageError
 from pipeline.models import AudioSource, Document, RejectedDocument, RunSettings
 from pipeline.redact import quoted, shown_input
+from pipeline.sources import extract, feeds
 from pipeline.state import STATE_DIR
 
 TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown"})
@@ -75,7 +73,7 @@ def check_inputs(inputs: tuple[str, ...]) -> None:
             if not parts.hostname:
                 raise UsageError(f"input {quoted(shown_input(raw))!r} is not a usable feed URL (no host)")
             try:
-                parts.port
+                parts.port  # noqa: B018 - reading it checks the port
             except ValueError as exc:
                 raise UsageError(f"input {quoted(shown_input(raw))!r} is not a usable feed URL ({exc})") from exc
             continue
@@ -85,7 +83,8 @@ def check_inputs(inputs: tuple[str, ...]) -> None:
         if (not path.is_dir() and path.suffix.lower() not in MANIFEST_SUFFIXES | DOCUMENT_SUFFIXES
                 and not feeds.is_feed_input(raw)):
             raise UsageError(
-                f"input {quoted(raw)!r} is not a folder, a manifest (.jsonl, .csv), a document (.txt, .md, .html, .pdf), "
+                f"input {quoted(raw)!r} is not a folder, a manifest (.jsonl, .csv), a document (.txt, .md, .html, "
+                ".pdf), "
                 "a recording (.wav, .mp3, .m4a, .ogg, .flac) or a feed (an http(s) URL, or an .xml, .rss or "
                 ".atom file)")
 

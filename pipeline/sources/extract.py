@@ -6,13 +6,13 @@ Pure functions over bytes already read: nothing here opens files or sockets; bad
 from __future__ import annotations
 
 import io
-import os
 import logging
+import os
 import re
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from collections.abc import Iterator
 from typing import Literal
 
 from pipeline.errors import DocumentError
@@ -166,7 +166,7 @@ def pdf_text(data: bytes, *, max_pages: int = MAX_PDF_PAGES, max_chars: int = MA
         pdf_author = _pdf_string(info.get("/Author"))
     except DocumentError:
         raise
-    except Exception as exc:  # noqa: BLE001 - the boundary: pypdf raises many kinds of error on hostile bytes
+    except Exception as exc:
         raise DocumentError(f"malformed PDF ({type(exc).__name__}: {_first_line(exc)})") from exc
     if not parts:
         raise DocumentError("no text layer (scanned PDF?)")

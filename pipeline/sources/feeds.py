@@ -23,7 +23,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -31,11 +31,10 @@ from urllib.parse import unquote, urlsplit
 import httpx
 
 from pipeline import __version__
-
-from pipeline.sources import extract
 from pipeline.errors import AddressRefused, DocumentError, FetchError, UsageError
 from pipeline.models import Document, RejectedDocument
 from pipeline.redact import url_without_credentials
+from pipeline.sources import extract
 
 FEED_SUFFIXES = frozenset({".xml", ".rss", ".atom"})
 USER_AGENT = f"audiosum/{__version__} (+feed narration)"
@@ -143,7 +142,7 @@ class PageFetcher:
         pinned: Address | None = None  # the trusted host's first peer
         current = url
         for _ in range(limits.max_redirects + 1):
-            scheme, host, port = _hop_target(current, secrets=(url, current))
+            _, host, port = _hop_target(current, secrets=(url, current))
             trusted = trusted_host is not None and host == trusted_host.lower()
             if not limits.allow_private_links and not trusted:
                 self._require_public(host, port)
@@ -563,7 +562,7 @@ def entry_sha256(slug: str, key: str) -> str:
     An entry narrated once stays skipped even when its page changes; the slug (not the full URL) keeps an
     http → https move of the feed from re-narrating everything.
     """
-    return hashlib.sha256(f"audiosum-feed-entry\n{slug}\n{key}".encode("utf-8")).hexdigest()
+    return hashlib.sha256(f"audiosum-feed-entry\n{slug}\n{key}".encode()).hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -694,13 +693,13 @@ def _entry_date(entry: dict[str, Any]) -> datetime | None:
     for name in ("published_parsed", "updated_parsed", "created_parsed"):
         value = entry.get(name)
         if value:
-            return datetime(*value[:6], tzinfo=timezone.utc)
+            return datetime(*value[:6], tzinfo=UTC)
     return None
 
 
 def _select(entries: list[Any], *, since: datetime | None, max_items: int | None) -> list[Any]:
     if since is not None and since.tzinfo is None:
-        since = since.replace(tzinfo=timezone.utc)
+        since = since.replace(tzinfo=UTC)
     kept = []
     for position, entry in enumerate(entries):
         dated = _entry_date(entry)

@@ -17,22 +17,34 @@ from typing import Any, TypeVar
 import httpx
 
 from pipeline import __version__
-
-from pipeline.audio import recordings
-from pipeline.audio import wav_info
+from pipeline.audio import recordings, wav_info
+from pipeline.audio.stitch import stitch
 from pipeline.clock import SYSTEM_CLOCK, Clock
-from pipeline.providers.openai.conversation import Conversation
-from pipeline.errors import (ApiError, AuthenticationFailed, DocumentError, InvalidAudio, PermanentApiError,
-                             TransientError, keeping_attempts)
+from pipeline.errors import (
+    ApiError,
+    AuthenticationFailed,
+    DocumentError,
+    InvalidAudio,
+    PermanentApiError,
+    TransientError,
+    keeping_attempts,
+)
 from pipeline.models import Attempt, Document, EventListener, RunSettings, SpokenSummary, Usage, questions_for
 from pipeline.plan.split import chapter_label, narration_parts, split_for_budget
-from pipeline.providers.openai.prompts import (combined_parts, narrate_messages, part_messages,
-                              recording_in_parts, recording_system_prompt, recording_user_content, system_prompt,
-                              user_message)
-from pipeline.audio.stitch import stitch
+from pipeline.providers.openai.conversation import Conversation
+from pipeline.providers.openai.prompts import (
+    combined_parts,
+    narrate_messages,
+    part_messages,
+    recording_in_parts,
+    recording_system_prompt,
+    recording_user_content,
+    system_prompt,
+    user_message,
+)
 from pipeline.providers.openai.ratelimit import RateLimiter, TokenEstimator
-from pipeline.redact import from_server, without_secrets
 from pipeline.providers.openai.retry import RetryPolicy, retry_after_seconds
+from pipeline.redact import from_server, without_secrets
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429})  # and every 5xx
 MAX_MESSAGE_CHARS = 300  # of a server's error message kept in reports
@@ -236,7 +248,8 @@ class OpenAIProvider:
         )
         self.limiter = RateLimiter(settings.rpm, settings.tpm, clock=clock)
         self.estimator = TokenEstimator()
-        self.retry = RetryPolicy(max_attempts=settings.max_attempts, initial_wait_s=settings.retry_backoff_s, clock=clock,
+        self.retry = RetryPolicy(max_attempts=settings.max_attempts, initial_wait_s=settings.retry_backoff_s,
+                                 clock=clock,
                                  on_retry=self._on_retry)
 
     def _on_retry(self, error: ApiError, wait_s: float, attempt: int, doc_id: str) -> None:

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from pipeline.clock import Clock
 from pipeline.errors import ApiError, PermanentApiError, keeping_attempts
-from pipeline.models import (Attempt, Document, FollowUpAnswer, HistoryTurn, RunSettings, SpokenSummary, Usage)
+from pipeline.models import Attempt, Document, FollowUpAnswer, HistoryTurn, RunSettings, SpokenSummary, Usage
 
 # An id this close to its expiry is sent as its transcript: the request may take this long to arrive.
 EXPIRY_MARGIN_S = 15

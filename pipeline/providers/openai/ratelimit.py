@@ -98,7 +98,8 @@ class RateLimiter:
     def check_fits(self, tokens: int) -> None:
         """Refuse at once a request that could never fit a minute's token budget (the server would 429 it)."""
         if self._tokens.per_minute and tokens > self._tokens.per_minute:
-            raise PermanentApiError(f"the request needs about {tokens} tokens, more than the {self._tokens.per_minute:.0f}"
+            raise PermanentApiError(f"the request needs about {tokens} tokens, more than the "
+                                    f"{self._tokens.per_minute:.0f}"
                                     " tokens per minute allowed; shorten the document or raise --tpm",
                                     cause="request_too_large")
 
