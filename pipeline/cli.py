@@ -11,6 +11,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import click
 
@@ -216,8 +217,9 @@ def jobs_command(folder: Path) -> None:
               help="An idle kept-alive connection is closed after this.")
 @click.option("--max-connections", type=click.IntRange(min=0), default=0, show_default=True,
               help="Connections answered at once (more get 503); 0 = half the open-file limit, at most 1024.")
-def serve_command(host: str, port: int, engine: str, api_key: str | None, no_auth: bool, audio_ttl: int,
-                  audio_memory: int, workers: int, rpm: int, tpm: int, burst_s: float, latency: str, faults: str,
+def serve_command(host: str, port: int, engine: Literal["local", "tone"], api_key: str | None, no_auth: bool,
+                  audio_ttl: int, audio_memory: int, workers: int, rpm: int, tpm: int, burst_s: float,
+                  latency: str, faults: str,
                   seed: int, fault_retry_after: str, feed_dir: Path | None, feed_only: bool,
                   allowed_host: tuple[str, ...], max_body_mb: int, header_timeout: float, body_timeout: float,
                   keep_alive: int, max_connections: int) -> None:

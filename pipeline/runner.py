@@ -262,7 +262,7 @@ async def _in_daemon_thread(function: Callable[..., Any], *args: Any) -> Any:
 def _install_signal_handlers(loop: asyncio.AbstractEventLoop, run: _Run) -> list[int]:
     if threading.current_thread() is not threading.main_thread():
         return []
-    installed = []
+    installed: list[int] = []
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, run.on_signal, signum)
         installed.append(signum)

@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from mutagen import MutagenError
 
@@ -285,7 +285,7 @@ def _declare_mp3_length(path: Path, samples: int) -> None:
     data[xing + 141:xing + 144] = (delay << 12 | padding).to_bytes(3, "big")
     crc_at = xing + 154
     data[crc_at:crc_at + 2] = b"\0\0"
-    data[crc_at:crc_at + 2] = _crc16(data[:190]).to_bytes(2, "big")
+    data[crc_at:crc_at + 2] = _crc16(bytes(data[:190])).to_bytes(2, "big")
     path.write_bytes(data)
 
 
@@ -306,6 +306,7 @@ def _write_tags(path: Path, audio_format: str, tags: Mapping[str, str]) -> None:
         from mutagen.id3 import COMM, ID3, TALB, TDRC, TIT2, TPE1
 
         frames = {"title": TIT2, "artist": TPE1, "album": TALB, "date": TDRC}
+        id3: Any  # mutagen is untyped; its WAVE tags are ID3 too
         if audio_format == "mp3":
             id3 = ID3()
         else:
@@ -313,7 +314,7 @@ def _write_tags(path: Path, audio_format: str, tags: Mapping[str, str]) -> None:
 
             wave_file = WAVE(path)
             wave_file.add_tags()
-            id3 = wave_file.tags
+            id3 = wave_file.tags  # add_tags() just made them
         for key, frame in frames.items():
             if key in tags:
                 id3.add(frame(encoding=3, text=[tags[key]]))

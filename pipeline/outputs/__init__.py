@@ -143,7 +143,7 @@ def fsync_folder(folder: Path) -> None:
 
 def sidecar(document: Document, summary: SpokenSummary, settings: RunSettings, main_name: str,
             main_sha256: str) -> dict[str, Any]:
-    body = {
+    body: dict[str, Any] = {
         "id": document.id,
         "source": document.source,
         "title": document.title,
@@ -178,10 +178,10 @@ def sidecar(document: Document, summary: SpokenSummary, settings: RunSettings, m
         body.update(output="text", audio_file=None, audio_sha256=None, text_file=main_name, text_sha256=main_sha256,
                     format="text", sample_rate=None, duration_s=None, voice=None)
     if document.audio is not None:
+        heard = {"heard": summary.heard} if summary.heard is not None else {}  # what the offline engine recognised
         body["input"] = {"kind": "recording", "format": document.audio.suffix.lstrip("."),
-                         "bytes": document.audio.size, "seconds": summary.input_seconds, "parts": summary.parts}
-        if summary.heard is not None:
-            body["input"]["heard"] = summary.heard  # what the offline engine recognised, for checking it
+                         "bytes": document.audio.size, "seconds": summary.input_seconds, "parts": summary.parts,
+                         **heard}
     return body
 
 

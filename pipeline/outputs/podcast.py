@@ -171,7 +171,7 @@ def build(out_dir: Path, state: RunState, *, base_url: str = DEFAULT_BASE_URL, t
     ET.SubElement(channel, f"{{{ITUNES}}}category", {"text": "News"})
     for record in state.episodes(keep):
         try:
-            sidecar = json.loads((out_dir / record.sidecar_name).read_text(encoding="utf-8"))
+            sidecar = json.loads((out_dir / (record.sidecar_name or "")).read_text(encoding="utf-8"))
             if not sidecar.get("audio_file"):
                 continue  # --output text: an analysis to read, not an episode
             audio_path = confined_path(out_dir, str(sidecar["audio_file"]))

@@ -63,8 +63,9 @@ def plan_run(settings: RunSettings, state: RunState) -> DryRunPlan:
                 counts["invalid"] += 1
                 continue
             parts = recordings.part_count(item.audio, heard_s, settings.max_audio_bytes)
-            messages = [{"role": "system", "content": recording_system_prompt(settings.words, None, True)},
-                        {"role": "user", "content": item.title or ""}]
+            messages: list[dict[str, object]] = [
+                {"role": "system", "content": recording_system_prompt(settings.words, None, True)},
+                {"role": "user", "content": item.title or ""}]
         else:
             messages = build_request_body(item, settings)["messages"]
         counts[decision] += 1

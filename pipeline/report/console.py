@@ -32,8 +32,8 @@ class ConsoleOutput:
         self.audio_seconds = 0.0
         self.requests = 0
         self.started = time.monotonic()
-        self._progress = None
-        self._task = None
+        self._progress: Any = None  # a rich Progress, made only on a terminal (rich is imported then)
+        self._task: Any = None
         if progress and log_format == "text" and not quiet:
             self._start_progress(total)
 

@@ -25,7 +25,7 @@ from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -101,7 +101,7 @@ T = TypeVar("T")
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8000
-    engine: str = "local"
+    engine: Literal["local", "tone"] = "local"
     api_key: str | None = field(default=None, repr=False)
     audio_ttl_s: int = 3600
     audio_memory: int = MAX_REMEMBERED_AUDIO              # ids kept; the oldest are forgotten (0: forget at once)
@@ -308,7 +308,7 @@ class ChatServer:
         caps = {name: body.get(name) for name in ("max_completion_tokens", "max_tokens")
                 if body.get(name) is not None}
         for name, cap in caps.items():
-            if not _is_int(cap):
+            if not _is_int(cap) or not isinstance(cap, int):
                 raise ApiFailure(400, f"Invalid type for '{name}': expected an integer, got {quoted(cap)}.",
                                  param=name, code="invalid_type")
             if cap <= 0:
@@ -321,23 +321,25 @@ class ChatServer:
                     with_voice: bool = True) -> narrate.Narration:
         """The narration for the last user turn; the work itself runs in the pool, never on the event loop."""
         engine = self.config.engine
+        pool = self.pool
+        assert pool is not None, "the pool is made when the app starts"
         question_turn = turns[-1] if turns and turns[-1].role == "user" else None
         follow_up = question_turn is not None and any(t.role == "assistant" for t in turns[:-1])
         if question_turn is not None and question_turn.audio_parts:
             try:
-                return await self.pool.run(server_work.hear, question_turn.audio_parts, words, title, engine,
+                return await pool.run(server_work.hear, question_turn.audio_parts, words, title, engine,
                                            with_voice)
             except InvalidAudio as exc:
                 raise ApiFailure(400, f"The input audio could not be decoded: {exc}.",
                                  param="messages", code="invalid_value") from exc
-        if follow_up:
+        if follow_up and question_turn is not None:
             # Answer from the document (the first user turn, when it is text) and what was said about it since;
             # earlier questions are not facts to quote back.
             first_user = next(t for t in turns if t.role == "user")
             context = "\n\n".join([first_user.text] * (not first_user.audio_parts)
                                    + [t.text for t in turns[:-1] if t.role == "assistant" and t.text])
-            return await self.pool.run(server_work.answer, question_turn.text, context, words, engine, with_voice)
-        return await self.pool.run(server_work.compose, task, words, title, engine, with_voice)
+            return await pool.run(server_work.answer, question_turn.text, context, words, engine, with_voice)
+        return await pool.run(server_work.compose, task, words, title, engine, with_voice)
 
     async def chat_completions(self, request: Request) -> Response:
         # Every request counts once in `requests` and once in exactly one answer kind (`ok`, `rate_limited`,

@@ -134,11 +134,12 @@ def _same_folder(out_dir: Path, what: str) -> str:
 def _check_manifest_paths(manifest: Path, out_dir: Path) -> None:
     rows = _csv_rows(manifest) if manifest.suffix.lower() == ".csv" else _jsonl_rows(manifest)
     for line_no, row in rows:
-        if not isinstance(row, dict) or not isinstance(row.get("path"), str) or "\x00" in row["path"]:
+        raw = row.get("path") if isinstance(row, dict) else None
+        if not isinstance(raw, str) or "\x00" in raw:
             continue  # a bad row is the document's own failure, reported when it is read
-        item = manifest.parent / row["path"]
+        item = manifest.parent / raw
         if _same_place(Path(os.path.abspath(item)).parent, out_dir) or _same_place(item.resolve().parent, out_dir):
-            raise UsageError(_same_folder(out_dir, f"the folder of {printable_path(row['path'])} "
+            raise UsageError(_same_folder(out_dir, f"the folder of {printable_path(raw)} "
                                                    f"({manifest.name} line {line_no})"))
 
 
@@ -314,20 +315,20 @@ def _document_from_row(row: dict[str, object], *, manifest: Path, where: str, li
     if "text" in strings and "path" in strings:
         return RejectedDocument(id=doc_id, source=where, reason="manifest item has both 'path' and 'text'",
                                 title=title)
-    extras = {"title": title, "voice": strings.get("voice"), "instructions": strings.get("instructions"),
-              "followups": followups}
+    voice, instructions = strings.get("voice"), strings.get("instructions")
     if "text" in strings:
         try:
             text = _clean_text(strings["text"])
         except DocumentError as exc:
             return RejectedDocument(id=doc_id, source=where, reason=str(exc), title=title)
-        return Document(id=doc_id, source=where, text=text,
-                        sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(), **extras)
+        return Document(id=doc_id, source=where, text=text, sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+                        title=title, voice=voice, instructions=instructions, followups=followups)
     if "path" not in strings:
         return RejectedDocument(id=doc_id, source=where, reason="manifest item has neither 'path' nor 'text'",
                                 title=title)
     return _document_from_file(Path(strings["path"]), doc_id=doc_id, source=f"{where} ({strings['path']})",
-                               root=manifest.parent.resolve(), already_safe=True, **extras)
+                               root=manifest.parent.resolve(), already_safe=True, title=title, voice=voice,
+                               instructions=instructions, followups=followups)
 
 
 def parse_followups(value: object, where: str = "field 'followups'") -> tuple[str, ...] | None:

@@ -13,7 +13,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from typing import Literal
+from typing import Any, Literal
 
 from pipeline.errors import DocumentError
 
@@ -161,7 +161,7 @@ def pdf_text(data: bytes, *, max_pages: int = MAX_PDF_PAGES, max_chars: int = MA
                 raise DocumentError(f"PDF text is over the {max_chars}-character limit")
             if page_text:
                 parts.append(page_text)
-        info = reader.metadata or {}
+        info: Any = reader.metadata or {}
         pdf_title = _pdf_string(info.get("/Title"))
         pdf_author = _pdf_string(info.get("/Author"))
     except DocumentError:

@@ -693,7 +693,7 @@ def _entry_date(entry: dict[str, Any]) -> datetime | None:
     for name in ("published_parsed", "updated_parsed", "created_parsed"):
         value = entry.get(name)
         if value:
-            return datetime(*value[:6], tzinfo=UTC)
+            return datetime(*value[:6], tzinfo=UTC)  # type: ignore[misc]  # a struct_time's first six fields
     return None
 
 

@@ -90,15 +90,14 @@ def classify_error_response(response: httpx.Response, *, secret: str | None = No
         pass
     message = from_server(message or response.reason_phrase or "no message", secret, limit=MAX_MESSAGE_CHARS) or ""
     text = f"HTTP {status}" + (f" {code}" if code else "") + f": {message}"
-    details = {"status": status, "code": code, "request_id": request_id, "param": param,
-               "cause": f"http_{status}" + (f"_{_label(code)}" if status == 429 and code else "")}
+    cause = f"http_{status}" + (f"_{_label(code)}" if status == 429 and code else "")
+    kind: type[ApiError] = PermanentApiError
     if status == 401:
-        return AuthenticationFailed(text, **details)
-    if status == 429 and code == "insufficient_quota":
-        return PermanentApiError(text, **details)
-    if status in RETRYABLE_STATUSES or status >= 500:
-        return TransientError(text, retry_after_s=retry_after_s, **details)
-    return PermanentApiError(text, **details)
+        kind = AuthenticationFailed
+    elif status in RETRYABLE_STATUSES or status >= 500:
+        kind = PermanentApiError if status == 429 and code == "insufficient_quota" else TransientError
+    return kind(text, status=status, code=code, request_id=request_id, param=param, cause=cause,
+                retry_after_s=retry_after_s if kind is TransientError else None)
 
 
 def _label(code: str) -> str:
