@@ -118,6 +118,11 @@ def keeping_attempts(made_so_far: Callable[[], Iterable[object]]) -> Iterator[No
         raise
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its class name when it has none): what a one-line reason quotes."""
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from conftest import SERVER_KEY, RunningServer, start_server, stop_server
 from pipeline.cli import cli
 from pipeline.serve.faults import FAULT_KINDS, FaultPlan, parse_faults, parse_seconds_range
-from pipeline.serve.limits import RateLimiter, TokenBucket, format_duration, retry_after_headers
+from pipeline.serve.limits import ServerRateLimits, TokenBucket, format_duration, retry_after_headers
 
 REQUEST = {"model": "gpt-4o-audio-preview", "modalities": ["text", "audio"],
            "audio": {"voice": "alloy", "format": "wav"},
@@ -41,7 +41,7 @@ class FakeClock:
 
 def test_request_bucket_bursts_then_refills_at_the_rate() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(rpm=120, burst_s=1.0, monotonic=clock)   # 2 a second, burst 2
+    limiter = ServerRateLimits(rpm=120, burst_s=1.0, monotonic=clock)   # 2 a second, burst 2
     assert limiter.admit(10).admitted and limiter.admit(10).admitted
     refused = limiter.admit(10)
     assert not refused.admitted and refused.limited_by == "requests" and refused.wait_s == pytest.approx(0.5)
@@ -62,14 +62,14 @@ def test_request_bucket_bursts_then_refills_at_the_rate() -> None:
 
 def test_burst_capacity_is_at_least_one_request() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(rpm=6, burst_s=1.0, monotonic=clock)       # 0.1 a second: capacity would be 0.1
+    limiter = ServerRateLimits(rpm=6, burst_s=1.0, monotonic=clock)       # 0.1 a second: capacity would be 0.1
     assert limiter.admit(1).admitted
     assert limiter.admit(1).wait_s == pytest.approx(10.0)
 
 
 def test_token_bucket_charges_prompt_up_front_and_completion_as_debt() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(tpm=600, burst_s=1.0, monotonic=clock)     # 10 tokens a second, capacity 10
+    limiter = ServerRateLimits(tpm=600, burst_s=1.0, monotonic=clock)     # 10 tokens a second, capacity 10
     assert limiter.admit(25).admitted          # bigger than the burst: fits when full, leaves a debt of 15
     limiter.charge(5)                          # the completion: debt 20
     refused = limiter.admit(5)
@@ -84,7 +84,7 @@ def test_token_bucket_charges_prompt_up_front_and_completion_as_debt() -> None:
 
 def test_both_buckets_must_fit_and_a_refusal_charges_neither() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(rpm=60, tpm=60, burst_s=10.0, monotonic=clock)   # 10 requests, 10 tokens
+    limiter = ServerRateLimits(rpm=60, tpm=60, burst_s=10.0, monotonic=clock)   # 10 requests, 10 tokens
     assert limiter.admit(10).admitted
     assert limiter.admit(1).limited_by == "tokens"
     assert limiter.headers()["x-ratelimit-remaining-requests"] == "9"

@@ -113,14 +113,6 @@ def import_pydub():  # -> the pydub module, with pydub.silence loaded
     return pydub
 
 
-def point_pydub_at_bundled_ffmpeg() -> None:
-    """Make pydub's export use the bundled ffmpeg (pydub looks on PATH otherwise). pydub cannot read mp3 back
-    with it (that needs ffprobe); use decode_to_pcm for reading."""
-    from pydub import AudioSegment
-
-    AudioSegment.converter = ffmpeg_exe()
-
-
 def decode_to_pcm(data: bytes | Path, *, suffix: str | None = None, sample_rate: int | None = None,
                   channels: int | None = None, max_seconds: float = DEFAULT_MAX_SECONDS,
                   timeout_s: float = DEFAULT_TIMEOUT_S) -> tuple[bytes, int, int]:

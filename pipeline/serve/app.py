@@ -53,7 +53,7 @@ from pipeline.serve.guard import (
     connection_limit,
     guarded_protocol,
 )
-from pipeline.serve.limits import Admission, RateLimiter, format_duration, retry_after_headers
+from pipeline.serve.limits import Admission, ServerRateLimits, format_duration, retry_after_headers
 
 if TYPE_CHECKING:
     from pipeline.engine import narrate
@@ -156,7 +156,7 @@ class ChatServer:
         self.stats: Counter[str] = _fresh_counts()
         self.wire: Counter[str] = Counter()
         self.pool: server_work.WorkerPool | None = None
-        self.limiter = RateLimiter(config.rpm, config.tpm, config.burst_s, monotonic)
+        self.limiter = ServerRateLimits(config.rpm, config.tpm, config.burst_s, monotonic)
         self.faults = FaultPlan(config.faults, config.seed)
         # Latency and fault details (waits, which kind of bad audio) draw from their own stream, so the sequence
         # of fault kinds depends on the seed and the order of requests only.

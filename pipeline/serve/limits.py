@@ -77,7 +77,7 @@ class Admission:
     too_large: bool = False              # the request alone exceeds the per-minute token limit: never fits
 
 
-class RateLimiter:
+class ServerRateLimits:
     """Requests-per-minute and tokens-per-minute buckets, checked together and charged together."""
 
     def __init__(self, rpm: int = 0, tpm: int = 0, burst_s: float = 1.0,

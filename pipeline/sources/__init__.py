@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pipeline.errors import DocumentError, UsageError
+from pipeline.errors import DocumentError, UsageError, first_line
 from pipeline.models import AudioSource, Document, RejectedDocument, RunSettings
 from pipeline.redact import quoted, shown_input
 from pipeline.sources import extract, feeds
@@ -259,7 +259,7 @@ def _jsonl_rows(manifest: Path) -> Iterator[tuple[int, dict[str, object] | str]]
             try:
                 value = json.loads(line)
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                yield line_no, f"manifest line is not valid JSON ({_first_line(exc)})"
+                yield line_no, f"manifest line is not valid JSON ({first_line(exc)})"
                 continue
             if not isinstance(value, dict):
                 yield line_no, "manifest line is not a JSON object"
@@ -443,8 +443,6 @@ def _clean_text(text: str) -> str:
     return stripped
 
 
-def _first_line(exc: Exception) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def count_items(inputs: tuple[str, ...], *, skip_dir: Path | None = None) -> int | None:

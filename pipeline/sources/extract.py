@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any, Literal
 
-from pipeline.errors import DocumentError
+from pipeline.errors import DocumentError, first_line
 
 Kind = Literal["text", "html", "pdf"]
 
@@ -146,7 +146,7 @@ def pdf_text(data: bytes, *, max_pages: int = MAX_PDF_PAGES, max_chars: int = MA
             try:
                 opened = reader.decrypt("")  # an owner-password-only PDF opens with the empty user password
             except (DependencyError, NotImplementedError, FileNotDecryptedError) as exc:
-                raise DocumentError(f"encrypted PDF (cannot be opened: {_first_line(exc)})") from exc
+                raise DocumentError(f"encrypted PDF (cannot be opened: {first_line(exc)})") from exc
             if not opened:
                 raise DocumentError("encrypted PDF (a password is needed to read it)")
         count = len(reader.pages)
@@ -167,7 +167,7 @@ def pdf_text(data: bytes, *, max_pages: int = MAX_PDF_PAGES, max_chars: int = MA
     except DocumentError:
         raise
     except Exception as exc:
-        raise DocumentError(f"malformed PDF ({type(exc).__name__}: {_first_line(exc)})") from exc
+        raise DocumentError(f"malformed PDF ({type(exc).__name__}: {first_line(exc)})") from exc
     if not parts:
         raise DocumentError("no text layer (scanned PDF?)")
     meta = {"kind": "pdf", "extraction": "pypdf", "pages": str(count)}
@@ -222,8 +222,6 @@ def _preview(head: bytes) -> str:
     return repr(head[:12])
 
 
-def _first_line(exc: BaseException) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def read_capped(path: str | os.PathLike[str], cap: int, what: str) -> bytes:

@@ -31,7 +31,7 @@ from urllib.parse import unquote, urlsplit
 import httpx
 
 from pipeline import __version__
-from pipeline.errors import AddressRefused, DocumentError, FetchError, UsageError
+from pipeline.errors import AddressRefused, DocumentError, FetchError, UsageError, first_line
 from pipeline.models import Document, RejectedDocument
 from pipeline.redact import url_without_credentials
 from pipeline.sources import extract
@@ -94,7 +94,7 @@ def check_proxy(proxy: str) -> None:
     except (ValueError, TypeError, ImportError, httpx.InvalidURL) as exc:
         # Not chained (from None): the error can quote the proxy URL, password and all.
         raise UsageError(f"--proxy {_shown_url(proxy)!r} is not a usable proxy URL "
-                         f"({_without_secrets(_first_line(exc), proxy)})") from None
+                         f"({_without_secrets(first_line(exc), proxy)})") from None
 
 
 class PageFetcher:
@@ -158,7 +158,7 @@ class PageFetcher:
             try:
                 current = str(response_url.join(location))
             except httpx.InvalidURL as exc:  # not chained (from None): it quotes the URL, token and all
-                raise FetchError(f"bad redirect: {_without_secrets(_first_line(exc), url, location)}") from None
+                raise FetchError(f"bad redirect: {_without_secrets(first_line(exc), url, location)}") from None
         raise FetchError(f"more than {limits.max_redirects} redirects")
 
     def _hop(self, url: str, peers: _PeerCheck, cap: int, deadline: float,
@@ -188,11 +188,11 @@ class PageFetcher:
         except httpx.TimeoutException as exc:
             raise FetchError(f"timed out ({_timeout_kind(exc, limits)})") from None
         except httpx.InvalidURL as exc:
-            raise FetchError(f"bad URL: {_without_secrets(_first_line(exc), *secrets)}") from None
+            raise FetchError(f"bad URL: {_without_secrets(first_line(exc), *secrets)}") from None
         except httpx.HTTPError as exc:
             if watchdog.fired:
                 raise FetchError(f"took longer than the {limits.deadline_s:g} s deadline") from None
-            raise FetchError(f"cannot fetch: {type(exc).__name__}: {_without_secrets(_first_line(exc), *secrets)}"
+            raise FetchError(f"cannot fetch: {type(exc).__name__}: {_without_secrets(first_line(exc), *secrets)}"
                              ) from None
         finally:
             watchdog.cancel()
@@ -625,7 +625,7 @@ def check_feed_xml(data: bytes) -> None:
         raise DocumentError(f"not an RSS/Atom feed: not well-formed XML ({exc.getMessage()} at line "
                             f"{exc.getLineNumber()}, column {exc.getColumnNumber()})") from exc
     except (xml.sax.SAXException, ValueError) as exc:
-        raise DocumentError(f"not an RSS/Atom feed: {_first_line(exc)}") from exc
+        raise DocumentError(f"not an RSS/Atom feed: {first_line(exc)}") from exc
     if (handler.root or "").lower() not in _FEED_ROOTS:
         raise DocumentError(f"not an RSS/Atom feed: the root element is <{handler.root}>")
 
@@ -835,7 +835,3 @@ def _title(item: Any) -> str | None:
 def _clean(value: object) -> str | None:
     text = re.sub(r"\s+", " ", str(value)).strip() if value is not None else ""
     return text or None
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

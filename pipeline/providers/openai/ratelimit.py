@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from pipeline.clock import SYSTEM_CLOCK, Clock
 from pipeline.errors import PermanentApiError
+from pipeline.plan.split import CHARS_PER_TOKEN
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
@@ -59,7 +60,6 @@ class RateLimiter:
         self._tokens = _Pace(per_minute=float(tpm), given=tpm > 0)
         self._paused_until = 0.0
         self._lock = asyncio.Lock()
-        self.waited_s = 0.0
         self.pauses = 0
 
     @property
@@ -92,7 +92,6 @@ class RateLimiter:
                 # Never hold the pool back more than one minute's budget for a single request.
                 charged = min(tokens, self._tokens.per_minute)
                 self._tokens.tat = max(self._tokens.tat, now) + charged * self._tokens.per_unit
-        self.waited_s += waited
         return waited
 
     def check_fits(self, tokens: int) -> None:
@@ -143,7 +142,6 @@ def _int(value: str | None) -> int | None:
 
 
 # Guesses before the first answer; the calibration below corrects them from the server's `usage`.
-CHARS_PER_TOKEN = 4.0
 TOKENS_PER_MESSAGE = 4
 TEXT_TOKENS_PER_WORD = 1.4
 SPOKEN_WORDS_PER_SECOND = 2.5
