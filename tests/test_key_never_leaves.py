@@ -8,10 +8,8 @@ the key must not appear in any byte under OUT (state database and its WAL includ
 from __future__ import annotations
 
 import base64
-import io
 import json
 import threading
-import wave
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -19,20 +17,11 @@ from pathlib import Path
 import pytest
 
 from conftest import child_env, run_cli
+from pipeline.engine.speech import pcm16_to_wav
 
 # Not shaped like an OpenAI key on purpose: only the exact-secret rule can catch it.
 PLAIN_KEY = "hunter2-audiosum-plain-secret-77"
 SHAPED_KEY = "sk-proj-echoedKEY0123456789abcdefXYZ"
-
-
-def _tiny_wav() -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(24000)
-        out.writeframes(b"\x00\x00" * 2400)
-    return buffer.getvalue()
 
 
 class _EchoHandler(BaseHTTPRequestHandler):
@@ -51,7 +40,7 @@ class _EchoHandler(BaseHTTPRequestHandler):
                     "choices": [{"index": 0, "finish_reason": "stop", "message": {
                         "role": "assistant", "content": None, "refusal": None,
                         "audio": {"id": f"audio_{key}", "expires_at": 2_000_000_000,
-                                  "data": base64.b64encode(_tiny_wav()).decode(),
+                                  "data": base64.b64encode(pcm16_to_wav(b"\x00\x00" * 2400, 24000)).decode(),
                                   "transcript": f"Here is the summary. Your key is {key}."}}}],
                     "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20}}
         else:
