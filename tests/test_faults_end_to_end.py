@@ -16,7 +16,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from conftest import RunningServer, child_env, run_cli, running_server
 
 FAST_RETRY = ("--retry-backoff", "0.01")

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import RunningServer, api_env
+
 from pipeline import sources
-from pipeline.report import page as report_html
 from pipeline.redact import visible
+from pipeline.report import page as report_html
 
 HOSTILE = Path(__file__).resolve().parent / "hostile"
 sys.path.insert(0, str(HOSTILE))  # tests/hostile is not collected (norecursedirs); its builder is a plain module

@@ -15,9 +15,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import SAMPLE_INPUTS, RunningServer, child_env, run_cli
 
-from conftest import child_env, run_cli
+from pipeline import runner
 from pipeline.engine.speech import pcm16_to_wav
+from pipeline.models import RunSettings
 
 # Not shaped like an OpenAI key on purpose: only the exact-secret rule can catch it.
 PLAIN_KEY = "hunter2-audiosum-plain-secret-77"
@@ -111,3 +113,20 @@ def test_feed_url_credentials_and_tokens_reach_no_file_and_no_log(tmp_path: Path
     assert b"pw-hunter2" not in everything and b"tok-7731" not in everything and b"reader:" not in everything
     start = next(json.loads(line) for line in result.stderr.splitlines() if '"run_start"' in line)
     assert start["inputs"] == [f"http://127.0.0.1:{port}/feed.xml"]
+
+
+def test_a_key_with_a_trailing_newline_works_and_a_bad_key_is_not_echoed(tone_server: RunningServer,
+                                                                         tmp_path: Path) -> None:
+    env = child_env(OPENAI_BASE_URL=tone_server.base_url, OPENAI_API_KEY=f"{tone_server.key}\r\n")
+    ok = run_cli("run", str(SAMPLE_INPUTS / "notes"), "-o", str(tmp_path / "a"), env=env)
+    assert ok.exit_code == 0, ok.stderr
+    secret = "sk-caf\u00e9-secret"
+    bad = run_cli("run", str(SAMPLE_INPUTS / "notes"), "-o", str(tmp_path / "b"),
+                  env=child_env(OPENAI_BASE_URL=tone_server.base_url, OPENAI_API_KEY=secret))
+    assert bad.exit_code == 2 and "OPENAI_API_KEY" in bad.stderr and secret not in bad.stderr
+
+
+def test_base_url_credentials_never_reach_the_report() -> None:
+    settings = RunSettings(inputs=("x",), out_dir=Path("o"), base_url="https://user:pa55@proxy.example:8443/v1?key=abc")
+    shown = runner.settings_for_report(settings)["base_url"]
+    assert shown == "https://proxy.example:8443/v1"

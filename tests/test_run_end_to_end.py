@@ -6,7 +6,11 @@ import json
 import wave
 from pathlib import Path
 
+import pytest
 from conftest import SAMPLE_INPUTS, SERVER_KEY, RunningServer, api_env, run_cli
+
+from pipeline import runner
+from pipeline.models import Document, RunSettings
 
 
 def _wav_seconds(path: Path) -> float:
@@ -154,3 +158,21 @@ def test_usage_errors_exit_2_without_traceback(tmp_path: Path) -> None:
     assert keyless.exit_code == 2 and "OPENAI_API_KEY" in keyless.stderr
     for result in (missing, provider, base, keyless):
         assert "Traceback" not in result.stderr
+
+
+class _BuggyProvider:
+    name = "buggy"
+
+    async def summarise(self, document: Document, settings: RunSettings):
+        raise ValueError("a bug in a provider")
+
+    async def aclose(self) -> None:
+        pass
+
+
+def test_a_bug_still_leaves_a_report_marked_crashed(tmp_path: Path) -> None:
+    settings = RunSettings(inputs=(str(SAMPLE_INPUTS / "news"),), out_dir=tmp_path / "out", concurrency=2)
+    with pytest.raises(ValueError):
+        runner.run(settings, provider=_BuggyProvider())
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["status"] == "crashed" and "a bug in a provider" in report["abort_reason"]

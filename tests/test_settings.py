@@ -156,3 +156,12 @@ def test_a_job_file_can_set_what_it_could_not_before(tmp_path: Path) -> None:
             settings.podcast_base_url, settings.force, settings.allow_private_links) == (
         "mp3", -20.0, "narrate", "http://127.0.0.1:9/v1", 7, "2026-11-01T00:00:00+00:00", 3, 0.25,
         "https://pods.example.org/feed/", True, True)
+
+
+def test_loudness_is_part_of_the_settings_fingerprint() -> None:
+    from pipeline.plan import fingerprint
+
+    document = Document(id="a", source="a", text="t", sha256="s")
+    plain = RunSettings(inputs=("x",), out_dir=Path("o"))
+    loud = RunSettings(inputs=("x",), out_dir=Path("o"), loudness_lufs=-19.0)
+    assert fingerprint(document, plain) != fingerprint(document, loud)

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from conftest import RunningServer, child_env, run_cli, start_server, stop_server
 
 DOCS = 12

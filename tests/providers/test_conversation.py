@@ -13,10 +13,10 @@ import httpx
 import pytest
 
 from pipeline.clock import FakeClock
-from pipeline.providers.openai.conversation import EXPIRY_MARGIN_S, Conversation
 from pipeline.errors import ApiError, PermanentApiError, TransientError
 from pipeline.models import Attempt, Document, RunSettings, SpokenSummary
 from pipeline.providers.openai import parse_answer
+from pipeline.providers.openai.conversation import EXPIRY_MARGIN_S, Conversation
 
 NOW = 1_800_000_000
 

@@ -13,8 +13,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import REPO, SAMPLE_INPUTS, child_env
+
 from pipeline.engine import extractive, text
 from pipeline.engine.text import Sentence
 from pipeline.sources.feeds import FetchLimits

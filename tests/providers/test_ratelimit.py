@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from pipeline.clock import FakeClock
+from pipeline.errors import PermanentApiError
 from pipeline.providers.openai.ratelimit import RateLimiter, TokenEstimator, parse_reset_duration
 
 
@@ -114,3 +115,18 @@ def test_token_estimate_calibrates_towards_reported_usage() -> None:
         estimator.observe(raw, raw * 2)
     calibrated, _ = estimator.estimate(messages, 100)
     assert calibrated == pytest.approx(raw * 2, rel=0.05)
+
+
+def test_a_document_over_the_token_budget_fails_at_once_and_holds_nobody_back() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(tpm=60_000, clock=clock)
+    with pytest.raises(PermanentApiError):
+        limiter.check_fits(1_250_000)
+
+    async def go() -> None:
+        await limiter.acquire(200_000)  # estimated bigger than a minute's budget: charged one minute at most
+        start = clock.monotonic()
+        await limiter.acquire(10)
+        assert clock.monotonic() - start <= 60.0 + 1e-6
+
+    asyncio.run(go())

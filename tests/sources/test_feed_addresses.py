@@ -20,11 +20,10 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from pipeline.sources import feeds
-from pipeline.errors import UsageError
-from pipeline.errors import AddressRefused, FetchError
-from pipeline.sources.feeds import FetchLimits, PageFetcher
+from pipeline.errors import AddressRefused, FetchError, UsageError
 from pipeline.models import Document, RejectedDocument
+from pipeline.sources import feeds
+from pipeline.sources.feeds import FetchLimits, PageFetcher
 
 PUBLIC = "93.184.215.14"  # only ever a resolver's answer: the connect guard refuses any attempt to reach it
 QUICK = FetchLimits(connect_timeout_s=2.0, read_timeout_s=2.0, deadline_s=5.0)

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import feedparser
+from conftest import SAMPLE_INPUTS, RunningServer, api_env, run_cli
 from mutagen import File as MutagenFile
 
-from conftest import SAMPLE_INPUTS, RunningServer, api_env, run_cli
 from pipeline.audio import duration_of, measure_loudness
 
 

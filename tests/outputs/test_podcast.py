@@ -9,8 +9,8 @@ from pathlib import Path
 
 import feedparser
 import httpx
-
 from conftest import SAMPLE_INPUTS, RunningServer, api_env, run_cli, running_server
+
 from pipeline.outputs.podcast import Cue, estimated_cues, render_vtt
 
 ITUNES = "{http://www.itunes.com/dtds/podcast-1.0.dtd}"

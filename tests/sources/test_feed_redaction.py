@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from pipeline.models import Document, RejectedDocument
 from pipeline.sources import feeds
 from pipeline.sources.feeds import FetchLimits
-from pipeline.models import Document, RejectedDocument
 
 SECRETS = ("hunter22", "SECRET123", "audiouser", base64.b64encode(b"audiouser:hunter22").decode())
 LIMITS = FetchLimits(connect_timeout_s=2.0, read_timeout_s=2.0, deadline_s=5.0)

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from pipeline.audio import decode_to_pcm, duration_of, measure, measure_loudness, wav_info
+from pipeline.audio.publish import FORMATS, PublishedAudio, PublishOptions, publish
 from pipeline.engine import speech
-from pipeline.errors import InvalidAudio
 from pipeline.engine.speech import pcm16_to_wav
 from pipeline.engine.tone import tone
-from pipeline.audio.publish import FORMATS, PublishedAudio, PublishOptions, publish
+from pipeline.errors import InvalidAudio
 
 TAGS = {"title": "Harbour bridge reopens", "artist": "Nightly feed — Ünïcode", "album": "audiosum narrations",
         "date": "2025-03-14", "comment": "Spoken summary of the article"}

@@ -7,7 +7,6 @@ Real server processes over loopback only (127.0.0.1); no sleeps through real win
 from __future__ import annotations
 
 import json
-import os
 import resource
 import socket
 import subprocess
@@ -21,10 +20,10 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
-
 from conftest import SERVER_KEY, RunningServer, child_env, free_port, running_server, stop_server
-from pipeline.serve import app as server
+
 from pipeline.cli import cli
+from pipeline.serve import app as server
 
 AUTH = {"Authorization": f"Bearer {SERVER_KEY}", "Content-Type": "application/json"}
 TEXT = "Otters hold hands while they sleep. They float on kelp beds. Their fur is the densest of any animal."

@@ -11,12 +11,11 @@ import pytest
 from pypdf import PdfReader, PdfWriter
 
 from pipeline import sources
-
-from pipeline.sources import extract
 from pipeline.errors import DocumentError
 from pipeline.models import Document, RejectedDocument
+from pipeline.sources import extract
 
-ARTICLES = Path(__file__).resolve().parent / "fixtures" / "feeds" / "articles"
+ARTICLES = Path(__file__).resolve().parent.parent / "fixtures" / "feeds" / "articles"
 
 
 def text_pdf(lines: list[str]) -> bytes:

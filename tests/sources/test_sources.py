@@ -79,3 +79,17 @@ def test_unknown_input_kind_is_a_usage_error(tmp_path: Path) -> None:
         sources.check_inputs((str(tmp_path / "doc.docx"),))
     with pytest.raises(UsageError):
         sources.check_inputs(())
+
+
+def test_report_is_a_reserved_id() -> None:
+    assert sources.safe_doc_id("report") == "report_"
+    assert sources.safe_doc_id("Report") == "Report_"
+    assert sources.safe_doc_id("notes/report") == "notes__report"
+
+
+def test_a_csv_field_bigger_than_the_csv_default_is_read(tmp_path: Path) -> None:
+    manifest = tmp_path / "big.csv"
+    text = "The tide tables were updated. " * 6000  # 180,000 characters
+    manifest.write_text(f'id,text\nbig,"{text}"\nsmall,"Short and fine."\n')
+    items = list(sources.iter_manifest(manifest))
+    assert [type(i).__name__ for i in items] == ["Document", "Document"]

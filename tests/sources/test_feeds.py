@@ -18,21 +18,21 @@ import wave
 import zlib
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-
 from conftest import RunningServer, api_env, free_port, run_cli
-from pipeline import sources
-from pipeline.sources import feeds
-from pipeline.errors import DocumentError, FetchError, UsageError
-from pipeline.sources.feeds import FetchLimits
-from pipeline.models import Document, RejectedDocument
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "feeds"
+from pipeline import sources
+from pipeline.errors import DocumentError, FetchError, UsageError
+from pipeline.models import Document, RejectedDocument
+from pipeline.sources import feeds
+from pipeline.sources.feeds import FetchLimits
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "feeds"
 # The fixture server stands in for public sites from loopback, so these tests opt in to private article links;
 # what happens without the opt-in is tested here and in test_feed_addresses.py.
 LOCAL = FetchLimits(allow_private_links=True)
@@ -305,7 +305,7 @@ def test_article_links_to_private_addresses_are_refused_by_default(web: FeedServ
 def test_since_and_max_items(web: FeedServer) -> None:
     url = web.url("/feeds/rss2.xml")
     titles = lambda **kw: [item.title.split()[0] for item in _items(url, **kw)]  # noqa: E731
-    assert titles(since=datetime(2026, 4, 30, tzinfo=timezone.utc)) == ["Harbour", "Night"]
+    assert titles(since=datetime(2026, 4, 30, tzinfo=UTC)) == ["Harbour", "Night"]
     assert titles(since=datetime(2026, 5, 2, 18, 0)) == ["Harbour", "Night"]  # naive means UTC; inclusive
     assert titles(max_items=1) == ["Harbour"]
     assert titles(since=datetime(2026, 4, 1), max_items=3) == ["Harbour", "Night", "Central"]
@@ -538,3 +538,27 @@ def test_urls_are_shown_without_credentials() -> None:
 
     assert url_without_credentials("http://user:pw@[::1]:8080/feed?key=1#top") == "http://[::1]:8080/feed"
     assert url_without_credentials("https://example.com:99999/feed.xml") == "https://example.com/feed.xml"
+
+
+def test_since_is_recorded_and_a_bad_entry_url_fails_alone(tone_server: RunningServer, tmp_path: Path) -> None:
+    feed = tmp_path / "f.xml"
+    feed.write_text('<?xml version="1.0"?><rss version="2.0"><channel><title>T</title><link>http://x</link>'
+                    "<description>d</description>"
+                    "<item><title>Bad one</title><link>http://[x</link><guid>http://[x</guid>"
+                    "<description>A summary that is long enough to narrate about the harbour.</description></item>"
+                    "<item><title>Good</title><guid>urn:ok</guid><pubDate>Tue, 03 Nov 2026 08:00:00 GMT</pubDate>"
+                    "<description>The ferry timetable changes on Monday for the winter season.</description>"
+                    "</item></channel></rss>")
+    out = tmp_path / "out"
+    result = run_cli("run", str(feed), "-o", str(out), "--since", "2026-01-01", env=api_env(tone_server))
+    assert result.exit_code in (0, 1), result.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["settings"]["since"].startswith("2026-01-01") and report["status"] == "finished"
+    assert "done" in {d["status"] for d in report["documents"]}
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"id": "ctl", "title": "Bell\u0007 and tab\u000b",
+                                    "text": "The pier reopens after repairs on Friday morning."}) + "\n")
+    assert run_cli("run", str(manifest), "-o", str(out), env=api_env(tone_server)).exit_code == 0
+    import xml.etree.ElementTree as ET
+    titles = [t.text for t in ET.parse(out / "podcast.xml").getroot().iter("title")]  # stays valid XML
+    assert "Bell and tab" in titles

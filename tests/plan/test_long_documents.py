@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from conftest import RunningServer, api_env, run_cli
+
 from pipeline.plan.split import split_for_budget
 
 

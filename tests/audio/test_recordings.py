@@ -13,8 +13,8 @@ import wave
 from pathlib import Path
 
 import pytest
-
 from conftest import RunningServer, api_env, child_env, run_cli, running_server
+
 from pipeline.audio import ffmpeg_exe, wav_info
 from pipeline.audio.recordings import plan_cuts
 from pipeline.sources import iter_manifest
@@ -308,7 +308,7 @@ def test_manifest_followups_formats(tmp_path: Path) -> None:
     assert items[0].followups == ("One?", "Two words?") and items[0].audio is not None
     assert items[1].followups == ("One question", "per line?")
     assert [getattr(i, "reason", None) for i in items[2:]] == [
-        "field 'followups' must be a list of questions (strings)", 
+        "field 'followups' must be a list of questions (strings)",
         "field 'followups' has 21 questions; at most 20 are allowed"]
     csv_manifest = tmp_path / "m.csv"
     csv_manifest.write_text('id,text,followups\nx,Some text.,"First?\nSecond?"\n', encoding="utf-8")

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from pipeline import outputs
-
-from pipeline.report import page as report_html
 from pipeline.errors import OutputClash
+from pipeline.report import page as report_html
 
 
 def _ours(name: str) -> bool:

@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from conftest import RunningServer, api_env, run_cli, running_server
 
 ARTICLE = ("The harbour bridge reopens on Monday after two years of repairs. It carries four lanes of traffic and a "

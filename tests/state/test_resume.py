@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import SAMPLE_INPUTS, RunningServer, api_env, run_cli
+
 from pipeline.state.lock import RunLock
 
 

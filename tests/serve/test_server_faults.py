@@ -16,8 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 from click.testing import CliRunner
-
 from conftest import SERVER_KEY, RunningServer, start_server, stop_server
+
 from pipeline.cli import cli
 from pipeline.serve.faults import FAULT_KINDS, FaultPlan, parse_faults, parse_seconds_range
 from pipeline.serve.limits import ServerRateLimits, TokenBucket, format_duration, retry_after_headers

@@ -10,8 +10,7 @@ import wave
 import httpx
 import openai
 import pytest
-
-from conftest import RunningServer, SERVER_KEY, running_server
+from conftest import SERVER_KEY, RunningServer, running_server
 
 
 def _client(server: RunningServer, key: str = SERVER_KEY) -> openai.OpenAI:
