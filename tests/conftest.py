@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -53,10 +54,24 @@ class RunningServer:
     base_url: str
     key: str | None
     process: subprocess.Popen[bytes]
+    stderr_path: Path
 
     def stats(self) -> dict:
         headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
         return httpx.get(self.base_url.removesuffix("/v1") + "/stats", headers=headers, timeout=5).json()
+
+    def stderr_tail(self, limit: int = 8_000) -> str:
+        """The end of what the server wrote to stderr (a file, so a chatty server never blocks on a full pipe)."""
+        try:
+            data = self.stderr_path.read_bytes()
+        except OSError as exc:
+            return f"(no stderr: {exc})"
+        return data[-limit:].decode(errors="replace")
+
+
+# Every server started in this session, so a failing test's report can show the logs of the servers it used.
+_SERVERS: list[RunningServer] = []
+_SERVER_LOGS = Path(tempfile.mkdtemp(prefix="audiosum-serve-logs-"))
 
 
 def start_server(*args: str, key: str | None = SERVER_KEY, timeout_s: float = 60.0) -> RunningServer:
@@ -64,19 +79,22 @@ def start_server(*args: str, key: str | None = SERVER_KEY, timeout_s: float = 60
     command = [sys.executable, "-m", "pipeline", "serve", "--port", str(port), *args]
     if key:
         command += ["--api-key", key]
-    process = subprocess.Popen(command, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base_url = f"http://127.0.0.1:{port}/v1"
+    stderr_path = _SERVER_LOGS / f"serve-{port}-{len(_SERVERS)}.log"
+    with stderr_path.open("wb") as stderr:
+        process = subprocess.Popen(command, env=child_env(), stdout=subprocess.DEVNULL, stderr=stderr)
+    server = RunningServer(base_url=f"http://127.0.0.1:{port}/v1", key=key, process=process, stderr_path=stderr_path)
+    _SERVERS.append(server)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"server exited: {process.stderr.read().decode(errors='replace') if process.stderr else ''}")
+            raise RuntimeError("server exited: " + server.stderr_tail())
         try:
-            httpx.get(base_url.removesuffix("/v1") + "/stats", timeout=1)
-            return RunningServer(base_url=base_url, key=key, process=process)
+            httpx.get(server.base_url.removesuffix("/v1") + "/stats", timeout=1)
+            return server
         except httpx.TransportError:
             time.sleep(0.05)
     process.kill()
-    raise RuntimeError("server did not start in time")
+    raise RuntimeError("server did not start in time: " + server.stderr_tail())
 
 
 def stop_server(server: RunningServer) -> None:
@@ -85,6 +103,27 @@ def stop_server(server: RunningServer) -> None:
         server.process.wait(timeout=10)
     except subprocess.TimeoutExpired:
         server.process.kill()
+
+
+@pytest.fixture(autouse=True)
+def _servers_started_by_this_test(request: pytest.FixtureRequest) -> None:
+    request.node.stash[_FIRST_SERVER] = len(_SERVERS)
+
+
+_FIRST_SERVER = pytest.StashKey[int]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """On failure, the stderr of every server this test started or could have talked to (still running)."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if not report.failed:
+        return
+    first = item.stash.get(_FIRST_SERVER, len(_SERVERS))
+    for index, server in enumerate(_SERVERS):
+        if index >= first or server.process.poll() is None:
+            report.sections.append((f"audiosum serve {server.base_url} stderr", server.stderr_tail()))
 
 
 @contextlib.contextmanager
