@@ -5,6 +5,7 @@ unless the lower error can carry a secret (then `from None`, with the reason bes
 
     AudiosumError
     ├── UsageError               bad options, job or configuration: the run cannot start (exit 2)
+    │   └── StateSchemaMismatch  a read-only command met a state database of another schema (not migrated)
     ├── DocumentError            one document fails, permanently; the runner records it (class name and message)
     │   ├── OutputClash          a file audiosum did not make stands where an output would go
     │   ├── InvalidAudio         bytes that are not audio audiosum can read
@@ -34,6 +35,10 @@ class AudiosumError(Exception):
 
 class UsageError(AudiosumError):
     """Bad options, job or configuration: the run cannot start (exit 2)."""
+
+
+class StateSchemaMismatch(UsageError):
+    """The state database is an older or newer schema: a read-only command (status) reports it, not migrates it."""
 
 
 class DocumentError(AudiosumError):

@@ -1,17 +1,28 @@
 """`audiosum status OUT`: a one-screen text summary of an output folder's recent runs, read from state.
 
-Read-only: it takes no lock and writes nothing.
+Read-only: it takes no lock, migrates nothing and writes nothing (a database of another schema is reported).
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
-from pipeline.state import RunState
+from pipeline.state import RunState, open_read_only
 
 
 def _when(timestamp: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp)) if timestamp else "-"
+
+
+def status_of(out_dir: Path, limit: int = 8) -> str:
+    """The status screen of OUT, read through a read-only open; UsageError when OUT has no state, and
+    StateSchemaMismatch (a UsageError) when its database is an older or newer schema than this audiosum's."""
+    state = open_read_only(out_dir)
+    try:
+        return render_status(state, limit)
+    finally:
+        state.close()
 
 
 def render_status(state: RunState, limit: int = 8) -> str:

@@ -16,8 +16,16 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import DiskFull, UsageError, is_no_space
+from pipeline.errors import DiskFull, StateSchemaMismatch, UsageError, is_no_space
 from pipeline.models import Attempt, DocumentResult
+from pipeline.state.lock import RunLock
+from pipeline.state.migrations import (  # noqa: F401 - MIGRATIONS and migration stay importable from here
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    applied_migrations,
+    migrate,
+    migration,
+)
 
 STATE_DIR = ".audiosum"
 STATE_FILE = "state.sqlite"
@@ -53,168 +61,6 @@ def _low_on_space(folder: Path) -> bool:
     except OSError:
         return False
     return info.f_bavail * info.f_frsize < LOW_SPACE_BYTES
-
-Migration = Callable[[sqlite3.Connection], None]
-MIGRATIONS: list[tuple[str, Migration]] = []
-
-
-def migration(function: Migration) -> Migration:
-    MIGRATIONS.append((function.__name__, function))
-    return function
-
-
-@migration
-def m001_runs_and_results(db: sqlite3.Connection) -> None:
-    db.execute("""
-        CREATE TABLE runs (
-            run_id TEXT PRIMARY KEY,
-            started_at REAL NOT NULL,
-            ended_at REAL,
-            status TEXT NOT NULL,
-            settings_json TEXT NOT NULL
-        )""")
-    db.execute("""
-        CREATE TABLE run_documents (
-            run_id TEXT NOT NULL REFERENCES runs(run_id),
-            seq INTEGER NOT NULL,
-            doc_id TEXT NOT NULL,
-            source TEXT NOT NULL,
-            title TEXT,
-            status TEXT NOT NULL,
-            reason TEXT,
-            error_class TEXT,
-            wav_name TEXT,
-            sidecar_name TEXT,
-            transcript TEXT,
-            duration_s REAL NOT NULL DEFAULT 0,
-            prompt_tokens INTEGER NOT NULL DEFAULT 0,
-            completion_tokens INTEGER NOT NULL DEFAULT 0,
-            requests INTEGER NOT NULL DEFAULT 0,
-            elapsed_s REAL NOT NULL DEFAULT 0,
-            PRIMARY KEY (run_id, seq)
-        )""")
-
-
-@migration
-def m002_attempts(db: sqlite3.Connection) -> None:
-    db.execute("""
-        CREATE TABLE attempts (
-            run_id TEXT NOT NULL REFERENCES runs(run_id),
-            doc_id TEXT NOT NULL,
-            number INTEGER NOT NULL,
-            outcome TEXT NOT NULL,
-            status INTEGER,
-            error_class TEXT,
-            wait_s REAL NOT NULL DEFAULT 0,
-            elapsed_s REAL NOT NULL DEFAULT 0,
-            request_id TEXT,
-            retried INTEGER NOT NULL DEFAULT 0
-        )""")
-    db.execute("CREATE INDEX attempts_by_run ON attempts (run_id, doc_id)")
-
-
-@migration
-def m003_documents(db: sqlite3.Connection) -> None:
-    # The latest known state of each document across runs: what was made from which input and settings.
-    db.execute("""
-        CREATE TABLE documents (
-            doc_id TEXT PRIMARY KEY,
-            source TEXT NOT NULL,
-            title TEXT,
-            input_sha256 TEXT NOT NULL,
-            fingerprint TEXT NOT NULL,
-            status TEXT NOT NULL,
-            error TEXT,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            wav_name TEXT, wav_sha256 TEXT, wav_size INTEGER, wav_mtime_ns INTEGER,
-            sidecar_name TEXT, sidecar_sha256 TEXT, sidecar_size INTEGER, sidecar_mtime_ns INTEGER,
-            duration_s REAL NOT NULL DEFAULT 0,
-            transcript TEXT,
-            run_id TEXT NOT NULL,
-            started_at REAL,
-            finished_at REAL NOT NULL
-        )""")
-
-
-@migration
-def m004_audio_tokens(db: sqlite3.Connection) -> None:
-    # Audio tokens are priced differently from text tokens, so the cost estimate needs them apart.
-    db.execute("ALTER TABLE run_documents ADD COLUMN prompt_audio_tokens INTEGER NOT NULL DEFAULT 0")
-    db.execute("ALTER TABLE run_documents ADD COLUMN completion_audio_tokens INTEGER NOT NULL DEFAULT 0")
-
-
-@migration
-def m005_run_documents_by_id(db: sqlite3.Connection) -> None:
-    # Duplicate ids within a run are found here rather than in an in-memory set that grows with the run.
-    db.execute("CREATE INDEX run_documents_by_id ON run_documents (run_id, doc_id)")
-
-
-@migration
-def m006_result_meta(db: sqlite3.Connection) -> None:
-    db.execute("ALTER TABLE run_documents ADD COLUMN meta_json TEXT")
-
-
-@migration
-def m007_followups(db: sqlite3.Connection) -> None:
-    # Follow-up questions: their answers for the report, and the extra files (<id>.q1.wav, ...) a skip checks.
-    db.execute("ALTER TABLE run_documents ADD COLUMN followups_json TEXT")
-    db.execute("ALTER TABLE documents ADD COLUMN followups_json TEXT")
-    db.execute("ALTER TABLE documents ADD COLUMN extra_files_json TEXT")
-
-
-@migration
-def m008_abort_reason(db: sqlite3.Connection) -> None:
-    # Why a run stopped early (a refused key, an internal error), so `audiosum report` can say it again.
-    db.execute("ALTER TABLE runs ADD COLUMN abort_reason TEXT")
-
-
-RUN_FILE_NAMES = ("report.json", "report.html", "podcast.xml")  # the run's own files in OUT/, not a document's
-
-
-@migration
-def m009_owned_outputs(db: sqlite3.Connection) -> None:
-    # Every file audiosum made in OUT/, so it never replaces one it did not make. Folders made before this
-    # migration already hold outputs: the documents' recorded files and the run's report and feed are claimed for
-    # them. Podcast transcripts are only candidates (only the newest episodes had them, and the user may keep a file
-    # of that name): podcast.adopt_earlier_transcripts claims one whose content is the document's transcript.
-    db.execute("CREATE TABLE owned_outputs (name TEXT PRIMARY KEY, doc_id TEXT, claimed_at REAL NOT NULL)")
-    # Ids that differ only in case would name the same files on a case-insensitive file system.
-    db.execute("CREATE INDEX documents_by_folded_id ON documents (lower(doc_id))")
-    now = time.time()
-    names: list[tuple[str, str | None]] = []
-    candidates: list[tuple[str, str]] = []
-    for doc_id, wav, sidecar, extra in db.execute(
-            "SELECT doc_id, wav_name, sidecar_name, extra_files_json FROM documents"):
-        names += [(n, doc_id) for n in (wav, sidecar) if n]
-        names += [(str(entry[0]), doc_id) for entry in json.loads(extra or "[]")]
-        if wav and not wav.endswith(".txt"):
-            candidates += [(f"{doc_id}.txt", doc_id), (f"{doc_id}.vtt", doc_id)]
-    db.execute("CREATE TABLE unverified_outputs (name TEXT PRIMARY KEY, doc_id TEXT NOT NULL)")
-    db.executemany("INSERT OR IGNORE INTO unverified_outputs (name, doc_id) VALUES (?, ?)", candidates)
-    if db.execute("SELECT 1 FROM runs LIMIT 1").fetchone() is not None:
-        names += [(n, None) for n in RUN_FILE_NAMES]
-    db.executemany("INSERT OR IGNORE INTO owned_outputs (name, doc_id, claimed_at) VALUES (?, ?, ?)",
-                   [(name, doc_id, now) for name, doc_id in names])
-
-
-@migration
-def m010_main_output_names(db: sqlite3.Connection) -> None:
-    # The columns first named wav_* hold the main output whatever its format (.mp3, .opus, .flac, or .txt with
-    # --output text): named for what they hold. RENAME COLUMN needs SQLite 3.25 (2018).
-    db.execute("ALTER TABLE run_documents RENAME COLUMN wav_name TO main_name")
-    for part in ("name", "sha256", "size", "mtime_ns"):
-        db.execute(f"ALTER TABLE documents RENAME COLUMN wav_{part} TO main_{part}")
-
-
-def migrate(db: sqlite3.Connection) -> None:
-    db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
-    done = {row[0] for row in db.execute("SELECT name FROM migrations")}
-    for name, function in MIGRATIONS:
-        if name in done:
-            continue
-        with db:
-            function(db)
-            db.execute("INSERT INTO migrations (name, applied_at) VALUES (?, ?)", (name, time.time()))
 
 
 _RESULT_COLUMNS = [f.name for f in fields(DocumentResult)]
@@ -256,24 +102,69 @@ _SAVE_DOCUMENT = (f"INSERT OR REPLACE INTO documents ({', '.join(_RECORD_COLUMNS
                   f"VALUES ({', '.join('?' for _ in _RECORD_COLUMNS)})")
 
 
+def _connect_for_writing(path: Path) -> sqlite3.Connection:
+    # The feed source asks `document()` from the item-pulling thread. Only share the connection across threads
+    # when SQLite is built serialized (threadsafety 3, the default); else keep the default check.
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=sqlite3.threadsafety != 3)
+    db.row_factory = sqlite3.Row
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA busy_timeout=5000")
+    migrate(db)
+    return db
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """The database opened so that nothing on disk changes: no migration, no journal mode, no new files.
+
+    mode=ro alone still creates -wal and -shm beside a WAL database (and cannot remove them). With no -wal there,
+    no connection has the database open (the last one folded the WAL back in), so immutable=1 reads the file as it
+    is and creates nothing; a run that starts meanwhile writes to a new -wal, not to this file, until its first
+    checkpoint. While a run has it open, its -wal and -shm exist and are read as they are.
+    """
+    wal = path.with_name(path.name + "-wal")
+    uri = f"{path.absolute().as_uri()}?mode=ro" + ("" if wal.exists() else "&immutable=1")
+    db = sqlite3.connect(uri, uri=True, isolation_level=None)
+    db.row_factory = sqlite3.Row
+    try:
+        db.execute("PRAGMA busy_timeout=5000")
+        problem = schema_problem(applied_migrations(db))
+    except BaseException:
+        db.close()
+        raise
+    if problem is not None:
+        db.close()
+        raise StateSchemaMismatch(problem)
+    return db
+
+
+def schema_problem(applied: list[str]) -> str | None:
+    """Why a database with these migrations applied cannot be read as it is, or None when it is this schema."""
+    known = {name for name, _ in MIGRATIONS}
+    if any(name not in known for name in applied):
+        return (f"state database is from a newer audiosum (schema {len(applied)}; this one reads schema "
+                f"{SCHEMA_VERSION}); use that audiosum or a newer one")
+    if len(set(applied)) < SCHEMA_VERSION:
+        return (f"state database is from an older audiosum (schema {len(set(applied))}); run `audiosum run` or "
+                "`audiosum report` to upgrade")
+    return None
+
+
 class RunState:
     """One open state database; belongs to one run (or one `report` command), never global."""
 
-    def __init__(self, out_dir: Path, *, must_exist: bool = False) -> None:
+    def __init__(self, out_dir: Path, *, must_exist: bool = False, read_only: bool = False) -> None:
+        """Open (and migrate) OUT's database, creating it unless must_exist; read_only: see open_read_only."""
         folder = out_dir / STATE_DIR
-        if must_exist and not (folder / STATE_FILE).exists():
+        if (must_exist or read_only) and not (folder / STATE_FILE).exists():
             raise UsageError(f"{out_dir} has no audiosum state ({STATE_DIR}/{STATE_FILE}); run `audiosum run` first")
         self.path = folder / STATE_FILE
-        with no_space_is_disk_full(self.path):
-            folder.mkdir(parents=True, exist_ok=True)
-            # The feed source asks `document()` from the item-pulling thread. Only share the connection across
-            # threads when SQLite is built serialized (threadsafety 3, the default); else keep the default check.
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=sqlite3.threadsafety != 3)
-            self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            migrate(self._db)
+        if read_only:
+            self._db = _connect_read_only(self.path)
+        else:
+            with no_space_is_disk_full(self.path):
+                folder.mkdir(parents=True, exist_ok=True)
+                self._db = _connect_for_writing(self.path)
         self._seq = 0
         self._last_commit = time.monotonic()
         # Called before each commit: the runner makes the output folder durable first, so a document the
@@ -464,3 +355,26 @@ class RunState:
         totals = dict(row)
         totals["audio_seconds"] = round(totals["audio_seconds"], 3)
         return totals
+
+
+def open_read_only(out_dir: Path) -> RunState:
+    """OUT's state database for reading only (`audiosum status`): takes no lock, migrates nothing and changes no
+    byte on disk. UsageError when there is none; StateSchemaMismatch when it is an older or newer schema."""
+    return RunState(out_dir, read_only=True)
+
+
+@contextlib.contextmanager
+def locked_state(out_dir: Path, *, must_exist: bool = False,
+                 before_open: Callable[[], object] | None = None) -> Iterator[RunState]:
+    """OUT's state database opened (and migrated) under the run lock; closed, then the lock released.
+
+    before_open runs under the lock first (the runner removes stale temp files: they may be what fills the disk).
+    """
+    with RunLock(out_dir / STATE_DIR):
+        if before_open is not None:
+            before_open()
+        state = RunState(out_dir, must_exist=must_exist)
+        try:
+            yield state
+        finally:
+            state.close()

@@ -1,0 +1,183 @@
+"""The state database's schema: named, ordered migrations, each applied once and recorded in the database.
+
+Owns the schema's history only; opening the database and every query live in pipeline/state/__init__.py.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+
+Migration = Callable[[sqlite3.Connection], None]
+MIGRATIONS: list[tuple[str, Migration]] = []
+
+
+def migration(function: Migration) -> Migration:
+    MIGRATIONS.append((function.__name__, function))
+    return function
+
+
+@migration
+def m001_runs_and_results(db: sqlite3.Connection) -> None:
+    db.execute("""
+        CREATE TABLE runs (
+            run_id TEXT PRIMARY KEY,
+            started_at REAL NOT NULL,
+            ended_at REAL,
+            status TEXT NOT NULL,
+            settings_json TEXT NOT NULL
+        )""")
+    db.execute("""
+        CREATE TABLE run_documents (
+            run_id TEXT NOT NULL REFERENCES runs(run_id),
+            seq INTEGER NOT NULL,
+            doc_id TEXT NOT NULL,
+            source TEXT NOT NULL,
+            title TEXT,
+            status TEXT NOT NULL,
+            reason TEXT,
+            error_class TEXT,
+            wav_name TEXT,
+            sidecar_name TEXT,
+            transcript TEXT,
+            duration_s REAL NOT NULL DEFAULT 0,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            requests INTEGER NOT NULL DEFAULT 0,
+            elapsed_s REAL NOT NULL DEFAULT 0,
+            PRIMARY KEY (run_id, seq)
+        )""")
+
+
+@migration
+def m002_attempts(db: sqlite3.Connection) -> None:
+    db.execute("""
+        CREATE TABLE attempts (
+            run_id TEXT NOT NULL REFERENCES runs(run_id),
+            doc_id TEXT NOT NULL,
+            number INTEGER NOT NULL,
+            outcome TEXT NOT NULL,
+            status INTEGER,
+            error_class TEXT,
+            wait_s REAL NOT NULL DEFAULT 0,
+            elapsed_s REAL NOT NULL DEFAULT 0,
+            request_id TEXT,
+            retried INTEGER NOT NULL DEFAULT 0
+        )""")
+    db.execute("CREATE INDEX attempts_by_run ON attempts (run_id, doc_id)")
+
+
+@migration
+def m003_documents(db: sqlite3.Connection) -> None:
+    # The latest known state of each document across runs: what was made from which input and settings.
+    db.execute("""
+        CREATE TABLE documents (
+            doc_id TEXT PRIMARY KEY,
+            source TEXT NOT NULL,
+            title TEXT,
+            input_sha256 TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            status TEXT NOT NULL,
+            error TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            wav_name TEXT, wav_sha256 TEXT, wav_size INTEGER, wav_mtime_ns INTEGER,
+            sidecar_name TEXT, sidecar_sha256 TEXT, sidecar_size INTEGER, sidecar_mtime_ns INTEGER,
+            duration_s REAL NOT NULL DEFAULT 0,
+            transcript TEXT,
+            run_id TEXT NOT NULL,
+            started_at REAL,
+            finished_at REAL NOT NULL
+        )""")
+
+
+@migration
+def m004_audio_tokens(db: sqlite3.Connection) -> None:
+    # Audio tokens are priced differently from text tokens, so the cost estimate needs them apart.
+    db.execute("ALTER TABLE run_documents ADD COLUMN prompt_audio_tokens INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE run_documents ADD COLUMN completion_audio_tokens INTEGER NOT NULL DEFAULT 0")
+
+
+@migration
+def m005_run_documents_by_id(db: sqlite3.Connection) -> None:
+    # Duplicate ids within a run are found here rather than in an in-memory set that grows with the run.
+    db.execute("CREATE INDEX run_documents_by_id ON run_documents (run_id, doc_id)")
+
+
+@migration
+def m006_result_meta(db: sqlite3.Connection) -> None:
+    db.execute("ALTER TABLE run_documents ADD COLUMN meta_json TEXT")
+
+
+@migration
+def m007_followups(db: sqlite3.Connection) -> None:
+    # Follow-up questions: their answers for the report, and the extra files (<id>.q1.wav, ...) a skip checks.
+    db.execute("ALTER TABLE run_documents ADD COLUMN followups_json TEXT")
+    db.execute("ALTER TABLE documents ADD COLUMN followups_json TEXT")
+    db.execute("ALTER TABLE documents ADD COLUMN extra_files_json TEXT")
+
+
+@migration
+def m008_abort_reason(db: sqlite3.Connection) -> None:
+    # Why a run stopped early (a refused key, an internal error), so `audiosum report` can say it again.
+    db.execute("ALTER TABLE runs ADD COLUMN abort_reason TEXT")
+
+
+RUN_FILE_NAMES = ("report.json", "report.html", "podcast.xml")  # the run's own files in OUT/, not a document's
+
+
+@migration
+def m009_owned_outputs(db: sqlite3.Connection) -> None:
+    # Every file audiosum made in OUT/, so it never replaces one it did not make. Folders made before this
+    # migration already hold outputs: the documents' recorded files and the run's report and feed are claimed for
+    # them. Podcast transcripts are only candidates (only the newest episodes had them, and the user may keep a file
+    # of that name): podcast.adopt_earlier_transcripts claims one whose content is the document's transcript.
+    db.execute("CREATE TABLE owned_outputs (name TEXT PRIMARY KEY, doc_id TEXT, claimed_at REAL NOT NULL)")
+    # Ids that differ only in case would name the same files on a case-insensitive file system.
+    db.execute("CREATE INDEX documents_by_folded_id ON documents (lower(doc_id))")
+    now = time.time()
+    names: list[tuple[str, str | None]] = []
+    candidates: list[tuple[str, str]] = []
+    for doc_id, wav, sidecar, extra in db.execute(
+            "SELECT doc_id, wav_name, sidecar_name, extra_files_json FROM documents"):
+        names += [(n, doc_id) for n in (wav, sidecar) if n]
+        names += [(str(entry[0]), doc_id) for entry in json.loads(extra or "[]")]
+        if wav and not wav.endswith(".txt"):
+            candidates += [(f"{doc_id}.txt", doc_id), (f"{doc_id}.vtt", doc_id)]
+    db.execute("CREATE TABLE unverified_outputs (name TEXT PRIMARY KEY, doc_id TEXT NOT NULL)")
+    db.executemany("INSERT OR IGNORE INTO unverified_outputs (name, doc_id) VALUES (?, ?)", candidates)
+    if db.execute("SELECT 1 FROM runs LIMIT 1").fetchone() is not None:
+        names += [(n, None) for n in RUN_FILE_NAMES]
+    db.executemany("INSERT OR IGNORE INTO owned_outputs (name, doc_id, claimed_at) VALUES (?, ?, ?)",
+                   [(name, doc_id, now) for name, doc_id in names])
+
+
+@migration
+def m010_main_output_names(db: sqlite3.Connection) -> None:
+    # The columns first named wav_* hold the main output whatever its format (.mp3, .opus, .flac, or .txt with
+    # --output text): named for what they hold. RENAME COLUMN needs SQLite 3.25 (2018).
+    db.execute("ALTER TABLE run_documents RENAME COLUMN wav_name TO main_name")
+    for part in ("name", "sha256", "size", "mtime_ns"):
+        db.execute(f"ALTER TABLE documents RENAME COLUMN wav_{part} TO main_{part}")
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+    done = {row[0] for row in db.execute("SELECT name FROM migrations")}
+    for name, function in MIGRATIONS:
+        if name in done:
+            continue
+        with db:
+            function(db)
+            db.execute("INSERT INTO migrations (name, applied_at) VALUES (?, ?)", (name, time.time()))
+
+
+SCHEMA_VERSION = len(MIGRATIONS)  # the schema this audiosum writes: one version per migration
+
+
+def applied_migrations(db: sqlite3.Connection) -> list[str]:
+    """Names of the migrations recorded in a database, read only (none when it has no migrations table)."""
+    if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'migrations'").fetchone() is None:
+        return []
+    return [row[0] for row in db.execute("SELECT name FROM migrations ORDER BY name")]
