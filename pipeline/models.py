@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 # Run events (name, fields) for logs and progress: run_start, run_end, retry, rate_limit_pause, stopping.
 EventListener = Callable[[str, dict[str, Any]], None]
@@ -17,6 +17,22 @@ EventListener = Callable[[str, dict[str, Any]], None]
 DEFAULT_MODEL = "gpt-4o-audio-preview"
 DEFAULT_VOICE = "alloy"
 DEFAULT_WORDS = 120
+DEFAULT_API_BASE = "https://api.openai.com/v1"
+DEFAULT_PODCAST_BASE_URL = "http://127.0.0.1:8000/feed/"  # what `audiosum serve --feed OUT` serves
+
+# The names a run's choices can take, declared once: RunSettings holds them and the options table
+# (pipeline/settings.py) offers exactly these as its choices.
+ProviderName = Literal["openai", "local"]  # which engine speaks: the API, or the offline engine
+Mode = Literal["summary", "narrate"]  # summarise each document, or read it aloud whole
+OutputKind = Literal["text+audio", "text"]  # a spoken summary and sidecar, or a sidecar and .txt only
+AudioFormat = Literal["wav", "mp3", "opus", "flac"]  # the final audio's format
+LogFormat = Literal["text", "json"]  # how a run talks on stderr
+PROVIDER_NAMES: tuple[ProviderName, ...] = get_args(ProviderName)
+MODES: tuple[Mode, ...] = get_args(Mode)
+OUTPUT_KINDS: tuple[OutputKind, ...] = get_args(OutputKind)
+AUDIO_FORMATS: tuple[AudioFormat, ...] = get_args(AudioFormat)
+LOG_FORMATS: tuple[LogFormat, ...] = get_args(LogFormat)
+
 OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse")
 
 
@@ -63,17 +79,17 @@ class RunSettings:
 
     inputs: tuple[str, ...]
     out_dir: Path
-    provider: Literal["openai", "local"] = "local"
+    provider: ProviderName = "local"
     model: str = DEFAULT_MODEL
     voice: str = DEFAULT_VOICE
     words: int = DEFAULT_WORDS
     concurrency: int = 4
     instructions: str | None = None
-    base_url: str = "https://api.openai.com/v1"
+    base_url: str = DEFAULT_API_BASE
     api_key: str | None = field(default=None, repr=False)
     timeout_s: float = 120.0
     local_workers: int = 2
-    audio_format: str = "wav"
+    audio_format: AudioFormat = "wav"
     rpm: int = 0
     tpm: int = 0
     max_attempts: int = 6
@@ -81,16 +97,16 @@ class RunSettings:
     force: bool = False
     grace_s: float = 30.0
     price_overrides: dict[str, float] = field(default_factory=dict)
-    podcast_base_url: str = "http://127.0.0.1:8000/feed/"
+    podcast_base_url: str = DEFAULT_PODCAST_BASE_URL
     podcast_title: str | None = None
     podcast_keep: int = 100
     max_input_tokens: int = 8000
     map_model: str = "gpt-4o-mini"
-    mode: Literal["summary", "narrate"] = "summary"
+    mode: Mode = "summary"
     since: datetime | None = None  # feeds: only entries published at or after this
     loudness_lufs: float | None = None  # normalise to this integrated loudness; None = leave the level alone
     max_items: int | None = None  # feeds: the newest N entries of each feed
-    output: Literal["text+audio", "text"] = "text+audio"  # "text": a sidecar and .txt, no audio (audio inputs)
+    output: OutputKind = "text+audio"  # "text": a sidecar and .txt, no audio (audio inputs)
     followups: tuple[str, ...] = ()  # default follow-up questions for documents whose item gives none
     max_audio_bytes: int = 20 * 1024 * 1024  # a recording bigger than this is split on silence into parts
     allow_private_links: bool = False  # feeds: follow article links to loopback/private/link-local hosts too

@@ -488,8 +488,7 @@ def publish_options(item: Document, settings: RunSettings) -> PublishOptions:
     tags = {"title": item.title or item.id, "artist": meta.get("feed_title") or "audiosum",
             "album": settings.podcast_title or f"audiosum: {settings.out_dir.resolve().name}",
             "date": published or time.strftime("%Y-%m-%d"), "comment": "Spoken summary made by audiosum"}
-    return PublishOptions(format=settings.audio_format, loudness_lufs=settings.loudness_lufs,  # type: ignore[arg-type]
-                          tags=tags)
+    return PublishOptions(format=settings.audio_format, loudness_lufs=settings.loudness_lufs, tags=tags)
 
 
 def _record(item: Document, result: DocumentResult, written: DocumentFiles | None, fingerprint: str, run_id: str,

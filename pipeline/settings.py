@@ -11,16 +11,29 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import click
 import httpx
 
 from pipeline.errors import DocumentError, UsageError
-from pipeline.models import DEFAULT_MODEL, DEFAULT_VOICE, DEFAULT_WORDS, OPENAI_VOICES, RunSettings
+from pipeline.models import (
+    AUDIO_FORMATS,
+    DEFAULT_API_BASE,
+    DEFAULT_MODEL,
+    DEFAULT_VOICE,
+    DEFAULT_WORDS,
+    LOG_FORMATS,
+    MODES,
+    OPENAI_VOICES,
+    OUTPUT_KINDS,
+    PROVIDER_NAMES,
+    ProviderName,
+    RunSettings,
+)
 
 Kind = Literal["str", "int", "number", "choice", "str_list", "flag", "date"]
-DEFAULT_API_BASE = "https://api.openai.com/v1"
+Choice = TypeVar("Choice", bound=str)
 DATE_FORMATS = ("%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M")
 _SETTINGS_DEFAULTS = {f.name: f.default for f in fields(RunSettings)}
 
@@ -56,7 +69,7 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
     RunOption("out", ("-o", "--out"), "str", "Output folder: <id>.wav, <id>.json, report.json, report.html.",
               metavar="DIRECTORY", show_default=False),
     RunOption("provider", ("--provider",), "choice", "auto = openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, "
-              "else the offline engine.", default="auto", choices=("auto", "openai", "local"), fingerprint=True),
+              "else the offline engine.", default="auto", choices=("auto", *PROVIDER_NAMES), fingerprint=True),
     RunOption("model", ("--model",), "str", "Model name sent to the API.", default=DEFAULT_MODEL, fingerprint=True),
     RunOption("voice", ("--voice",), "str", f"Voice ({', '.join(OPENAI_VOICES)}; other names are passed to the "
               "server as given).", default=DEFAULT_VOICE, fingerprint=True),
@@ -82,7 +95,7 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
               "Retry-After; it doubles per attempt (with full jitter, capped at 30 s).",
               default=_default("retry_backoff_s"), low=0.001, high=60),
     RunOption("format", ("--format",), "choice", "Final audio format (the model is still asked for WAV; conversion "
-              "is local).", default="wav", choices=("wav", "mp3", "opus", "flac"), fingerprint=True),
+              "is local).", default=_default("audio_format"), choices=AUDIO_FORMATS, fingerprint=True),
     RunOption("loudness", ("--loudness",), "str", "Normalise to this integrated loudness [default: -16 for "
               "mp3/opus/flac, off for wav].", metavar="LUFS|off", fingerprint=True, show_default=False),
     RunOption("since", ("--since",), "date", "Feeds: only entries published on or after this date (entries without "
@@ -91,14 +104,14 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
               low=1, high=100_000),
     RunOption("output", ("--output",), "choice", "text+audio: a spoken summary (WAV) and sidecar; text: a sidecar "
               "and .txt only, for recordings (e.g. a sentiment analysis of a call with --instructions).",
-              default="text+audio", choices=("text+audio", "text"), fingerprint=True),
+              default=_default("output"), choices=OUTPUT_KINDS, fingerprint=True),
     RunOption("followups", ("--followup",), "str_list", "A follow-up question asked after each summary (repeat for "
               "more); answers go to <id>.q1.wav, ... A manifest item's own `followups` replace these.",
               metavar="QUESTION", fingerprint=True, show_default=False),
     RunOption("max_audio_mb", ("--max-audio-mb",), "number", "Largest recording sent in one request; longer ones "
               "are split at pauses into parts that fit.", default=20.0, low=0.01, high=1000),
     RunOption("mode", ("--mode",), "choice", "narrate: read the whole text aloud part by part and stitch one WAV "
-              "with chapter marks.", default="summary", choices=("summary", "narrate"), fingerprint=True),
+              "with chapter marks.", default=_default("mode"), choices=MODES, fingerprint=True),
     RunOption("max_input_tokens", ("--max-input-tokens",), "int", "Token budget of one request's document text; "
               "longer documents are summarised part by part (map) and spoken from the part summaries (reduce).",
               default=_default("max_input_tokens"), low=500, high=1_000_000),
@@ -122,7 +135,7 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
     RunOption("dry_run", ("--dry-run",), "flag", "Read and plan everything, send nothing: counts, tokens, audio "
               "minutes, cost and time.", default=False, in_job=False),
     RunOption("log_format", ("--log-format",), "choice", "json: one JSON object per event on stderr (run start/end, "
-              "each document, retries, pauses).", default="text", choices=("text", "json"), in_job=False),
+              "each document, retries, pauses).", default=LOG_FORMATS[0], choices=LOG_FORMATS, in_job=False),
     RunOption("quiet", ("-q", "--quiet"), "flag", "Print only failures and the final summary.", default=False,
               in_job=False),
 )
@@ -182,7 +195,7 @@ def build_settings(inputs: tuple[str, ...], values: Mapping[str, object], *, pri
                          "(spaces, control characters or non-ASCII); check how it was exported")
     api_base = str(values["api_base"]) if values.get("api_base") else None
     provider = resolve_provider(str(values["provider"]), api_key, api_base)
-    rpm, workers, audio_format = _int(values["rpm"]), _int(values["workers"]), str(values["format"])
+    rpm, workers, audio_format = _int(values["rpm"]), _int(values["workers"]), _choice(values["format"], AUDIO_FORMATS)
     concurrency = _int(values["concurrency"]) if values["concurrency"] else (
         workers if provider == "local" else default_concurrency(rpm))
     return RunSettings(
@@ -195,10 +208,10 @@ def build_settings(inputs: tuple[str, ...], values: Mapping[str, object], *, pri
         force=bool(values["force"]), grace_s=_float(values["grace"]), price_overrides=dict(prices),
         podcast_base_url=str(values["base_url"]), podcast_keep=_int(values["keep"]),
         podcast_title=_optional_str(values["podcast_title"]), max_input_tokens=_int(values["max_input_tokens"]),
-        map_model=str(values["map_model"]), mode="narrate" if values["mode"] == "narrate" else "summary",
+        map_model=str(values["map_model"]), mode=_choice(values["mode"], MODES),
         since=_aware(values["since"]), max_items=_int(values["max_items"]) if values["max_items"] else None,
         audio_format=audio_format, loudness_lufs=loudness_for(values["loudness"], audio_format),
-        output="text" if values["output"] == "text" else "text+audio",
+        output=_choice(values["output"], OUTPUT_KINDS),
         followups=_followups(values["followups"]),
         max_audio_bytes=int(_float(values["max_audio_mb"]) * 1024 * 1024),
         allow_private_links=bool(values["allow_private_links"]), proxy=_proxy(values["proxy"]),
@@ -210,11 +223,19 @@ def _int(value: object) -> int:
     return value if isinstance(value, int) else int(str(value))
 
 
+def _choice(value: object, choices: tuple[Choice, ...]) -> Choice:
+    """A choice the table's validation already checked, as the Literal type its row declares."""
+    for choice in choices:
+        if value == choice:
+            return choice
+    raise UsageError(f"{_shown(str(value))!r} is not one of {', '.join(choices)}")
+
+
 def _float(value: object) -> float:
     return float(value) if isinstance(value, (int, float)) else float(str(value))
 
 
-def resolve_provider(choice: str, api_key: str | None, base_url: str | None) -> Literal["openai", "local"]:
+def resolve_provider(choice: str, api_key: str | None, base_url: str | None) -> ProviderName:
     if choice == "auto":
         return "openai" if (api_key or base_url) else "local"
     if choice == "openai" and not (api_key or base_url):

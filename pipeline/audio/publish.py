@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from mutagen import MutagenError
 
@@ -34,9 +34,9 @@ from pipeline.audio import (
     wav_info,
 )
 from pipeline.errors import AudioToolFailed
+from pipeline.models import AUDIO_FORMATS, AudioFormat
 
-AudioFormat = Literal["wav", "mp3", "opus", "flac"]
-FORMATS: tuple[AudioFormat, ...] = ("wav", "mp3", "opus", "flac")
+FORMATS = AUDIO_FORMATS  # the --format choices (models.AudioFormat), each with its encoding below
 TAG_KEYS = ("title", "artist", "album", "date", "comment")
 
 DEFAULT_LOUDNESS_LUFS = -16.0
@@ -63,7 +63,7 @@ class _Encoding:
     ceiling_dbtp: float = -2.0      # where the limiter aims: under the limit by what the encoder tends to overshoot
 
 
-_ENCODINGS: dict[str, _Encoding] = {
+_ENCODINGS: dict[AudioFormat, _Encoding] = {
     "wav": _Encoding("wav", "audio/wav", "wav", ("-c:a", "pcm_s16le")),
     # MPEG-1 Layer III at 44.1 kHz, 64 kbps CBR mono: every player and podcast host takes it, CBR keeps seeking and
     # length-based duration estimates right, and 64k is plenty for one voice. The Info (Xing) + LAME header
@@ -299,7 +299,7 @@ def _crc16(data: bytes) -> int:
     return crc
 
 
-def _write_tags(path: Path, audio_format: str, tags: Mapping[str, str]) -> None:
+def _write_tags(path: Path, audio_format: AudioFormat, tags: Mapping[str, str]) -> None:
     if not tags:
         return
     if audio_format in ("mp3", "wav"):

@@ -16,8 +16,8 @@ from pipeline.audio import demuxer_for, duration_of, ffmpeg_environment, ffmpeg_
 from pipeline.errors import AudioToolFailed, DocumentError
 from pipeline.models import AudioSource
 
-AudioFormat = Literal["wav", "mp3"]
-API_FORMATS: dict[str, AudioFormat] = {".wav": "wav", ".mp3": "mp3"}  # what input_audio accepts
+InputAudioFormat = Literal["wav", "mp3"]  # what the API's input_audio takes (not --format)
+API_FORMATS: dict[str, InputAudioFormat] = {".wav": "wav", ".mp3": "mp3"}  # what input_audio accepts
 MP3_BITRATE_BPS = 64_000  # mono speech: clear enough for a model, and an hour is 29 MB
 MP3_SAMPLE_RATE = 24_000
 MAX_SECONDS = 4 * 3600.0
@@ -32,7 +32,7 @@ class AudioPart:
     """One request's worth of a recording."""
 
     data: bytes
-    format: AudioFormat
+    format: InputAudioFormat
     start_s: float
     duration_s: float
 
@@ -44,7 +44,7 @@ class RecordingPlan:
 
     source: AudioSource
     duration_s: float
-    as_is: AudioFormat | None  # the file travels unchanged (then there is one part)
+    as_is: InputAudioFormat | None  # the file travels unchanged (then there is one part)
     cuts: tuple[tuple[float, float], ...]  # (start, end) seconds of each part
     max_bytes: int
 
@@ -64,7 +64,7 @@ def longest_part_s(max_bytes: int) -> float:
     return max_bytes * 8 / MP3_BITRATE_BPS * 0.95
 
 
-def sent_as_is(source: AudioSource, max_bytes: int) -> AudioFormat | None:
+def sent_as_is(source: AudioSource, max_bytes: int) -> InputAudioFormat | None:
     return API_FORMATS.get(source.suffix.lower()) if source.size <= max_bytes else None
 
 

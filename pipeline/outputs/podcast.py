@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from pipeline import __version__
+from pipeline.models import DEFAULT_PODCAST_BASE_URL
 from pipeline.outputs import atomic_write, confined_path
 from pipeline.state import RunState
 
@@ -24,7 +25,6 @@ ITUNES = "http://www.itunes.com/dtds/podcast-1.0.dtd"
 PODCAST = "https://podcastindex.org/namespace/1.0"
 MIME_BY_SUFFIX = {".wav": "audio/wav", ".mp3": "audio/mpeg", ".opus": "audio/ogg", ".ogg": "audio/ogg",
                   ".flac": "audio/flac", ".m4a": "audio/mp4"}
-DEFAULT_BASE_URL = "http://127.0.0.1:8000/feed/"  # what `audiosum serve --feed OUT` serves
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
 
 ET.register_namespace("itunes", ITUNES)
@@ -153,7 +153,7 @@ def adopt_earlier_transcripts(out_dir: Path, state: RunState) -> None:
         state.forget_unverified()
 
 
-def build(out_dir: Path, state: RunState, *, base_url: str = DEFAULT_BASE_URL, title: str | None = None,
+def build(out_dir: Path, state: RunState, *, base_url: str = DEFAULT_PODCAST_BASE_URL, title: str | None = None,
           keep: int = 100) -> Path:
     """Write <id>.txt/<id>.vtt for every episode and the feed of the newest `keep` ones; returns the feed path."""
     base = base_url if base_url.endswith("/") else base_url + "/"

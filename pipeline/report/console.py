@@ -9,11 +9,9 @@ import json
 import sys
 import time
 from datetime import UTC, datetime
-from typing import Any, Literal, TextIO
+from typing import Any, TextIO
 
-from pipeline.models import DocumentResult
-
-LogFormat = Literal["text", "json"]
+from pipeline.models import DocumentResult, LogFormat
 
 
 def _clean(value: Any) -> Any:
