@@ -195,8 +195,9 @@ def jobs_command(folder: Path) -> None:
 @click.option("--latency", default="0", show_default=True, metavar="A-B",
               help="Extra wait before each 200 answer, uniform in A..B seconds (or a single number).")
 @click.option("--faults", default="", metavar="SPEC",
-              help="Injected faults, kind=probability,... (e.g. 500=0.1,reset=0.05); kinds: 429, "
-                   "429-no-retry-after, quota, 500, 502, 503, reset, timeout, badjson, badaudio, truncated, 401.")
+              help="Injected faults, kind=probability,... (e.g. 500=0.1,reset=0.05); kinds: an HTTP status "
+                   "(400, 401, 403, 404, 408, 409, 422, 500, 502, 503, 504) answered in OpenAI's error shape, "
+                   "429, 429-no-retry-after, quota, reset, timeout, badjson, badaudio, truncated.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the fault draws and latencies.")
 @click.option("--fault-retry-after", default="0.05-0.5", show_default=True, metavar="A-B",
               help="The wait an injected 429 fault announces in retry-after(-ms), uniform in A..B seconds.")
@@ -217,12 +218,15 @@ def jobs_command(folder: Path) -> None:
               help="An idle kept-alive connection is closed after this.")
 @click.option("--max-connections", type=click.IntRange(min=0), default=0, show_default=True,
               help="Connections answered at once (more get 503); 0 = half the open-file limit, at most 1024.")
+@click.option("--record", type=click.Path(dir_okay=False, writable=True, path_type=Path), default=None,
+              metavar="FILE", help="Append each API request to FILE as one JSON line {method, path, body} (the body "
+                                   "as sent; never a header, so never the key).")
 def serve_command(host: str, port: int, engine: Literal["local", "tone"], api_key: str | None, no_auth: bool,
                   audio_ttl: int, audio_memory: int, workers: int, rpm: int, tpm: int, burst_s: float,
                   latency: str, faults: str,
                   seed: int, fault_retry_after: str, feed_dir: Path | None, feed_only: bool,
                   allowed_host: tuple[str, ...], max_body_mb: int, header_timeout: float, body_timeout: float,
-                  keep_alive: int, max_connections: int) -> None:
+                  keep_alive: int, max_connections: int, record: Path | None) -> None:
     """Serve an OpenAI-compatible /v1/chat/completions over the offline engine.
 
     With --rpm/--tpm it rate-limits like the real service (429 with retry-after, x-ratelimit-* headers), and
@@ -252,6 +256,7 @@ def serve_command(host: str, port: int, engine: Literal["local", "tone"], api_ke
         fault_retry_after_s=parsed(server_faults.parse_seconds_range, fault_retry_after, "--fault-retry-after"),
         feed_dir=feed_dir, feed_only=feed_only, limits=limits,
         allowed_hosts=parsed(lambda _: server_guard.allowed_hosts(host, allowed_host), "", "--allowed-host"),
+        record=record,
     ))
 
 

@@ -19,9 +19,10 @@ import random
 import re
 import secrets
 import sys
+import threading
 import time
 import traceback
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,13 +37,25 @@ from starlette.routing import Route
 
 from pipeline.errors import InvalidAudio
 from pipeline.serve import work as server_work
-from pipeline.serve.errors import ApiFailure, error_response, json_response, quoted, request_id
+from pipeline.serve.errors import (
+    MAX_QUOTED,
+    SERVER_ERROR_MESSAGE,
+    STATUS_ERRORS,
+    ApiFailure,
+    error_response,
+    json_response,
+    quoted,
+    request_id,
+)
 from pipeline.serve.faults import (
+    STATUS_FAULTS,
     ConnectionExposingProtocol,
     FaultPlan,
+    Gauge,
     HoldUntilClientLeaves,
     ResetConnection,
     TruncatedResponse,
+    parse_faults,
 )
 from pipeline.serve.feed import FeedFolder
 from pipeline.serve.guard import (
@@ -65,10 +78,11 @@ ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 # This server's own accounting convention for audio tokens (the real service does not publish a rate).
 AUDIO_TOKENS_PER_SECOND = 10
 MAX_REMEMBERED_AUDIO = 10_000
+LOGGED_REQUESTS = 1000  # the last requests /stats lists with their server-side times
 MODELS = ("gpt-4o-audio-preview", "gpt-4o-mini-audio-preview", "gpt-audio", "gpt-audio-mini", "gpt-4o-mini")
 ORGANIZATION = "org-audiosum"
 RATE_LIMITS_URL = "https://platform.openai.com/account/rate-limits"
-BAD_KEY_MESSAGE = "Incorrect API key provided. You can find your API key in your account settings."
+BAD_KEY_MESSAGE = STATUS_ERRORS[401][2]
 # Bounds on the shape of one request, so that validating it stays cheap on the event loop.
 MAX_MESSAGES = 2048
 MAX_CONTENT_PARTS = 4096                  # across all messages
@@ -82,8 +96,6 @@ MAX_TEXT_BYTES = 5 * 1024 * 1024
 _B64_CHUNK = 3 * 256 * 1024               # base64 is encoded and decoded in pieces, so a thread lets go of the GIL
 # Stands for the answer's base64 audio while the rest of it is dumped: unguessable, so no client string contains it.
 _AUDIO_PLACEHOLDER = "audio-" + secrets.token_hex(16)
-SERVER_ERROR_MESSAGE = ("The server had an error while processing your request. Sorry about that! You can retry your "
-                        "request, or contact us through our help center at help.openai.com if the error persists.")
 
 _WORDS_HINT = re.compile(r"\b(?:about|around|roughly|approximately|in|under)\s+(\d{1,4})\s+words\b", re.IGNORECASE)
 _TITLE_LINE = re.compile(r"\ATitle: (?P<title>[^\n]*)\n+")
@@ -117,6 +129,7 @@ class ServerConfig:
     feed_only: bool = False                               # serve nothing but the feed (no API, no /stats)
     limits: GuardLimits = field(default_factory=GuardLimits)
     allowed_hosts: tuple[str, ...] = LOOPBACK_NAMES       # Host header values answered (server_guard.allowed_hosts)
+    record: Path | None = None                            # append each API request (method, path, body) here
 
 
 @dataclass(slots=True)
@@ -156,8 +169,14 @@ class ChatServer:
         self.stats: Counter[str] = _fresh_counts()
         self.wire: Counter[str] = Counter()
         self.pool: server_work.WorkerPool | None = None
+        self.monotonic = monotonic
         self.limiter = ServerRateLimits(config.rpm, config.tpm, config.burst_s, monotonic)
         self.faults = FaultPlan(config.faults, config.seed)
+        self.held = Gauge()  # requests the timeout fault is holding now
+        # The last requests' answer kinds and server-side monotonic times (arrival; the rate limiter's decision), so
+        # tests judge pacing by the server's clock, not by when their own threads happened to run.
+        self.log: deque[dict[str, Any]] = deque(maxlen=LOGGED_REQUESTS)
+        self.recorder = RequestRecorder(config.record) if config.record is not None else None
         # Latency and fault details (waits, which kind of bad audio) draw from their own stream, so the sequence
         # of fault kinds depends on the seed and the order of requests only.
         self.jitter = random.Random(f"audiosum-jitter-{config.seed}")
@@ -345,8 +364,9 @@ class ChatServer:
         # Every request counts once in `requests` and once in exactly one answer kind (`ok`, `rate_limited`,
         # `fault_<kind>`, `error_<status>`, `client_disconnected`), counted when the answer is decided.
         self.stats["requests"] += 1
+        entry: dict[str, Any] = {"arrived_s": self.monotonic()}
         try:
-            kind, response = await self._chat(request)
+            kind, response = await self._chat(request, entry)
         except ApiFailure as failure:
             kind, response = failure.kind, failure.response()
         except ClientDisconnect:
@@ -362,17 +382,20 @@ class ChatServer:
             traceback.print_exc(file=sys.stderr)
             kind, response = "error_500", error_response(500, SERVER_ERROR_MESSAGE, error_type="server_error")
         self.stats[kind] += 1
+        self.log.append({"kind": kind, **entry})
         if self.limiter.enabled:
             response.headers.update(self.limiter.headers())
         return response
 
-    async def _chat(self, request: Request) -> tuple[str, Response]:
+    async def _chat(self, request: Request, entry: dict[str, Any]) -> tuple[str, Response]:
         self.check_auth(request)
         # Faults are drawn before validation and rate limiting, and a faulted request consumes no rate-limit
         # budget: on the real service resets, gateway 5xx and stalls happen in front of the per-organisation
         # limiter, and keeping them out of the buckets makes a benchmark's ideal makespan depend on the limits only.
         fault = self.faults.draw()
         raw = await request.body()
+        if self.recorder is not None:
+            await self.recorder.record(request.method, request.url.path, raw)
         if fault is not None:
             return f"fault_{fault}", await self._fault(fault, raw)
         body = await asyncio.to_thread(_parse_body, raw)
@@ -392,6 +415,7 @@ class ChatServer:
                              "audio.", param="modalities", code="invalid_value")
         if self.limiter.enabled:
             admission = self.limiter.admit(sum(_prompt_tokens(turns)))
+            entry["limiter_s"] = self.monotonic()
             if not admission.admitted:
                 raise _rate_limited(admission, model)
         answer, audio = await _unless_client_leaves(request, self._answer(model, turns, voice, audio_format))
@@ -412,11 +436,11 @@ class ChatServer:
         if fault == "reset":
             return ResetConnection()
         if fault == "timeout":
-            return HoldUntilClientLeaves()
+            return HoldUntilClientLeaves(self.held)
         if fault in ("badjson", "badaudio", "truncated"):
             await self._latency()
             return self._broken_success(fault, _model_of(raw))
-        return _fault_failure(fault, self.jitter.uniform(*self.config.fault_retry_after_s)).response()
+        return _fault_failure(fault, self.jitter.uniform(*self.config.fault_retry_after_s), _model_of(raw)).response()
 
     def _broken_success(self, fault: str, model: str) -> Response:
         headers = {"x-request-id": request_id()}
@@ -482,6 +506,8 @@ class ChatServer:
         except ApiFailure as failure:
             self.stats[f"error_{failure.status}"] += 1
             return failure.response()
+        if self.recorder is not None:
+            await self.recorder.record(request.method, request.url.path, await request.body())
         self.stats["ok"] += 1
         created = 1_700_000_000
         return json_response({"object": "list", "data": [
@@ -497,7 +523,7 @@ class ChatServer:
         jobs = {} if pool is None else {"pool": {"jobs": pool.admitted, "capacity": pool.capacity,
                                                  "dropped": pool.dropped}}
         return json_response({"engine": self.config.engine, "counts": dict(self.stats), "wire": dict(self.wire),
-                              **jobs})
+                              "held": self.held.value, "log": list(self.log), **jobs})
 
     async def stats_reset(self, request: Request) -> Response:
         """Zero the counters; answers with the counts as they were, so reading and zeroing is one step."""
@@ -507,7 +533,28 @@ class ChatServer:
             return failure.response()
         counts, self.stats = dict(self.stats), _fresh_counts()
         wire, self.wire = dict(self.wire), Counter()
+        self.log.clear()
         return json_response({"engine": self.config.engine, "counts": counts, "wire": wire})
+
+    async def set_faults(self, request: Request) -> Response:
+        """Replace the injected faults while serving: {"faults": "404=1", "seed": 0} as --faults/--seed take them,
+        so one server can play every fault in turn. Answers with the faults as they were; not counted."""
+        try:
+            self.check_auth(request)
+            body = _parse_body(await request.body())
+            seed = body.get("seed", 0)
+            if not _is_int(seed):
+                raise ApiFailure(400, "'seed' must be an integer.", param="seed", code="invalid_type")
+            try:
+                faults = parse_faults(body.get("faults") if isinstance(body.get("faults"), str) else None)
+            except ValueError as exc:
+                raise ApiFailure(400, f"Invalid value for 'faults': {exc}", param="faults",
+                                 code="invalid_value") from exc
+        except ApiFailure as failure:
+            return failure.response()
+        before, self.faults = self.faults, FaultPlan(faults, seed)
+        self.jitter = random.Random(f"audiosum-jitter-{seed}")  # as a server started with this seed
+        return json_response({"faults": dict(before.faults)})
 
     def count_shape(self, body: dict[str, Any]) -> None:
         """What well-formed requests carried, for tests that check the wire: modalities, input_audio parts and
@@ -719,7 +766,7 @@ def _rate_limited(admission: Admission, model: str) -> ApiFailure:
                       "more.", code="rate_limit_exceeded", error_type=kind, headers=headers, kind="rate_limited")
 
 
-def _fault_failure(fault: str, wait_s: float) -> ApiFailure:
+def _fault_failure(fault: str, wait_s: float, model: str) -> ApiFailure:
     """The error answer of an injected fault that is an HTTP error."""
     kind = f"fault_{fault}"
     if fault == "429":
@@ -737,15 +784,31 @@ def _fault_failure(fault: str, wait_s: float) -> ApiFailure:
                           "more information on this error, read the docs: "
                           "https://platform.openai.com/docs/guides/error-codes/api-errors.",
                           code="insufficient_quota", error_type="insufficient_quota", kind=kind)
-    if fault == "500":
-        return ApiFailure(500, SERVER_ERROR_MESSAGE, error_type="server_error", kind=kind)
-    if fault == "502":
-        return ApiFailure(502, "Bad gateway.", error_type="server_error", kind=kind)
-    if fault == "503":
-        return ApiFailure(503, "The server is overloaded or not ready yet.", error_type="server_error", kind=kind)
-    if fault == "401":
-        return ApiFailure(401, BAD_KEY_MESSAGE, code="invalid_api_key", kind=kind)
+    if fault in STATUS_FAULTS:
+        status = int(fault)
+        error_type, code, message = STATUS_ERRORS[status]
+        return ApiFailure(status, message.replace("{model}", model[:MAX_QUOTED]), code=code, error_type=error_type,
+                          kind=kind)
     raise ValueError(f"no error answer for fault {fault!r}")
+
+
+class RequestRecorder:
+    """`serve --record FILE`: each API request as one JSON line {"method", "path", "body"} appended to FILE, the body
+    as the client sent it (UTF-8 text; bytes that are not UTF-8 are replaced). Headers are never written: they carry
+    the key. Writes run in a thread, one line at a time, so lines never interleave."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    async def record(self, method: str, path: str, raw: bytes) -> None:
+        line = json.dumps({"method": method, "path": path, "body": raw.decode("utf-8", "replace")},
+                          separators=(",", ":")) + "\n"
+        await asyncio.to_thread(self._append, line)
+
+    def _append(self, line: str) -> None:
+        with self._lock, self.path.open("a", encoding="utf-8") as handle:
+            handle.write(line)
 
 
 def _pcm_frames(wav: bytes) -> bytes:
@@ -787,6 +850,7 @@ def create_app(config: ServerConfig) -> Starlette:
         Route("/v1/models", chat.models, methods=["GET"]),
         Route("/stats", chat.stats_endpoint, methods=["GET"]),
         Route("/stats/reset", chat.stats_reset, methods=["POST"]),
+        Route("/faults", chat.set_faults, methods=["POST"]),
     ]
     app = Starlette(
         routes=feed if config.feed_only else [*api, *feed],

@@ -14,6 +14,32 @@ from starlette.responses import Response
 
 MAX_QUOTED = 200  # at most this many characters of a client's value are quoted back in a message
 CLOSE = {"connection": "close"}
+SERVER_ERROR_MESSAGE = ("The server had an error while processing your request. Sorry about that! You can retry your "
+                        "request, or contact us through our help center at help.openai.com if the error persists.")
+
+# The error answer of each HTTP status that `--faults <status>` injects, as (type, code, message): the type and code
+# the real service sends with that status where it is published (403 is its country block, 404 an unknown model);
+# 408 is worded as this server's own body deadline says it, and 409/422/504 (the service publishes no body for them)
+# in the same shape, with the type its status family uses. `{model}` is the request's model.
+STATUS_ERRORS: dict[int, tuple[str, str | None, str]] = {
+    400: ("invalid_request_error", None, "We could not parse the JSON body of your request. (HINT: This likely means "
+          "you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was "
+          "not valid JSON.)"),
+    401: ("invalid_request_error", "invalid_api_key",
+          "Incorrect API key provided. You can find your API key in your account settings."),
+    403: ("request_forbidden", "unsupported_country_region_territory", "Country, region, or territory not supported"),
+    404: ("invalid_request_error", "model_not_found",
+          "The model `{model}` does not exist or you do not have access to it."),
+    408: ("invalid_request_error", "request_timeout", "The request timed out before it was processed; please retry."),
+    409: ("invalid_request_error", "conflict",
+          "Another request is changing the same resource at this moment; please retry."),
+    422: ("invalid_request_error", "unprocessable_entity",
+          "The request was well-formed but could not be processed: its content is not acceptable."),
+    500: ("server_error", None, SERVER_ERROR_MESSAGE),
+    502: ("server_error", None, "Bad gateway."),
+    503: ("server_error", None, "The server is overloaded or not ready yet."),
+    504: ("server_error", None, "Gateway timeout: the upstream server did not answer in time; please retry."),
+}
 
 
 class ApiFailure(Exception):

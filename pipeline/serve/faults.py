@@ -20,8 +20,10 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
-FAULT_KINDS = ("429", "429-no-retry-after", "quota", "500", "502", "503", "reset", "timeout", "badjson", "badaudio",
-               "truncated", "401")
+# An HTTP status alone is its error answer (serve.errors.STATUS_ERRORS); the others are named.
+STATUS_FAULTS = ("400", "401", "403", "404", "408", "409", "422", "500", "502", "503", "504")
+FAULT_KINDS = ("429", "429-no-retry-after", "quota", *STATUS_FAULTS, "reset", "timeout", "badjson", "badaudio",
+               "truncated")
 # ASGI scope extension under which ConnectionExposingProtocol puts the request's ConnectionHandle.
 CONNECTION_EXTENSION = "audiosum.connection"
 
@@ -149,11 +151,21 @@ class ResetConnection(Response):
         await _until_disconnected(receive)
 
 
-class HoldUntilClientLeaves(Response):
-    """Never answer: wait, without blocking anything else, until the client hangs up (or the server shuts down)."""
+@dataclass(slots=True)
+class Gauge:
+    """How many of something are going on now (requests held by the timeout fault), for /stats."""
 
-    def __init__(self) -> None:
+    value: int = 0
+
+
+class HoldUntilClientLeaves(Response):
+    """Never answer: wait, without blocking anything else, until the client hangs up (or the server shuts down).
+
+    `held` counts the requests being held, so a test can wait for the hold itself instead of guessing its start."""
+
+    def __init__(self, held: Gauge | None = None) -> None:
         super().__init__(status_code=500)  # never sent: there is no HTTP answer
+        self.held = held or Gauge()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         handle = (scope.get("extensions") or {}).get(CONNECTION_EXTENSION)
@@ -161,12 +173,14 @@ class HoldUntilClientLeaves(Response):
         waits: set[asyncio.Future[Any]] = {gone}
         if handle is not None:
             waits.add(asyncio.ensure_future(handle.closing.wait()))
+        self.held.value += 1
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             if not gone.done():
                 _transport(scope).abort()
                 await gone
         finally:
+            self.held.value -= 1
             for waiting in waits:
                 waiting.cancel()
 
