@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pipeline import plan, report, sources
 from pipeline.audio.publish import PublishedAudio, PublishOptions, is_audio_file, publish
@@ -48,8 +48,7 @@ from pipeline.providers import make_provider
 from pipeline.providers.base import Provider
 from pipeline.redact import shown_input, url_without_credentials, visible
 from pipeline.sources.feeds import is_feed_input
-from pipeline.state import STATE_DIR, DocumentRecord, RunState
-from pipeline.state.lock import RunLock
+from pipeline.state import DocumentRecord, RunState, locked_state
 
 ResultListener = Callable[[DocumentResult], None]
 RUN_FILE_NAMES = frozenset({report.JSON_NAME, report.HTML_NAME, podcast.FEED_NAME})  # the run's files, not a document's
@@ -111,17 +110,12 @@ async def run_async(settings: RunSettings, *, on_result: ResultListener | None =
     check_settings(settings)
     out_dir = settings.out_dir
     make_out_dir(out_dir)
-    with RunLock(out_dir / STATE_DIR):
-        remove_stale_temp_files(out_dir)
-        state = RunState(out_dir)
+    with locked_state(out_dir, before_open=lambda: remove_stale_temp_files(out_dir)) as state:
         state.before_commit = lambda: fsync_folder(out_dir)
         state.mark_abandoned_runs()
-        try:
-            claim_run_files(out_dir, state)
-            podcast.adopt_earlier_transcripts(out_dir, state)
-            return await _run_locked(settings, state, on_result, on_event, provider)
-        finally:
-            state.close()
+        claim_run_files(out_dir, state)
+        podcast.adopt_earlier_transcripts(out_dir, state)
+        return await _run_locked(settings, state, on_result, on_event, provider)
 
 
 async def _run_locked(settings: RunSettings, state: RunState, on_result: ResultListener | None,
@@ -130,51 +124,60 @@ async def _run_locked(settings: RunSettings, state: RunState, on_result: ResultL
     items = sources.iter_inputs(settings.inputs, skip_dir=settings.out_dir, since=settings.since,
                                 fetch_limits=sources.fetch_limits(settings),
                                 max_items=settings.max_items, already_done=plan.already_done(settings, state))
-    run = _Run(settings=settings, state=state, run_id=run_id, on_result=on_result, on_event=on_event, items=items,
-               pull_in_thread=any(is_feed_input(raw) for raw in settings.inputs))
-    run.emit("run_start", run_id=run_id, provider=settings.provider,
-             inputs=[shown_input(raw) for raw in settings.inputs])
-    active = provider or make_provider(settings, on_event=on_event)
-    loop = asyncio.get_running_loop()
-    installed = _install_signal_handlers(loop, run)
-    flusher = asyncio.create_task(_flush_state_periodically(state, run))
-    failure: BaseException | None = None
-    try:
-        run.tasks = [asyncio.create_task(run.worker(active)) for _ in range(max(1, settings.concurrency))]
-        done, _ = await asyncio.wait(run.tasks, return_when=asyncio.FIRST_EXCEPTION)
-        failure = next((t.exception() for t in done if not t.cancelled() and t.exception() is not None), None)
-        if failure is not None:
-            # A bug, not a document's fault: stop everyone, but still leave a report that says so.
-            run.cancel_in_flight()
-            await asyncio.wait(run.tasks)
-    finally:
-        flusher.cancel()
-        for signum in installed:
-            loop.remove_signal_handler(signum)
-        if run.grace_timer is not None:
-            run.grace_timer.cancel()
-        if provider is None:
-            await active.aclose()
+    current = _Run(settings=settings, state=state, run_id=run_id, on_result=on_result, on_event=on_event,
+                   items=items, pull_in_thread=any(is_feed_input(raw) for raw in settings.inputs))
+    current.emit("run_start", run_id=run_id, provider=settings.provider,
+                 inputs=[shown_input(raw) for raw in settings.inputs])
+    failure = await _run_workers(current, provider)
     if failure is not None:
         state.finish_run(run_id, "crashed", f"internal error: {type(failure).__name__}: {failure}")
         report.write(settings.out_dir, report.build(state, run_id), state)
         raise failure
-    status = "interrupted" if run.stop_signal else ("aborted" if run.abort_reason else "finished")
+    status = "interrupted" if current.stop_signal else ("aborted" if current.abort_reason else "finished")
     try:
-        built = _finish_run(settings, state, run_id, status, run.abort_reason)
+        built = _finish_run(settings, state, run_id, status, current.abort_reason)
     except DiskFull as exc:
         # Not even the run's end could be recorded: say so; the next run marks this one crashed and goes on.
-        run.stop_for_full_disk(exc)
+        current.stop_for_full_disk(exc)
         totals = report.build(state, run_id)["totals"]  # reads only; the report file could not be written
         return RunOutcome(run_id=run_id, status="aborted", totals=totals,
                           report_json=settings.out_dir / report.JSON_NAME,
-                          report_html=settings.out_dir / report.HTML_NAME, abort_reason=run.abort_reason,
+                          report_html=settings.out_dir / report.HTML_NAME, abort_reason=current.abort_reason,
                           disk_full=True)
-    run.emit("run_end", run_id=run_id, status=status, **{k: v for k, v in built["totals"].items()
-                                                         if not isinstance(v, dict)})
+    current.emit("run_end", run_id=run_id, status=status, **{k: v for k, v in built["totals"].items()
+                                                             if not isinstance(v, dict)})
     return RunOutcome(run_id=run_id, status=status, totals=built["totals"],
                       report_json=settings.out_dir / report.JSON_NAME, report_html=settings.out_dir / report.HTML_NAME,
-                      abort_reason=run.abort_reason, stop_signal=run.stop_signal, disk_full=run.disk_full)
+                      abort_reason=current.abort_reason, stop_signal=current.stop_signal, disk_full=current.disk_full)
+
+
+async def _run_workers(current: _Run, provider: Provider | None) -> BaseException | None:
+    """Run the worker tasks until the inputs are done or the run stops; the exception of a crashed worker (a bug),
+    after the others were stopped, else None. Signal handlers, the state flusher and a provider made here end
+    with it."""
+    settings = current.settings
+    active = provider or make_provider(settings, on_event=current.on_event)
+    loop = asyncio.get_running_loop()
+    installed = _install_signal_handlers(loop, current)
+    flusher = asyncio.create_task(_flush_state_periodically(current.state, current))
+    failure: BaseException | None = None
+    try:
+        current.tasks = [asyncio.create_task(current.worker(active)) for _ in range(max(1, settings.concurrency))]
+        done, _ = await asyncio.wait(current.tasks, return_when=asyncio.FIRST_EXCEPTION)
+        failure = next((t.exception() for t in done if not t.cancelled() and t.exception() is not None), None)
+        if failure is not None:
+            # A bug, not a document's fault: stop everyone, but still leave a report that says so.
+            current.cancel_in_flight()
+            await asyncio.wait(current.tasks)
+    finally:
+        flusher.cancel()
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+        if current.grace_timer is not None:
+            current.grace_timer.cancel()
+        if provider is None:
+            await active.aclose()
+    return failure
 
 
 def _finish_run(settings: RunSettings, state: RunState, run_id: str, status: str,
@@ -203,19 +206,15 @@ def dry_run(settings: RunSettings) -> tuple[dryrun.DryRunPlan, Path]:
     """Plan the run without sending anything; the report is written, marked as a dry run."""
     check_settings(settings)
     make_out_dir(settings.out_dir)
-    with RunLock(settings.out_dir / STATE_DIR):
-        state = RunState(settings.out_dir)
-        try:
-            claim_run_files(settings.out_dir, state)
-            run_id = state.start_run(settings_for_report(settings))
-            result = dryrun.plan_run(settings, state)
-            state.finish_run(run_id, "dry-run")
-            built = report.build(state, run_id)
-            built["dry_run"] = result.as_dict()
-            _, html_path = report.write(settings.out_dir, built, state)
-            return result, html_path
-        finally:
-            state.close()
+    with locked_state(settings.out_dir) as state:
+        claim_run_files(settings.out_dir, state)
+        run_id = state.start_run(settings_for_report(settings))
+        result = dryrun.plan_run(settings, state)
+        state.finish_run(run_id, "dry-run")
+        built = report.build(state, run_id)
+        built["dry_run"] = result.as_dict()
+        _, html_path = report.write(settings.out_dir, built, state)
+        return result, html_path
 
 
 async def _flush_state_periodically(state: RunState, run: _Run) -> None:
@@ -363,8 +362,8 @@ class _Run:
     async def _make(self, item: Document, provider: Provider) -> None:
         """Skip the document if it is unchanged since an earlier run, else make and record it."""
         record = self.state.document(item.id)
-        decision, fingerprint = plan.decide(item, self.settings, record, force=self.settings.force)
-        if decision == "unchanged" and record is not None:
+        decision = plan.decide(item, self.settings, record, force=self.settings.force)
+        if decision.verdict == "unchanged" and record is not None:
             self._finish(_skipped(item, record), (), None)
             return
         if self.settings.mode == "narrate" and item.audio is None and questions_for(item, self.settings):
@@ -384,7 +383,8 @@ class _Run:
             # --output): left behind they would look like part of it.
             stale = _file_names(record) - _file_names(written)
             self.state.release_outputs(remove_outputs(self.settings.out_dir, stale, self.state))
-        self._finish(result, attempts, _record(item, result, written, fingerprint, self.run_id, started, record))
+        self._finish(result, attempts, _record(item, result, written, decision.fingerprint, self.run_id, started,
+                                              record))
 
     def _claim(self, doc_id: str, names: set[str]) -> frozenset[str]:
         return claim(self.settings.out_dir, self.state, doc_id, names)
@@ -410,15 +410,22 @@ class _Run:
 Claim = Callable[[str, set[str]], frozenset[str]]
 
 
-async def _process(item: Document, provider: Provider, settings: RunSettings,
-                   claim_names: Claim) -> tuple[DocumentResult, tuple[Attempt, ...], DocumentFiles | None]:
+class Processed(NamedTuple):
+    """What making one document came to: its result, the requests made for it, and its files (None: none written)."""
+
+    result: DocumentResult
+    attempts: tuple[Attempt, ...]
+    written: DocumentFiles | None
+
+
+async def _process(item: Document, provider: Provider, settings: RunSettings, claim_names: Claim) -> Processed:
     started = time.monotonic()
     try:
         summary = await provider.summarise(item, settings)
     except (ApiError, DocumentError) as exc:  # both carry the requests already made for the document
         attempts = tuple(a for a in exc.attempts if isinstance(a, Attempt))
-        return _failed(item, str(exc), type(exc).__name__, time.monotonic() - started,
-                       requests=len(attempts)), attempts, None
+        return Processed(_failed(item, str(exc), type(exc).__name__, time.monotonic() - started,
+                                 requests=len(attempts)), attempts, None)
     published = None
     published_answers: tuple[PublishedAudio, ...] = ()
     if settings.output != "text" and (settings.audio_format != "wav" or settings.loudness_lufs is not None):
@@ -432,21 +439,21 @@ async def _process(item: Document, provider: Provider, settings: RunSettings,
         except (DocumentError, ValueError) as exc:  # InvalidAudio, AudioToolFailed; ValueError: a tag publish refuses
             # The prefix says which stage failed: the spoken summary was made, its publishing was not.
             error_class = type(exc).__name__ if isinstance(exc, DocumentError) else DocumentError.__name__
-            return _failed(item, f"could not publish the audio: {exc}", error_class, time.monotonic() - started,
-                           requests=summary.requests), summary.attempts, None
+            return Processed(_failed(item, f"could not publish the audio: {exc}", error_class,
+                                     time.monotonic() - started, requests=summary.requests), summary.attempts, None)
     try:
         # Claimed (and committed) on the loop's thread before the writer thread may replace any of them.
         ours = claim_names(item.id, document_names(item, summary, settings, published, published_answers).all)
         written = await asyncio.to_thread(write_document_outputs, settings.out_dir, item, summary, settings,
                                           published, published_answers, ours=ours.__contains__)
     except (OutputClash, DiskFull) as exc:
-        return _failed(item, str(exc), type(exc).__name__, time.monotonic() - started,
-                       requests=summary.requests), summary.attempts, None
+        return Processed(_failed(item, str(exc), type(exc).__name__, time.monotonic() - started,
+                                 requests=summary.requests), summary.attempts, None)
     except (OSError, ValueError) as exc:
-        return _failed(item, f"could not write outputs: {exc}", type(exc).__name__, time.monotonic() - started,
-                       requests=summary.requests), summary.attempts, None
+        return Processed(_failed(item, f"could not write outputs: {exc}", type(exc).__name__,
+                                 time.monotonic() - started, requests=summary.requests), summary.attempts, None)
     duration = published.duration_s if published is not None else summary.duration_s
-    return DocumentResult(
+    return Processed(DocumentResult(
         doc_id=item.id, source=item.source, status="done", title=item.title,
         main_name=written.main.name, sidecar_name=written.sidecar.name, transcript=summary.transcript,
         duration_s=round(duration, 3), prompt_tokens=summary.usage.prompt_tokens,
@@ -456,7 +463,7 @@ async def _process(item: Document, provider: Provider, settings: RunSettings,
         requests=summary.requests,
         elapsed_s=round(time.monotonic() - started, 3), meta_json=_meta_json(item),
         followups_json=_followups_json(summary, written),
-    ), summary.attempts, written
+    ), summary.attempts, written)
 
 
 def _file_names(files: DocumentRecord | DocumentFiles) -> set[str]:

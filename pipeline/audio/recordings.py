@@ -38,7 +38,7 @@ class AudioPart:
 
 
 @dataclass(frozen=True, slots=True)
-class RecordingPlan:
+class RecordingParts:
     """How a checked recording is sent: as it is, or as MP3 parts cut at pauses; parts are made one at a time,
     just before their request, so a long recording never sits in memory as a whole."""
 
@@ -75,7 +75,7 @@ def part_count(source: AudioSource, duration_s: float, max_bytes: int) -> int:
     return max(1, math.ceil(duration_s / longest_part_s(max_bytes)))
 
 
-def plan(source: AudioSource, max_bytes: int) -> RecordingPlan:
+def split_recording(source: AudioSource, max_bytes: int) -> RecordingParts:
     """Check the recording decodes (and is what its name says), then decide its parts; InvalidAudio if it does not,
     AudioToolFailed if ffmpeg fails (both DocumentErrors, with a message that already names the problem)."""
     duration = duration_of(source.path, suffix=source.suffix, max_seconds=MAX_SECONDS)
@@ -85,7 +85,12 @@ def plan(source: AudioSource, max_bytes: int) -> RecordingPlan:
         cuts: tuple[tuple[float, float], ...] = ((0.0, round(duration, 3)),)
     else:
         cuts = tuple(silence_cuts(source.path, source.suffix, duration, longest))
-    return RecordingPlan(source, duration, as_is, cuts, max_bytes)
+    return RecordingParts(source, duration, as_is, cuts, max_bytes)
+
+
+# The old names ("plan" also names the plan/ package and the dry run's plan); providers/openai still calls plan().
+plan = split_recording
+RecordingPlan = RecordingParts
 
 
 def silence_cuts(path: Path, suffix: str, duration_s: float, longest_s: float) -> list[tuple[float, float]]:

@@ -11,12 +11,19 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pipeline.models import Document, RunSettings, questions_for
 from pipeline.state import DocumentRecord, RunState
 
-Decision = Literal["new", "changed", "damaged", "unchanged", "forced"]
+Verdict = Literal["new", "changed", "damaged", "unchanged", "forced"]  # why a document is made, or "unchanged"
+
+
+class Decision(NamedTuple):
+    """What this run does with one document, and the settings fingerprint the verdict was reached with."""
+
+    verdict: Verdict
+    fingerprint: str
 
 
 def fingerprint(document: Document, settings: RunSettings) -> str:
@@ -84,22 +91,22 @@ def _output_intact(out_dir: Path, name: str | None, sha256: str | None, size: in
 
 
 def decide(document: Document, settings: RunSettings, record: DocumentRecord | None, *,
-           force: bool = False) -> tuple[Decision, str]:
-    """(decision, settings fingerprint) for one document."""
+           force: bool = False) -> Decision:
+    """The verdict on one document, with its settings fingerprint."""
     print_ = fingerprint(document, settings)
     if force:
-        return "forced", print_
+        return Decision("forced", print_)
     if record is None or record.status != "done":
-        return "new" if record is None else "changed", print_
+        return Decision("new" if record is None else "changed", print_)
     if record.input_sha256 != document.sha256 or record.fingerprint != print_:
-        return "changed", print_
+        return Decision("changed", print_)
     out_dir = settings.out_dir
     if not (_output_intact(out_dir, record.main_name, record.main_sha256, record.main_size, record.main_mtime_ns)
             and _output_intact(out_dir, record.sidecar_name, record.sidecar_sha256, record.sidecar_size,
                                record.sidecar_mtime_ns)
             and all(_output_intact(out_dir, *extra) for extra in json.loads(record.extra_files_json or "[]"))):
-        return "damaged", print_
-    return "unchanged", print_
+        return Decision("damaged", print_)
+    return Decision("unchanged", print_)
 
 
 def already_done(settings: RunSettings, state: RunState) -> Callable[[str], bool]:
@@ -112,6 +119,6 @@ def already_done(settings: RunSettings, state: RunState) -> Callable[[str], bool
             return False
         probe = Document(id=doc_id, source="", text="", sha256=record.input_sha256, title=record.title)
         # Only when the plan will really skip it (outputs intact too): a redo must fetch the article again.
-        return decide(probe, settings, record)[0] == "unchanged"
+        return decide(probe, settings, record).verdict == "unchanged"
 
     return done

@@ -51,7 +51,7 @@ def plan_run(settings: RunSettings, state: RunState) -> DryRunPlan:
             counts["invalid"] += 1
             continue
         seen.add(item.id)
-        decision, _ = plan.decide(item, settings, state.document(item.id), force=settings.force)
+        decision = plan.decide(item, settings, state.document(item.id), force=settings.force).verdict
         if decision == "unchanged":
             counts[decision] += 1
             continue
