@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
+import httpx
 import pytest
 
 from pipeline.clock import FakeClock
-from pipeline.errors import PermanentApiError
+from pipeline.errors import ApiError, PermanentApiError
+from pipeline.models import Document, RunSettings
+from pipeline.providers.openai import OpenAIProvider, build_request_body
 from pipeline.providers.openai.ratelimit import RateLimiter, TokenEstimator, parse_reset_duration
 
 
@@ -130,3 +134,73 @@ def test_a_document_over_the_token_budget_fails_at_once_and_holds_nobody_back() 
         assert clock.monotonic() - start <= 60.0 + 1e-6
 
     asyncio.run(go())
+
+
+# -- refused requests give their tokens back ---------------------------------------------------------------------
+
+@in_loop
+async def test_a_refund_gives_back_exactly_what_was_charged() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(tpm=60_000, clock=clock)                      # 1,000 tokens a second
+    reservation = await limiter.acquire(3000)
+    assert reservation.charged_s == pytest.approx(3.0)
+    limiter.refund(reservation)
+    assert await _send_times(limiter, clock, [10]) == [clock.now] and clock.slept == []   # nothing held back
+
+    learned = RateLimiter(clock=clock)                                  # no limit known when it was charged
+    uncharged = await learned.acquire(3000)
+    learned.observe({"x-ratelimit-limit-tokens": "60000"})
+    await learned.acquire(3000)
+    learned.refund(uncharged)                                           # gives back nothing it never took
+    start = clock.monotonic()
+    await _send_times(learned, clock, [10])
+    assert clock.monotonic() - start == pytest.approx(3.0)
+
+
+@in_loop
+async def test_a_refund_never_undoes_a_spent_budget_the_server_announced() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(tpm=60_000, clock=clock)
+    reservation = await limiter.acquire(3000)
+    limiter.observe({"x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "5s"})
+    limiter.refund(reservation)
+    start = clock.monotonic()
+    await _send_times(limiter, clock, [10])
+    assert clock.monotonic() - start == pytest.approx(5.0)
+
+
+def _provider(clock: FakeClock, status: int, body: dict) -> tuple[OpenAIProvider, RunSettings, list[int]]:
+    sent: list[int] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(len(request.content))
+        return httpx.Response(status, json=body, headers={"x-request-id": "req_1"})
+
+    settings = RunSettings(inputs=("d.txt",), out_dir=Path("out"), provider="openai", tpm=60_000, max_attempts=1,
+                           base_url="http://127.0.0.1:9/v1", api_key="sk-test")
+    return OpenAIProvider(settings, transport=httpx.MockTransport(answer), clock=clock), settings, sent
+
+
+@pytest.mark.parametrize(("status", "refunded"), [(400, True), (404, True), (422, True), (429, True), (500, False),
+                                                  (503, False)])
+def test_a_request_the_server_refused_gives_its_tokens_back_to_the_limiter(status: int, refunded: bool) -> None:
+    clock = FakeClock()
+    error = {"error": {"message": "no", "type": "invalid_request_error", "param": None, "code": None}}
+    provider, settings, sent = _provider(clock, status, error)
+    document = Document(id="d", source="d.txt", text="The ferry runs twice a day. " * 200, sha256="0" * 64)
+    cost, _ = provider.estimator.estimate(build_request_body(document, settings)["messages"], settings.words)
+    assert cost > 1000                                                 # over a second of the token budget
+
+    async def go() -> float:
+        with pytest.raises(ApiError):
+            await provider.summarise(document, settings)
+        start = clock.monotonic()
+        await provider.limiter.acquire(1)                              # the next request of the run
+        await provider.aclose()
+        return clock.monotonic() - start
+
+    waited = asyncio.run(go())
+    assert len(sent) == 1
+    # Refused before any work: the next request goes at once. Failed after the server took it (5xx): the tokens
+    # stay spent, and the next request waits for them to refill.
+    assert waited == (0.0 if refunded else pytest.approx(cost / 1000))

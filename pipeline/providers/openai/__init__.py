@@ -407,12 +407,12 @@ class OpenAIProvider:
         payload = json.dumps(body).encode("utf-8")
 
         async def attempt_once() -> Answer:
-            await self.limiter.acquire(cost)
+            reservation = await self.limiter.acquire(cost)
             try:
                 response = await self.send(payload)
             except ApiError as error:
                 if error.status is not None and 400 <= error.status < 500:
-                    self.limiter.reconcile(cost, 0)  # refused requests spend no token budget
+                    self.limiter.refund(reservation)  # refused before any work: it spent no token budget
                 raise
             return parse(response, self._secret)
 

@@ -45,10 +45,21 @@ class _Pace:
     per_minute: float = 0.0
     tat: float = 0.0
     given: bool = False
+    # The server said the budget is spent until then (x-ratelimit-remaining-* 0): no refund brings `tat` before it.
+    spent_until: float = 0.0
 
     @property
     def per_unit(self) -> float:
         return 60.0 / self.per_minute if self.per_minute > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """What one acquire took: the seconds it waited, and the seconds of token budget it charged (0 while no token
+    limit is known), which is exactly what a refund gives back."""
+
+    waited_s: float = 0.0
+    charged_s: float = 0.0
 
 
 class RateLimiter:
@@ -73,9 +84,10 @@ class RateLimiter:
     def _wait_needed(self, now: float) -> float:
         return max(self._requests.tat - now, self._tokens.tat - now, self._paused_until - now, 0.0)
 
-    async def acquire(self, tokens: int) -> float:
-        """Wait until one request of `tokens` fits both budgets; returns the seconds waited."""
+    async def acquire(self, tokens: int) -> Reservation:
+        """Wait until one request of `tokens` fits both budgets, and charge it; refund() gives the tokens back."""
         waited = 0.0
+        charged_s = 0.0
         # The lock makes waiters queue in arrival order (asyncio.Lock is FIFO), so pacing is fair.
         async with self._lock:
             while True:
@@ -90,9 +102,15 @@ class RateLimiter:
                 self._requests.tat = max(self._requests.tat, now) + self._requests.per_unit
             if self._tokens.per_unit:
                 # Never hold the pool back more than one minute's budget for a single request.
-                charged = min(tokens, self._tokens.per_minute)
-                self._tokens.tat = max(self._tokens.tat, now) + charged * self._tokens.per_unit
-        return waited
+                charged_s = min(tokens, self._tokens.per_minute) * self._tokens.per_unit
+                self._tokens.tat = max(self._tokens.tat, now) + charged_s
+        return Reservation(waited, charged_s)
+
+    def refund(self, reservation: Reservation) -> None:
+        """Give back the tokens of a request the server refused without doing its work (a 4xx, a 429): what was
+        charged, no more (a limit learned since is not applied to it), and never past a spent budget's reset."""
+        if reservation.charged_s:
+            self._tokens.tat = max(self._tokens.tat - reservation.charged_s, self._tokens.spent_until)
 
     def check_fits(self, tokens: int) -> None:
         """Refuse at once a request that could never fit a minute's token budget (the server would 429 it)."""
@@ -129,6 +147,7 @@ class RateLimiter:
             reset = parse_reset_duration(headers.get(f"x-ratelimit-reset-{kind}", ""))
             if remaining == 0 and reset:
                 # Budget spent: nothing more can succeed before the server's window refills.
+                pace.spent_until = max(pace.spent_until, now + reset)
                 pace.tat = max(pace.tat, now + (pace.per_unit if kind == "requests" and pace.per_unit else reset))
 
 
