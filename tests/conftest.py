@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_INPUTS = REPO / "sample_inputs"
 SERVER_KEY = "sk-test-audiosum-0123456789abcdef"
+RECORDINGS = "voice-notes"  # sample_inputs/' folder of recordings: hearing its mp3 takes seconds on every fresh run
 SCRUBBED = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
             "http_proxy", "https_proxy", "all_proxy", "AUDIOSUM_SERVE_API_KEY")
 
@@ -32,6 +35,20 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in SCRUBBED:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+
+
+def copy_text_samples(destination: Path, *, manifest: bool = True) -> Path:
+    """sample_inputs/ without its recording (and without its manifest if `manifest` is False), for tests that run
+    the sample set again and again and are not about recordings."""
+    ignored = [RECORDINGS] + ([] if manifest else ["manifest.jsonl"])
+    shutil.copytree(SAMPLE_INPUTS, destination, ignore=shutil.ignore_patterns(*ignored))
+    return destination
+
+
+@pytest.fixture(scope="session")
+def text_samples(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A read-only-by-convention copy of sample_inputs/ without its recording, shared by the session."""
+    return copy_text_samples(tmp_path_factory.mktemp("samples") / "sample_inputs")
 
 
 def free_port() -> int:
@@ -157,10 +174,30 @@ class CliResult:
     stderr: str
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout_s: float = 180) -> CliResult:
-    completed = subprocess.run([sys.executable, "-m", "pipeline", *args], env=env or child_env(),
-                               capture_output=True, text=True, timeout=timeout_s)
-    return CliResult(completed.returncode, completed.stdout, completed.stderr)
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout_s: float = 180,
+            in_process: bool = True) -> CliResult:
+    """`audiosum ARGS` with ENV as its whole environment.
+
+    In this process through click's CliRunner by default (no interpreter start per run); `in_process=False` starts
+    a real process, for what only a process shows (signals, the lock held by another process, exit by the OS).
+    """
+    environment = env or child_env()
+    if not in_process:
+        completed = subprocess.run([sys.executable, "-m", "pipeline", *args], env=environment,
+                                   capture_output=True, text=True, timeout=timeout_s)
+        return CliResult(completed.returncode, completed.stdout, completed.stderr)
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    # The run sees exactly ENV: variables the test environment has but ENV lacks are unset for the call.
+    unset: dict[str, str | None] = {name: None for name in os.environ if name not in environment}
+    result = CliRunner().invoke(cli, list(args), env={**unset, **environment}, prog_name="audiosum",
+                                catch_exceptions=True)
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(result.exception))
+    return CliResult(result.exit_code, result.stdout, stderr)
 
 
 def api_env(server: RunningServer, key: str | None = None) -> dict[str, str]:

@@ -15,8 +15,9 @@ def _everything(out: Path, *streams: str) -> str:
     return files + "\n".join(streams)
 
 
-def test_plain_and_json_output_without_a_terminal(tone_server: RunningServer, tmp_path: Path) -> None:
-    plain = run_cli("run", str(SAMPLE_INPUTS), "-o", str(tmp_path / "a"), env=api_env(tone_server))
+def test_plain_and_json_output_without_a_terminal(tone_server: RunningServer, text_samples: Path,
+                                                  tmp_path: Path) -> None:
+    plain = run_cli("run", str(text_samples), "-o", str(tmp_path / "a"), env=api_env(tone_server))
     assert plain.exit_code == 0
     assert "\x1b[" not in plain.stdout + plain.stderr
     last = plain.stdout.strip().splitlines()[-1]
@@ -24,17 +25,18 @@ def test_plain_and_json_output_without_a_terminal(tone_server: RunningServer, tm
         assert part in last
 
     out = tmp_path / "b"
-    logged = run_cli("run", str(SAMPLE_INPUTS), str(SAMPLE_INPUTS), "-o", str(out), "--log-format", "json",
+    logged = run_cli("run", str(text_samples), str(text_samples), "-o", str(out), "--log-format", "json",
                      env=api_env(tone_server))
     events = [json.loads(line) for line in logged.stderr.splitlines() if line.strip()]
     kinds = [e["event"] for e in events]
     assert kinds[0] == "run_start" and kinds[-1] == "run_end"
-    assert kinds.count("document") == 16  # the folder twice: the second copy of each id fails as a duplicate
+    documents = len([p for p in text_samples.rglob("*") if p.suffix in (".txt", ".md")])
+    assert kinds.count("document") == 2 * documents  # the folder twice: the second copy of each id fails as a duplicate
     failed = [e for e in events if e["event"] == "document" and e["status"] == "failed"]
-    assert len(failed) == 8 and all("duplicate document id" in e["reason"] for e in failed)
+    assert len(failed) == documents and all("duplicate document id" in e["reason"] for e in failed)
     assert SERVER_KEY not in _everything(out, logged.stdout, logged.stderr)
 
-    quiet = run_cli("run", str(SAMPLE_INPUTS), "-o", str(tmp_path / "c"), "-q", env=api_env(tone_server))
+    quiet = run_cli("run", str(text_samples), "-o", str(tmp_path / "c"), "-q", env=api_env(tone_server))
     assert quiet.stderr == "" and len(quiet.stdout.strip().splitlines()) == 1
 
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE_INPUTS, RunningServer, api_env, run_cli
+from conftest import SAMPLE_INPUTS, RunningServer, api_env, copy_text_samples, run_cli
 
 from pipeline.state.lock import RunLock
 
@@ -25,9 +24,7 @@ def _statuses(out: Path) -> dict[str, str]:
 
 @pytest.fixture()
 def inputs(tmp_path: Path) -> Path:
-    folder = tmp_path / "in"
-    shutil.copytree(SAMPLE_INPUTS, folder, ignore=shutil.ignore_patterns("manifest.jsonl"))
-    return folder
+    return copy_text_samples(tmp_path / "in", manifest=False)
 
 
 def test_rerun_redoes_only_what_changed(tone_server: RunningServer, inputs: Path, tmp_path: Path) -> None:
