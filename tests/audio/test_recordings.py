@@ -102,6 +102,7 @@ def test_recording_to_spoken_summary_over_the_wire(recordings: Path, tone_server
                                                 "input_audio_format=mp3": 2}
 
 
+@pytest.mark.slow  # hears the recording again (PocketSphinx, seconds a run)
 def test_m4a_is_converted_and_sent_as_mp3(recordings: Path, tone_server: RunningServer, tmp_path: Path) -> None:
     before = tone_server.stats()["wire"]
     out = tmp_path / "out"
@@ -143,6 +144,7 @@ def test_plan_cuts_prefers_pauses_and_never_exceeds_the_limit() -> None:
         assert 0 < end - start <= 5.0
 
 
+@pytest.mark.slow  # hears the recording again (PocketSphinx, seconds a run)
 def test_offline_engine_recognises_and_summarises_a_recording(recordings: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = run_cli("run", str(recordings / "calls"), "-o", str(out), "--provider", "local", "--workers", "1")
@@ -214,6 +216,7 @@ def test_followups_refer_to_earlier_answers_by_audio_id(recordings: Path, tone_s
     assert redo.exit_code == 0 and "1 done" in redo.stdout and (out / "call-17.q2.wav").exists()
 
 
+@pytest.mark.slow  # hears the recording again (PocketSphinx, seconds a run)
 def test_expired_audio_ids_fall_back_to_transcripts(recordings: Path, tmp_path: Path) -> None:
     manifest = _followup_manifest(recordings, tmp_path)
     out = tmp_path / "out"
@@ -226,6 +229,7 @@ def test_expired_audio_ids_fall_back_to_transcripts(recordings: Path, tmp_path: 
     assert wire.get("assistant_audio_id", 0) == 0 and wire["assistant_text"] == 1 + 2 + 3
 
 
+@pytest.mark.slow  # hears the recording again (PocketSphinx, seconds a run)
 def test_refused_audio_ids_are_resent_as_transcripts(recordings: Path, tmp_path: Path) -> None:
     manifest = _followup_manifest(recordings, tmp_path)
     out = tmp_path / "out"
@@ -245,6 +249,7 @@ def test_refused_audio_ids_are_resent_as_transcripts(recordings: Path, tmp_path:
     assert report["documents"][0]["requests"] == 5
 
 
+@pytest.mark.slow  # hears the recording again (PocketSphinx, seconds a run)
 def test_fewer_questions_or_text_output_leave_no_stale_files(recordings: Path, tone_server: RunningServer,
                                                              tmp_path: Path) -> None:
     manifest = _followup_manifest(recordings, tmp_path)
@@ -265,6 +270,7 @@ def test_fewer_questions_or_text_output_leave_no_stale_files(recordings: Path, t
     assert "call-17" not in (out / "podcast.xml").read_text(encoding="utf-8")
 
 
+@pytest.mark.slow  # hears the recording again (PocketSphinx, seconds a run)
 def test_a_failed_run_in_between_still_lets_stale_answers_go(recordings: Path, tone_server: RunningServer,
                                                               tmp_path: Path) -> None:
     manifest = _followup_manifest(recordings, tmp_path)
@@ -281,6 +287,7 @@ def test_a_failed_run_in_between_still_lets_stale_answers_go(recordings: Path, t
     assert sorted(p.name for p in out.glob("call-17.q*")) == ["call-17.q1.wav"]
 
 
+@pytest.mark.slow  # hears the recording again (PocketSphinx, seconds a run)
 def test_followups_from_a_job_and_the_offline_engine(recordings: Path, tmp_path: Path) -> None:
     (tmp_path / "jobs").mkdir()
     (tmp_path / "in").mkdir()
@@ -341,6 +348,7 @@ def test_broken_recordings_fail_alone(recordings: Path, tone_server: RunningServ
     assert not list(out.glob(".audiosum-tmp-*"))
 
 
+@pytest.mark.slow  # hears the recording again (PocketSphinx, seconds a run)
 def test_text_followups_about_a_recording_in_parts_go_to_a_text_model(recordings: Path, tmp_path: Path) -> None:
     manifest = _followup_manifest(recordings, tmp_path)
     out = tmp_path / "out"
@@ -360,6 +368,7 @@ def test_text_followups_about_a_recording_in_parts_go_to_a_text_model(recordings
                                         "reason": "a text answer has no audio id"}
 
 
+@pytest.mark.slow  # hears the recording again (PocketSphinx, seconds a run)
 def test_answers_are_published_like_the_summary(recordings: Path, tone_server: RunningServer, tmp_path: Path) -> None:
     from pipeline.audio import duration_of
 
@@ -374,6 +383,7 @@ def test_answers_are_published_like_the_summary(recordings: Path, tone_server: R
     assert not list(out.glob("*.wav"))
 
 
+@pytest.mark.slow  # hears the recording again (PocketSphinx, seconds a run)
 def test_the_local_server_recognises_in_its_worker_processes(recordings: Path, local_server: RunningServer,
                                                              tmp_path: Path) -> None:
     out = tmp_path / "out"
@@ -382,11 +392,8 @@ def test_the_local_server_recognises_in_its_worker_processes(recordings: Path, l
     assert "three days" in (out / "call.txt").read_text(encoding="utf-8").lower()
 
 
+@pytest.mark.slow  # hears the recording in parts
 def test_dry_run_counts_parts_and_followups(recordings: Path, tone_server: RunningServer, tmp_path: Path) -> None:
-    import math
-
-    from pipeline.audio.recordings import longest_part_s
-
     def planned(*options: str) -> dict:
         out = tmp_path / f"out{len(options)}"
         result = run_cli("run", str(recordings / "calls"), "-o", str(out), "--dry-run", "--followup", "Why?",
@@ -398,10 +405,13 @@ def test_dry_run_counts_parts_and_followups(recordings: Path, tone_server: Runni
     whole = planned()
     assert whole["requests"] == 1 + 1 and whole["counts"] == {"new": 1}
     split = planned("--max-audio-mb", "0.06")
-    with wave.open(str(recordings / "calls" / "call.wav")) as reader:
-        seconds = reader.getnframes() / reader.getframerate()
-    assert split["requests"] == math.ceil(seconds / longest_part_s(int(0.06 * 1024 * 1024))) + 1
     assert tone_server.stats()["counts"]["requests"] == before  # a dry run sends nothing
+    # The oracle is the real run: what the server then receives is what the dry run said it would send.
+    real = run_cli("run", str(recordings / "calls"), "-o", str(tmp_path / "real"), "--followup", "Why?",
+                   "--max-audio-mb", "0.06", env=api_env(tone_server))
+    assert real.exit_code == 0, real.stderr + real.stdout
+    sent = tone_server.stats()["counts"]["requests"] - before
+    assert split["requests"] == sent and sent > 1 + 1
 
 
 def test_pauses_are_found_across_scan_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
