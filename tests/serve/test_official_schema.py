@@ -1,0 +1,235 @@
+"""The official OpenAI schema, both ways, as the official `openai` SDK carries it (no copy of it in this repository).
+
+Requests: every body `audiosum run` sent in real runs (recorded by `serve --record`) validates strictly against the
+SDK's request params of its endpoint — unknown keys fail. Answers: the SDK, with strict response validation, parses
+every success body `serve` gives and raises the right error class, with the error body parsed, for every status.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import typing
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pydantic
+import pytest
+from conftest import RunningServer, api_env, run_cli, start_server, stop_server
+from openai.types.audio.speech_create_params import SpeechCreateParams
+from openai.types.batch_create_params import BatchCreateParams
+from openai.types.chat.completion_create_params import CompletionCreateParamsNonStreaming
+from openai.types.shared import ErrorObject
+from typing_extensions import is_typeddict
+
+# Endpoint → the SDK's params type for its JSON body. A new endpoint joins with one row; a recorded request to an
+# endpoint with no row fails the test (and /files, multipart, needs a row that decodes its form fields first).
+REQUEST_TYPES: dict[tuple[str, str], Any] = {
+    ("POST", "/v1/chat/completions"): CompletionCreateParamsNonStreaming,
+    ("POST", "/v1/audio/speech"): SpeechCreateParams,
+    ("POST", "/v1/batches"): BatchCreateParams,
+}
+BODILESS = {("GET", "/v1/models")}
+
+# Status → the SDK's exception class for it (openai._client._make_status_error); 408 has none of its own.
+STATUS_ERRORS: dict[int, type[openai.APIStatusError]] = {
+    400: openai.BadRequestError, 401: openai.AuthenticationError, 403: openai.PermissionDeniedError,
+    404: openai.NotFoundError, 408: openai.APIStatusError, 409: openai.ConflictError,
+    422: openai.UnprocessableEntityError, 429: openai.RateLimitError, 500: openai.InternalServerError,
+    502: openai.InternalServerError, 503: openai.InternalServerError, 504: openai.InternalServerError,
+}
+SPEECH = {"model": "gpt-4o-audio-preview", "modalities": ["text", "audio"], "audio": {"voice": "alloy", "format": "wav"}}
+
+
+# -- a strict validator over the SDK's TypedDicts ----------------------------------------------------------------
+
+def _forbid_extra_keys(tp: Any, seen: set[int]) -> None:
+    """pydantic ignores unknown keys of a TypedDict unless its own config forbids them, and a TypeAdapter cannot
+    pass a config down: set one on every TypedDict reachable from `tp` (in this test process only)."""
+    if id(tp) in seen:
+        return
+    seen.add(id(tp))
+    if is_typeddict(tp):
+        tp.__pydantic_config__ = pydantic.ConfigDict(extra="forbid", strict=True)
+        for hint in typing.get_type_hints(tp, include_extras=True).values():
+            _forbid_extra_keys(hint, seen)
+        return
+    for arg in typing.get_args(tp):
+        _forbid_extra_keys(arg, seen)
+
+
+def _drained(value: Any) -> Any:
+    """The validated value with every lazy Iterable validator run: pydantic checks an `Iterable[...]` field's items
+    only as they are iterated, and the SDK types messages and content parts as Iterables."""
+    if isinstance(value, dict):
+        return {key: _drained(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, Iterator)):
+        return [_drained(item) for item in value]
+    return value
+
+
+_ADAPTERS: dict[Any, pydantic.TypeAdapter[Any]] = {}
+
+
+def validate_request(params_type: Any, body: Any) -> Any:
+    if params_type not in _ADAPTERS:
+        _forbid_extra_keys(params_type, set())
+        _ADAPTERS[params_type] = pydantic.TypeAdapter(params_type)
+    # validate_python on the decoded JSON: pydantic's strict JSON mode mis-reads `str | Iterable[...]` unions.
+    return _drained(_ADAPTERS[params_type].validate_python(body))
+
+
+# -- end-to-end runs, recorded -------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    record = tmp_path_factory.mktemp("record") / "requests.jsonl"
+    running = start_server("--engine", "tone", "--workers", "1", "--record", str(record))
+    running.record = record  # type: ignore[attr-defined]
+    yield running
+    stop_server(running)
+
+
+def _set_faults(server: RunningServer, spec: str) -> None:
+    root = server.base_url.removesuffix("/v1")
+    headers = {"Authorization": f"Bearer {server.key}"}
+    assert httpx.post(root + "/faults", json={"faults": spec}, headers=headers, timeout=10).status_code == 200
+
+
+def _silence_wav(seconds: float = 1.0) -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as writer:
+        writer.setnchannels(1)
+        writer.setsampwidth(2)
+        writer.setframerate(16000)
+        writer.writeframes(b"\x00\x00" * int(16000 * seconds))
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def recorded(server: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    """The requests of three real runs: spoken summaries with a follow-up by audio id, a long text in parts (the
+    map step's text-only requests), a recording as input_audio with text output and a text follow-up, and --mode
+    narrate."""
+    _set_faults(server, "")
+    base = tmp_path_factory.mktemp("runs")
+    texts = base / "texts"
+    texts.mkdir()
+    (texts / "ferry.txt").write_text("The ferry to the island runs twice a day this winter. Tickets cost four "
+                                     "pounds. The first boat leaves at eight in the morning.\n")
+    sentences = [f"Section {i} of the harbour report counts {i * 7} boats, {i + 3} moorings and {i % 4 + 1} "
+                 "cranes, and notes that the sea wall needs repair before the storms of next winter." for i in range(90)]
+    (texts / "harbour.txt").write_text("\n\n".join(" ".join(sentences[i:i + 3]) for i in range(0, 90, 3)))
+    recordings = base / "recordings"
+    recordings.mkdir()
+    (recordings / "memo.wav").write_bytes(_silence_wav())
+    runs = [
+        ("run", str(texts), "-o", str(base / "out-texts"), "--max-input-tokens", "500",
+         "--followup", "When does the first boat leave?"),
+        ("run", str(recordings), "-o", str(base / "out-recordings"), "--output", "text",
+         "--followup", "What was said?"),
+        ("run", str(texts / "ferry.txt"), "-o", str(base / "out-narrate"), "--mode", "narrate"),
+    ]
+    for args in runs:
+        result = run_cli(*args, env=api_env(server))
+        assert result.exit_code == 0, (args, result.stderr)
+    lines = server.record.read_text().splitlines()  # type: ignore[attr-defined]
+    return [json.loads(line) for line in lines]
+
+
+def test_every_request_audiosum_sent_is_valid_under_the_official_params(recorded: list[dict[str, Any]]) -> None:
+    checked = 0
+    for request in recorded:
+        endpoint = (request["method"], request["path"])
+        if endpoint in BODILESS:
+            assert request["body"] == ""
+            continue
+        assert endpoint in REQUEST_TYPES, f"no params type for {endpoint}: add a row to REQUEST_TYPES"
+        body = json.loads(request["body"])
+        assert validate_request(REQUEST_TYPES[endpoint], body) == body
+        checked += 1
+    assert checked >= 8
+
+
+def test_the_recorded_runs_cover_every_request_shape_audiosum_makes(recorded: list[dict[str, Any]]) -> None:
+    """So that the test above is not vacuous: spoken and text-only requests, the map step's token cap, an earlier
+    answer given back by its audio id, and a recording as input_audio all went over the wire."""
+    bodies = [json.loads(r["body"]) for r in recorded if r["path"] == "/v1/chat/completions"]
+    messages = [m for body in bodies for m in body["messages"]]
+    parts = [p for m in messages if isinstance(m.get("content"), list) for p in m["content"]]
+    assert any(body.get("modalities") == ["text", "audio"] and body["audio"]["format"] == "wav" for body in bodies)
+    assert any(body.get("modalities") == ["text"] for body in bodies)
+    assert any("max_completion_tokens" in body for body in bodies)
+    assert any(m["role"] == "assistant" and "audio" in m for m in messages)
+    assert any(p["type"] == "input_audio" and p["input_audio"]["format"] == "wav" for p in parts)
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda body: body.update(temperatur=0.2),                                    # a misspelt top-level key
+    lambda body: body["messages"][0].update(name_of_speaker="x"),               # an unknown key in a message
+    lambda body: body["messages"][1].update(content=[{"type": "input_audio",    # an unknown key in a part
+                                                      "input_audio": {"data": "AAAA", "format": "wav", "rate": 1}}]),
+    lambda body: body["audio"].update(format="ogg"),                             # a value outside the enum
+    lambda body: body.update(max_completion_tokens="120"),                       # a string for an integer
+    lambda body: body.pop("model"),                                              # a required key missing
+])
+def test_the_validator_refuses_what_the_official_schema_refuses(mutate) -> None:
+    body = json.loads(json.dumps({**SPEECH, "messages": [{"role": "system", "content": "Speak briefly."},
+                                                         {"role": "user", "content": "The ferry runs twice a day."}]}))
+    assert validate_request(CompletionCreateParamsNonStreaming, body) == body
+    mutate(body)
+    with pytest.raises(pydantic.ValidationError):
+        validate_request(CompletionCreateParamsNonStreaming, body)
+
+
+# -- the SDK reads every answer ------------------------------------------------------------------------------------
+
+def _sdk(server: RunningServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.base_url, api_key=server.key, max_retries=0, timeout=30,
+                         _strict_response_validation=True)
+
+
+def test_the_sdk_parses_every_success_body_strictly(server: RunningServer) -> None:
+    _set_faults(server, "")
+    client = _sdk(server)
+    spoken = client.chat.completions.create(messages=[{"role": "user", "content": "The ferry runs twice a day."}],
+                                            **SPEECH)
+    assert spoken.choices[0].message.audio.id.startswith("audio_") and spoken.usage.total_tokens > 0
+    follow_up = client.chat.completions.create(messages=[
+        {"role": "user", "content": "The ferry runs twice a day."},
+        {"role": "assistant", "audio": {"id": spoken.choices[0].message.audio.id}},
+        {"role": "user", "content": "How often does it run?"}], **SPEECH)
+    assert follow_up.choices[0].message.audio.transcript
+    text = client.chat.completions.create(model="gpt-4o-mini", max_completion_tokens=40, messages=[
+        {"role": "user", "content": "The ferry runs twice a day. Tickets cost four pounds."}])
+    assert text.choices[0].message.content and text.choices[0].message.audio is None
+    heard = client.chat.completions.create(model="gpt-4o-audio-preview", modalities=["text"], messages=[
+        {"role": "user", "content": [{"type": "input_audio", "input_audio": {
+            "data": base64.b64encode(_silence_wav()).decode(), "format": "wav"}}]}])
+    assert heard.choices[0].message.content
+    assert "gpt-4o-audio-preview" in {model.id for model in client.models.list()}
+
+
+@pytest.mark.parametrize("status", sorted(STATUS_ERRORS))
+def test_the_sdk_raises_the_right_error_for_every_status(server: RunningServer, status: int) -> None:
+    _set_faults(server, "429=1" if status == 429 else f"{status}=1")
+    try:
+        with pytest.raises(openai.APIStatusError) as caught:
+            _sdk(server).chat.completions.create(messages=[{"role": "user", "content": "Hello."}], **SPEECH)
+    finally:
+        _set_faults(server, "")
+    error = caught.value
+    assert type(error) is STATUS_ERRORS[status] and error.status_code == status
+    # The SDK found the error object (it reads body["error"]): the four fields the official Error requires, all of
+    # them fields of the SDK's ErrorObject.
+    assert isinstance(error.body, dict) and set(error.body) == {"message", "type", "param", "code"}
+    assert set(error.body) <= set(ErrorObject.model_fields)
+    parsed = ErrorObject.model_validate(error.body, strict=True)
+    assert parsed.message and parsed.message in error.message
+    assert error.code == parsed.code and error.type == parsed.type and error.param == parsed.param
+    assert error.request_id is not None and error.request_id.startswith("req_")
