@@ -18,7 +18,7 @@ import wave
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from pipeline.errors import AudioToolFailed, InvalidAudio
 
@@ -71,6 +71,7 @@ _DEMUXER = {"mp4": "mov"}
 _DAMAGE_WARNINGS = ("do not match", "corrupt", "truncat", "incomplete", "invalid", "missing", "overread", "error")
 _HEAD_BYTES = 1 << 16
 _OGG_TAIL_BYTES = 27 + 255 + 255 * 255  # the largest Ogg page there can be
+_ID3_READ_CAP = 16 << 20  # cover art past this is not read to find what follows the tag
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +138,8 @@ def pcm_stream(data: bytes | Path, *, suffix: str | None = None, sample_rate: in
     if not checked:
         duration_of(data, suffix=suffix, max_seconds=max_seconds)
     with _ffmpeg_input(data, suffix) as (kind, source, folder):
-        command = [*_ffmpeg_base("error"), "-f", _DEMUXER.get(kind, kind), "-i", f"file:{source}", "-map", "0:a:0",
-                   "-vn", "-ar", str(sample_rate), "-ac", str(channels), "-f", "s16le", "pipe:1"]
+        command = [*ffmpeg_command("repeat+level+error"), "-f", _DEMUXER.get(kind, kind), "-i", f"file:{source}",
+                   "-map", "0:a:0", "-vn", "-ar", str(sample_rate), "-ac", str(channels), "-f", "s16le", "pipe:1"]
         try:
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                        stderr=subprocess.DEVNULL, cwd=folder, env=ffmpeg_environment())
@@ -196,10 +197,8 @@ def sniff_container(head: bytes) -> str | None:
     if head[:4] == b"OggS":
         return "ogg"
     if head[:3] == b"ID3" and len(head) >= 10:
-        # An ID3v2 tag (syncsafe size) may front an MP3 or, rarely, a FLAC stream.
-        size = 10 + ((head[6] & 0x7F) << 21 | (head[7] & 0x7F) << 14 | (head[8] & 0x7F) << 7 | (head[9] & 0x7F))
-        if head[5] & 0x10:
-            size += 10
+        # An ID3v2 tag may front an MP3 or, rarely, a FLAC stream.
+        size = id3_tag_size(head)
         return "flac" if head[size:size + 4] == b"fLaC" else "mp3"
     if _mpeg_layer3_header(head[:4]):
         return "mp3"
@@ -230,7 +229,7 @@ def _read_head(data: bytes | Path) -> tuple[bytes, bytes, int]:
         head = data[:_HEAD_BYTES]
         # An ID3 tag (cover art) can be long; look past it for what follows.
         if head[:3] == b"ID3":
-            head = data[:_HEAD_BYTES + _id3_size(head)]
+            head = data[:_HEAD_BYTES + min(id3_tag_size(head), _ID3_READ_CAP)]
         return head, data[-_OGG_TAIL_BYTES:], len(data)
     try:
         if not stat.S_ISREG(os.stat(data).st_mode):
@@ -238,7 +237,7 @@ def _read_head(data: bytes | Path) -> tuple[bytes, bytes, int]:
         with open(data, "rb") as handle:
             head = handle.read(_HEAD_BYTES)
             if head[:3] == b"ID3":
-                head += handle.read(_id3_size(head))
+                head += handle.read(min(id3_tag_size(head), _ID3_READ_CAP))
             size = os.fstat(handle.fileno()).st_size
             handle.seek(max(0, size - _OGG_TAIL_BYTES))
             tail = handle.read(_OGG_TAIL_BYTES)
@@ -247,11 +246,22 @@ def _read_head(data: bytes | Path) -> tuple[bytes, bytes, int]:
     return head, tail, size
 
 
-def _id3_size(head: bytes) -> int:
-    if len(head) < 10:
+def id3_tag_size(head: bytes) -> int:
+    """Bytes an ID3v2 tag at the start of head takes (header, syncsafe size, footer when flagged); 0 for none."""
+    if len(head) < 10 or head[:3] != b"ID3":
         return 0
-    return min(10 + ((head[6] & 0x7F) << 21 | (head[7] & 0x7F) << 14 | (head[8] & 0x7F) << 7 | (head[9] & 0x7F)),
-               16 << 20)
+    size = 10 + ((head[6] & 0x7F) << 21 | (head[7] & 0x7F) << 14 | (head[8] & 0x7F) << 7 | (head[9] & 0x7F))
+    return size + 10 if head[5] & 0x10 else size
+
+
+def riff_chunks(data: bytes) -> Iterator[tuple[bytes, int, int]]:
+    """(name, declared size, offset of its body) of each RIFF chunk whose 8-byte header lies within data, in
+    order from the first after 'RIFF....WAVE'; the declared sizes are not checked against what is there."""
+    position = 12
+    while len(data) >= position + 8:
+        size = int.from_bytes(data[position + 4:position + 8], "little")
+        yield data[position:position + 4], size, position + 8
+        position += 8 + size + (size & 1)
 
 
 def _container(data: bytes | Path, suffix: str | None) -> str:
@@ -279,16 +289,12 @@ def _container(data: bytes | Path, suffix: str | None) -> str:
 
 def _wav_end_problem(head: bytes, size: int) -> str | None:
     """A WAV whose data chunk promises more bytes than the file holds was cut short (streamed sizes excepted)."""
-    position = 12
-    while len(head) >= position + 8:
-        name = head[position:position + 4]
-        declared = int.from_bytes(head[position + 4:position + 8], "little")
+    for name, declared, body in riff_chunks(head):
         if name == b"data":
-            present = size - (position + 8)
+            present = size - body
             if declared not in (0, 0xFFFFFFFF) and present < declared:
                 return f"truncated WAV: its header promises {declared} bytes of audio but {present} are there"
             return None
-        position += 8 + declared + (declared & 1)
     return None
 
 
@@ -323,7 +329,7 @@ def _decode(data: bytes | Path, *, suffix: str | None, sample_rate: int | None, 
     with _ffmpeg_input(data, suffix) as (kind, source, folder):
         # -xerror stops at the first decoding error (junk fails fast), but not for WAV: ffmpeg flags the short
         # last packet of a streamed WAV (placeholder sizes) as corrupt, and -xerror would make that fatal.
-        command = [*_ffmpeg_base("info"), *(["-xerror"] if kind != "wav" else []),
+        command = [*ffmpeg_command("repeat+level+info"), *(["-xerror"] if kind != "wav" else []),
                    "-f", _DEMUXER.get(kind, kind), "-i", f"file:{source}", "-map", "0:a:0", "-vn",
                    "-map_metadata", "-1"]
         if loudness:
@@ -334,10 +340,10 @@ def _decode(data: bytes | Path, *, suffix: str | None, sample_rate: int | None, 
             command += ["-ac", str(channels)]
         command += ["-c:a", "pcm_s16le", "-f", "wav", "pipe:1"]
         stderr_path = Path(folder) / "ffmpeg.log"
-        pcm, frames, rate, count, timed_out = _stream_pcm(command, stderr_path, folder, keep_pcm, max_seconds,
-                                                          timeout_s)
+        streamed = _stream_pcm(command, stderr_path, folder, keep_pcm, max_seconds, timeout_s)
         log = stderr_path.read_text(encoding="utf-8", errors="replace")
-    if timed_out:
+    frames, rate = streamed.frames, streamed.sample_rate
+    if streamed.timed_out:
         raise InvalidAudio(f"decoding took longer than {timeout_s:g} s")
     if frames > max_seconds * rate:
         raise InvalidAudio(f"longer than the {max_seconds:g} s cap")
@@ -349,13 +355,15 @@ def _decode(data: bytes | Path, *, suffix: str | None, sample_rate: int | None, 
     if declared is not None and kind != "wav" and decoded_s < declared - max(0.1, declared * 0.01):
         raise InvalidAudio(f"truncated {kind.upper()}: its header says {declared:.2f} s but "
                            f"only {decoded_s:.2f} s decode")
-    return _Decoded(pcm=pcm, frames=frames, sample_rate=rate, channels=count,
+    return _Decoded(pcm=streamed.pcm, frames=frames, sample_rate=rate, channels=streamed.channels,
                     loudness=_parse_ebur128(log) if loudness else None)
 
 
-def _ffmpeg_base(level: str) -> list[str]:
-    return [ffmpeg_exe(), "-nostdin", "-hide_banner", "-nostats", "-loglevel", f"repeat+level+{level}",
-            "-protocol_whitelist", "file,pipe"]
+def ffmpeg_command(loglevel: str, *, protocols: str = "file,pipe") -> list[str]:
+    """The start of every ffmpeg command audiosum runs: the bundled binary, no stdin, no banner or progress, this
+    -loglevel, and only these protocols (so a crafted input cannot make ffmpeg open a URL)."""
+    return [ffmpeg_exe(), "-nostdin", "-hide_banner", "-nostats", "-loglevel", loglevel,
+            "-protocol_whitelist", protocols]
 
 
 def ffmpeg_environment() -> dict[str, str]:
@@ -365,8 +373,19 @@ def ffmpeg_environment() -> dict[str, str]:
     return env
 
 
+class _Streamed(NamedTuple):
+    """What a streamed decode gave: the PCM (empty unless kept), whole frames counted, its rate and channels, and
+    whether the timeout killed it."""
+
+    pcm: bytes
+    frames: int
+    sample_rate: int
+    channels: int
+    timed_out: bool
+
+
 def _stream_pcm(command: list[str], stderr_path: Path, folder: str, keep_pcm: bool, max_seconds: float,
-                timeout_s: float) -> tuple[bytes, int, int, int, bool]:
+                timeout_s: float) -> _Streamed:
     """Run a decode writing WAV to stdout; count (and keep, if asked) its PCM, stopping at the length cap."""
     timed_out = threading.Event()
     with open(stderr_path, "wb") as stderr:
@@ -413,7 +432,7 @@ def _stream_pcm(command: list[str], stderr_path: Path, folder: str, keep_pcm: bo
     frame_bytes = count * 2
     frames = data_bytes // frame_bytes if frame_bytes else 0
     pcm = b"".join(pieces)[: frames * frame_bytes] if keep_pcm else b""
-    return pcm, frames, rate or 1, count, timed_out.is_set()
+    return _Streamed(pcm, frames, rate or 1, count, timed_out.is_set())
 
 
 def _wav_stream_header(header: bytes) -> tuple[int, int, int] | None:
@@ -421,20 +440,15 @@ def _wav_stream_header(header: bytes) -> tuple[int, int, int] | None:
 
     The sizes in a streamed header are placeholders; only the fmt chunk and the position of 'data' count.
     """
-    if len(header) < 12:
-        return None
-    position, rate, count = 12, 0, 0
-    while len(header) >= position + 8:
-        name = header[position:position + 4]
-        size = int.from_bytes(header[position + 4:position + 8], "little")
+    rate, count = 0, 0
+    for name, size, body in riff_chunks(header):
         if name == b"data":
-            return (rate, count, position + 8) if rate and count else None
-        if len(header) < position + 8 + size:
+            return (rate, count, body) if rate and count else None
+        if len(header) < body + size:
             return None
         if name == b"fmt ":
-            count = int.from_bytes(header[position + 10:position + 12], "little")
-            rate = int.from_bytes(header[position + 12:position + 16], "little")
-        position += 8 + size + (size & 1)
+            count = int.from_bytes(header[body + 2:body + 4], "little")
+            rate = int.from_bytes(header[body + 4:body + 8], "little")
     return None
 
 

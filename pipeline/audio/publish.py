@@ -28,8 +28,8 @@ from pipeline.audio import (
     SILENCE_LUFS,
     AudioMeasurement,
     Loudness,
+    ffmpeg_command,
     ffmpeg_environment,
-    ffmpeg_exe,
     measure,
     wav_info,
 )
@@ -241,8 +241,7 @@ def _filters(gain_db: float | None, ceiling_dbtp: float | None, source_rate: int
 def _encode(source: Path, output: Path, encoding: _Encoding, rate: int, channels: int, gain_db: float | None,
             ceiling_dbtp: float | None, tags: Mapping[str, str], folder: str, timeout_s: float,
             source_rate: int) -> None:
-    command = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "level+error", "-y",
-               "-protocol_whitelist", "file", "-f", "wav", "-i", f"file:{source}",
+    command = [*ffmpeg_command("level+error", protocols="file"), "-y", "-f", "wav", "-i", f"file:{source}",
                "-map", "0:a:0", "-map_metadata", "-1", "-fflags", "+bitexact", "-flags:a", "+bitexact",
                *_filters(gain_db, ceiling_dbtp, source_rate),
                "-ar", str(rate), "-ac", str(channels), *encoding.codec]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pipeline.audio import demuxer_for, duration_of, ffmpeg_environment, ffmpeg_exe, import_pydub, pcm_stream
+from pipeline.audio import demuxer_for, duration_of, ffmpeg_command, ffmpeg_environment, import_pydub, pcm_stream
 from pipeline.errors import AudioToolFailed, DocumentError
 from pipeline.models import AudioSource
 
@@ -142,8 +142,7 @@ def plan_cuts(pause_midpoints_s: list[float], duration_s: float, longest_s: floa
 def encode_mp3(path: Path, suffix: str, start_s: float, length_s: float | None, max_bytes: int) -> bytes:
     """Mono MP3 of [start, start + length) of a recording, made by the bundled ffmpeg straight to a pipe."""
     demuxer = demuxer_for(suffix)  # the name was checked against the content by duration_of
-    command = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error",
-               "-protocol_whitelist", "file,pipe"]
+    command = ffmpeg_command("error")
     if start_s > 0:
         command += ["-ss", f"{start_s:.3f}"]
     if length_s is not None:
