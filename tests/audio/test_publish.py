@@ -12,8 +12,9 @@ from pathlib import Path
 import mutagen
 import numpy as np
 import pytest
+from oracles import integrated_lufs, true_peak_dbtp
 
-from pipeline.audio import decode_to_pcm, duration_of, measure, measure_loudness, wav_info
+from pipeline.audio import decode_to_pcm, duration_of, measure_loudness, wav_info
 from pipeline.audio.publish import FORMATS, PublishedAudio, PublishOptions, publish
 from pipeline.engine import speech
 from pipeline.engine.speech import pcm16_to_wav
@@ -88,32 +89,35 @@ def test_mp3_length_is_exact_where_ffmpeg_declares_too_little_padding() -> None:
     audio = publish(pcm16_to_wav(sine, 22050), PublishOptions(format="mp3", loudness_lufs=None))
     pcm, rate, _ = decode_to_pcm(audio.data, suffix=".mp3")
     assert (len(pcm) // 2, rate) == (2 * frames, 44100)
-    assert _lame_frames_delay_padding(audio.data)[2] == 1718
+    # The header's accounting, from the file's own frame count: frames × 1152 − delay − padding is the source's
+    # length (twice its frames at 44.1 kHz), whatever padding this ffmpeg build chose to declare.
+    mp3_frames, delay, padding = _lame_frames_delay_padding(audio.data)
+    assert mp3_frames * 1152 - delay - padding == 2 * frames
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_speech_is_normalised_to_minus_16_with_true_peaks_held(fmt: str, speech_wav: bytes,
                                                                 published: dict[str, PublishedAudio]) -> None:
     audio = published[fmt]
-    assert measure_loudness(speech_wav) < -18.5  # the voice comes out quieter than the target
-    loudness = measure(audio.data, suffix="." + fmt).loudness
-    assert abs(loudness.integrated_lufs - -16.0) <= 1.0
-    assert loudness.true_peak_dbtp <= -1.5
-    assert audio.loudness_lufs == loudness.integrated_lufs and audio.limited
+    # Measured by pyloudnorm and 4× oversampling (tests/oracles.py), not by the meter that set the level.
+    assert integrated_lufs(speech_wav) < -18.5  # the voice comes out quieter than the target
+    assert abs(integrated_lufs(audio.data) - -16.0) <= 1.0
+    assert true_peak_dbtp(audio.data) <= -1.0  # publish aims at -1.5 dBTP; another meter may differ a little
+    assert abs(audio.loudness_lufs - integrated_lufs(audio.data)) <= 0.5 and audio.limited
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_a_different_target_is_met_too(fmt: str, speech_wav: bytes) -> None:
     audio = publish(speech_wav, PublishOptions(format=fmt, loudness_lufs=-23.0))
-    assert abs(measure_loudness(audio.data, suffix="." + fmt) - -23.0) <= 1.0
+    assert abs(integrated_lufs(audio.data) - -23.0) <= 1.0
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_a_quiet_tone_is_raised_a_long_way(fmt: str, quiet_tone_wav: bytes) -> None:
-    assert measure_loudness(quiet_tone_wav) < -40.0
+    assert integrated_lufs(quiet_tone_wav) < -40.0
     audio = publish(quiet_tone_wav, PublishOptions(format=fmt))
     assert audio.gain_db > 25.0
-    assert abs(measure_loudness(audio.data, suffix="." + fmt) - -16.0) <= 1.0
+    assert abs(integrated_lufs(audio.data) - -16.0) <= 1.0
     assert abs(duration_of(audio.data, suffix="." + fmt) - wav_info(quiet_tone_wav).duration_s) < 0.050
 
 
@@ -121,8 +125,8 @@ def test_a_quiet_tone_is_raised_a_long_way(fmt: str, quiet_tone_wav: bytes) -> N
 def test_loudness_off_leaves_the_level_alone(fmt: str, speech_wav: bytes) -> None:
     audio = publish(speech_wav, PublishOptions(format=fmt, loudness_lufs=None))
     assert audio.gain_db == 0.0 and not audio.limited
-    before = measure_loudness(speech_wav)
-    after = measure_loudness(audio.data, suffix="." + fmt)
+    before = integrated_lufs(speech_wav)
+    after = integrated_lufs(audio.data)
     if fmt in ("wav", "flac"):
         pcm, rate, _ = decode_to_pcm(audio.data, suffix="." + fmt)
         assert pcm == _pcm(speech_wav) and rate == wav_info(speech_wav).sample_rate  # bit for bit
