@@ -826,8 +826,7 @@ def create_app(config: ServerConfig) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if not config.feed_only:
             chat.pool = server_work.WorkerPool(config.engine, config.workers)
-            if config.engine == "tone":
-                await chat.pool.warm()  # ready before the port is bound; the local engine's voices load on first use
+            await chat.pool.warm()  # before the port is bound, for the engines that want it
         what = "the podcast feed only" if config.feed_only else f"/v1 (engine {config.engine})"
         print(f"audiosum serve: http://{_url_host(config.host)}:{config.port} serves {what}",
               file=sys.stderr, flush=True)

@@ -14,18 +14,34 @@ import signal
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 if TYPE_CHECKING:
-    from pipeline.engine import narrate
+    from pipeline.engine import narrate, speech
 
 Engine = Literal["local", "tone"]
 T = TypeVar("T")
-# Jobs admitted (queued or running) per worker. The local engine's jobs take seconds of speech synthesis each, so a
-# short queue; the tone engine's take milliseconds, and as the load-test peer it must take a client's ordinary
-# concurrency (up to 64) without 503s the real service would not give. What a queued job holds is bounded anyway by
-# the body bytes the guard lets in flight.
-JOBS_PER_WORKER: dict[str, int] = {"local": 2, "tone": 64}
+
+
+@dataclass(frozen=True, slots=True)
+class EngineProfile:
+    """Everything the server does differently for one engine, declared once (the work, the pool and the app read
+    it; nothing else compares engine names)."""
+
+    neural_voice: bool     # speaks with the neural voice when audio is asked for (else tone, always)
+    jobs_per_worker: int   # jobs admitted (queued or running) per worker
+    warm_at_start: bool    # every worker started before the port is bound
+
+
+# The local engine's jobs take seconds of speech synthesis each, so a short queue, and its voices load on first use.
+# The tone engine's take milliseconds, and as the load-test peer it must take a client's ordinary concurrency (up to
+# 64) without 503s the real service would not give, from the first request. What a queued job holds is bounded
+# anyway by the body bytes the guard lets in flight.
+ENGINES: dict[str, EngineProfile] = {
+    "local": EngineProfile(neural_voice=True, jobs_per_worker=2, warm_at_start=False),
+    "tone": EngineProfile(neural_voice=False, jobs_per_worker=64, warm_at_start=True),
+}
 
 
 class WorkersLost(Exception):
@@ -40,9 +56,16 @@ class PoolFull(Exception):
 
 def _mode(engine: Engine, with_voice: bool) -> str:
     """narrate's engine: the tone engine always makes tone; the local one speaks only when audio is asked for."""
-    if engine == "tone":
+    if not ENGINES[engine].neural_voice:
         return "tone"
     return "local" if with_voice else "text"
+
+
+def _sound(spoken: list[str], engine: Engine, with_voice: bool) -> speech.SpeechAudio:
+    """Sentences as audio, as narrate would make them for this engine."""
+    from pipeline.engine import speech, tone
+
+    return speech.speak(spoken) if _mode(engine, with_voice) == "local" else tone.tone(spoken)
 
 
 def compose(text: str, words: int, title: str | None, engine: Engine, with_voice: bool) -> narrate.Narration:
@@ -62,7 +85,7 @@ def answer(question: str, context: str, words: int, engine: Engine, with_voice: 
 def hear(parts: list[tuple[bytes, str]], words: int, title: str | None, engine: Engine,
          with_voice: bool) -> narrate.Narration:
     """Recordings → what was heard, summarised and spoken; InvalidAudio if one does not decode."""
-    from pipeline.engine import narrate, speech, tone
+    from pipeline.engine import narrate
     from pipeline.engine.listen import transcribe
 
     heard: list[str] = []
@@ -76,8 +99,7 @@ def hear(parts: list[tuple[bytes, str]], words: int, title: str | None, engine: 
         # What was heard is summarised properly (TextRank) even by the tone engine when no audio is asked for.
         return narrate.narrate(text, words, title, _mode(engine, with_voice) if with_voice else "text")
     spoken = [f"No speech was recognised in the {seconds:.1f} second recording."]
-    audio = speech.speak(spoken) if _mode(engine, with_voice) == "local" else tone.tone(spoken)
-    return narrate.Narration(spoken[0], audio, tuple(spoken))
+    return narrate.Narration(spoken[0], _sound(spoken, engine, with_voice), tuple(spoken))
 
 
 def _ready() -> None:
@@ -102,15 +124,16 @@ class WorkerPool:
 
     def __init__(self, engine: Engine, workers: int, capacity: int | None = None) -> None:
         self.engine = engine
+        self.profile = ENGINES[engine]
         self.workers = max(1, workers)
-        self.capacity = max(self.workers, capacity or self.workers * JOBS_PER_WORKER[engine])
+        self.capacity = max(self.workers, capacity or self.workers * self.profile.jobs_per_worker)
         self.admitted = 0          # waiting or running
         self.dropped = 0           # cancelled while waiting, never run
         self._free = asyncio.Semaphore(self.workers)
         self._executor = self._new_executor()
 
     def _new_executor(self) -> ProcessPoolExecutor:
-        if self.engine == "local":
+        if self.profile.neural_voice:
             from pipeline.engine import speech
 
             # Spawned: no inherited sockets, locks or onnxruntime threads; each loads the voice once.
@@ -124,8 +147,9 @@ class WorkerPool:
         return ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_tone_worker)
 
     async def warm(self) -> None:
-        """Start every worker now, so that the first requests do not wait for processes to start."""
-        await asyncio.gather(*(self.run(_ready) for _ in range(self.workers)))
+        """Start every worker now, if the engine wants its workers ready before the first request."""
+        if self.profile.warm_at_start:
+            await asyncio.gather(*(self.run(_ready) for _ in range(self.workers)))
 
     def _ended(self) -> None:
         self.admitted -= 1

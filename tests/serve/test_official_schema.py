@@ -156,6 +156,11 @@ def test_every_request_audiosum_sent_is_valid_under_the_official_params(recorded
     assert checked >= 8
 
 
+def test_the_record_holds_bodies_and_never_a_header(server: RunningServer, recorded: list[dict[str, Any]]) -> None:
+    assert all(set(request) == {"method", "path", "body"} for request in recorded)
+    assert server.key not in server.record.read_text()  # type: ignore[attr-defined]
+
+
 def test_the_recorded_runs_cover_every_request_shape_audiosum_makes(recorded: list[dict[str, Any]]) -> None:
     """So that the test above is not vacuous: spoken and text-only requests, the map step's token cap, an earlier
     answer given back by its audio id, and a recording as input_audio all went over the wire."""

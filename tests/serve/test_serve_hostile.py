@@ -112,12 +112,14 @@ def _read_all(sock: socket.socket) -> bytes:
 def _low_fd_server(limit: int, *args: str) -> RunningServer:
     """A tone server whose open-file limit is `limit` (stderr to a file: its accept errors must not fill a pipe)."""
     port = free_port()
-    log = tempfile.TemporaryFile()
+    log_path = Path(tempfile.mkdtemp(prefix="audiosum-low-fd-")) / "serve.log"
+    log = log_path.open("w+b")
     process = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "serve", "--port", str(port), "--engine", "tone", "--api-key",
          SERVER_KEY, *args], env=child_env(), stdout=subprocess.DEVNULL, stderr=log,
         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)))
-    started = RunningServer(base_url=f"http://127.0.0.1:{port}/v1", key=SERVER_KEY, process=process)
+    started = RunningServer(base_url=f"http://127.0.0.1:{port}/v1", key=SERVER_KEY, process=process,
+                            stderr_path=log_path)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None:
         try:
