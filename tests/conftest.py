@@ -6,6 +6,7 @@ Servers run as separate processes, exactly as a user would start them; tests tal
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -72,6 +73,18 @@ class RunningServer:
     key: str | None
     process: subprocess.Popen[bytes]
     stderr_path: Path
+    record_path: Path | None = None  # `serve --record`: every API request body, one JSON line each
+
+    def recorded(self) -> list[dict]:
+        """The requests the server received so far ({"method", "path", "body"}; a JSON body parsed), oldest first."""
+        assert self.record_path is not None, "start the server with record=True"
+        if not self.record_path.exists():  # written from the first request on
+            return []
+        requests = [json.loads(line) for line in self.record_path.read_text().splitlines() if line.strip()]
+        for request in requests:  # the body as sent; parsed here when it is JSON
+            with contextlib.suppress(ValueError):
+                request["body"] = json.loads(request["body"])
+        return requests
 
     def stats(self) -> dict:
         headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
@@ -91,15 +104,20 @@ _SERVERS: list[RunningServer] = []
 _SERVER_LOGS = Path(tempfile.mkdtemp(prefix="audiosum-serve-logs-"))
 
 
-def start_server(*args: str, key: str | None = SERVER_KEY, timeout_s: float = 60.0) -> RunningServer:
+def start_server(*args: str, key: str | None = SERVER_KEY, timeout_s: float = 60.0,
+                 record: bool = False) -> RunningServer:
     port = free_port()
     command = [sys.executable, "-m", "pipeline", "serve", "--port", str(port), *args]
     if key:
         command += ["--api-key", key]
     stderr_path = _SERVER_LOGS / f"serve-{port}-{len(_SERVERS)}.log"
+    record_path = _SERVER_LOGS / f"serve-{port}-{len(_SERVERS)}.requests.jsonl" if record else None
+    if record_path is not None:
+        command += ["--record", str(record_path)]
     with stderr_path.open("wb") as stderr:
         process = subprocess.Popen(command, env=child_env(), stdout=subprocess.DEVNULL, stderr=stderr)
-    server = RunningServer(base_url=f"http://127.0.0.1:{port}/v1", key=key, process=process, stderr_path=stderr_path)
+    server = RunningServer(base_url=f"http://127.0.0.1:{port}/v1", key=key, process=process, stderr_path=stderr_path,
+                           record_path=record_path)
     _SERVERS.append(server)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -156,6 +174,14 @@ def running_server(*args: str, key: str | None = SERVER_KEY) -> Iterator[Running
 @pytest.fixture(scope="session")
 def tone_server() -> Iterator[RunningServer]:
     server = start_server("--engine", "tone")
+    yield server
+    stop_server(server)
+
+
+@pytest.fixture(scope="module")
+def recording_server() -> Iterator[RunningServer]:
+    """A tone server that records every request body (`serve --record`): the wire is the test's oracle."""
+    server = start_server("--engine", "tone", record=True)
     yield server
     stop_server(server)
 
