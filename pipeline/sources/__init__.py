@@ -1,66 +1,103 @@
 """Turn inputs (folders, manifests, single files, feeds) into a stream of Documents.
 
 Items are yielded one at a time and never collected; a bad item becomes a RejectedDocument, never an exception.
+Each kind of input is handled in its own module (folders, manifests, documents, feeds); the table below says which.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import json
-import os
-import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
-from pipeline.errors import DocumentError, UsageError, first_line
-from pipeline.models import AudioSource, Document, RejectedDocument, RunSettings
+from pipeline.errors import UsageError
+from pipeline.models import RunSettings
 from pipeline.redact import quoted, shown_input
-from pipeline.sources import extract, feeds
-from pipeline.state import STATE_DIR
+from pipeline.sources import extract, feeds, folders, manifests  # noqa: F401 - extract: sources.extract stays
+from pipeline.sources.documents import (  # noqa: F401 - the names callers and tests know from pipeline.sources
+    AUDIO_SUFFIXES,
+    DOCUMENT_SUFFIXES,
+    MAX_ID_LENGTH,
+    RESERVED_IDS,
+    SourceItem,
+    document_from_path,
+    guess_title,
+    printable_path,
+    safe_doc_id,
+)
+from pipeline.sources.folders import iter_folder
+from pipeline.sources.manifests import MANIFEST_SUFFIXES, iter_manifest, parse_followups  # noqa: F401
+from pipeline.sources.placement import check_input_file
 
-TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown"})
-# Recordings: sent to the model as input_audio (WAV and MP3 as they are; the others converted to MP3 first).
-AUDIO_SUFFIXES = frozenset({".wav", ".mp3", ".m4a", ".ogg", ".oga", ".opus", ".flac"})
-# What folders, manifests' `path` and single-file inputs accept; the kind is then told from the content too.
-DOCUMENT_SUFFIXES = TEXT_SUFFIXES | extract.HTML_SUFFIXES | extract.PDF_SUFFIXES | AUDIO_SUFFIXES
-MANIFEST_SUFFIXES = frozenset({".jsonl", ".csv"})
-MAX_DOCUMENT_BYTES = 20 * 1024 * 1024
-MAX_RECORDING_BYTES = 1024 * 1024 * 1024  # the 4-hour decode cap bounds what is really used
-MAX_FOLLOWUPS = 20
-MAX_QUESTION_CHARS = 2000
-MAX_MANIFEST_LINE_BYTES = 4 * 1024 * 1024
-MAX_ID_LENGTH = 100
-RESERVED_IDS = frozenset({"report", "podcast"})
-
-SourceItem = Document | RejectedDocument
-
-_UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
-_ANSWER_NAME = re.compile(r"\.q\d+$", re.IGNORECASE)
+InputKind = Literal["feed_url", "folder", "manifest", "document", "feed_file"]
 
 
-def printable_path(path: str | os.PathLike[str]) -> str:
-    """A path as text that can be stored and printed: bytes that are not UTF-8 (a name from another system, kept
-    by Python as lone surrogates that SQLite and JSON refuse) become \\xNN escapes."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
+@dataclass(frozen=True, slots=True)
+class ReadOptions:
+    """How a run reads its inputs: OUT to leave out of folders; and for feeds, see feeds.iter_feed."""
+
+    skip_dir: Path | None = None
+    already_done: Callable[[str], bool] | None = None
+    since: datetime | None = None
+    max_items: int | None = None
+    fetch_limits: feeds.FetchLimits | None = None
 
 
-def safe_doc_id(raw: str) -> str:
-    """A filesystem-safe id that can never name a path outside the output folder."""
-    parts = [p for p in re.split(r"[\\/]+", raw.strip()) if p not in ("", ".", "..")]
-    cleaned = "__".join(_UNSAFE_ID_CHARS.sub("_", p) for p in parts).strip("._")
-    if not cleaned:
-        raise DocumentError(f"id {raw!r} has no usable characters")
-    if cleaned.lower() in RESERVED_IDS or _ANSWER_NAME.search(cleaned):
-        # <id>.json would overwrite the run's own report.json (and back), redoing the document every night; and
-        # <x>.q1 would name x's first follow-up answer file (<x>.q1.wav), each document overwriting the other.
-        cleaned += "_"
-    if len(cleaned) > MAX_ID_LENGTH:
-        digest = hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:10]
-        cleaned = f"{cleaned[:MAX_ID_LENGTH - 11]}-{digest}"
-    return cleaned
+def _read_feed(raw: str, options: ReadOptions) -> Iterator[SourceItem]:
+    return feeds.iter_feed(raw, since=options.since, max_items=options.max_items,
+                           already_done=options.already_done, limits=options.fetch_limits)
+
+
+@dataclass(frozen=True, slots=True)
+class InputHandler:
+    """What audiosum does with one kind of input: read its items, count them cheaply (None: only known once read),
+    find its first text document (for --output text), and check OUT against where it lies."""
+
+    read: Callable[[str, ReadOptions], Iterator[SourceItem]]
+    count: Callable[[str, Path | None], int | None]
+    first_text: Callable[[str, Path | None], str | None]
+    check_out_dir: Callable[[str, Path], None]
+
+
+def _no_out_dir_check(raw: str, out_dir: Path) -> None:
+    """A feed URL lies in no folder."""
+
+
+HANDLERS: dict[InputKind, InputHandler] = {
+    "feed_url": InputHandler(read=lambda raw, options: _read_feed(raw.strip(), options),
+                             count=lambda raw, skip: None, first_text=lambda raw, skip: f"the feed {raw}",
+                             check_out_dir=_no_out_dir_check),
+    "folder": InputHandler(read=lambda raw, options: iter_folder(Path(raw), skip_dir=options.skip_dir),
+                           count=folders.count_files, first_text=folders.first_text_file,
+                           check_out_dir=folders.check_out_dir),
+    "manifest": InputHandler(read=lambda raw, options: iter_manifest(Path(raw)),
+                             count=lambda raw, skip: manifests.count_rows(Path(raw)),
+                             first_text=lambda raw, skip: manifests.first_text_row(Path(raw)),
+                             check_out_dir=manifests.check_out_dir),
+    "document": InputHandler(read=lambda raw, options: iter((document_from_path(raw),)),
+                             count=lambda raw, skip: 1,
+                             first_text=lambda raw, skip: None if Path(raw).suffix.lower() in AUDIO_SUFFIXES else raw,
+                             check_out_dir=check_input_file),
+    "feed_file": InputHandler(read=_read_feed, count=lambda raw, skip: None,
+                              first_text=lambda raw, skip: f"the feed {raw}", check_out_dir=check_input_file),
+}
+
+
+def input_kind(raw: str) -> InputKind:
+    """What an input is, from its text and its name: a file of no known suffix is read as a feed file."""
+    if feeds.is_url(raw):
+        return "feed_url"
+    path = Path(raw)
+    if path.is_dir():
+        return "folder"
+    if path.suffix.lower() in MANIFEST_SUFFIXES:
+        return "manifest"
+    if path.suffix.lower() in DOCUMENT_SUFFIXES:
+        return "document"
+    return "feed_file"
 
 
 def check_inputs(inputs: tuple[str, ...]) -> None:
@@ -68,25 +105,26 @@ def check_inputs(inputs: tuple[str, ...]) -> None:
     if not inputs:
         raise UsageError("give at least one input: a folder, a manifest (.jsonl, .csv), a document or a feed")
     for raw in inputs:
-        if feeds.is_url(raw):
-            parts = urlsplit(raw.strip())
-            if not parts.hostname:
-                raise UsageError(f"input {quoted(shown_input(raw))!r} is not a usable feed URL (no host)")
-            try:
-                parts.port  # noqa: B018 - reading it checks the port
-            except ValueError as exc:
-                raise UsageError(f"input {quoted(shown_input(raw))!r} is not a usable feed URL ({exc})") from exc
-            continue
-        path = Path(raw)
-        if not path.exists():
+        kind = input_kind(raw)
+        if kind == "feed_url":
+            _check_feed_url(raw)
+        elif not Path(raw).exists():
             raise UsageError(f"input {quoted(raw)!r} does not exist")
-        if (not path.is_dir() and path.suffix.lower() not in MANIFEST_SUFFIXES | DOCUMENT_SUFFIXES
-                and not feeds.is_feed_input(raw)):
+        elif kind == "feed_file" and not feeds.is_feed_input(raw):
             raise UsageError(
                 f"input {quoted(raw)!r} is not a folder, a manifest (.jsonl, .csv), a document (.txt, .md, .html, "
-                ".pdf), "
-                "a recording (.wav, .mp3, .m4a, .ogg, .flac) or a feed (an http(s) URL, or an .xml, .rss or "
+                ".pdf), a recording (.wav, .mp3, .m4a, .ogg, .flac) or a feed (an http(s) URL, or an .xml, .rss or "
                 ".atom file)")
+
+
+def _check_feed_url(raw: str) -> None:
+    parts = urlsplit(raw.strip())
+    if not parts.hostname:
+        raise UsageError(f"input {quoted(shown_input(raw))!r} is not a usable feed URL (no host)")
+    try:
+        parts.port  # noqa: B018 - reading it checks the port
+    except ValueError as exc:
+        raise UsageError(f"input {quoted(shown_input(raw))!r} is not a usable feed URL ({exc})") from exc
 
 
 def check_out_dir(inputs: tuple[str, ...], out_dir: Path) -> None:
@@ -96,80 +134,16 @@ def check_out_dir(inputs: tuple[str, ...], out_dir: Path) -> None:
     anything is sent. OUT nested inside an input folder is allowed (it is never listed as input), unless every
     document of that folder lies inside a fresh OUT."""
     for raw in inputs:
-        if feeds.is_url(raw):
-            continue
-        path = Path(raw)
-        if path.is_dir():
-            if _same_place(path, out_dir):
-                raise UsageError(_same_folder(out_dir, f"the input folder {printable_path(raw)}"))
-            out = out_dir.resolve()
-            if (out.is_relative_to(path.resolve()) and not (out / STATE_DIR).exists()
-                    and next(_walk_text_files(path, out), None) is None
-                    and next(_walk_text_files(out, None), None) is not None):
-                raise UsageError(f"every document under {printable_path(raw)} lies inside the output folder "
-                                 f"{printable_path(out_dir)}, which is never read as input; move them out of it or "
-                                 "choose another -o")
-            continue
-        if _same_place(Path(os.path.abspath(path)).parent, out_dir) or _same_place(path.resolve().parent, out_dir):
-            raise UsageError(_same_folder(out_dir, f"the folder of the input {printable_path(raw)}"))
-        if path.suffix.lower() in MANIFEST_SUFFIXES:
-            _check_manifest_paths(path, out_dir)
-
-
-def _same_place(folder: Path, out_dir: Path) -> bool:
-    """The same folder, by name (absolute or resolved) or on disk (a symlinked, bind-mounted or case-folded path)."""
-    if {Path(os.path.abspath(folder)), folder.resolve()} & {Path(os.path.abspath(out_dir)), out_dir.resolve()}:
-        return True
-    try:
-        return os.path.samefile(folder, out_dir)
-    except OSError:  # OUT does not exist yet: it cannot hold anything
-        return False
-
-
-def _same_folder(out_dir: Path, what: str) -> str:
-    return (f"the output folder {printable_path(out_dir)} is {what}: an output could replace an input there "
-            "(audiosum never writes next to its inputs); choose another -o")
-
-
-def _check_manifest_paths(manifest: Path, out_dir: Path) -> None:
-    rows = _csv_rows(manifest) if manifest.suffix.lower() == ".csv" else _jsonl_rows(manifest)
-    for line_no, row in rows:
-        raw = row.get("path") if isinstance(row, dict) else None
-        if not isinstance(raw, str) or "\x00" in raw:
-            continue  # a bad row is the document's own failure, reported when it is read
-        item = manifest.parent / raw
-        if _same_place(Path(os.path.abspath(item)).parent, out_dir) or _same_place(item.resolve().parent, out_dir):
-            raise UsageError(_same_folder(out_dir, f"the folder of {printable_path(raw)} "
-                                                   f"({manifest.name} line {line_no})"))
+        HANDLERS[input_kind(raw)].check_out_dir(raw, out_dir)
 
 
 def check_text_output(inputs: tuple[str, ...], *, skip_dir: Path | None = None) -> None:
     """UsageError when --output text meets a text document: the audio models need audio on one side, so a text
     document can only be answered with speech. Reads names and manifest lines only."""
-    found = _first_text_document(inputs, skip_dir)
+    found = next((text for raw in inputs if (text := HANDLERS[input_kind(raw)].first_text(raw, skip_dir))), None)
     if found is not None:
         raise UsageError(f"--output text is for recordings (.wav, .mp3, .m4a, .ogg, .flac), but {found} is a text "
                          "document; use --output text+audio for text, or give only recordings")
-
-
-def _first_text_document(inputs: tuple[str, ...], skip_dir: Path | None) -> str | None:
-    for raw in inputs:
-        path = Path(raw)
-        if feeds.is_url(raw):
-            return f"the feed {raw}"
-        if path.is_dir():
-            for found in _walk_text_files(path, skip_dir):
-                if found.suffix.lower() not in AUDIO_SUFFIXES:
-                    return str(found)
-        elif path.suffix.lower() in MANIFEST_SUFFIXES:
-            rows = _csv_rows(path) if path.suffix.lower() == ".csv" else _jsonl_rows(path)
-            for line_no, row in rows:
-                if isinstance(row, dict) and ("text" in row or (
-                        "path" in row and Path(str(row["path"])).suffix.lower() not in AUDIO_SUFFIXES)):
-                    return f"{path.name} line {line_no}"
-        elif path.suffix.lower() not in AUDIO_SUFFIXES:
-            return raw if path.suffix.lower() in DOCUMENT_SUFFIXES else f"the feed {raw}"
-    return None
 
 
 def fetch_limits(settings: RunSettings) -> feeds.FetchLimits:
@@ -185,264 +159,10 @@ def iter_inputs(inputs: tuple[str, ...], *, skip_dir: Path | None = None,
     already_done, since, max_items and fetch_limits apply to feed inputs (see feeds.iter_feed).
     """
     check_inputs(inputs)
+    options = ReadOptions(skip_dir=skip_dir, already_done=already_done, since=since, max_items=max_items,
+                          fetch_limits=fetch_limits)
     for raw in inputs:
-        path = Path(raw)
-        if feeds.is_url(raw):
-            yield from feeds.iter_feed(raw.strip(), since=since, max_items=max_items, already_done=already_done,
-                                       limits=fetch_limits)
-        elif path.is_dir():
-            yield from iter_folder(path, skip_dir=skip_dir)
-        elif path.suffix.lower() in MANIFEST_SUFFIXES:
-            yield from iter_manifest(path)
-        elif path.suffix.lower() in DOCUMENT_SUFFIXES:
-            yield _document_from_file(Path(os.path.abspath(path)), doc_id=path.stem, source=printable_path(path),
-                                      root=path.parent.resolve())
-        else:
-            yield from feeds.iter_feed(raw, since=since, max_items=max_items, already_done=already_done,
-                                       limits=fetch_limits)
-
-
-def _walk_text_files(root: Path, skip_dir: Path | None) -> Iterator[Path]:
-    """Document files (text, Markdown, HTML, PDF) under root in a stable (sorted) order; hidden folders and
-    skip_dir are left out."""
-    skip = skip_dir.resolve() if skip_dir is not None else None
-    for dirpath, dirnames, filenames in os.walk(root):
-        here = Path(dirpath)
-        dirnames[:] = sorted(
-            d for d in dirnames
-            if not d.startswith(".") and (skip is None or (here / d).resolve() != skip)
-        )
-        for name in sorted(filenames):
-            if not name.startswith(".") and Path(name).suffix.lower() in DOCUMENT_SUFFIXES:
-                yield here / name
-
-
-def iter_folder(root: Path, *, skip_dir: Path | None = None) -> Iterator[SourceItem]:
-    """Document files under root, recursively, in a stable (sorted) order; hidden folders are skipped."""
-    root_resolved = root.resolve()
-    for path in _walk_text_files(root, skip_dir):
-        relative = path.relative_to(root)
-        yield _document_from_file(Path(os.path.abspath(path)), doc_id=str(relative.with_suffix("")),
-                                  source=printable_path(relative), root=root_resolved)
-
-
-def iter_manifest(manifest: Path) -> Iterator[SourceItem]:
-    """Items of a .jsonl or .csv manifest; paths are resolved against, and confined to, its folder."""
-    if manifest.suffix.lower() == ".csv":
-        rows = _csv_rows(manifest)
-    else:
-        rows = _jsonl_rows(manifest)
-    for line_no, row in rows:
-        where = f"{manifest.name}:{line_no}"
-        if isinstance(row, str):
-            yield RejectedDocument(id=f"{manifest.stem}-line-{line_no}", source=where, reason=row)
-            continue
-        yield _document_from_row(row, manifest=manifest, where=where, line_no=line_no)
-
-
-def _jsonl_rows(manifest: Path) -> Iterator[tuple[int, dict[str, object] | str]]:
-    with manifest.open("rb") as handle:
-        line_no = 0
-        while True:
-            line = handle.readline(MAX_MANIFEST_LINE_BYTES + 1)
-            if not line:
-                return
-            line_no += 1
-            if len(line) > MAX_MANIFEST_LINE_BYTES:
-                # Skip the rest of an over-long line without holding it in memory.
-                while line and not line.endswith(b"\n"):
-                    line = handle.readline(MAX_MANIFEST_LINE_BYTES)
-                yield line_no, f"manifest line is longer than {MAX_MANIFEST_LINE_BYTES} bytes"
-                continue
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                yield line_no, f"manifest line is not valid JSON ({first_line(exc)})"
-                continue
-            if not isinstance(value, dict):
-                yield line_no, "manifest line is not a JSON object"
-                continue
-            yield line_no, value
-
-
-def _csv_rows(manifest: Path) -> Iterator[tuple[int, dict[str, object] | str]]:
-    csv.field_size_limit(MAX_DOCUMENT_BYTES)
-    with manifest.open(newline="", encoding="utf-8-sig", errors="strict") as handle:
-        reader = csv.DictReader(handle)
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except (csv.Error, UnicodeDecodeError) as exc:
-                # The reader cannot resynchronise after this; the rest of the manifest is one failure.
-                yield reader.line_num + 1, f"CSV manifest is unreadable from here on: {exc}"
-                return
-            line_no = reader.line_num
-            if None in row:
-                yield line_no, "CSV row has more columns than the header"
-                continue
-            if any(v is None for v in row.values()):
-                yield line_no, "CSV row has fewer columns than the header"
-                continue
-            yield line_no, {k.strip(): v for k, v in row.items() if v != ""}
-
-
-def _document_from_row(row: dict[str, object], *, manifest: Path, where: str, line_no: int) -> SourceItem:
-    fallback_id = f"{manifest.stem}-line-{line_no}"
-    try:
-        followups = parse_followups(row.get("followups"))
-    except DocumentError as exc:
-        return RejectedDocument(id=fallback_id, source=where, reason=str(exc))
-    strings: dict[str, str] = {}
-    for key in ("id", "path", "text", "title", "voice", "instructions"):
-        value = row.get(key)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            return RejectedDocument(id=fallback_id, source=where, reason=f"field {key!r} must be a string")
-        strings[key] = str(value)
-    raw_id = strings.get("id") or (Path(strings["path"]).stem if "path" in strings else "")
-    title = strings.get("title")
-    if not raw_id:
-        return RejectedDocument(id=fallback_id, source=where, reason="manifest item has no 'id'", title=title)
-    try:
-        doc_id = safe_doc_id(raw_id)
-    except DocumentError as exc:
-        return RejectedDocument(id=fallback_id, source=where, reason=str(exc), title=title)
-    if "text" in strings and "path" in strings:
-        return RejectedDocument(id=doc_id, source=where, reason="manifest item has both 'path' and 'text'",
-                                title=title)
-    voice, instructions = strings.get("voice"), strings.get("instructions")
-    if "text" in strings:
-        try:
-            text = _clean_text(strings["text"])
-        except DocumentError as exc:
-            return RejectedDocument(id=doc_id, source=where, reason=str(exc), title=title)
-        return Document(id=doc_id, source=where, text=text, sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
-                        title=title, voice=voice, instructions=instructions, followups=followups)
-    if "path" not in strings:
-        return RejectedDocument(id=doc_id, source=where, reason="manifest item has neither 'path' nor 'text'",
-                                title=title)
-    return _document_from_file(Path(strings["path"]), doc_id=doc_id, source=f"{where} ({strings['path']})",
-                               root=manifest.parent.resolve(), already_safe=True, title=title, voice=voice,
-                               instructions=instructions, followups=followups)
-
-
-def parse_followups(value: object, where: str = "field 'followups'") -> tuple[str, ...] | None:
-    """A manifest's `followups`: a JSON list of questions, or (CSV) one question per line; None when absent.
-
-    `where` names the setting in error messages."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = [line for line in value.splitlines() if line.strip()]
-    if not isinstance(value, list) or not all(isinstance(q, str) for q in value):
-        raise DocumentError(f"{where} must be a list of questions (strings)")
-    questions = tuple(" ".join(q.split()) for q in value if q.strip())
-    if len(questions) > MAX_FOLLOWUPS:
-        raise DocumentError(f"{where} has {len(questions)} questions; at most {MAX_FOLLOWUPS} are allowed")
-    if any(len(q) > MAX_QUESTION_CHARS for q in questions):
-        raise DocumentError(f"{where} has a question longer than {MAX_QUESTION_CHARS} characters")
-    return questions
-
-
-def _document_from_file(path: Path, *, doc_id: str, source: str, root: Path, already_safe: bool = False,
-                        title: str | None = None, voice: str | None = None, instructions: str | None = None,
-                        followups: tuple[str, ...] | None = None) -> SourceItem:
-    try:
-        safe_id = doc_id if already_safe else safe_doc_id(doc_id)
-    except DocumentError as exc:
-        return RejectedDocument(id=f"unnamed-{hashlib.sha256(source.encode()).hexdigest()[:8]}", source=source,
-                                reason=str(exc), title=title)
-    if path.suffix.lower() in AUDIO_SUFFIXES:
-        return _recording(path, doc_id=safe_id, source=source, root=root, title=title, voice=voice,
-                          instructions=instructions, followups=followups)
-    try:
-        data = read_confined(path, root)
-        extracted = extract.document_text(data, suffix=path.suffix)
-        text = _clean_text(extracted.text)
-    except DocumentError as exc:
-        return RejectedDocument(id=safe_id, source=source, reason=str(exc), title=title)
-    return Document(id=safe_id, source=source, text=text, sha256=hashlib.sha256(data).hexdigest(),
-                    title=title or extracted.title or guess_title(text), voice=voice, instructions=instructions,
-                    meta=dict(extracted.meta) or None, followups=followups)
-
-
-def _recording(path: Path, *, doc_id: str, source: str, root: Path, title: str | None, voice: str | None,
-               instructions: str | None, followups: tuple[str, ...] | None) -> SourceItem:
-    """A recording is hashed here (streamed) and only referenced; its content is checked when it is used."""
-    try:
-        resolved = _confined(path, root)
-        digest, size = _hash_regular_file(resolved, MAX_RECORDING_BYTES, printable_path(path))
-    except DocumentError as exc:
-        return RejectedDocument(id=doc_id, source=source, reason=str(exc), title=title)
-    if size == 0:
-        return RejectedDocument(id=doc_id, source=source, reason=f"recording {printable_path(path)} is empty (0 bytes)",
-                                title=title)
-    return Document(id=doc_id, source=source, text="", sha256=digest, title=title or printable_path(path.stem),
-                    voice=voice, instructions=instructions, followups=followups,
-                    audio=AudioSource(path=resolved, suffix=path.suffix.lower(), size=size))
-
-
-def guess_title(text: str) -> str | None:
-    """The first line when it reads as a title: a Markdown heading, or a short line with no closing stop."""
-    first = text.lstrip().split("\n", 1)[0].strip()
-    if first.startswith("#"):
-        first = first.lstrip("#").strip()
-    elif first.endswith((".", "!", "?", ":", ";", ",")):
-        return None
-    if not first or len(first.split()) > 14 or len(first) > 160:
-        return None
-    return first
-
-
-def _hash_regular_file(path: Path, cap: int, what: str) -> tuple[str, int]:
-    """(sha256, size) of a regular file of at most cap bytes, streamed (a recording can be a gigabyte)."""
-    digest = hashlib.sha256()
-    size = 0
-    for block in extract.read_blocks(path, cap, what):
-        size += len(block)
-        digest.update(block)
-    return digest.hexdigest(), size
-
-
-def read_confined(path: Path, root: Path) -> bytes:
-    """Bytes of a regular file that really lies under root (symlinks resolved), at most MAX_DOCUMENT_BYTES."""
-    return extract.read_capped(_confined(path, root), MAX_DOCUMENT_BYTES, printable_path(path))
-
-
-def _confined(path: Path, root: Path) -> Path:
-    """path resolved (symlinks followed), refused unless it exists and lies under root."""
-    shown = printable_path(path)
-    if "\x00" in str(path):
-        # The OS cannot take such a name; Path.resolve would raise ValueError, which no caller expects.
-        raise DocumentError(f"path {shown!r} contains a NUL character")
-    candidate = path if path.is_absolute() else root / path
-    try:
-        resolved = candidate.resolve(strict=True)
-    except FileNotFoundError as exc:
-        raise DocumentError(f"file {shown} does not exist") from exc
-    except RuntimeError as exc:  # Python < 3.13 reports a symlink loop this way (3.13 raises OSError ELOOP)
-        raise DocumentError(f"file {shown} is a symlink loop") from exc
-    except OSError as exc:
-        raise DocumentError(f"cannot open {shown}: {exc.strerror or exc}") from exc
-    if not resolved.is_relative_to(root):
-        raise DocumentError(f"path {shown} lies outside {printable_path(root)}")
-    return resolved
-
-
-def _clean_text(text: str) -> str:
-    if "\x00" in text:
-        raise DocumentError("text contains NUL characters")
-    stripped = text.strip()
-    if not stripped:
-        raise DocumentError("document is empty")
-    return stripped
-
-
+        yield from HANDLERS[input_kind(raw)].read(raw, options)
 
 
 def count_items(inputs: tuple[str, ...], *, skip_dir: Path | None = None) -> int | None:
@@ -452,32 +172,8 @@ def count_items(inputs: tuple[str, ...], *, skip_dir: Path | None = None) -> int
     """
     total = 0
     for raw in inputs:
-        path = Path(raw)
-        if feeds.is_url(raw):
+        count = HANDLERS[input_kind(raw)].count(raw, skip_dir)
+        if count is None:
             return None
-        if path.is_dir():
-            total += sum(1 for _ in _walk_text_files(path, skip_dir))
-        elif path.suffix.lower() == ".jsonl":
-            total += _count_nonblank_lines(path)
-        elif path.suffix.lower() == ".csv":
-            total += max(0, _count_nonblank_lines(path) - 1)
-        elif path.suffix.lower() in DOCUMENT_SUFFIXES:
-            total += 1
-        else:
-            return None
+        total += count
     return total
-
-
-def _count_nonblank_lines(path: Path) -> int:
-    """Lines holding more than whitespace, read in 1 MiB blocks: iterating a file by lines would hold a whole
-    line in memory, and a manifest can have a 1 GiB one."""
-    total, content = 0, False
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            *ended, rest = block.split(b"\n")
-            for line in ended:
-                if content or line.strip():
-                    total += 1
-                content = False
-            content = content or bool(rest.strip())
-    return total + int(content)
