@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 import httpx
@@ -36,7 +36,7 @@ from pipeline.models import Document, RejectedDocument
 from pipeline.redact import url_without_credentials
 from pipeline.sources import extract
 
-FEED_SUFFIXES = frozenset({".xml", ".rss", ".atom"})
+FEED_FILE_SUFFIXES = frozenset({".xml", ".rss", ".atom"})  # a local file named so is read as a feed
 USER_AGENT = f"audiosum/{__version__} (+feed narration)"
 MAX_SLUG_LENGTH = 40
 _CHUNK = 64 * 1024
@@ -480,7 +480,7 @@ def is_feed_input(raw: str) -> bool:
     if is_url(raw):
         return True
     path = Path(raw)
-    if path.suffix.lower() in FEED_SUFFIXES:
+    if path.suffix.lower() in FEED_FILE_SUFFIXES:
         return True
     try:
         if not path.is_file():
@@ -734,12 +734,13 @@ def _entry_item(entry: Any, *, source: str, slug: str, feed_title: str | None, f
         text = feed_text or title or link or key
         return Document(id=doc_id, source=where, text=text, sha256=sha, title=title, meta=meta)
 
-    page_text, extractor, problem = _page_text(link, fetcher)
-    if page_text and len(page_text) >= len(feed_text):
-        meta["extraction"] = extractor
-        text = page_text
+    page = _page_text(link, fetcher)
+    problem = page.problem
+    if page.text and len(page.text) >= len(feed_text):
+        meta["extraction"] = page.extractor
+        text = page.text
     elif feed_text:
-        if page_text:
+        if page.text:
             problem = "shorter than the feed's own content"
         meta["extraction"] = f"feed-content (page: {problem})"
         text = feed_text
@@ -749,12 +750,20 @@ def _entry_item(entry: Any, *, source: str, slug: str, feed_title: str | None, f
     return Document(id=doc_id, source=where, text=text, sha256=sha, title=title, meta=meta)
 
 
-def _page_text(link: str | None, fetcher: PageFetcher) -> tuple[str, str, str]:
-    """(main text of the article page, the extractor that found it, '') or ('', '', why not)."""
+class PageText(NamedTuple):
+    """An entry's article page as text: its main text and the extractor that found it, or why there is none."""
+
+    text: str = ""
+    extractor: str = ""
+    problem: str = ""  # why there is no text ("no link", the fetch or extraction error); "" when there is
+
+
+def _page_text(link: str | None, fetcher: PageFetcher) -> PageText:
+    """The main text of the entry's article page, fetched within the fetcher's limits; never raises."""
     if not link:
-        return "", "", "no link"
+        return PageText(problem="no link")
     if not is_url(link):
-        return "", "", f"link {link[:80]!r} is not http(s)"
+        return PageText(problem=f"link {link[:80]!r} is not http(s)")
     try:
         fetched = fetcher.fetch(link)
         kind = _page_kind(fetched)
@@ -765,8 +774,8 @@ def _page_text(link: str | None, fetcher: PageFetcher) -> tuple[str, str, str]:
         else:
             text, extractor = extract.html_text(fetched.body, url=fetched.url).text, "trafilatura"
     except DocumentError as exc:
-        return "", "", str(exc)
-    return text.replace("\x00", "").strip(), extractor, ""
+        return PageText(problem=str(exc))
+    return PageText(text.replace("\x00", "").strip(), extractor)
 
 
 def _page_kind(fetched: Fetched) -> str:
