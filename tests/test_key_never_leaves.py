@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from conftest import SAMPLE_INPUTS, RunningServer, child_env, run_cli
+from loopback import LoopbackSite, Reply, Request
 
 from pipeline import runner
 from pipeline.engine.speech import pcm16_to_wav
@@ -26,49 +25,28 @@ PLAIN_KEY = "hunter2-audiosum-plain-secret-77"
 SHAPED_KEY = "sk-proj-echoedKEY0123456789abcdefXYZ"
 
 
-class _EchoHandler(BaseHTTPRequestHandler):
-    """The first path segment picks the answer: /<status>/v1/chat/completions."""
-
-    def log_message(self, *args: object) -> None:  # keep the test output clean
-        pass
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
-        length = int(self.headers.get("Content-Length") or 0)
-        self.rfile.read(length)
-        key = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
-        status = int(self.path.strip("/").split("/")[0])
-        if status == 200:
-            body = {"id": key, "object": "chat.completion", "created": 0, "model": f"model-{key}",
-                    "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                        "role": "assistant", "content": None, "refusal": None,
-                        "audio": {"id": f"audio_{key}", "expires_at": 2_000_000_000,
-                                  "data": base64.b64encode(pcm16_to_wav(b"\x00\x00" * 2400, 24000)).decode(),
-                                  "transcript": f"Here is the summary. Your key is {key}."}}}],
-                    "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20}}
-        else:
-            body = {"error": {"message": f"refused key {key}", "type": key, "param": f"messages.{key}",
-                              "code": key}}
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("x-request-id", f"req_{key}")
-        self.send_header("retry-after-ms", "1")
-        self.send_header("x-ratelimit-limit-requests", "1000")
-        self.end_headers()
-        self.wfile.write(data)
+def _echo_key(request: Request) -> Reply:
+    """The first path segment picks the answer (/<status>/v1/chat/completions); the key is echoed everywhere."""
+    key = (request.headers.get("Authorization") or "").removeprefix("Bearer ")
+    status = int(request.path.strip("/").split("/")[0])
+    if status == 200:
+        body = {"id": key, "object": "chat.completion", "created": 0, "model": f"model-{key}",
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                    "role": "assistant", "content": None, "refusal": None,
+                    "audio": {"id": f"audio_{key}", "expires_at": 2_000_000_000,
+                              "data": base64.b64encode(pcm16_to_wav(b"\x00\x00" * 2400, 24000)).decode(),
+                              "transcript": f"Here is the summary. Your key is {key}."}}}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20}}
+    else:
+        body = {"error": {"message": f"refused key {key}", "type": key, "param": f"messages.{key}", "code": key}}
+    return Reply(status, json.dumps(body).encode(), headers={
+        "x-request-id": f"req_{key}", "retry-after-ms": "1", "x-ratelimit-limit-requests": "1000"})
 
 
 @pytest.fixture(scope="module")
 def echo_server() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with LoopbackSite(_echo_key) as site:
+        yield site.base
 
 
 def _all_bytes(folder: Path) -> bytes:

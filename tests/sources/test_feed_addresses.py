@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from loopback import LoopbackSite, Reply, Request
 
 from pipeline.errors import AddressRefused, FetchError, UsageError
 from pipeline.models import Document, RejectedDocument
@@ -141,60 +140,31 @@ def listener() -> Iterator[Listener]:
     silent.close()
 
 
-class Web:
-    """A loopback web server: /feed.xml serves `feed`, /redirect?to=X redirects, /article/* serves a page;
-    every request line is kept (a proxy sees absolute URLs in them)."""
+class Web(LoopbackSite):
+    """A loopback web site: /feed.xml serves `feed`, /redirect?to=X redirects, anything else is an article page;
+    `paths` are the request targets in order (a proxy sees absolute URLs in them)."""
 
     def __init__(self) -> None:
         self.feed = b""
-        self.paths: list[str] = []
-        self.lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        self.base = f"http://127.0.0.1:{self.port}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        super().__init__(self._answer)
 
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    @property
+    def paths(self) -> list[str]:
+        return [request.target for request in self.requests]
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                with owner.lock:
-                    owner.paths.append(self.path)
-                parts = urlsplit(self.path)
-                if parts.path == "/redirect":
-                    self.send_response(302)
-                    self.send_header("Location", parse_qs(parts.query)["to"][0])
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                if parts.path.endswith("/feed.xml"):
-                    body, kind = owner.feed, "application/rss+xml"
-                else:
-                    body, kind = (b"<html><body><article><p>" + b"The proxied article has a lot to say. " * 20
-                                  + b"</p></article></body></html>"), "text/html"
-                self.send_response(200)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        return Handler
+    def _answer(self, request: Request) -> Reply:
+        if request.path == "/redirect":
+            return Reply(302, headers={"Location": parse_qs(urlsplit(request.target).query)["to"][0]})
+        if request.path.endswith("/feed.xml"):
+            return Reply(200, self.feed, "application/rss+xml")
+        return Reply(200, b"<html><body><article><p>" + b"The proxied article has a lot to say. " * 20
+                     + b"</p></article></body></html>", "text/html")
 
 
 @pytest.fixture
 def web() -> Iterator[Web]:
-    server = Web()
-    yield server
-    server.close()
+    with Web() as server:
+        yield server
 
 
 def rss(*items: tuple[str, str | None, str | None]) -> bytes:

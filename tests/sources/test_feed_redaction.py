@@ -7,12 +7,10 @@ status line, so a reason quoting the server would carry the token if nothing str
 from __future__ import annotations
 
 import base64
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
 
 import pytest
+from loopback import LoopbackSite, Reply, Request
 
 from pipeline.models import Document, RejectedDocument
 from pipeline.sources import feeds
@@ -28,15 +26,21 @@ FEED = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>T</title>'
         b"</channel></rss>")
 
 
-class EchoingWeb:
-    """/feed.xml is a feed; /echo/* answers 403 with the request line in the reason phrase; /ftp redirects to an
-    ftp URL with credentials; /bad.xml is not XML."""
+def _echoing_web(request: Request) -> Reply:
+    """/feed.xml is a feed; /bad.xml is not XML; /ftp redirects to an ftp URL with credentials; anything else answers
+    403 with the request line and the Authorization header in the reason phrase."""
+    if request.path == "/feed.xml":
+        return Reply(200, FEED, "application/rss+xml")
+    if request.path == "/bad.xml":
+        return Reply(200, b"<rss><channel>", "application/rss+xml")
+    if request.path == "/ftp":
+        return Reply(302, headers={"Location": "ftp://audiouser:hunter22@127.0.0.1/feed.xml?token=SECRET123"})
+    return Reply(403, reason=f"Forbidden: {request.target} for {request.headers.get('Authorization')}")
 
+
+class EchoingWeb(LoopbackSite):
     def __init__(self) -> None:
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        super().__init__(_echoing_web)
 
     def url(self, path: str) -> str:
         return f"http://audiouser:hunter22@127.0.0.1:{self.port}{path}?token=SECRET123"
@@ -44,48 +48,11 @@ class EchoingWeb:
     def shown(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    @staticmethod
-    def _handler() -> type[BaseHTTPRequestHandler]:
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                path = urlsplit(self.path).path
-                if path == "/feed.xml":
-                    return self._send(200, FEED)
-                if path == "/bad.xml":
-                    return self._send(200, b"<rss><channel>")
-                if path == "/ftp":
-                    self.send_response(302)
-                    self.send_header("Location", "ftp://audiouser:hunter22@127.0.0.1/feed.xml?token=SECRET123")
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return None
-                self.send_response(403, f"Forbidden: {self.path} for {self.headers.get('Authorization')}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return None
-
-            def _send(self, status: int, body: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/rss+xml")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        return Handler
-
 
 @pytest.fixture(scope="module")
 def web() -> Iterator[EchoingWeb]:
-    server = EchoingWeb()
-    yield server
-    server.close()
+    with EchoingWeb() as server:
+        yield server
 
 
 def _assert_clean(item: Document | RejectedDocument) -> None:
