@@ -160,6 +160,22 @@ class Usage:
         }
 
 
+def total_usage(usages: list[Usage]) -> Usage:
+    """Token counts of several requests added up, details key by key."""
+    def add(dicts: list[dict[str, int]]) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for d in dicts:
+            for key, value in d.items():
+                total[key] = total.get(key, 0) + value
+        return total
+
+    return Usage(prompt_tokens=sum(u.prompt_tokens for u in usages),
+                 completion_tokens=sum(u.completion_tokens for u in usages),
+                 total_tokens=sum(u.total_tokens for u in usages),
+                 prompt_tokens_details=add([u.prompt_tokens_details for u in usages]),
+                 completion_tokens_details=add([u.completion_tokens_details for u in usages]))
+
+
 @dataclass(frozen=True, slots=True)
 class Attempt:
     """One request made for a document: how it ended and how long the client then waited."""

@@ -13,8 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from pipeline.audio import wav_info
-from pipeline.audio.stitch import stitch
+from pipeline.audio.stitch import stitch_audio
 from pipeline.engine import listen, narrate, speech
 from pipeline.errors import DocumentError, TransientError
 from pipeline.models import Document, FollowUpAnswer, RunSettings, SpokenSummary, questions_for
@@ -42,15 +41,14 @@ class LocalProvider:
         """--mode narrate: every sentence, part by part in the pool, stitched with chapter marks."""
         parts = narration_parts(document.text)
         narrations = await asyncio.gather(*(self._in_pool(narrate.read_aloud, part) for part in parts))
-        wav, starts = stitch([n.audio.wav for n in narrations])
-        info = wav_info(wav)
+        joined = stitch_audio([n.audio.wav for n in narrations])
         cues = tuple((round(start + a, 3), round(start + b, 3), text)
-                     for start, n in zip(starts, narrations) for a, b, text in n.cues())
+                     for start, n in zip(joined.starts, narrations) for a, b, text in n.cues())
         return SpokenSummary(
-            wav=wav, transcript=" ".join(n.transcript for n in narrations), sample_rate=info.sample_rate,
-            duration_s=info.duration_s, provider=self.name, model=LOCAL_MODEL, voice=document.voice or settings.voice,
+            wav=joined.wav, transcript=" ".join(n.transcript for n in narrations), sample_rate=joined.sample_rate,
+            duration_s=joined.duration_s, provider=self.name, model=LOCAL_MODEL, voice=document.voice or settings.voice,
             engine=speech.ENGINE_VOICE, cues=cues, parts=len(parts),
-            chapters=tuple((start, chapter_label(part)) for start, part in zip(starts, parts)))
+            chapters=tuple((start, chapter_label(part)) for start, part in zip(joined.starts, parts)))
 
     async def _narrate(self, document: Document, settings: RunSettings) -> narrate.Narration:
         return await self._in_pool(narrate.narrate, document.text, settings.words, document.title, "local")
