@@ -49,3 +49,20 @@ def test_changing_the_format_leaves_no_old_audio_file(tone_server: RunningServer
     assert result.exit_code == 0, result.stderr
     assert sorted(p.name for p in out.glob("short-reminder.*")) == [
         "short-reminder.json", "short-reminder.opus", "short-reminder.txt", "short-reminder.vtt"]
+
+
+def test_flac_through_the_cli_is_lossless_and_in_the_feed(tone_server: RunningServer, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run_cli("run", str(SAMPLE_INPUTS / "notes"), "-o", str(out), "--format", "flac", "--loudness", "off",
+                     env=api_env(tone_server))
+    assert result.exit_code == 0, result.stderr
+    flac = out / "short-reminder.flac"
+    sidecar = json.loads((out / "short-reminder.json").read_text())
+    assert sidecar["audio_file"] == flac.name and sidecar["format"] == "flac"
+    assert flac.read_bytes()[:4] == b"fLaC"
+    info = MutagenFile(flac).info  # mutagen reads the STREAMINFO block: lossless 16-bit mono, the sidecar's length
+    assert (info.bits_per_sample, info.channels) == (16, 1)
+    assert abs(info.length - sidecar["duration_s"]) <= 0.01
+    enclosure = feedparser.parse((out / "podcast.xml").read_bytes()).entries[0].enclosures[0]
+    assert enclosure.type == "audio/flac" and int(enclosure.length) == flac.stat().st_size
+    assert not list(out.glob("*.wav"))

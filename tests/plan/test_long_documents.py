@@ -174,7 +174,8 @@ def test_summaries_over_the_budget_are_summarised_again(recording_server: Runnin
     folder.mkdir()
     (folder / "review.md").write_text(text)
     out = tmp_path / "out"
-    requests = _run_recorded(recording_server, folder, out, "--max-input-tokens", "500")
+    requests = _run_recorded(recording_server, folder, out, "--max-input-tokens", "500",
+                             "--map-model", "map-model-x", "--model", "spoken-model-y")
     # The first round's requests carry pieces of the document itself; later rounds carry summaries of them.
     first_round = [_user_text(r) for r in requests if _normalised(_user_text(r)) in _normalised(text)]
     _check_parts_cover(text, first_round, 500)
@@ -183,6 +184,9 @@ def test_summaries_over_the_budget_are_summarised_again(recording_server: Runnin
     # before the spoken summary, whose request then fits the budget.
     assert len(later) >= 2 and later[-1]["body"]["modalities"] == ["text", "audio"]
     assert len(_user_text(later[-1])) <= 500 * CHARS_PER_TOKEN * 1.2
+    # Every part summary (all rounds) goes to --map-model, within the budget; only the spoken request uses --model.
+    assert [r["body"]["model"] for r in requests] == ["map-model-x"] * (len(requests) - 1) + ["spoken-model-y"]
+    assert all(len(_user_text(r)) <= 500 * CHARS_PER_TOKEN for r in requests[:-1])
     sidecar = json.loads((out / "review.json").read_text())
     assert sidecar["parts"] == len(first_round)
     assert sidecar["attempts"] == len(requests)
