@@ -147,7 +147,8 @@ def pcm_stream(data: bytes | Path, *, suffix: str | None = None, sample_rate: in
             raise AudioToolFailed(f"cannot run ffmpeg: {exc}") from exc
         assert process.stdout is not None
         try:
-            yield process.stdout  # type: ignore[misc]  # IO[bytes] at run time: a BufferedReader  # a BufferedReader: read(n) returns n bytes until the end, as frame readers need
+            # IO[bytes] at run time is a BufferedReader: read(n) returns n bytes until the end, as frame readers need.
+            yield process.stdout  # type: ignore[misc]
         finally:
             process.kill()
             process.wait()

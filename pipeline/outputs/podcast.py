@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from pipeline import __version__
 from pipeline.models import DEFAULT_PODCAST_BASE_URL
 from pipeline.outputs import atomic_write, confined_path
-from pipeline.state import RunState
+from pipeline.state import DocumentRecord, RunState
 
 FEED_NAME = "podcast.xml"
 ITUNES = "http://www.itunes.com/dtds/podcast-1.0.dtd"
@@ -153,6 +154,29 @@ def adopt_earlier_transcripts(out_dir: Path, state: RunState) -> None:
         state.forget_unverified()
 
 
+def _add_episode(channel: ET.Element, record: DocumentRecord, sidecar: dict[str, Any], base: str, audio_path: Path,
+                 length: int) -> None:
+    """The feed's <item> for one episode: its enclosure, and its <id>.txt and <id>.vtt transcripts."""
+    meta = sidecar.get("meta") or {}
+    txt_name, vtt_name = f"{record.doc_id}.txt", f"{record.doc_id}.vtt"
+    item = ET.SubElement(channel, "item")
+    ET.SubElement(item, "title").text = str(sidecar.get("title") or meta.get("title") or record.doc_id)
+    ET.SubElement(item, "description").text = str(sidecar.get("transcript") or "")
+    if meta.get("link"):
+        ET.SubElement(item, "link").text = str(meta["link"])
+    if meta.get("author"):
+        ET.SubElement(item, f"{{{ITUNES}}}author").text = str(meta["author"])
+    # The GUID names the document, not the run: the same episode keeps it when it is remade.
+    ET.SubElement(item, "guid", {"isPermaLink": "false"}).text = f"audiosum:{record.doc_id}"
+    ET.SubElement(item, "pubDate").text = _rfc822(meta.get("published"), record.finished_at)
+    ET.SubElement(item, "enclosure", {
+        "url": base + quote(audio_path.name), "length": str(length),
+        "type": MIME_BY_SUFFIX.get(audio_path.suffix.lower(), "application/octet-stream")})
+    ET.SubElement(item, f"{{{ITUNES}}}duration").text = _duration(float(sidecar.get("duration_s") or 0))
+    ET.SubElement(item, f"{{{PODCAST}}}transcript", {"url": base + quote(vtt_name), "type": "text/vtt"})
+    ET.SubElement(item, f"{{{PODCAST}}}transcript", {"url": base + quote(txt_name), "type": "text/plain"})
+
+
 def build(out_dir: Path, state: RunState, *, base_url: str = DEFAULT_PODCAST_BASE_URL, title: str | None = None,
           keep: int = 100) -> Path:
     """Write <id>.txt/<id>.vtt for every episode and the feed of the newest `keep` ones; returns the feed path."""
@@ -185,23 +209,7 @@ def build(out_dir: Path, state: RunState, *, base_url: str = DEFAULT_PODCAST_BAS
             continue  # a file of that name that audiosum did not make: left alone, and no episode without it
         atomic_write(confined_path(out_dir, txt_name), transcript, ours=state.owns)
         atomic_write(confined_path(out_dir, vtt_name), render_vtt(cues, measured).encode("utf-8"), ours=state.owns)
-        meta = sidecar.get("meta") or {}
-        item = ET.SubElement(channel, "item")
-        ET.SubElement(item, "title").text = str(sidecar.get("title") or meta.get("title") or record.doc_id)
-        ET.SubElement(item, "description").text = str(sidecar.get("transcript") or "")
-        if meta.get("link"):
-            ET.SubElement(item, "link").text = str(meta["link"])
-        if meta.get("author"):
-            ET.SubElement(item, f"{{{ITUNES}}}author").text = str(meta["author"])
-        # The GUID names the document, not the run: the same episode keeps it when it is remade.
-        ET.SubElement(item, "guid", {"isPermaLink": "false"}).text = f"audiosum:{record.doc_id}"
-        ET.SubElement(item, "pubDate").text = _rfc822(meta.get("published"), record.finished_at)
-        ET.SubElement(item, "enclosure", {
-            "url": base + quote(audio_path.name), "length": str(length),
-            "type": MIME_BY_SUFFIX.get(audio_path.suffix.lower(), "application/octet-stream")})
-        ET.SubElement(item, f"{{{ITUNES}}}duration").text = _duration(float(sidecar.get("duration_s") or 0))
-        ET.SubElement(item, f"{{{PODCAST}}}transcript", {"url": base + quote(vtt_name), "type": "text/vtt"})
-        ET.SubElement(item, f"{{{PODCAST}}}transcript", {"url": base + quote(txt_name), "type": "text/plain"})
+        _add_episode(channel, record, sidecar, base, audio_path, length)
     for element in rss.iter():
         if element.text:
             element.text = _xml_safe(element.text)
