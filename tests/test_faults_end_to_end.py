@@ -5,11 +5,12 @@ Every count the client records is checked against what the server says it sent (
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import threading
-import time
 from collections import Counter
+from datetime import datetime
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -17,6 +18,10 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import RunningServer, child_env, run_cli, running_server
+
+from pipeline.clock import FakeClock
+from pipeline.models import Document, RunSettings
+from pipeline.providers.openai import OpenAIProvider
 
 FAST_RETRY = ("--retry-backoff", "0.01")
 
@@ -67,7 +72,10 @@ def test_transient_fault_is_retried_until_done(kind: str, tmp_path: Path) -> Non
     with running_server("--engine", "tone", "--faults", f"{kind}=0.5", "--seed", "11",
                         "--fault-retry-after", "0.01-0.02", key=None) as server:
         out = tmp_path / "out"
-        result = _run(server, _corpus(tmp_path / "in", 4), out, "--concurrency", "1", "--timeout", "1",
+        # A short client timeout only where the server never answers: elsewhere a slow answer on a loaded machine
+        # would be counted as a timeout the server did not inject.
+        timeout = ("--timeout", "2") if kind == "timeout" else ()
+        result = _run(server, _corpus(tmp_path / "in", 4), out, "--concurrency", "1", *timeout,
                       "--max-attempts", "10")
         assert result.exit_code == 0, result.stderr
         counts = server.stats()["counts"]
@@ -131,47 +139,57 @@ def test_mixed_faults_over_200_documents(tmp_path: Path) -> None:
 
 
 def test_given_rpm_means_no_429_reaches_the_client(tmp_path: Path) -> None:
+    """40 requests at concurrency 16 against a bucket of 20 refilling at 20 a second: unpaced, the second wave
+    would be refused. The server's count of refusals is the proof of pacing (no clock in the test)."""
     with running_server("--engine", "tone", "--rpm", "1200", "--latency", "0.05-0.2", key=None) as server:
         out = tmp_path / "out"
-        started = time.monotonic()
         result = _run(server, _corpus(tmp_path / "in", 40), out, "--rpm", "1200", "--concurrency", "16")
-        elapsed = time.monotonic() - started
         assert result.exit_code == 0, result.stderr
         counts = server.stats()["counts"]
-        assert counts.get("rate_limited", 0) == 0 and counts["ok"] == 40
-        assert elapsed >= 39 / 20  # 40 requests at 20 a second cannot finish sooner
+        assert counts.get("rate_limited", 0) == 0 and counts["ok"] == 40 == counts["requests"]
 
 
-def test_limits_learned_from_headers_converge(tmp_path: Path) -> None:
-    with running_server("--engine", "tone", "--rpm", "1200", "--latency", "0.05-0.2", key=None) as server:
+@pytest.mark.parametrize("limit", [("--rpm", "600"), ("--tpm", "120000"), ("--rpm", "600", "--tpm", "120000")],
+                         ids=["rpm", "tpm", "rpm-and-tpm"])
+def test_limits_learned_from_headers_converge(tmp_path: Path, limit: tuple[str, ...]) -> None:
+    """The server sets the limits, the client is given none: it learns them from the x-ratelimit-* headers of its
+    first answers. Only the first wave (sent before any header was seen) can be refused; every refused request is
+    a document's first attempt, and its retry (after the pause the 429 asked for) is not refused again."""
+    concurrency = 8
+    with running_server("--engine", "tone", *limit, "--latency", "0.02-0.05", key=None) as server:
         out = tmp_path / "out"
-        result = _run(server, _corpus(tmp_path / "in", 60), out, "--concurrency", "16", "--max-attempts", "10")
+        result = _run(server, _corpus(tmp_path / "in", 30), out, "--concurrency", str(concurrency),
+                      "--max-attempts", "10")
         assert result.exit_code == 0, result.stderr
         counts = server.stats()["counts"]
-        assert counts["ok"] == 60
-        # Only the first wave (sent before any header was seen) can overrun the burst.
-        assert counts.get("rate_limited", 0) <= 16
+        assert counts["ok"] == 30
+        assert counts.get("rate_limited", 0) <= concurrency, counts
+        assert counts["requests"] == 30 + counts.get("rate_limited", 0)
+        with sqlite3.connect(out / ".audiosum" / "state.sqlite") as db:
+            refused = list(db.execute("SELECT doc_id, number FROM attempts WHERE outcome LIKE 'http_429%'"))
+        assert len(refused) == counts.get("rate_limited", 0)
+        assert all(number == 1 for _, number in refused), refused
 
 
 class _HintServer:
-    """A loopback server that answers 429 with a given Retry-After once, then relays a real answer."""
+    """A loopback server that answers 429 with a given Retry-After once, then relays a real answer.
 
-    def __init__(self, answer: bytes, retry_after: dict[str, str]) -> None:
-        self.times: list[float] = []
+    "date" sends an HTTP date two seconds after `wall` (the client's injected clock's wall time)."""
+
+    def __init__(self, answer: bytes, retry_after: dict[str, str], wall: float) -> None:
+        self.requests = 0
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
                 self.rfile.read(int(self.headers.get("content-length", 0)))
-                outer.times.append(time.monotonic())
-                if len(outer.times) == 1:
+                outer.requests += 1
+                if outer.requests == 1:
                     body = json.dumps({"error": {"message": "slow down", "type": "requests", "param": None,
                                                  "code": "rate_limit_exceeded"}}).encode()
                     self.send_response(429)
                     for name, value in retry_after.items():
-                        # "date" means an HTTP date 2 s from now, made as the answer goes out; with the
-                        # format's whole seconds the client then waits between 1 and 2 s.
-                        self.send_header(name, formatdate(time.time() + 2, usegmt=True) if value == "date" else value)
+                        self.send_header(name, formatdate(wall + 2, usegmt=True) if value == "date" else value)
                 else:
                     body = answer
                     self.send_response(200)
@@ -189,25 +207,97 @@ class _HintServer:
 
     def close(self) -> None:
         self.httpd.shutdown()
+        self.httpd.server_close()
 
 
-@pytest.mark.parametrize("headers, low, high", [
-    ({"retry-after-ms": "300", "retry-after": "5"}, 0.3, 1.0),
-    ({"retry-after": "1"}, 1.0, 1.8),
-    ({"retry-after": "date"}, 0.95, 2.5),
+@pytest.mark.parametrize("headers, expected", [
+    ({"retry-after-ms": "300", "retry-after": "5"}, 0.3),
+    ({"retry-after": "1"}, 1.0),
+    ({"retry-after": "date"}, 2.0),
 ])
-def test_retry_after_forms_are_honoured(tone_server: RunningServer, tmp_path: Path, headers: dict[str, str],
-                                        low: float, high: float) -> None:
-    answer = httpx.post(f"{tone_server.base_url}/chat/completions", headers={"authorization": f"Bearer {tone_server.key}"},
-                        json={"model": "m", "modalities": ["text", "audio"], "audio": {"voice": "alloy", "format": "wav"},
+def test_retry_after_forms_are_honoured(tone_server: RunningServer, headers: dict[str, str],
+                                        expected: float) -> None:
+    """The provider, in process, over loopback, with an injected clock: the wait it sleeps is exactly the one the
+    server asked for (a real clock could only bound it from below)."""
+    answer = httpx.post(f"{tone_server.base_url}/chat/completions",
+                        headers={"authorization": f"Bearer {tone_server.key}"},
+                        json={"model": "m", "modalities": ["text", "audio"],
+                              "audio": {"voice": "alloy", "format": "wav"},
                               "messages": [{"role": "user", "content": "The museum reopens on Friday."}]}).content
-    hint = _HintServer(answer, headers)
+    clock = FakeClock()
+    hint = _HintServer(answer, headers, wall=clock.wall())
     try:
-        out = tmp_path / "out"
-        env = child_env(OPENAI_BASE_URL=hint.base_url, OPENAI_API_KEY="sk-test")
-        result = run_cli("run", str(_corpus(tmp_path / "in", 1)), "-o", str(out), env=env)
-        assert result.exit_code == 0, result.stderr
-        waited = hint.times[1] - hint.times[0]
-        assert low <= waited <= high, waited
+        settings = RunSettings(inputs=("d.txt",), out_dir=Path("out"), provider="openai", base_url=hint.base_url,
+                               api_key="sk-test", max_attempts=3)
+        document = Document(id="d", source="d.txt", text="The museum reopens on Friday after repairs.",
+                            sha256="0" * 64)
+
+        async def summarise() -> object:
+            provider = OpenAIProvider(settings, clock=clock)
+            try:
+                return await provider.summarise(document, settings)
+            finally:
+                await provider.aclose()
+
+        started = clock.monotonic()
+        summary = asyncio.run(summarise())
+        assert hint.requests == 2
+        assert [a.outcome for a in summary.attempts] == ["http_429_rate_limit_exceeded", "ok"]
+        assert summary.attempts[0].wait_s == pytest.approx(expected)
+        # The retry's sleep, and the pool's pause (already over when the retry comes): nothing else was waited.
+        assert clock.monotonic() - started == pytest.approx(expected)
+        assert max(clock.slept) == pytest.approx(expected)
     finally:
         hint.close()
+
+
+def test_json_events_retry_rate_limit_pause_and_run_end(tmp_path: Path) -> None:
+    """--log-format json: every stderr line is one event. README names the events (run start/end, each document,
+    retries, rate-limit pauses) but not their fields; these are the fields the code emits, reconciled with what the
+    server says it sent."""
+    with running_server("--engine", "tone", "--faults", "429=0.3,500=0.3", "--seed", "1",
+                        "--fault-retry-after", "0.01-0.02", key=None) as server:
+        out = tmp_path / "out"
+        result = _run(server, _corpus(tmp_path / "in", 4), out, "--concurrency", "1", "--max-attempts", "10",
+                      "--log-format", "json")
+        assert result.exit_code == 0, result.stderr
+        counts = server.stats()["counts"]
+    events = [json.loads(line) for line in result.stderr.splitlines()]
+    for event in events:
+        assert datetime.fromisoformat(event["ts"]).tzinfo is not None
+    names = [e["event"] for e in events]
+    assert names[0] == "run_start" and names[-1] == "run_end"
+    ids = {f"d{i:03d}" for i in range(4)}
+
+    retries = [e for e in events if e["event"] == "retry"]
+    assert counts.get("fault_429", 0) >= 1 and counts.get("fault_500", 0) >= 1  # the seed gives both kinds
+    assert Counter(e["status"] for e in retries) == {429: counts["fault_429"], 500: counts["fault_500"]}
+    for event in retries:
+        assert set(event) == {"ts", "event", "doc_id", "attempt", "cause", "status", "wait_s"}
+        assert event["doc_id"] in ids and isinstance(event["attempt"], int) and event["attempt"] >= 1
+        assert event["cause"] == {429: "http_429_rate_limit_exceeded", 500: "http_500"}[event["status"]]
+        assert isinstance(event["wait_s"], float) and event["wait_s"] >= 0
+    # A 429's wait is the server's retry-after-ms (0.01-0.02 s, rounded up to the ms), and the whole pool pauses
+    # for it: its rate_limit_pause comes right after it and says the same.
+    for index, event in enumerate(events):
+        if event["event"] == "retry" and event["status"] == 429:
+            assert 0.01 <= event["wait_s"] <= 0.02
+            pause = events[index + 1]
+            assert pause == {"ts": pause["ts"], "event": "rate_limit_pause", "seconds": event["wait_s"],
+                             "doc_id": event["doc_id"]}
+    assert names.count("rate_limit_pause") == counts["fault_429"]
+
+    end = events[-1]
+    assert set(end) == {"ts", "event", "run_id", "status", "documents", "done", "skipped", "failed", "audio_seconds",
+                        "tokens_in", "tokens_out", "audio_tokens_in", "audio_tokens_out", "requests", "wall_seconds",
+                        "cost_usd", "retries"}
+    assert end["run_id"] == events[0]["run_id"] and end["status"] == "finished"
+    assert (end["documents"], end["done"], end["skipped"], end["failed"]) == (4, 4, 0, 0)
+    assert end["requests"] == counts["requests"] and end["retries"] == len(retries)
+    sidecars = [json.loads((out / f"{doc_id}.json").read_text()) for doc_id in sorted(ids)]
+    assert end["tokens_in"] == sum(s["usage"]["prompt_tokens"] for s in sidecars)
+    assert end["tokens_out"] == sum(s["usage"]["completion_tokens"] for s in sidecars)
+    assert end["audio_tokens_out"] == sum(s["usage"]["completion_tokens_details"]["audio_tokens"] for s in sidecars)
+    assert end["audio_tokens_in"] == 0
+    assert end["audio_seconds"] == pytest.approx(sum(s["duration_s"] for s in sidecars))
+    assert end["wall_seconds"] > 0 and end["cost_usd"] > 0
