@@ -20,7 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# This checkout's pipeline/ and tests/, never a copy of pipeline installed in the environment earlier.
+sys.path[:0] = [str(Path(__file__).resolve().parents[2]), str(Path(__file__).resolve().parents[1])]
 from conftest import REPO, child_env, start_server, stop_server  # noqa: E402,F401
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
