@@ -13,6 +13,7 @@ import json
 import re
 import socket
 import threading
+import time
 import tracemalloc
 import wave
 import zlib
@@ -96,7 +97,8 @@ class FeedServer:
         """first, then a byte every 50 ms until the client leaves or the test ends (the pace decides nothing)."""
         yield first
         self.trickle_started.set()
-        while not self.stop.wait(0.05):
+        gives_up = time.monotonic() + STALL_S  # a guard against a hang, should the client never cut it
+        while not self.stop.wait(0.05) and time.monotonic() < gives_up:
             yield b"x"
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
