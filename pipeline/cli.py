@@ -120,18 +120,13 @@ def _run_settings(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | 
 def report_command(out_dir: Path, run_id: str | None) -> None:
     """Re-render OUT/report.json and OUT/report.html from OUT/.audiosum/state.sqlite (e.g. after a crash)."""
     from pipeline import report
-    from pipeline.state import STATE_DIR, RunState
-    from pipeline.state.lock import RunLock
+    from pipeline.state import locked_state
 
-    with exits_on_errors(), RunLock(out_dir / STATE_DIR):
-        state = RunState(out_dir, must_exist=True)
-        try:
-            row = state.run(run_id) if run_id else state.latest_real_run()
-            if row is None:
-                raise UsageError(f"no run {run_id or ''} recorded in {out_dir}".replace("  ", " "))
-            _, html_path = report.write(out_dir, report.build(state, row["run_id"]), state)
-        finally:
-            state.close()
+    with exits_on_errors(), locked_state(out_dir, must_exist=True) as state:
+        row = state.run(run_id) if run_id else state.latest_real_run()
+        if row is None:
+            raise UsageError(f"no run {run_id or ''} recorded in {out_dir}".replace("  ", " "))
+        _, html_path = report.write(out_dir, report.build(state, row["run_id"]), state)
     click.echo(f"audiosum: rebuilt the report of run {row['run_id']} ({row['status']}): {html_path}")
 
 
@@ -140,15 +135,11 @@ def report_command(out_dir: Path, run_id: str | None) -> None:
 @click.option("-n", "--runs", "limit", type=click.IntRange(1, 100), default=8, show_default=True)
 def status_command(out_dir: Path, limit: int) -> None:
     """One screen on OUT: its last runs (newest first) and how its documents stand."""
-    from pipeline.report.status import render_status
-    from pipeline.state import RunState
+    from pipeline.report.status import status_of
 
     with exits_on_errors():
-        state = RunState(out_dir, must_exist=True)
-    try:
-        click.echo(render_status(state, limit))
-    finally:
-        state.close()
+        shown = status_of(out_dir, limit)
+    click.echo(shown)
 
 
 @cli.command("jobs", short_help="List the job files in jobs/.")

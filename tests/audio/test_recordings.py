@@ -411,7 +411,8 @@ def test_dry_run_counts_parts_and_followups(recordings: Path, tone_server: Runni
                    "--max-audio-mb", "0.06", env=api_env(tone_server))
     assert real.exit_code == 0, real.stderr + real.stdout
     sent = tone_server.stats()["counts"]["requests"] - before
-    assert split["requests"] == sent and sent > 1 + 1
+    retried = json.loads((tmp_path / "real" / "report.json").read_text())["totals"]["retries"]  # a loaded machine
+    assert split["requests"] == sent - retried > 1 + 1, (split, sent, retried)
 
 
 def test_pauses_are_found_across_scan_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

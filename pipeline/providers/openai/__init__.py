@@ -18,7 +18,7 @@ import httpx
 
 from pipeline import __version__
 from pipeline.audio import recordings, wav_info
-from pipeline.audio.stitch import stitch
+from pipeline.audio.stitch import join_answers
 from pipeline.clock import SYSTEM_CLOCK, Clock
 from pipeline.errors import (
     ApiError,
@@ -29,7 +29,16 @@ from pipeline.errors import (
     TransientError,
     keeping_attempts,
 )
-from pipeline.models import Attempt, Document, EventListener, RunSettings, SpokenSummary, Usage, questions_for
+from pipeline.models import (
+    Attempt,
+    Document,
+    EventListener,
+    RunSettings,
+    SpokenSummary,
+    Usage,
+    questions_for,
+    total_usage,
+)
 from pipeline.plan.split import chapter_label, narration_parts, split_for_budget
 from pipeline.providers.openai.conversation import Conversation
 from pipeline.providers.openai.prompts import (
@@ -182,21 +191,6 @@ def parse_text_answer(response: httpx.Response, secret: str | None = None) -> Te
     return TextAnswer(without_secrets(content, secret).strip(), _usage(body.get("usage")), request_id)
 
 
-def _sum_usage(usages: list[Usage]) -> Usage:
-    def add(dicts: list[dict[str, int]]) -> dict[str, int]:
-        total: dict[str, int] = {}
-        for d in dicts:
-            for key, value in d.items():
-                total[key] = total.get(key, 0) + value
-        return total
-
-    return Usage(prompt_tokens=sum(u.prompt_tokens for u in usages),
-                 completion_tokens=sum(u.completion_tokens for u in usages),
-                 total_tokens=sum(u.total_tokens for u in usages),
-                 prompt_tokens_details=add([u.prompt_tokens_details for u in usages]),
-                 completion_tokens_details=add([u.completion_tokens_details for u in usages]))
-
-
 def _usage(raw: object) -> Usage:
     if not isinstance(raw, dict):
         return Usage()
@@ -275,7 +269,7 @@ class OpenAIProvider:
         with keeping_attempts(lambda: summary.attempts):
             answers = [await conversation.ask(question) for question in questions]
         return dataclasses.replace(summary, followups=tuple(answers), attempts=summary.attempts + conversation.attempts,
-                                   usage=_sum_usage([summary.usage, *conversation.usages]))
+                                   usage=total_usage([summary.usage, *conversation.usages]))
 
     async def _summarise_text(self, document: Document,
                               settings: RunSettings) -> tuple[SpokenSummary, list[dict[str, Any]]]:
@@ -315,7 +309,7 @@ class OpenAIProvider:
                                     "rounds; raise --max-input-tokens")
             summary = await self._speak(reduced, settings)
         return dataclasses.replace(summary, attempts=tuple(attempts) + summary.attempts, parts=map_parts,
-                                   usage=_sum_usage([*map_usages, summary.usage])), \
+                                   usage=total_usage([*map_usages, summary.usage])), \
             build_request_body(reduced, settings)["messages"]
 
     async def _hear(self, document: Document,
@@ -346,13 +340,8 @@ class OpenAIProvider:
         heard_s = round(recording.duration_s, 3)
         if count == 1:
             return dataclasses.replace(answers[0], input_seconds=heard_s), messages
-        wav, _ = stitch([a.wav for a in answers]) if settings.output != "text" else (b"", [])
-        info = wav_info(wav) if wav else None
-        joined = dataclasses.replace(
-            answers[0], wav=wav, transcript="\n\n".join(a.transcript for a in answers),
-            duration_s=info.duration_s if info else 0.0, sample_rate=info.sample_rate if info else 0,
-            attempts=tuple(x for a in answers for x in a.attempts), usage=_sum_usage([a.usage for a in answers]),
-            parts=count, input_seconds=heard_s, audio_id=None, audio_expires_at=None)
+        joined = dataclasses.replace(join_answers(answers, separator="\n\n", spoken=settings.output != "text"),
+                                     input_seconds=heard_s, audio_id=None, audio_expires_at=None)
         return joined, [system, {"role": "user", "content": recording_in_parts(document.title, count)}]
 
     async def ask(self, document: Document, settings: RunSettings, messages: list[dict[str, Any]],
@@ -381,13 +370,7 @@ class OpenAIProvider:
             voice = body["audio"]["voice"]
             answer, attempts = await self._call(body, document.id, len(part.split()), self._spoken(voice))
             spoken.append(dataclasses.replace(answer, attempts=attempts))
-        wav, starts = stitch([s.wav for s in spoken])
-        info = wav_info(wav)
-        return dataclasses.replace(
-            spoken[0], wav=wav, transcript=" ".join(s.transcript for s in spoken), duration_s=info.duration_s,
-            sample_rate=info.sample_rate, attempts=tuple(a for s in spoken for a in s.attempts), parts=len(parts),
-            usage=_sum_usage([s.usage for s in spoken]),
-            chapters=tuple((start, chapter_label(part)) for start, part in zip(starts, parts)))
+        return join_answers(spoken, separator=" ", chapter_labels=[chapter_label(part) for part in parts])
 
     async def _speak(self, document: Document, settings: RunSettings) -> SpokenSummary:
         body = build_request_body(document, settings)
