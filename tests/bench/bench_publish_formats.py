@@ -4,8 +4,9 @@ Run: python tests/bench/bench_publish_formats.py [--formats wav,mp3,opus,flac] [
 Narrates sample_inputs/ without its recording with `--provider local` once per --format; the plain-WAV run is the
 same-run baseline. Durations and loudness are measured without pipeline.audio (tests/oracles.py: the ffmpeg binary
 decodes, pyloudnorm meters), so the meter that set the level is not the one that checks it.
-Goals, per document and format: decoded length within 50 ms of the WAV run's (README: mp3's padding is fixed so the
-decoded length is exact); integrated loudness within 0.5 LU of -16 LUFS for mp3/opus/flac (README: the default
+Goals, per document and format: decoded length within 50 ms of the duration its sidecar states (README: mp3's
+padding is fixed so the decoded length is exact; Piper's lengths vary from run to run, so runs are not compared
+with each other); integrated loudness within 0.5 LU of -16 LUFS for mp3/opus/flac (README: the default
 target, "in practice within 0.2 LU"; 0.5 leaves room for a second meter); each run's wall <= 1.5x the WAV run's.
 --smoke: one short note, wav and mp3: every goal is still checked.
 """
@@ -43,7 +44,6 @@ def main() -> int:
         else:
             shutil.copytree(REPO / "sample_inputs", inputs, ignore=shutil.ignore_patterns("voice-notes"))
         base_wall = 0.0
-        base_length: dict[str, float] = {}
         for fmt in formats:
             out = Path(tmp) / fmt
             run = measure(audiosum("run", str(inputs), "-o", str(out), "-q", "--provider", "local", "--format", fmt),
@@ -61,20 +61,19 @@ def main() -> int:
                 data = (out / sidecar["audio_file"]).read_bytes()
                 length = len(decoded_samples(data)) / RATE
                 lufs = integrated_lufs(data)
-                base_length.setdefault(row["doc_id"], length)
-                off_ms = abs(length - base_length[row["doc_id"]]) * 1000
+                off_ms = abs(length - sidecar["duration_s"]) * 1000
                 worst_length = max(worst_length, off_ms)
                 if fmt != "wav":
                     worst_lu = max(worst_lu, abs(lufs - TARGET_LUFS))
                 total_bytes += len(data)
                 total_s += length
-                print(f"  {row['doc_id']:<38} {length:7.3f} s ({off_ms:4.1f} ms off wav)  {lufs:6.1f} LUFS  "
+                print(f"  {row['doc_id']:<38} {length:7.3f} s ({off_ms:4.1f} ms off the sidecar)  {lufs:6.1f} LUFS  "
                       f"{len(data) / 1024:8.0f} KiB")
             print(f"  total {total_s:.1f} s, {total_bytes / 1024 / (total_s / 60):.0f} KiB per minute "
                   f"(README: roughly {README_KIB_PER_MIN.get(fmt, '?')})")
+            goals.check(f"{fmt}: worst decoded length off the sidecar's duration", worst_length, "<=",
+                        GOAL_LENGTH_MS, " ms", fmt=".1f")
             if fmt != "wav":
-                goals.check(f"{fmt}: worst decoded length off the wav run", worst_length, "<=", GOAL_LENGTH_MS,
-                            " ms", fmt=".1f")
                 goals.check(f"{fmt}: worst |loudness - {TARGET_LUFS:g} LUFS|", worst_lu, "<=", GOAL_LU, " LU",
                             fmt=".2f")
                 goals.check(f"{fmt}: run wall / wav run wall", run.wall_s / base_wall, "<=", GOAL_WALL, fmt=".2f")
