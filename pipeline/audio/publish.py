@@ -274,7 +274,8 @@ def _declare_mp3_length(path: Path, samples: int) -> None:
         return
     mpeg1, mono = (data[1] >> 3) & 3 == 3, data[3] >> 6 == 3
     xing = 4 + ((17 if mono else 32) if mpeg1 else (9 if mono else 17))
-    if data[xing:xing + 4] not in (b"Info", b"Xing") or int.from_bytes(data[xing + 4:xing + 8], "big") & 0x0F != 0x0F:
+    tag, flags = bytes(data[xing:xing + 4]), int.from_bytes(data[xing + 4:xing + 8], "big")
+    if tag not in (b"Info", b"Xing") or flags & 0x0F != 0x0F:
         return
     frames = int.from_bytes(data[xing + 8:xing + 12], "big")
     delay = int.from_bytes(data[xing + 141:xing + 144], "big") >> 12
