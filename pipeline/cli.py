@@ -11,13 +11,13 @@ import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import click
 
 from pipeline import __version__
 from pipeline.errors import DiskFull, LockHeld, UsageError
-from pipeline.models import RunSettings
+from pipeline.models import LogFormat, RunSettings
 from pipeline.settings import build_settings, merge, run_options
 
 EXIT_USAGE = 2
@@ -75,14 +75,14 @@ def run_command(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | No
             planned, html_path = runner.dry_run(settings)
             click.echo(describe(planned) + f"\n  report {html_path}")
             return
-        log_format, quiet = str(values["log_format"]), bool(values["quiet"])
+        log_format, quiet = cast(LogFormat, values["log_format"]), bool(values["quiet"])
         show_bar = log_format == "text" and not quiet and sys.stderr.isatty()
         total = None
         if show_bar:
             from pipeline.sources import count_items
 
             total = count_items(settings.inputs, skip_dir=settings.out_dir)
-        console = ConsoleOutput(log_format=log_format, quiet=quiet, progress=show_bar, total=total)  # type: ignore[arg-type]
+        console = ConsoleOutput(log_format=log_format, quiet=quiet, progress=show_bar, total=total)
         try:
             outcome = runner.run(settings, on_result=console.on_result, on_event=console.on_event)
         finally:
@@ -110,7 +110,9 @@ def _run_settings(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | 
         None, click.core.ParameterSource.DEFAULT, click.core.ParameterSource.DEFAULT_MAP), job_values)
     if not inputs:
         # A job's feeds are inputs like any other (URLs or local feed files).
-        inputs = tuple(str(v) for v in (*job_values.get("inputs", ()), *job_values.get("feeds", ())))  # type: ignore[misc]
+        listed = [*cast("tuple[object, ...]", job_values.get("inputs", ())),
+                  *cast("tuple[object, ...]", job_values.get("feeds", ()))]
+        inputs = tuple(str(v) for v in listed)
     return values, build_settings(inputs, values, prices=prices, environ=os.environ)
 
 

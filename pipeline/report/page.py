@@ -123,8 +123,8 @@ def render_parts(report: dict[str, Any], failed: Iterator[dict[str, Any]], other
     offline = settings.get("provider") == "local"
     engine = ("offline engine: TextRank summary, Piper joe voice, PocketSphinx for recordings" if offline else
               f'{settings.get("provider", "")} · {settings.get("model", "")} · voice {settings.get("voice", "")}')
-    meta = (f'run {report.get("run_id", "")} · {report.get("status", "")} · started {report.get("started_at", "")} · '
-            f'{engine} · {settings.get("words", "")} words')
+    meta = (f'run {report.get("run_id", "")} · {report.get("status", "")} · '
+            f'started {report.get("started_at", "")} · {engine} · {settings.get("words", "")} words')
     api_cards = [] if offline else [
         _card(f'{totals.get("tokens_in", 0)}/{totals.get("tokens_out", 0)}', "tokens in/out"),
         _card(totals.get("requests", 0), "requests"),
