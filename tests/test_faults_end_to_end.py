@@ -67,7 +67,9 @@ TRANSIENT = {
 }
 
 
-@pytest.mark.parametrize("kind", sorted(TRANSIENT))
+# The never-answering fault costs a client timeout (2 s) per injected fault: about 10 s, so it runs with the slow step.
+@pytest.mark.parametrize("kind", [pytest.param(k, marks=pytest.mark.slow) if k == "timeout" else k
+                                  for k in sorted(TRANSIENT)])
 def test_transient_fault_is_retried_until_done(kind: str, tmp_path: Path) -> None:
     with running_server("--engine", "tone", "--faults", f"{kind}=0.5", "--seed", "11",
                         "--fault-retry-after", "0.01-0.02", key=None) as server:
