@@ -7,8 +7,10 @@ speaks the very transcripts the 1-worker run wrote. Both sides count from proces
 own cost: summarising, the worker pool, writing, the report.
 Goals: wall per audio second, the 1-worker run / Piper alone <= 1.5; 2 workers (the default) / 1 worker >= 1.1x
 faster.
---smoke: one short note, --workers 1 only, one round: the Piper-alone ratio is still checked (start-up is on both
-sides); the speed-up needs several documents and two runs, so it is not.
+--smoke: one short note, --workers 1 only, one round. Neither ratio is checked there: audiosum's fixed cost (its
+imports, the worker process it starts, which loads the voice again) is 2-3 s against ~3 s of Piper, and Piper's
+own time swings 2x with the other jobs on the cores; the speed-up needs several documents and two runs. It checks
+that both sides speak the note and that the figures are finite.
 """
 
 from __future__ import annotations
@@ -97,10 +99,14 @@ def main() -> int:
         print(f"workers={workers}: wall {wall:.2f} s (process start included), audio {audio:.1f} s, "
               f"real-time factor {audio / wall:.1f}x (best of {repeat})")
     over_piper = (best[1][0] / best[1][1]) / (piper_wall / piper_audio)
-    goals.check("wall per audio second, 1 worker / Piper alone", over_piper, "<=", GOAL_OVER_PIPER, fmt=".2f")
     if args.smoke:
-        goals.skipped("2 workers / 1 worker (one document, one worker count at this size)")
+        goals.skipped(f"1 worker / Piper alone at one note (fixed start-up cost dominates; it was {over_piper:.2f}), "
+                      "and 2 workers / 1 worker (one worker count at this size)")
+        goals.true("both spoke the note", best[1][1] > 1 and piper_audio > 1,
+                   f"{best[1][1]:.1f} s and {piper_audio:.1f} s of audio")
+        goals.finite("wall and audio seconds, 1 worker and Piper alone", *best[1], piper_wall, piper_audio)
     else:
+        goals.check("wall per audio second, 1 worker / Piper alone", over_piper, "<=", GOAL_OVER_PIPER, fmt=".2f")
         goals.check("speed-up 2 workers / 1 worker", best[1][0] / best[2][0], ">=", GOAL_SPEED_UP, fmt=".2f")
     return goals.finish()
 
