@@ -6,18 +6,18 @@ Every count the client records is checked against what the server says it sent (
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import sqlite3
-import threading
 from collections import Counter
 from datetime import datetime
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
 from conftest import RunningServer, child_env, run_cli, running_server
+from loopback import Answer, LoopbackSite, Reply, Request
 
 from pipeline.clock import FakeClock
 from pipeline.models import Document, RunSettings
@@ -173,43 +173,21 @@ def test_limits_learned_from_headers_converge(tmp_path: Path, limit: tuple[str, 
         assert all(number == 1 for _, number in refused), refused
 
 
-class _HintServer:
-    """A loopback server that answers 429 with a given Retry-After once, then relays a real answer.
+def _hint_once(answer: bytes, retry_after: dict[str, str], wall: float) -> Answer:
+    """429 with the given Retry-After headers for the first request, then `answer` (a real server's body).
 
     "date" sends an HTTP date two seconds after `wall` (the client's injected clock's wall time)."""
+    arrivals = itertools.count(1)
 
-    def __init__(self, answer: bytes, retry_after: dict[str, str], wall: float) -> None:
-        self.requests = 0
-        outer = self
+    def reply(request: Request) -> Reply:
+        if next(arrivals) == 1:
+            body = json.dumps({"error": {"message": "slow down", "type": "requests", "param": None,
+                                         "code": "rate_limit_exceeded"}}).encode()
+            return Reply(429, body, headers={name: formatdate(wall + 2, usegmt=True) if value == "date" else value
+                                             for name, value in retry_after.items()})
+        return Reply(200, answer)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                self.rfile.read(int(self.headers.get("content-length", 0)))
-                outer.requests += 1
-                if outer.requests == 1:
-                    body = json.dumps({"error": {"message": "slow down", "type": "requests", "param": None,
-                                                 "code": "rate_limit_exceeded"}}).encode()
-                    self.send_response(429)
-                    for name, value in retry_after.items():
-                        self.send_header(name, formatdate(wall + 2, usegmt=True) if value == "date" else value)
-                else:
-                    body = answer
-                    self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    return reply
 
 
 @pytest.mark.parametrize("headers, expected", [
@@ -227,9 +205,8 @@ def test_retry_after_forms_are_honoured(tone_server: RunningServer, headers: dic
                               "audio": {"voice": "alloy", "format": "wav"},
                               "messages": [{"role": "user", "content": "The museum reopens on Friday."}]}).content
     clock = FakeClock()
-    hint = _HintServer(answer, headers, wall=clock.wall())
-    try:
-        settings = RunSettings(inputs=("d.txt",), out_dir=Path("out"), provider="openai", base_url=hint.base_url,
+    with LoopbackSite(_hint_once(answer, headers, wall=clock.wall())) as hint:
+        settings = RunSettings(inputs=("d.txt",), out_dir=Path("out"), provider="openai", base_url=hint.url("/v1"),
                                api_key="sk-test", max_attempts=3)
         document = Document(id="d", source="d.txt", text="The museum reopens on Friday after repairs.",
                             sha256="0" * 64)
@@ -243,14 +220,12 @@ def test_retry_after_forms_are_honoured(tone_server: RunningServer, headers: dic
 
         started = clock.monotonic()
         summary = asyncio.run(summarise())
-        assert hint.requests == 2
+        assert hint.count() == 2
         assert [a.outcome for a in summary.attempts] == ["http_429_rate_limit_exceeded", "ok"]
         assert summary.attempts[0].wait_s == pytest.approx(expected)
         # The retry's sleep, and the pool's pause (already over when the retry comes): nothing else was waited.
         assert clock.monotonic() - started == pytest.approx(expected)
         assert max(clock.slept) == pytest.approx(expected)
-    finally:
-        hint.close()
 
 
 def test_json_events_retry_rate_limit_pause_and_run_end(tmp_path: Path) -> None:
