@@ -37,7 +37,7 @@ class Reply:
     chunks: Iterable[bytes] | None = None  # streamed without Content-Length, flushed chunk by chunk
 
 
-Answer = Callable[[Request], Reply]
+Answer = Callable[[Request], "Reply | None"]  # None: close the connection without answering
 
 
 class LoopbackSite:
@@ -86,7 +86,11 @@ class LoopbackSite:
                 request = Request(self.command, self.path, self.headers, self.rfile.read(length) if length else b"")
                 with site._lock:
                     site.requests.append(request)
-                self._send(site.answer(request))
+                reply = site.answer(request)
+                if reply is None:
+                    self.close_connection = True
+                    return
+                self._send(reply)
 
             do_GET = do_POST = do_HEAD = _serve  # noqa: N815 - http.server's names
 

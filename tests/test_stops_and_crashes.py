@@ -19,12 +19,12 @@ import threading
 import time
 import wave
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
 from conftest import RunningServer, child_env, run_cli, start_server, stop_server
+from loopback import LoopbackSite, Reply, Request
 
 DOCS = 12
 CONCURRENCY = 2
@@ -64,7 +64,7 @@ def _until(condition: Callable[[], bool], what: str, process: subprocess.Popen[s
         time.sleep(0.01)
 
 
-class Gate:
+class Gate(LoopbackSite):
     """A loopback relay to the test server: answers the first `answer_first` chat requests (in arrival order) and
     holds every later one until release(), or for ever (close() drops them unanswered)."""
 
@@ -76,39 +76,21 @@ class Gate:
         self.held_docs: list[str] = []
         self.statuses: list[int] = []  # of the answers relayed
         self.released = self.closing = False
-        outer = self
+        super().__init__(self._relay)
+        self.base_url = self.url("/v1")
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                if not outer._admit(body):
-                    self.close_connection = True
-                    return  # dropped unanswered: the client is gone or the test is over
-                answer = httpx.post(outer.upstream + self.path, content=body, timeout=HANG_S,
-                                    headers={"content-type": "application/json"})
-                try:
-                    self.send_response(answer.status_code)
-                    for name in ("content-type", "retry-after", "retry-after-ms"):
-                        if name in answer.headers:
-                            self.send_header(name, answer.headers[name])
-                    self.send_header("content-length", str(len(answer.content)))
-                    self.end_headers()
-                    self.wfile.write(answer.content)
-                    self.wfile.flush()
-                except (BrokenPipeError, ConnectionResetError):
-                    return
-                with outer.cond:
-                    outer.answered += 1
-                    outer.statuses.append(answer.status_code)
-                    outer.cond.notify_all()
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+    def _relay(self, request: Request) -> Reply | None:
+        if not self._admit(request.body):
+            return None  # dropped unanswered: the client is gone or the test is over
+        answer = httpx.post(self.upstream + request.target, content=request.body, timeout=HANG_S,
+                            headers={"content-type": "application/json"})
+        with self.cond:
+            self.answered += 1
+            self.statuses.append(answer.status_code)
+            self.cond.notify_all()
+        return Reply(answer.status_code, answer.content, answer.headers.get("content-type", "application/json"),
+                     headers={name: answer.headers[name] for name in ("retry-after", "retry-after-ms")
+                              if name in answer.headers})
 
     def _admit(self, body: bytes) -> bool:
         """True to relay the request now; holds it first when it is past answer_first; False to drop it."""
@@ -143,8 +125,7 @@ class Gate:
         with self.cond:
             self.closing = True
             self.cond.notify_all()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().close()
 
 
 @pytest.fixture()
@@ -319,40 +300,23 @@ def test_second_sigint_does_not_wait_for_a_slow_feed_page(upstream: RunningServe
     release = threading.Event()
     trickling = threading.Event()
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
+    def trickle() -> Iterator[bytes]:
+        yield b"<html><body><p>"
+        trickling.set()
+        while not release.wait(1.0):  # a byte a second: never idle long enough for the read timeout
+            yield b"x"
 
-        def do_GET(self) -> None:  # noqa: N802
-            if self.path == "/feed.xml":
-                body = (f'<?xml version="1.0"?><rss version="2.0"><channel><title>Slow</title><item>'
-                        f'<title>Hangs</title><link>http://127.0.0.1:{self.server.server_port}/hang</link>'
-                        f'</item></channel></rss>').encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/rss+xml")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.end_headers()
-            try:
-                self.wfile.write(b"<html><body><p>")
-                self.wfile.flush()
-                trickling.set()
-                while not release.wait(1.0):  # a byte a second: never idle long enough for the read timeout
-                    self.wfile.write(b"x")
-                    self.wfile.flush()
-            except (BrokenPipeError, ConnectionResetError):
-                pass
+    def page(request: Request) -> Reply:
+        if request.path == "/feed.xml":
+            return Reply(200, (f'<?xml version="1.0"?><rss version="2.0"><channel><title>Slow</title><item>'
+                               f'<title>Hangs</title><link>{web.url("/hang")}</link>'
+                               f'</item></channel></rss>').encode(), "application/rss+xml")
+        return Reply(200, content_type="text/html", chunks=trickle())
 
-    web = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    web.daemon_threads = True
-    threading.Thread(target=web.serve_forever, daemon=True).start()
+    web = LoopbackSite(page)
     try:
         out = tmp_path / "out"
-        run = Run(f"http://127.0.0.1:{web.server_port}/feed.xml", out, upstream.base_url, "--allow-private-links",
+        run = Run(web.url("/feed.xml"), out, upstream.base_url, "--allow-private-links",
                   "--grace", "600")
         assert trickling.wait(HANG_S), "the run never fetched the article page"
         run.signal(signal.SIGINT)
@@ -363,8 +327,7 @@ def test_second_sigint_does_not_wait_for_a_slow_feed_page(upstream: RunningServe
         assert json.loads((out / "report.json").read_text())["status"] == "interrupted"
     finally:
         release.set()
-        web.shutdown()
-        web.server_close()
+        web.close()
 
 
 @pytest.mark.parametrize("answered", [0, 5, DOCS - 1], ids=["before-any-output", "mid-run", "near-the-end"])
