@@ -68,7 +68,8 @@ TRANSIENT = {
 
 
 # The never-answering fault costs a client timeout (2 s) per injected fault: about 10 s, so it runs with the slow step.
-@pytest.mark.parametrize("kind", [pytest.param(k, marks=pytest.mark.slow) if k == "timeout" else k
+# The default step keeps one fault of each family (a 429, a dropped connection, a broken body); the rest are slow.
+@pytest.mark.parametrize("kind", [k if k in ("429", "reset", "badjson") else pytest.param(k, marks=pytest.mark.slow)
                                   for k in sorted(TRANSIENT)])
 def test_transient_fault_is_retried_until_done(kind: str, tmp_path: Path) -> None:
     with running_server("--engine", "tone", "--faults", f"{kind}=0.5", "--seed", "11",
@@ -111,6 +112,7 @@ def test_injected_401_stops_the_run(tmp_path: Path) -> None:
         assert server.stats()["counts"]["requests"] <= 2
 
 
+@pytest.mark.slow  # 200 documents
 def test_mixed_faults_over_200_documents(tmp_path: Path) -> None:
     spec = ("429=0.03,429-no-retry-after=0.02,500=0.03,502=0.02,503=0.02,reset=0.02,badjson=0.02,"
             "badaudio=0.02,truncated=0.01,quota=0.01")
@@ -151,8 +153,9 @@ def test_given_rpm_means_no_429_reaches_the_client(tmp_path: Path) -> None:
         assert counts.get("rate_limited", 0) == 0 and counts["ok"] == 12 == counts["requests"]
 
 
-@pytest.mark.parametrize("limit", [("--rpm", "600"), ("--tpm", "120000"), ("--rpm", "600", "--tpm", "120000")],
-                         ids=["rpm", "tpm", "rpm-and-tpm"])
+@pytest.mark.parametrize("limit", [pytest.param(("--rpm", "600"), id="rpm", marks=pytest.mark.slow),
+                                   pytest.param(("--tpm", "120000"), id="tpm", marks=pytest.mark.slow),
+                                   pytest.param(("--rpm", "600", "--tpm", "120000"), id="rpm-and-tpm")])
 def test_limits_learned_from_headers_converge(tmp_path: Path, limit: tuple[str, ...]) -> None:
     """The server sets the limits, the client is given none: it learns them from the x-ratelimit-* headers of its
     first answers. Only the first wave (sent before any header was seen) can be refused; every refused request is

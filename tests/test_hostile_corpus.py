@@ -188,6 +188,7 @@ def save_table(table: str, summary: str) -> None:
         print(f"(table not saved to {TABLE_PATH}: {exc.strerror})")
 
 
+@pytest.mark.slow  # the whole corpus in one run (~15 s)
 def test_hostile_corpus_in_one_run(tone_server: RunningServer, tmp_path: Path,
                                    tmp_path_factory: pytest.TempPathFactory) -> None:
     started = time.monotonic()

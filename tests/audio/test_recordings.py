@@ -86,6 +86,7 @@ def test_recording_to_text_over_the_wire(recordings: Path, tone_server: RunningS
     assert _wire_delta(tone_server, before) == {"modalities=text": 1, "input_audio": 1, "input_audio_format=wav": 1}
 
 
+@pytest.mark.slow  # hears the recording again (PocketSphinx, seconds a run)
 def test_recording_to_spoken_summary_over_the_wire(recordings: Path, tone_server: RunningServer,
                                                    tmp_path: Path) -> None:
     before = tone_server.stats()["wire"]
@@ -114,6 +115,7 @@ def test_m4a_is_converted_and_sent_as_mp3(recordings: Path, tone_server: Running
     assert _wire_delta(tone_server, before) == {"modalities=text": 1, "input_audio": 1, "input_audio_format=mp3": 1}
 
 
+@pytest.mark.slow  # hears the recording again (PocketSphinx, seconds a run)
 def test_a_recording_over_the_size_limit_is_split_at_pauses(recordings: Path, tone_server: RunningServer,
                                                             tmp_path: Path) -> None:
     before = tone_server.stats()["wire"]
@@ -182,6 +184,7 @@ def _followup_manifest(recordings: Path, tmp_path: Path) -> Path:
     return manifest
 
 
+@pytest.mark.slow  # hears the recording again (PocketSphinx, seconds a run)
 def test_followups_refer_to_earlier_answers_by_audio_id(recordings: Path, tone_server: RunningServer,
                                                         tmp_path: Path) -> None:
     manifest = _followup_manifest(recordings, tmp_path)

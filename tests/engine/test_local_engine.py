@@ -61,6 +61,7 @@ def test_offline_run_speaks_with_the_neural_voice(tmp_path: Path) -> None:
         assert "real start" in vtt and vtt.count(" --> ") == len(sidecar["cues"])
 
 
+@pytest.mark.slow  # speaks with Piper on both ends
 def test_client_against_server_with_the_local_engine(local_server: RunningServer, tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = run_cli("run", str(SAMPLE_INPUTS / "notes"), "-o", str(out), env=api_env(local_server))

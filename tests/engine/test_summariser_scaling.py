@@ -23,6 +23,12 @@ PAGE_CAP_BYTES = FetchLimits().max_page_bytes
 PEAK_RSS_LIMIT_MB = 300
 # The page cap takes 10-20 s a step on a busy 2-core machine: `slow`; 1 MB keeps the default suite honest.
 SIZES = [pytest.param(1024 * 1024, id="1MB"), pytest.param(PAGE_CAP_BYTES, id="page-cap", marks=pytest.mark.slow)]
+# The default step keeps one of each kind; the rest of the sizes and shapes run in the slow step.
+QUICK_LAYOUTS = ("list", "html comment", "fenced code")
+
+
+def _quick_first(layouts: list[str]) -> list[object]:
+    return [layout if layout in QUICK_LAYOUTS else pytest.param(layout, marks=pytest.mark.slow) for layout in layouts]
 QUESTION = "What happened to the harbour bridge after the storm?"
 
 # Runs in the child: makes the document itself (so the parent never holds it), runs one step, and reports the
@@ -111,6 +117,7 @@ def test_summary_of_random_short_sentences_stays_in_bounded_memory(size: int) ->
     _assert_bounded(measure_in_child("summarise", size), max_words=150)
 
 
+@pytest.mark.slow  # the summary's test above covers the same bound in the default step
 @pytest.mark.parametrize("size", SIZES)
 def test_follow_up_answer_over_random_short_sentences_stays_in_bounded_memory(size: int) -> None:
     _assert_bounded(measure_in_child("answer", size), max_words=30)
@@ -136,7 +143,8 @@ def _shaped(size: int, layout: str) -> str:
     return namespace["shaped"](size, layout)  # type: ignore[operator]
 
 
-@pytest.mark.parametrize("layout", SHAPES)
+@pytest.mark.parametrize("layout", _quick_first(SHAPES[:3]) + [pytest.param(s, marks=pytest.mark.slow)
+                                                                 for s in SHAPES[3:]])
 def test_no_shape_keeps_the_cutter_from_cutting(layout: str) -> None:
     document = text._normalise_newlines(_shaped(1024 * 1024, layout))
     pieces = list(text._pieces(document))
@@ -203,8 +211,9 @@ def _samples() -> list[str]:
     return [path.read_text() for path in sorted(SAMPLE_INPUTS.rglob("*")) if path.suffix in (".txt", ".md")]
 
 
-@pytest.mark.parametrize("layout", ["documents", "table", "fenced code", "html comment", "list", "links",
-                                    "indented list", "crlf paragraphs", "cr paragraphs", "cr list", "unclosed fence"])
+@pytest.mark.parametrize("layout", _quick_first(["documents", "table", "fenced code", "html comment", "list", "links",
+                                                 "indented list", "crlf paragraphs", "cr paragraphs", "cr list",
+                                                 "unclosed fence"]))
 def test_a_long_text_read_in_pieces_reads_as_a_whole(layout: str) -> None:
     rows = 12000
     document = {
@@ -230,6 +239,7 @@ def test_a_normal_document_is_parsed_whole() -> None:
         assert [p.text for p in text._pieces(document)] == [document]
 
 
+@pytest.mark.slow  # a long random text
 def test_pieces_cover_the_text_in_order() -> None:
     rng = random.Random(5)
     document = "".join(rng.choice(["Words here. ", "\n", "\n\n", "- item\n", "```\n", "> quoted\n", "<!--", "-->"])

@@ -195,7 +195,7 @@ def _tiny_filesystem(where: Path, size: str) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(where)], check=False)
 
 
-@pytest.mark.parametrize("size", ["40k", "300k", "500k", "900k"])
+@pytest.mark.parametrize("size", ["40k", "300k", pytest.param("500k", marks=pytest.mark.slow), "900k"])
 def test_a_full_disk_stops_the_run_cleanly_and_a_rerun_finishes(tmp_path: Path, size: str) -> None:
     """Each size fills up at another step: the state database, a document's files, the report."""
     notes = _folder(tmp_path / "notes", [f"doc{i:02d}.txt" for i in range(12)])

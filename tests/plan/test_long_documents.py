@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from conftest import RunningServer, api_env, run_cli
 
 from pipeline.plan.split import split_for_budget
@@ -115,6 +116,7 @@ def test_narrate_mode_reads_everything_with_chapters(recording_server: RunningSe
     assert "1 done, 0 skipped" in again.stdout
 
 
+@pytest.mark.slow  # the offline voice reads everything
 def test_offline_narrate_mode(tmp_path: Path) -> None:
     from conftest import SAMPLE_INPUTS, child_env
 

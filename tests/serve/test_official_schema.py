@@ -13,7 +13,6 @@ import json
 import typing
 import wave
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx

@@ -132,6 +132,7 @@ def _low_fd_server(limit: int, *args: str) -> RunningServer:
     raise RuntimeError(f"server did not start: {log.read().decode(errors='replace')}")
 
 
+@pytest.mark.slow  # load on the server (seconds)
 def test_300_half_open_connections_do_not_lock_out_the_next_client() -> None:
     started = _low_fd_server(256, "--body-timeout", "1", "--header-timeout", "1")
     sockets: list[socket.socket] = []
@@ -377,6 +378,7 @@ def _until(predicate, timeout_s: float = 120) -> None:  # noqa: ANN001
         time.sleep(0.02)  # polling a condition, not waiting out a window
 
 
+@pytest.mark.slow  # load on the server (seconds)
 def test_models_answers_while_the_worker_pool_is_saturated(local_server: RunningServer) -> None:
     # One worker admits two jobs (one running, one waiting); the third request is refused at once.
     assert _pool(local_server)["capacity"] == 2
@@ -430,6 +432,7 @@ def test_a_body_of_millions_of_small_values_is_refused_before_parsing(guarded: R
     assert response.status_code == 400 and _error(response)["code"] == "invalid_value", response.text
 
 
+@pytest.mark.slow  # load on the server (seconds)
 def test_prose_full_of_commas_and_quotes_is_not_taken_for_a_token_bomb(guarded: RunningServer) -> None:
     text = 'He said, "yes: [no]," then {left}, and so on. ' * 40_000   # 1.8 MB, ~440,000 commas, quotes, colons
     response = _post(guarded, _user(text))
@@ -450,6 +453,7 @@ def test_a_request_text_over_5_mb_is_refused_naming_its_param() -> None:
         assert "error_500" not in started.stats()["counts"]
 
 
+@pytest.mark.slow  # load on the server (seconds)
 def test_bodies_in_flight_are_bounded_across_requests() -> None:
     # Cap 1 MB a body, so 2 MB in flight at once: two half-sent 900 KB bodies hold 1.8 MB, and a third is a 503.
     with running_server("--engine", "tone", "--max-body-mb", "1", "--body-timeout", "60") as started:

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from conftest import SERVER_KEY, RunningServer, start_server, stop_server
 
 from pipeline.cli import cli
-from pipeline.serve.faults import FAULT_KINDS, FaultPlan, parse_faults, parse_seconds_range
+from pipeline.serve.faults import FaultPlan, parse_faults, parse_seconds_range
 from pipeline.serve.limits import ServerRateLimits, TokenBucket, format_duration, retry_after_headers
 
 REQUEST = {"model": "gpt-4o-audio-preview", "modalities": ["text", "audio"],
@@ -386,6 +386,7 @@ def _answer_kind(server: RunningServer) -> str:
         return f"{response.status_code} {response.json()['error']['type']}"
 
 
+@pytest.mark.slow  # two seeded runs
 def test_seeded_mix_is_reproducible(servers: dict[str, RunningServer]) -> None:
     sequences, counts = {}, {}
     for name, seed in (("mix-a", 42), ("mix-b", 42), ("mix-c", 43)):

@@ -79,6 +79,7 @@ def test_sdk_gets_authentication_error_for_a_wrong_key(tone_server: RunningServe
     assert "sk-not-the-right-one" not in json.dumps(caught.value.body)
 
 
+@pytest.mark.slow  # waits out an audio id's lifetime
 def test_expired_audio_id_is_a_bad_request() -> None:
     with running_server("--engine", "tone", "--audio-ttl", "1", key=None) as server:
         client = _client(server, key="anything")
