@@ -148,6 +148,10 @@ def _servers_started_by_this_test(request: pytest.FixtureRequest) -> None:
 _FIRST_SERVER = pytest.StashKey[int]()
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(_SERVER_LOGS, ignore_errors=True)  # the servers' logs were only for failing tests' reports
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """On failure, the stderr of every server this test started or could have talked to (still running)."""
