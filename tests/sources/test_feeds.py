@@ -234,7 +234,17 @@ def test_rss2_entries_become_documents_with_metadata(web: FeedServer) -> None:
     assert bridge.title == "Harbour bridge reopens after two years of repairs"
     assert bridge.source == bridge_link
     assert "forty-two million euros" in bridge.text and "cookies" not in bridge.text
-    assert bridge.sha256 == feeds.entry_sha256(slug, bridge_link)
+    # The input hash is the entry's identity (its feed and key), never its page: every entry has its own, and a
+    # page that changes later leaves it as it was (checked by reading the feed again, not by recomputing it).
+    assert len({item.sha256 for item in items}) == len(items)
+    web.page_suffix = "<p>An update added to the page later changes the page, not the entry.</p>"
+    try:
+        again = {item.id: item for item in _items(web.url("/feeds/rss2.xml"))}
+    finally:
+        web.page_suffix = ""
+    changed = again[bridge.id]
+    assert isinstance(changed, Document) and "An update added" in changed.text and changed.text != bridge.text
+    assert changed.sha256 == bridge.sha256
     assert bridge.meta == {
         "title": "Harbour bridge reopens after two years of repairs", "author": "Mara Lindqvist",
         "link": bridge_link, "published": "2026-05-04T07:30:00+00:00", "feed_title": "The Harbour Gazette",
@@ -486,8 +496,9 @@ def test_ids_and_hashes_are_stable_and_safe() -> None:
     for key in ("x" * 500, "tag:a,2026:" + "é" * 300, "/" * 50):
         slug = feeds.entry_slug(key)
         assert re.fullmatch(r"[a-z0-9-]{1,49}", slug) and sources.safe_doc_id(f"feed__{slug}") == f"feed__{slug}"
-    sha = feeds.entry_sha256
-    assert sha("feed", "id-1") == sha("feed", "id-1") != sha("feed", "id-2") != sha("other", "id-2")
+    sha = feeds.entry_sha256  # a pure function of (feed, key): equal for equal pairs, different otherwise
+    assert sha("feed", "id-1") == sha("feed", "id-1")
+    assert len({sha("feed", "id-1"), sha("feed", "id-2"), sha("other", "id-1"), sha("other", "id-2")}) == 4
 
 
 def test_run_narrates_a_feed_and_a_rerun_fetches_nothing(web: FeedServer, tone_server: RunningServer,
