@@ -90,6 +90,13 @@ class RunningServer:
         headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
         return httpx.get(self.base_url.removesuffix("/v1") + "/stats", headers=headers, timeout=5).json()
 
+    def set_faults(self, spec: str, *, reset_stats: bool = False) -> None:
+        """Replace a running server's injected faults (`POST /faults`); optionally zero its counts and log."""
+        root, headers = self.base_url.removesuffix("/v1"), {"Authorization": f"Bearer {self.key}"} if self.key else {}
+        assert httpx.post(root + "/faults", json={"faults": spec}, headers=headers, timeout=10).status_code == 200
+        if reset_stats:
+            assert httpx.post(root + "/stats/reset", headers=headers, timeout=10).status_code == 200
+
     def stderr_tail(self, limit: int = 8_000) -> str:
         """The end of what the server wrote to stderr (a file, so a chatty server never blocks on a full pipe)."""
         try:

@@ -10,7 +10,6 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from conftest import RunningServer, api_env, run_cli, start_server, stop_server
 
@@ -25,13 +24,6 @@ def server() -> Iterator[RunningServer]:
     running = start_server("--engine", "tone", "--workers", "1", "--fault-retry-after", "0.01-0.02")
     yield running
     stop_server(running)
-
-
-def _inject(server: RunningServer, spec: str) -> None:
-    root = server.base_url.removesuffix("/v1")
-    headers = {"Authorization": f"Bearer {server.key}"}
-    assert httpx.post(root + "/faults", json={"faults": spec}, headers=headers, timeout=10).status_code == 200
-    assert httpx.post(root + "/stats/reset", headers=headers, timeout=10).status_code == 200
 
 
 def _corpus(folder: Path, count: int) -> Path:
@@ -55,7 +47,7 @@ def _run(server: RunningServer, tmp_path: Path, documents: int):
 @pytest.mark.parametrize("status", RETRIED)
 def test_a_retried_status_is_sent_until_the_attempts_run_out(server: RunningServer, tmp_path: Path,
                                                              status: int) -> None:
-    _inject(server, f"{status}=1")
+    server.set_faults(f"{status}=1", reset_stats=True)
     result, report = _run(server, tmp_path, documents=1)
     counts = server.stats()["counts"]
     assert counts["requests"] == counts[f"fault_{status}"] == ATTEMPTS, (counts, result.stderr)
@@ -71,7 +63,7 @@ def test_a_retried_status_is_sent_until_the_attempts_run_out(server: RunningServ
 @pytest.mark.parametrize("status", REFUSED)
 def test_a_refused_status_is_sent_once_and_fails_its_document_alone(server: RunningServer, tmp_path: Path,
                                                                     status: int) -> None:
-    _inject(server, f"{status}=1")
+    server.set_faults(f"{status}=1", reset_stats=True)
     result, report = _run(server, tmp_path, documents=2)
     counts = server.stats()["counts"]
     # Two documents, one request each: nothing retried, and the first failure did not stop the second.
@@ -85,7 +77,7 @@ def test_a_refused_status_is_sent_once_and_fails_its_document_alone(server: Runn
 
 
 def test_a_401_is_sent_once_and_stops_the_run(server: RunningServer, tmp_path: Path) -> None:
-    _inject(server, "401=1")
+    server.set_faults("401=1", reset_stats=True)
     result, _ = _run(server, tmp_path, documents=2)
     counts = server.stats()["counts"]
     assert counts["requests"] == counts["fault_401"] == 1, (counts, result.stderr)

@@ -62,6 +62,13 @@ def _check_parts_cover(text: str, parts: list[str], budget_tokens: int) -> None:
     assert _normalised(" ".join(parts)) == _normalised(text)
 
 
+def _folder_with_review(tmp_path: Path, text: str) -> Path:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "review.md").write_text(text)
+    return folder
+
+
 def _run_recorded(server: RunningServer, folder: Path, out: Path, *options: str) -> list[dict]:
     before = len(server.recorded())
     result = run_cli("run", str(folder), "-o", str(out), *options, env=api_env(server))
@@ -74,9 +81,7 @@ def test_a_30000_word_document_is_one_narration_by_map_reduce(recording_server: 
     text = _long_report(40, 12)
     words = len(text.split())
     assert 28_000 <= words <= 36_000
-    folder = tmp_path / "in"
-    folder.mkdir()
-    (folder / "review.md").write_text(text)
+    folder = _folder_with_review(tmp_path, text)
     out = tmp_path / "out"
     requests = _run_recorded(recording_server, folder, out)
     *maps, spoken = requests
@@ -98,9 +103,7 @@ def test_a_30000_word_document_is_one_narration_by_map_reduce(recording_server: 
 
 def test_narrate_mode_reads_everything_with_chapters(recording_server: RunningServer, tmp_path: Path) -> None:
     text = _long_report(4, 6)
-    folder = tmp_path / "in"
-    folder.mkdir()
-    (folder / "review.md").write_text(text)
+    folder = _folder_with_review(tmp_path, text)
     out = tmp_path / "out"
     requests = _run_recorded(recording_server, folder, out, "--mode", "narrate")
     parts = [_user_text(r) for r in requests]
@@ -172,9 +175,7 @@ def test_narrate_mode_refuses_a_book(tmp_path: Path) -> None:
 
 def test_summaries_over_the_budget_are_summarised_again(recording_server: RunningServer, tmp_path: Path) -> None:
     text = _long_report(40, 12)
-    folder = tmp_path / "in"
-    folder.mkdir()
-    (folder / "review.md").write_text(text)
+    folder = _folder_with_review(tmp_path, text)
     out = tmp_path / "out"
     requests = _run_recorded(recording_server, folder, out, "--max-input-tokens", "500",
                              "--map-model", "map-model-x", "--model", "spoken-model-y")

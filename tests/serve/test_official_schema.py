@@ -15,7 +15,6 @@ import wave
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import openai
 import pydantic
 import pytest
@@ -86,18 +85,10 @@ def validate_request(params_type: Any, body: Any) -> Any:
 # -- end-to-end runs, recorded -------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    record = tmp_path_factory.mktemp("record") / "requests.jsonl"
-    running = start_server("--engine", "tone", "--workers", "1", "--record", str(record))
-    running.record = record  # type: ignore[attr-defined]
+def server() -> Iterator[RunningServer]:
+    running = start_server("--engine", "tone", "--workers", "1", record=True)
     yield running
     stop_server(running)
-
-
-def _set_faults(server: RunningServer, spec: str) -> None:
-    root = server.base_url.removesuffix("/v1")
-    headers = {"Authorization": f"Bearer {server.key}"}
-    assert httpx.post(root + "/faults", json={"faults": spec}, headers=headers, timeout=10).status_code == 200
 
 
 def _silence_wav(seconds: float = 1.0) -> bytes:
@@ -115,7 +106,7 @@ def recorded(server: RunningServer, tmp_path_factory: pytest.TempPathFactory) ->
     """The requests of three real runs: spoken summaries with a follow-up by audio id, a long text in parts (the
     map step's text-only requests), a recording as input_audio with text output and a text follow-up, and --mode
     narrate."""
-    _set_faults(server, "")
+    server.set_faults("")
     base = tmp_path_factory.mktemp("runs")
     texts = base / "texts"
     texts.mkdir()
@@ -137,7 +128,7 @@ def recorded(server: RunningServer, tmp_path_factory: pytest.TempPathFactory) ->
     for args in runs:
         result = run_cli(*args, env=api_env(server))
         assert result.exit_code == 0, (args, result.stderr)
-    lines = server.record.read_text().splitlines()  # type: ignore[attr-defined]
+    lines = server.record_path.read_text().splitlines()  # type: ignore[union-attr]
     return [json.loads(line) for line in lines]
 
 
@@ -157,7 +148,7 @@ def test_every_request_audiosum_sent_is_valid_under_the_official_params(recorded
 
 def test_the_record_holds_bodies_and_never_a_header(server: RunningServer, recorded: list[dict[str, Any]]) -> None:
     assert all(set(request) == {"method", "path", "body"} for request in recorded)
-    assert server.key not in server.record.read_text()  # type: ignore[attr-defined]
+    assert server.key not in server.record_path.read_text()  # type: ignore[union-attr]
 
 
 def test_the_recorded_runs_cover_every_request_shape_audiosum_makes(recorded: list[dict[str, Any]]) -> None:
@@ -199,7 +190,7 @@ def _sdk(server: RunningServer) -> openai.OpenAI:
 
 
 def test_the_sdk_parses_every_success_body_strictly(server: RunningServer) -> None:
-    _set_faults(server, "")
+    server.set_faults("")
     client = _sdk(server)
     spoken = client.chat.completions.create(messages=[{"role": "user", "content": "The ferry runs twice a day."}],
                                             **SPEECH)
@@ -221,12 +212,12 @@ def test_the_sdk_parses_every_success_body_strictly(server: RunningServer) -> No
 
 @pytest.mark.parametrize("status", sorted(STATUS_ERRORS))
 def test_the_sdk_raises_the_right_error_for_every_status(server: RunningServer, status: int) -> None:
-    _set_faults(server, "429=1" if status == 429 else f"{status}=1")
+    server.set_faults("429=1" if status == 429 else f"{status}=1")
     try:
         with pytest.raises(openai.APIStatusError) as caught:
             _sdk(server).chat.completions.create(messages=[{"role": "user", "content": "Hello."}], **SPEECH)
     finally:
-        _set_faults(server, "")
+        server.set_faults("")
     error = caught.value
     assert type(error) is STATUS_ERRORS[status] and error.status_code == status
     # The SDK found the error object (it reads body["error"]): the four fields the official Error requires, all of
