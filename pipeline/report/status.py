@@ -8,7 +8,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from pipeline.state import RunState, open_read_only
+from pipeline.state import STATE_DIR, RunState, open_read_only
+from pipeline.state.lock import lock_holder
 
 
 def _when(timestamp: float | None) -> str:
@@ -20,21 +21,31 @@ def status_of(out_dir: Path, limit: int = 8) -> str:
     StateSchemaMismatch (a UsageError) when its database is an older or newer schema than this audiosum's."""
     state = open_read_only(out_dir)
     try:
-        return render_status(state, limit)
+        return render_status(state, limit, holder=lock_holder(out_dir / STATE_DIR))
     finally:
         state.close()
 
 
-def render_status(state: RunState, limit: int = 8) -> str:
+def render_status(state: RunState, limit: int = 8, holder: dict[str, object] | None = None) -> str:
+    """`holder` is who holds the run lock now (None: nobody): a run recorded as running without one was killed."""
     lines = [f"{'run':<24} {'status':<12} {'started':<16} {'wall':>7} {'done':>6} {'skip':>6} {'fail':>6} "
              f"{'audio min':>9}"]
-    for row in state.recent_runs(limit):
+    gone = False
+    for index, row in enumerate(state.recent_runs(limit)):
         totals = state.totals(row["run_id"])
+        shown = row["status"]
+        if shown == "running" and (holder is None or index > 0):
+            shown, gone = "crashed*", True  # its process is gone; the next run records it as crashed
         wall = f"{(row['ended_at'] - row['started_at']):.0f}s" if row["ended_at"] else "-"
-        lines.append(f"{row['run_id']:<24} {row['status']:<12} {_when(row['started_at']):<16} {wall:>7} "
+        lines.append(f"{row['run_id']:<24} {shown:<12} {_when(row['started_at']):<16} {wall:>7} "
                      f"{totals['done']:>6} {totals['skipped']:>6} {totals['failed']:>6} "
                      f"{totals['audio_seconds'] / 60:>9.1f}")
     counts = state.document_counts()
+    if gone:
+        lines.append("* recorded as running, but no process holds the folder's lock (killed, or the machine "
+                     "stopped); the next run marks it crashed and finishes the rest")
+    elif holder is not None:
+        lines.append(f"running now: pid {holder.get('pid', '?')}, started {holder.get('started', '?')}")
     lines.append("")
     lines.append("documents: " + (", ".join(f"{n} {status}" for status, n in counts.items()) or "none yet"))
     return "\n".join(lines)

@@ -67,6 +67,50 @@ class RunLock:
         self.release()
 
 
+def lock_holder(state_dir: Path) -> dict[str, object] | None:
+    """Who holds OUT's run lock ({"pid", "started"}), or None when no process holds it — read without taking the
+    lock (a probe could make a run starting at that instant think another run holds the folder).
+
+    Linux lists every flock in /proc/locks by device and inode; elsewhere the recorded pid is asked whether it
+    lives (a reused pid can make a dead run look alive there, never the reverse).
+    """
+    path = state_dir / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None  # no lock file: no run has held this folder, or it is not audiosum's
+    try:
+        recorded, info = _read_holder(fd), os.fstat(fd)
+    finally:
+        os.close(fd)
+    flocked = _flocked_in_proc(info.st_dev, info.st_ino)
+    if flocked is None:
+        flocked = _pid_alive(recorded.get("pid"))
+    return recorded if flocked else None
+
+
+def _flocked_in_proc(device: int, inode: int) -> bool | None:
+    """Whether /proc/locks lists a FLOCK on this file; None where there is no /proc/locks."""
+    wanted = f"{os.major(device):02x}:{os.minor(device):02x}:{inode}"
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as locks:
+            return any(line.split()[1:2] == ["FLOCK"] and wanted in line.split() for line in locks)
+    except OSError:
+        return None
+
+
+def _pid_alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists; it is someone else's
+    return True
+
+
 def _read_holder(fd: int) -> dict[str, object]:
     try:
         return json.loads(os.pread(fd, 4096, 0).decode("utf-8") or "{}")
