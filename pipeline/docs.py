@@ -1,12 +1,17 @@
-"""The option tables of README.md and jobs/README.md, rendered from the one options table (pipeline/settings.py).
+"""The option tables of README.md and jobs/README.md, rendered from their one declaration each.
 
-Pure text: `rendered(text, name)` replaces the block between `<!-- options:NAME -->` and `<!-- /options:NAME -->`.
+`run` and the job keys come from the options table (pipeline/settings.py); `serve`, `status`, `report` and `jobs`
+from their click commands' parameters (pipeline/cli.py), so neither is ever written by hand. Pure text, no I/O:
+`rendered(text, name)` replaces the block between `<!-- options:NAME -->` and `<!-- /options:NAME -->`.
 tests/test_docs.py fails when a file is out of date, and `python tests/test_docs.py` rewrites the blocks.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+
+import click
 
 from pipeline.settings import RUN_OPTIONS, RunOption
 
@@ -42,7 +47,10 @@ def _default(option: RunOption) -> str:
 
 
 def _meaning(option: RunOption) -> str:
-    return re.sub(r"\s*\[default: [^\]]+\]", "", option.help).replace("|", "\\|")
+    meaning = re.sub(r"\s*\[default: [^\]]+\]", "", option.help)
+    if ("run", option.key) in WARNINGS:
+        meaning += " " + WARNINGS[("run", option.key)]
+    return meaning.replace("|", "\\|")
 
 
 def run_table() -> str:
@@ -65,7 +73,103 @@ def job_table() -> str:
     return "\n".join(rows)
 
 
-GENERATORS = {"run": run_table, "job": job_table}
+# Commands whose options are declared only by their click command (run's come from the options table above).
+COMMANDS = ("serve", "status", "report", "jobs")
+
+# Meanings for options whose click declaration has no help text yet: (command, parameter name) -> meaning. Give the
+# option its help in pipeline/cli.py and delete the row here (tests/test_docs.py fails while both exist).
+MISSING_HELP: dict[tuple[str, str], str] = {
+    ("serve", "port"): "Port to listen on.",
+    ("status", "limit"): "How many of the latest runs to show.",
+}
+
+# Defaults computed from the machine when the command is declared: the table says how, not this machine's value.
+MACHINE_DEFAULTS: dict[tuple[str, str], str] = {
+    ("serve", "workers"): "2, or 1 on a one-core machine",
+}
+
+# Where a default bites, said next to the option as well as in the prose.
+WARNINGS: dict[tuple[str, str], str] = {
+    ("run", "base_url"): "**The default is this machine's loopback address: a podcast app on another device cannot "
+                         "reach the feed's files until you set it.**",
+}
+
+
+def _command(name: str) -> click.Command:
+    from pipeline.cli import cli  # the command line is the declaration; imported only when a table is rendered
+
+    return cli.commands[name]
+
+
+def _metavar(param: click.Option) -> str:
+    if param.is_flag:
+        return ""
+    if param.metavar:
+        return param.metavar
+    if isinstance(param.type, click.Choice):
+        return "/".join(str(choice) for choice in param.type.choices)
+    if isinstance(param.type, (click.IntRange, click.FloatRange)):
+        return "N" if isinstance(param.type, click.IntRange) else "NUMBER"
+    return {"integer": "N", "float": "NUMBER"}.get(param.type.name, param.type.name.upper())
+
+
+def _range_text(param: click.Option) -> str:
+    if not isinstance(param.type, (click.IntRange, click.FloatRange)):
+        return ""
+    low, high = param.type.min, param.type.max
+    if low is not None and high is not None:
+        return f" ({_number(low)}..{_number(high)})"
+    if low is not None:
+        return f" (> {_number(low)})" if param.type.min_open else f" (>= {_number(low)})"
+    return ""
+
+
+def command_default(command: str, param: click.Option) -> str:
+    """The default cell of one option: what `--help` shows, or the rule behind a machine-dependent one."""
+    if (command, param.name) in MACHINE_DEFAULTS:
+        return MACHINE_DEFAULTS[(command, str(param.name))]
+    if param.is_flag or not param.show_default:
+        return ""
+    value = param.get_default(click.Context(_command(command)), call=True)
+    if value in (None, "", ()):
+        return ""
+    return f"`{value}`"
+
+
+def command_help(command: str, param: click.Option) -> str:
+    meaning = param.help or MISSING_HELP.get((command, str(param.name)), "")
+    meaning += _range_text(param)
+    if param.multiple and "repeat" not in meaning.lower():
+        meaning += " Repeatable."
+    if (command, param.name) in WARNINGS:
+        meaning += " " + WARNINGS[(command, str(param.name))]
+    return meaning.strip().replace("|", "\\|")
+
+
+def command_table(command: str) -> str:
+    """`audiosum COMMAND`'s usage line, what it does (its docstring's first paragraph) and a table of its options."""
+    cmd = _command(command)
+    usage = " ".join(["audiosum", command, *cmd.collect_usage_pieces(click.Context(cmd, info_name=command))])
+    lead = (cmd.help or "").split("\n\n", 1)[0].replace("\n", " ").strip()
+    lines = [f"`{usage}`", "", lead, ""]
+    options = [param for param in cmd.params if isinstance(param, click.Option)]
+    if not options:
+        return "\n".join([*lines, "It has no options besides `-h`/`--help`."])
+    lines += ["| option | default | meaning |", "| --- | --- | --- |"]
+    for param in options:
+        spelled = ", ".join(f"`{flag}`" for flag in [*param.opts, *param.secondary_opts])
+        metavar = _metavar(param)
+        spelled += f" {metavar}" if metavar else ""
+        lines.append(f"| {spelled} | {command_default(command, param)} | {command_help(command, param)} |")
+    return "\n".join(lines)
+
+
+def _command_generator(command: str) -> Callable[[], str]:
+    return lambda: command_table(command)
+
+
+GENERATORS: dict[str, Callable[[], str]] = {
+    "run": run_table, "job": job_table, **{command: _command_generator(command) for command in COMMANDS}}
 
 
 def rendered(text: str, name: str) -> str:
