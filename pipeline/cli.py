@@ -6,41 +6,110 @@ Parses options and maps outcomes to exit codes; all behaviour lives in runner, s
 from __future__ import annotations
 
 import contextlib
+import itertools
+import json
 import os
 import signal
 import sys
-from collections.abc import Iterator
+import traceback
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 import click
 
 from pipeline import __version__
 from pipeline.errors import DiskFull, LockHeld, UsageError
 from pipeline.models import LogFormat, RunSettings
-from pipeline.settings import build_settings, merge, run_options
+from pipeline.redact import for_log
+from pipeline.settings import build_settings, merge, run_options, with_env_file
 
 EXIT_USAGE = 2
 EXIT_LOCKED = 75  # EX_TEMPFAIL: another run holds the output folder; cron may simply try later
+EXIT_CRASH = 1
+
+
+@dataclass
+class ErrorSink:
+    """Where a command's errors go: one plain line, or with `--log-format json` one JSON event, so that a log of
+    JSON lines stays JSON lines whatever went wrong. `secret` (the key, once known) is redacted from every message."""
+
+    json: bool = False
+    secret: str | None = None
+
+    def error(self, kind: str, text_line: str, message: str, exit_code: int, **extra: Any) -> None:
+        if not self.json:
+            click.echo(text_line, err=True)
+            return
+        event = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds"), "event": "error", "kind": kind,
+                 "message": for_log(message, self.secret), "exit_code": exit_code,
+                 **{key: for_log(str(value), self.secret) for key, value in extra.items()}}
+        click.echo(json.dumps(event, ensure_ascii=False), err=True)
 
 
 @contextlib.contextmanager
-def exits_on_errors() -> Iterator[None]:
-    """Usage errors exit 2 and a held lock exits 75, each with one line on stderr and no traceback."""
+def exits_on_errors(sink: ErrorSink | None = None) -> Iterator[ErrorSink]:
+    """Usage errors exit 2 and a held lock exits 75, each with one line on stderr and no traceback; with a JSON
+    sink each is a JSON event, and so is a crash (exit 1, its traceback in the event)."""
+    sink = sink or ErrorSink()
     try:
-        yield
+        yield sink
     except UsageError as exc:
-        click.echo(f"audiosum: error: {exc}", err=True)
+        sink.error("usage", f"audiosum: error: {exc}", str(exc), EXIT_USAGE)
         sys.exit(EXIT_USAGE)
     except LockHeld as exc:
-        click.echo(f"audiosum: {exc}", err=True)
+        sink.error("locked", f"audiosum: {exc}", str(exc), EXIT_LOCKED)
         sys.exit(EXIT_LOCKED)
     except DiskFull as exc:  # before a run could start or after it ended (the run itself reports its own)
-        click.echo(f"audiosum: stopped: {exc}", err=True)
+        sink.error("disk_full", f"audiosum: stopped: {exc}", str(exc), 1)
         sys.exit(1)
+    except click.ClickException:
+        raise  # click prints its own (the group's main makes it JSON when asked)
+    except Exception as exc:
+        if not sink.json:
+            raise  # a bug: the traceback, as Python prints it
+        sink.error("crash", "", f"internal error: {type(exc).__name__}: {exc}", EXIT_CRASH,
+                   traceback="".join(traceback.format_exception(exc)))
+        sys.exit(EXIT_CRASH)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def json_log_requested(args: Sequence[str]) -> bool:
+    """`run ... --log-format json` on this command line, seen before click parses it (its own usage errors too)."""
+    args = list(args)
+    if "run" not in args:
+        return False
+    after = args[args.index("run") + 1:]
+    return "--log-format=json" in after or any(
+        a == "--log-format" and b == "json" for a, b in itertools.pairwise(after))
+
+
+class _Commands(click.Group):
+    """The group, with `--log-format json` honoured for click's own errors (a bad option, a missing value)."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        if not (standalone_mode and json_log_requested(argv)):
+            return super().main(argv, prog_name, complete_var, standalone_mode, **extra)
+        sink = ErrorSink(json=True, secret=os.environ.get("OPENAI_API_KEY", "").strip() or None)
+        try:
+            returned = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as exc:
+            sink.error("usage", "", exc.format_message(), exc.exit_code)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            sink.error("aborted", "", "aborted", 1)
+            sys.exit(1)
+        except Exception as exc:  # outside exits_on_errors: a bug in the command's own setup
+            sink.error("crash", "", f"internal error: {type(exc).__name__}: {exc}", EXIT_CRASH,
+                       traceback="".join(traceback.format_exception(exc)))
+            sys.exit(EXIT_CRASH)
+        sys.exit(returned if isinstance(returned, int) else 0)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="audiosum")
 def cli() -> None:
     """Turn documents into spoken summaries: a WAV and a transcript per document, and a run report.
@@ -67,15 +136,20 @@ def run_command(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | No
     from pipeline import runner
     from pipeline.report.console import ConsoleOutput, summary_line
 
-    with exits_on_errors():
+    log_format, quiet = cast(LogFormat, options["log_format"]), bool(options["quiet"])
+    with exits_on_errors(ErrorSink(json=log_format == "json")) as errors:
         values, settings = _run_settings(ctx, inputs, job_path, options)
+        errors.secret = settings.api_key
         if values["dry_run"]:
             from pipeline.plan.dryrun import describe
 
-            planned, html_path = runner.dry_run(settings)
-            click.echo(describe(planned) + f"\n  report {html_path}")
+            planned, written = runner.dry_run(settings)
+            click.echo(describe(planned) + "".join(f"\n  plan {path}" for path in written))
+            if log_format == "json":
+                click.echo(json.dumps({"ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                                       "event": "dry_run", **planned.as_dict(),
+                                       "files": [str(path) for path in written]}), err=True)
             return
-        log_format, quiet = cast(LogFormat, values["log_format"]), bool(values["quiet"])
         show_bar = log_format == "text" and not quiet and sys.stderr.isatty()
         total = None
         if show_bar:
@@ -88,10 +162,11 @@ def run_command(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | No
         finally:
             console.close()
     if outcome.stop_signal:
-        click.echo(f"audiosum: interrupted by {signal.Signals(outcome.stop_signal).name}; the report is marked "
-                   "interrupted and a rerun finishes the rest", err=True)
+        interrupted = (f"interrupted by {signal.Signals(outcome.stop_signal).name}; the report is marked "
+                       "interrupted and a rerun finishes the rest")
+        errors.error("interrupted", f"audiosum: {interrupted}", interrupted, outcome.exit_code)
     if outcome.abort_reason:
-        click.echo(f"audiosum: stopped: {outcome.abort_reason}", err=True)
+        errors.error("stopped", f"audiosum: stopped: {outcome.abort_reason}", outcome.abort_reason, outcome.exit_code)
     click.echo(summary_line(outcome.totals, outcome.report_html))
     sys.exit(outcome.exit_code)
 
@@ -108,12 +183,14 @@ def _run_settings(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | 
         job_values, prices = dict(job.values), dict(job.prices)
     values = merge(options, lambda key: ctx.get_parameter_source(key) not in (
         None, click.core.ParameterSource.DEFAULT, click.core.ParameterSource.DEFAULT_MAP), job_values)
+    values, environ = with_env_file(values, os.environ, api_base_on_command_line=ctx.get_parameter_source(
+        "api_base") == click.core.ParameterSource.COMMANDLINE)
     if not inputs:
         # A job's feeds are inputs like any other (URLs or local feed files).
         listed = [*cast("tuple[object, ...]", job_values.get("inputs", ())),
                   *cast("tuple[object, ...]", job_values.get("feeds", ()))]
         inputs = tuple(str(v) for v in listed)
-    return values, build_settings(inputs, values, prices=prices, environ=os.environ)
+    return values, build_settings(inputs, values, prices=prices, environ=environ)
 
 
 @cli.command("report", short_help="Rebuild report.json and report.html from the state database.")

@@ -2,9 +2,9 @@
 
 It must not run anything, read the environment or accept an API key; the CLI merges the values under its own options.
 
-Path rule (also in jobs/README.md): relative paths in `inputs` and `out` are resolved against the folder that
-*contains* the `jobs/` folder when the job file sits in a folder named exactly `jobs`, and against the job file's own
-folder otherwise. So `jobs/nightly.toml` with `inputs = ["sample_inputs"]` means `<repo>/sample_inputs` whatever the
+Path rule (also in jobs/README.md): relative paths in `inputs`, `out` and `env_file` are resolved against the folder
+that *contains* the `jobs/` folder when the job file sits in a folder named exactly `jobs`, and against the job file's
+own folder otherwise. So `jobs/nightly.toml` with `inputs = ["sample_inputs"]` means `<repo>/sample_inputs` whatever the
 current directory is, which is what cron needs. A leading `~` is expanded; absolute paths are kept. The job file's path
 is made absolute but symlinks are not followed, so a symlinked job file resolves against where the link lives.
 """
@@ -24,8 +24,10 @@ from pipeline.settings import DATE_FORMATS, JOB_OPTIONS, RunOption
 
 JOBS_FOLDER_NAME = "jobs"
 PRICE_KEYS = ("text_input_per_1m", "text_output_per_1m", "audio_input_per_1m", "audio_output_per_1m")
-# Normalised (lower case, '-' as '_') names that would put a secret in a file cron reads and people commit.
-SECRET_KEYS = frozenset({"api_key", "openai_api_key"})
+# Normalised (lower case, '-' as '_') names that would put a secret in a file cron reads and people commit. The key
+# goes in the environment or in the 0600 file `env_file` names, never here.
+SECRET_KEYS = frozenset({"api_key", "openai_api_key", "apikey", "openai_key", "key", "secret", "secret_key", "token",
+                         "api_token", "access_token", "bearer", "password"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +84,7 @@ def load_job(path: Path) -> JobFile:
             value = tuple(_resolve(base, item) for item in value)
         elif key == "feeds" and isinstance(value, tuple):  # URLs stay as they are; local feed files resolve
             value = tuple(item if "://" in item else _resolve(base, item) for item in value)
-        elif key == "out" and isinstance(value, str):
+        elif key in ("out", "env_file") and isinstance(value, str):
             value = _resolve(base, value)
         values[key] = value
 
@@ -107,7 +109,7 @@ def list_jobs(folder: Path) -> list[JobFile | BrokenJob]:
 
 
 def job_base_dir(path: Path) -> Path:
-    """The folder relative `inputs`/`out` paths are resolved against (see the module docstring)."""
+    """The folder relative `inputs`/`out`/`env_file` paths are resolved against (see the module docstring)."""
     folder = Path(path).absolute().parent
     return folder.parent if folder.name == JOBS_FOLDER_NAME else folder
 
@@ -133,7 +135,8 @@ def _refuse_secrets(path: Path, data: dict[str, object], *, table: str | None) -
         name = f"{table}.{key}" if table else key
         if key.lower().replace("-", "_") in SECRET_KEYS:
             raise UsageError(f"job file {path}: key {name!r} is not allowed; an API key never goes in a job file "
-                             "- set the OPENAI_API_KEY environment variable instead")
+                             "- set the OPENAI_API_KEY environment variable instead, or put OPENAI_API_KEY=... in a "
+                             "file only you can read (chmod 600) and name it with env_file")
         if isinstance(value, dict):
             _refuse_secrets(path, value, table=name)
 

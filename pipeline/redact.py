@@ -68,3 +68,9 @@ def from_server(value: object, secret: str | None = None, *, limit: int = MAX_QU
 def shown_input(raw: str) -> str:
     """An input as it may be recorded or logged: a URL without credentials, query or fragment; a path as given."""
     return url_without_credentials(raw) if "://" in raw else raw
+
+
+def for_log(text: str, secret: str | None = None) -> str:
+    """A message or traceback as it may go into a JSON log line on stderr: no secret, control characters shown
+    (newlines kept: JSON escapes them), however it was made."""
+    return visible(without_secrets(text, secret))

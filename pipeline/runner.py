@@ -202,19 +202,26 @@ def claim_run_files(out_dir: Path, state: RunState) -> None:
         raise UsageError(str(exc)) from exc
 
 
-def dry_run(settings: RunSettings) -> tuple[dryrun.DryRunPlan, Path]:
-    """Plan the run without sending anything; the report is written, marked as a dry run."""
+def dry_run(settings: RunSettings) -> tuple[dryrun.DryRunPlan, tuple[Path, ...]]:
+    """Plan the run without sending anything. The plan goes to OUT/dry-run.json and OUT/dry-run.html (claimed like
+    any output); report.json and report.html are left describing the last real run. Returns the files written."""
     check_settings(settings)
     make_out_dir(settings.out_dir)
     with locked_state(settings.out_dir) as state:
-        claim_run_files(settings.out_dir, state)
+        names = set(report.DRY_RUN_NAMES)
+        if state.document(report.DRY_RUN_ID) is not None:
+            # A document with that id owns dry-run.json as its sidecar: its files are never replaced by a plan.
+            names.discard(report.DRY_RUN_JSON_NAME)
+        try:
+            claim(settings.out_dir, state, None, names)
+        except OutputClash as exc:
+            raise UsageError(str(exc)) from exc
         run_id = state.start_run(settings_for_report(settings))
         result = dryrun.plan_run(settings, state)
         state.finish_run(run_id, "dry-run")
         built = report.build(state, run_id)
         built["dry_run"] = result.as_dict()
-        _, html_path = report.write(settings.out_dir, built, state)
-        return result, html_path
+        return result, report.write_dry_run(settings.out_dir, built, state, names)
 
 
 async def _flush_state_periodically(state: RunState, run: _Run) -> None:
@@ -283,6 +290,7 @@ class _Run:
     disk_full: bool = False
     stop_signal: int | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    made: int = 0  # documents made (status done) so far in this run
     grace_timer: asyncio.TimerHandle | None = None
     # Feed items fetch article pages while being pulled: do that in a thread so the loop keeps serving.
     pull_in_thread: bool = False
@@ -401,8 +409,14 @@ class _Run:
             self.stop_for_full_disk(exc)
         if result.error_class == DiskFull.__name__:
             self.stop_for_full_disk(DiskFull(result.reason or "no space left"))
+        if result.status == "done":
+            self.made += 1
         if result.error_class == AuthenticationFailed.__name__ and self.abort_reason is None:
-            self.abort_reason = f"the API refused the key ({result.reason}); stopped before the other documents"
+            # Say what happened: documents made earlier, and others already sent when the refusal came back.
+            others = len(self.in_flight - {result.doc_id})
+            self.abort_reason = (f"the API refused the key ({result.reason}); {self.made} document(s) of this run were "
+                                 f"made before it, {others} already sent were left to finish (see their results), "
+                                 "and no more were started")
         if self.on_result is not None:
             self.on_result(result)
 

@@ -1,12 +1,15 @@
 """The one declaration of every `audiosum run` option: each row generates its click option, its job-file key (and that
 key's validation in jobs.py) and names what it fills in RunSettings; defaults derived from other options live here.
 
-Builds settings only: it reads the environment for the key and base URL, and never runs or sends anything.
+Builds settings only: it reads the environment (and an --env-file) for the key and base URL, and never runs or sends
+anything.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -83,6 +86,9 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
               "--words value.", fingerprint=True),
     RunOption("api_base", ("--api-base",), "str", f"API base URL [env OPENAI_BASE_URL; default {DEFAULT_API_BASE}].",
               env="OPENAI_BASE_URL", show_default=False),
+    RunOption("env_file", ("--env-file",), "str", "A file of KEY=VALUE lines (mode 0600) that supplies OPENAI_API_KEY "
+              "and OPENAI_BASE_URL where the environment does not set them (cron has an empty environment).",
+              metavar="PATH", show_default=False),
     RunOption("rpm", ("--rpm",), "int", "Requests per minute allowed (0 = learn it from the server's "
               "x-ratelimit-* headers).", default=0, low=0),
     RunOption("tpm", ("--tpm",), "int", "Tokens per minute allowed (0 = learn it from the server's headers).",
@@ -181,6 +187,68 @@ def merge(command_line: Mapping[str, object], given: Callable[[str], bool],
     return values
 
 
+# The names an env file may supply; its other lines are read (and must be KEY=VALUE) but not used.
+ENV_FILE_NAMES = ("OPENAI_API_KEY", "OPENAI_BASE_URL")
+_ENV_LINE = re.compile(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*")
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """OPENAI_API_KEY and OPENAI_BASE_URL from a file of KEY=VALUE lines (`#` comments, blank lines, `export`,
+    optional quotes). UsageError for a file other users can read, or a line that is not KEY=VALUE; an error names
+    the file and line, never a line's text (it may hold the key)."""
+    try:
+        with open(path, "rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            if mode & 0o077:
+                raise UsageError(f"env file {path} can be read or written by other users (mode "
+                                 f"{stat.S_IMODE(mode):04o}) and it holds an API key: run chmod 600 {path}")
+            raw = handle.read(1024 * 1024)
+    except OSError as exc:
+        raise UsageError(f"env file {path}: cannot read it: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"env file {path}: not UTF-8 text (byte {exc.start})") from None
+    found: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        matched = _ENV_LINE.fullmatch(line)
+        value = _env_value(matched[2]) if matched else None
+        if matched is None or value is None:
+            raise UsageError(f"env file {path}, line {number}: not a KEY=VALUE line (or an unclosed quote)")
+        if matched[1] in ENV_FILE_NAMES:
+            found[matched[1]] = value
+    return found
+
+
+def _env_value(raw: str) -> str | None:
+    """A value as written: inside its quotes (then anything after them but a comment is an error), else up to an
+    unquoted ` #` comment; None when it cannot be read."""
+    if raw[:1] in ("'", '"'):
+        end = raw.find(raw[0], 1)
+        if end < 0 or raw[end + 1:].strip()[:1] not in ("", "#"):
+            return None
+        return raw[1:end]
+    return re.split(r"\s#", raw, maxsplit=1)[0].strip()
+
+
+def with_env_file(values: Mapping[str, object], environ: Mapping[str, str], *,
+                  api_base_on_command_line: bool) -> tuple[dict[str, object], dict[str, str]]:
+    """The option values and the environment with `env_file`'s OPENAI_* names filled in where the environment lacks
+    them: the environment always wins, and the file's base URL counts as exported (over a job's `api_base`, under an
+    --api-base typed on the command line)."""
+    merged_values, merged_env = dict(values), dict(environ)
+    if not values.get("env_file"):
+        return merged_values, merged_env
+    for name, value in read_env_file(Path(str(values["env_file"])).expanduser()).items():
+        if value.strip() and not environ.get(name, "").strip():
+            merged_env[name] = value
+            if name == "OPENAI_BASE_URL" and not api_base_on_command_line:
+                merged_values["api_base"] = value
+    return merged_values, merged_env
+
+
 def build_settings(inputs: tuple[str, ...], values: Mapping[str, object], *, prices: Mapping[str, float],
                    environ: Mapping[str, str]) -> RunSettings:
     """RunSettings from merged option values; every default that depends on another option is decided here."""
@@ -194,7 +262,8 @@ def build_settings(inputs: tuple[str, ...], values: Mapping[str, object], *, pri
         raise UsageError("OPENAI_API_KEY contains characters that cannot go in an HTTP header "
                          "(spaces, control characters or non-ASCII); check how it was exported")
     api_base = str(values["api_base"]) if values.get("api_base") else None
-    provider = resolve_provider(str(values["provider"]), api_key, api_base)
+    # A dry run sends nothing, so it needs no key: it plans and prices with the chosen provider and model.
+    provider = resolve_provider(str(values["provider"]), api_key, api_base, planning=bool(values.get("dry_run")))
     rpm, workers, audio_format = _int(values["rpm"]), _int(values["workers"]), _choice(values["format"], AUDIO_FORMATS)
     concurrency = _int(values["concurrency"]) if values["concurrency"] else (
         workers if provider == "local" else default_concurrency(rpm))
@@ -235,11 +304,12 @@ def _float(value: object) -> float:
     return float(value) if isinstance(value, (int, float)) else float(str(value))
 
 
-def resolve_provider(choice: str, api_key: str | None, base_url: str | None) -> ProviderName:
+def resolve_provider(choice: str, api_key: str | None, base_url: str | None, *, planning: bool = False) -> ProviderName:
     if choice == "auto":
         return "openai" if (api_key or base_url) else "local"
-    if choice == "openai" and not (api_key or base_url):
-        raise UsageError("--provider openai needs OPENAI_API_KEY (or OPENAI_BASE_URL for a compatible server)")
+    if choice == "openai" and not (api_key or base_url) and not planning:
+        raise UsageError("--provider openai needs OPENAI_API_KEY (or OPENAI_BASE_URL for a compatible server), "
+                         "exported or in an --env-file")
     return "openai" if choice == "openai" else "local"
 
 

@@ -52,9 +52,12 @@ def test_dry_run_sends_nothing_and_counts(tone_server: RunningServer, tmp_path: 
     assert dry.exit_code == 0, dry.stderr
     assert tone_server.stats()["counts"]["requests"] == before
     assert "1 new, 2 unchanged" in dry.stdout and "would send 1 requests" in dry.stdout
-    report = json.loads((out / "report.json").read_text())
-    assert report["status"] == "dry-run" and report["dry_run"]["counts"] == {"new": 1, "unchanged": 2}
-    assert report["dry_run"]["cost_usd"] > 0
+    assert str(out / "dry-run.json") in dry.stdout
+    plan = json.loads((out / "dry-run.json").read_text())
+    assert plan["status"] == "dry-run" and plan["dry_run"]["counts"] == {"new": 1, "unchanged": 2}
+    assert plan["dry_run"]["cost_usd"] > 0
+    assert "Dry run" in (out / "dry-run.html").read_text()
+    assert json.loads((out / "report.json").read_text())["status"] == "finished"  # still the real run's
     assert not (out / "extra.wav").exists()
 
     rebuilt = run_cli("report", str(out))
@@ -62,6 +65,46 @@ def test_dry_run_sends_nothing_and_counts(tone_server: RunningServer, tmp_path: 
     assert json.loads((out / "report.json").read_text())["status"] == "finished"
     status = run_cli("status", str(out))
     assert status.exit_code == 0 and "dry-run" in status.stdout and "2 done" in status.stdout
+
+
+def test_a_dry_run_leaves_the_real_report_as_it_was(tone_server: RunningServer, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    shutil.copytree(SAMPLE_INPUTS / "news", folder)
+    out = tmp_path / "out"
+    assert run_cli("run", str(folder), "-o", str(out), env=api_env(tone_server)).exit_code == 0
+    before = {name: (out / name).read_bytes() for name in ("report.json", "report.html")}
+    (folder / "extra.txt").write_text("A brand new document about the harbour ferry timetable changes.")
+    dry = run_cli("run", str(folder), "-o", str(out), "--dry-run", env=api_env(tone_server))
+    assert dry.exit_code == 0, dry.stderr
+    assert {name: (out / name).read_bytes() for name in before} == before
+    assert (out / "dry-run.json").exists() and (out / "dry-run.html").exists()
+
+
+def test_a_dry_run_never_replaces_a_file_it_did_not_make(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    shutil.copytree(SAMPLE_INPUTS / "news", folder)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "dry-run.html").write_text("mine")
+    dry = run_cli("run", str(folder), "-o", str(out), "--dry-run", "--provider", "local", env=child_env())
+    assert dry.exit_code == 2 and "dry-run.html" in dry.stderr
+    assert (out / "dry-run.html").read_text() == "mine"
+
+
+def test_a_keyless_dry_run_of_an_openai_job_plans_and_prices(tmp_path: Path) -> None:
+    job = tmp_path / "jobs" / "nightly.toml"
+    job.parent.mkdir()
+    shutil.copytree(SAMPLE_INPUTS / "news", tmp_path / "news")
+    job.write_text('inputs = ["news"]\nout = "out"\nprovider = "openai"\nmodel = "gpt-4o-audio-preview"\n')
+    dry = run_cli("run", "--job", str(job), "--dry-run", env=child_env())
+    assert dry.exit_code == 0, dry.stderr
+    documents = len(list((tmp_path / "news").iterdir()))
+    assert f"{documents} new" in dry.stdout and f"would send {documents} requests" in dry.stdout
+    plan = json.loads((tmp_path / "out" / "dry-run.json").read_text())
+    assert plan["settings"]["provider"] == "openai" and plan["dry_run"]["cost_usd"] > 0
+    assert not (tmp_path / "out" / "report.json").exists()
+    real = run_cli("run", "--job", str(job), env=child_env())  # a real run still needs the key
+    assert real.exit_code == 2 and "OPENAI_API_KEY" in real.stderr
 
 
 def test_named_job_with_override_and_bad_job(tmp_path: Path) -> None:

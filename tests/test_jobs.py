@@ -102,18 +102,21 @@ def test_values_hold_only_the_keys_the_file_sets(tmp_path: Path) -> None:
 
 def test_paths_in_a_jobs_folder_resolve_against_its_parent(tmp_path: Path) -> None:
     project = tmp_path / "project"
-    path = write_job(project / "jobs", 'inputs = ["docs", "../shared/m.jsonl", "/abs/x"]\nout = "out/n"\n')
+    path = write_job(project / "jobs", 'inputs = ["docs", "../shared/m.jsonl", "/abs/x"]\nout = "out/n"\n'
+                                       'env_file = "jobs/n.env"\n')
     job = load_job(path)
     assert job_base_dir(path) == project
     assert job.values["inputs"] == (str(project / "docs"), str(tmp_path / "shared" / "m.jsonl"), "/abs/x")
     assert job.values["out"] == str(project / "out" / "n")
+    assert job.values["env_file"] == str(project / "jobs" / "n.env")
 
 
 def test_paths_elsewhere_resolve_against_the_job_files_folder(tmp_path: Path) -> None:
-    path = write_job(tmp_path / "cron", MINIMAL)
+    path = write_job(tmp_path / "cron", MINIMAL + 'env_file = "secrets/openai.env"\n')
     job = load_job(path)
     assert job.values["inputs"] == (str(tmp_path / "cron" / "docs"),)
     assert job.values["out"] == str(tmp_path / "cron" / "out")
+    assert job.values["env_file"] == str(tmp_path / "cron" / "secrets" / "openai.env")
 
 
 def test_paths_do_not_depend_on_the_current_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -210,6 +213,9 @@ def test_non_utf8_file_names_the_file(tmp_path: Path) -> None:
     'OPENAI_API_KEY = "sk-secret-123"',
     '"api-key" = "sk-secret-123"',
     '[prices]\napi_key = "sk-secret-123"',
+    'apikey = "sk-secret-123"',
+    'token = "sk-secret-123"',
+    'OPENAI-KEY = "sk-secret-123"',
 ])
 def test_an_api_key_in_a_job_is_refused_with_the_env_hint(tmp_path: Path, text: str) -> None:
     path = write_job(tmp_path, MINIMAL + text + "\n")

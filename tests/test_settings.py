@@ -5,6 +5,8 @@ options the table marks so."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import tempfile
 from pathlib import Path
 
 import click
@@ -12,13 +14,27 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline import cli, plan
+from pipeline.errors import UsageError
 from pipeline.models import Document, RunSettings
-from pipeline.settings import JOB_OPTIONS, RUN_OPTIONS, RunOption, run_options
+from pipeline.settings import JOB_OPTIONS, RUN_OPTIONS, RunOption, read_env_file, run_options
 
 BOTH = [option for option in JOB_OPTIONS if option.flags]  # settable from a job file and from the command line
 ENV = {"OPENAI_API_KEY": "sk-test-settings"}
 STRINGS = {"loudness": "-20", "proxy": "http://127.0.0.1:3128", "api_base": "http://127.0.0.1:9/v1",
            "base_url": "https://pods.example.org/feed/", "out": "/tmp/audiosum-settings-out"}
+
+
+def _env_file(folder: Path, name: str, text: str, mode: int = 0o600) -> Path:
+    path = folder / name
+    path.write_text(text)
+    os.chmod(path, mode)
+    return path
+
+
+# env_file's examples: files whose base URL shows in the settings (ENV already has a key, which wins over a file's).
+_ENV_FILES = Path(tempfile.mkdtemp(prefix="audiosum-settings-env-"))
+STRINGS["env_file"] = str(_env_file(_ENV_FILES, "first.env", "OPENAI_BASE_URL=http://127.0.0.1:7/v1\n"))
+SECOND_ENV_FILE = str(_env_file(_ENV_FILES, "second.env", "OPENAI_BASE_URL=http://127.0.0.1:8/v1\n"))
 
 
 def _example(option: RunOption) -> object:
@@ -132,6 +148,8 @@ def _second_example(option: RunOption, first: object) -> object:
         return "2026-10-01"
     if option.key == "loudness":
         return "-18"
+    if option.key == "env_file":
+        return SECOND_ENV_FILE
     if option.key in STRINGS:
         return STRINGS[option.key].replace("127.0.0.1", "localhost").replace("pods", "casts").replace("-out", "-o2")
     return f"second-{option.key}"
@@ -165,3 +183,41 @@ def test_loudness_is_part_of_the_settings_fingerprint() -> None:
     plain = RunSettings(inputs=("x",), out_dir=Path("o"))
     loud = RunSettings(inputs=("x",), out_dir=Path("o"), loudness_lufs=-19.0)
     assert fingerprint(document, plain) != fingerprint(document, loud)
+
+
+def test_an_env_file_is_read_as_written(tmp_path: Path) -> None:
+    path = _env_file(tmp_path, "openai.env", "\n".join([
+        "# the nightly job's key", "", "export OPENAI_API_KEY = 'sk-from-file # not a comment'  # a comment",
+        'OPENAI_BASE_URL="http://127.0.0.1:9/v1"', "OTHER=ignored", "EMPTY=", ""]))
+    assert read_env_file(path) == {"OPENAI_API_KEY": "sk-from-file # not a comment",
+                                   "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}
+    plain = _env_file(tmp_path, "plain.env", "OPENAI_API_KEY=sk-plain-value # trailing comment\n")
+    assert read_env_file(plain) == {"OPENAI_API_KEY": "sk-plain-value"}
+
+
+@pytest.mark.parametrize("text", ["OPENAI_API_KEY sk-no-equals\n", "OPENAI_API_KEY='sk-unclosed\n",
+                                  "OPENAI_API_KEY=\"sk-x\" junk\n"])
+def test_a_line_that_is_not_key_value_names_the_line_not_its_text(tmp_path: Path, text: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        read_env_file(_env_file(tmp_path, "bad.env", "# first\n" + text))
+    assert "line 2" in str(caught.value) and "sk-" not in str(caught.value)
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o620, 0o644])
+def test_an_env_file_others_can_read_or_write_is_refused(tmp_path: Path, mode: int) -> None:
+    path = _env_file(tmp_path, "open.env", "OPENAI_API_KEY=sk-secret-value\n", mode)
+    with pytest.raises(UsageError) as caught:
+        read_env_file(path)
+    assert f"chmod 600 {path}" in str(caught.value) and "sk-secret" not in str(caught.value)
+
+
+def test_the_environment_wins_over_the_env_file_and_the_file_fills_what_it_lacks(tmp_path: Path) -> None:
+    path = _env_file(tmp_path, "openai.env", "OPENAI_API_KEY=sk-from-the-file\nOPENAI_BASE_URL=http://127.0.0.1:7/v1\n")
+    from_file = _settings(["/tmp/in", "-o", "/tmp/o", "--env-file", str(path)], env={"OPENAI_API_KEY": ""})
+    assert (from_file.api_key, from_file.base_url, from_file.provider) == (
+        "sk-from-the-file", "http://127.0.0.1:7/v1", "openai")
+    exported = _settings(["/tmp/in", "-o", "/tmp/o", "--env-file", str(path)],
+                         env={"OPENAI_API_KEY": "sk-exported", "OPENAI_BASE_URL": "http://127.0.0.1:5/v1"})
+    assert (exported.api_key, exported.base_url) == ("sk-exported", "http://127.0.0.1:5/v1")
+    typed = _settings(["/tmp/in", "-o", "/tmp/o", "--env-file", str(path), "--api-base", "http://127.0.0.1:6/v1"])
+    assert typed.base_url == "http://127.0.0.1:6/v1"

@@ -20,6 +20,11 @@ from pipeline.state import RunState
 
 JSON_NAME = "report.json"
 HTML_NAME = "report.html"
+# A dry run's plan has files of its own, so report.* always describe the last real run.
+DRY_RUN_ID = "dry-run"
+DRY_RUN_JSON_NAME = f"{DRY_RUN_ID}.json"
+DRY_RUN_HTML_NAME = f"{DRY_RUN_ID}.html"
+DRY_RUN_NAMES = (DRY_RUN_JSON_NAME, DRY_RUN_HTML_NAME)
 
 
 def _iso(timestamp: float | None) -> str | None:
@@ -88,3 +93,21 @@ def write(out_dir: Path, report: dict[str, Any], state: RunState) -> tuple[Path,
         for part in report_html.render_parts(report, failed, others, state.totals(run_id)["failed"]):
             handle.write(part.encode("utf-8"))
     return json_path, html_path
+
+
+def write_dry_run(out_dir: Path, report: dict[str, Any], state: RunState, names: set[str]) -> tuple[Path, ...]:
+    """dry-run.json (the run's settings and its `dry_run` plan) and dry-run.html, those of them in `names` (claimed
+    by the caller); a dry run records no documents. Returns the paths written."""
+    written: list[Path] = []
+    if DRY_RUN_JSON_NAME in names:
+        json_path = confined_path(out_dir, DRY_RUN_JSON_NAME)
+        with atomic_writer(json_path, ours=state.owns) as handle:
+            handle.write((json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+        written.append(json_path)
+    if DRY_RUN_HTML_NAME in names:
+        html_path = confined_path(out_dir, DRY_RUN_HTML_NAME)
+        with atomic_writer(html_path, ours=state.owns) as handle:
+            for part in report_html.render_parts(report, iter(()), iter(()), 0):
+                handle.write(part.encode("utf-8"))
+        written.append(html_path)
+    return tuple(written)

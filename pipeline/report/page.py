@@ -148,11 +148,14 @@ def render_parts(report: dict[str, Any], failed: Iterator[dict[str, Any]], other
                 f'{escape(str(plan.get("limits_note")))}</p></section>')
     if report.get("abort_reason"):
         nav += f'<p class="reason">{escape(str(report["abort_reason"]))}</p>'
+    heading = "audiosum dry run: the plan, nothing sent" if report.get("dry_run") else "audiosum run report"
+    if report.get("dry_run"):
+        nav += '<p><a href="report.html">The last real run\'s report</a></p>'
     yield (
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
         f"<title>audiosum report {escape(str(report.get('run_id', '')))}</title><style>{_CSS}</style></head><body>"
-        f"<h1>audiosum run report</h1><p class=\"meta\">{escape(meta)}</p>"
+        f"<h1>{heading}</h1><p class=\"meta\">{escape(meta)}</p>"
         f"<section class=\"totals\">{cards}</section>{nav}"
     )
     if failed_count:
