@@ -138,6 +138,9 @@ class FollowUpAnswer:
     audio_id: str | None = None
     audio_expires_at: int | None = None
     history: tuple[HistoryTurn, ...] = ()
+    # The offline engine: "matched" (sentences chosen for the question) or "lead" (nothing matched, so the opening);
+    # None for the API, which does not say.
+    basis: Literal["matched", "lead"] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +202,7 @@ class SpokenSummary:
     duration_s: float
     provider: str
     model: str
-    voice: str
+    voice: str  # the voice that spoke
     audio_id: str | None = None
     audio_expires_at: int | None = None
     request_id: str | None = None
@@ -212,6 +215,7 @@ class SpokenSummary:
     followups: tuple[FollowUpAnswer, ...] = ()
     heard: str | None = None  # audio input: what the offline engine recognised (the API keeps this to itself)
     input_seconds: float | None = None  # audio input: the recording's length
+    voice_requested: str | None = None  # the voice asked for, when another spoke (the offline engine); None = `voice`
 
     @property
     def requests(self) -> int:

@@ -11,7 +11,8 @@ import heapq
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Literal
 
 import numpy as np
 from scipy import sparse
@@ -43,13 +44,14 @@ def _terms(text: str) -> list[str]:
 class _Corpus:
     """Document frequencies of one document's sentences, with idf looked up by frequency (a short table)."""
 
-    __slots__ = ("_idf", "documents", "frequency")
+    __slots__ = ("_idf", "_terms", "documents", "frequency")
 
-    def __init__(self, texts: Iterable[str]) -> None:
+    def __init__(self, texts: Iterable[str], terms: Callable[[str], list[str]] = _terms) -> None:
+        self._terms = terms
         self.frequency: Counter[str] = Counter()
         self.documents = 0
         for text in texts:
-            self.frequency.update(set(_terms(text)))
+            self.frequency.update(set(terms(text)))
             self.documents += 1
         highest = max(self.frequency.values(), default=0)
         self._idf = [math.log((1 + self.documents) / (1 + df)) for df in range(highest + 1)]
@@ -57,7 +59,7 @@ class _Corpus:
     def weights(self, text: str) -> dict[str, float]:
         """Unnormalised TF-IDF weights of a text's terms (sublinear tf)."""
         return {term: (1 + math.log(count)) * self._idf[self.frequency[term]]
-                for term, count in Counter(_terms(text)).items()}
+                for term, count in Counter(self._terms(text)).items()}
 
     def centroid_weight(self, term: str) -> float:
         """A term's share of the TF-IDF centroid, up to a constant: how often it recurs times how telling it is."""
@@ -184,33 +186,105 @@ def lead(text: str, words: int, title: str | None = None) -> list[str]:
     return spoken
 
 
-def _ranked_for(question: str, candidates: Sequence[Sentence]) -> Iterator[int]:
-    """Candidate indices, best match first (TF-IDF cosine to the question, ties in document order), then the
-    sentences sharing no term with the question in document order. Only sharing sentences get vectors, and
-    the question meets them in one sparse matrix-vector product: linear in the context."""
-    asked = set(_terms(question))
-    corpus = _Corpus([*(s.text for s in candidates), question])
-    sharing = [i for i, s in enumerate(candidates) if asked.intersection(_terms(s.text))]
-    relevance = np.zeros(0)
-    if sharing:
-        rows = _tfidf_rows([*(candidates[i].text for i in sharing), question], corpus)
-        relevance = (rows[:-1] @ rows[-1].T).toarray().ravel()
-    matched = [sharing[int(k)] for k in np.argsort(-relevance, kind="stable") if relevance[int(k)] > 0]
-    yield from matched
-    shown = set(matched)
-    yield from (i for i in range(len(candidates)) if i not in shown)
+# -- follow-up answers -------------------------------------------------------------------------------------------
+
+AnswerBasis = Literal["matched", "lead"]  # chosen for the question, or the opening because nothing matched
+# An answer keeps only sentences scoring at least this share of the best match: the fact asked for, not a summary.
+ANSWER_RELATIVE = 0.5
+# How much the conversation so far (earlier questions and answers) reorders the sentences the question matched.
+CONVERSATION_WEIGHT = 0.25
+# How much a match on a word's stem alone counts against a match on the word itself.
+STEM_WEIGHT = 0.3
+# Added to a sentence's score for each time expression (up to two) when the question asks when.
+TIME_BONUS = 0.1
+
+_ASKS_WHEN = re.compile(r"\b(?:when|what (?:time|day|date)|how long|how soon|until)\b", re.IGNORECASE)
+_TIME_WORDS = frozenset("""
+monday tuesday wednesday thursday friday saturday sunday mon tue tues wed thu thur thurs fri sat sun
+january february march april june july august september october november december jan feb mar apr jun jul aug
+sep sept oct nov dec today tonight tomorrow yesterday morning afternoon evening noon midnight week weekend weekly
+month monthly year daily hour hours minute minutes day days weeks months years o'clock am pm eod eow
+""".split())  # noqa: SIM905 - a word list reads best as words
+_TIME_TOKEN = re.compile(r"\d{1,2}(?::\d\d)?(?:am|pm)|(?:19|20)\d\d|\d{1,2}(?:st|nd|rd|th)|\d{1,2}:\d\d")
 
 
-def answer(question: str, context: str, words: int) -> list[str]:
-    """Sentences of the context that best match a question (TF-IDF cosine), in document order."""
-    # The context may repeat itself (earlier answers quote the document): each sentence counts once.
+def _stem(word: str) -> str:
+    """A light suffix strip so "needs", "needed" and "need" meet; only for matching questions to sentences."""
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    for suffix in ("ing", "ed", "es", "s"):
+        if len(word) > len(suffix) + 2 and word.endswith(suffix) and not word.endswith("ss"):
+            word = word[: -len(suffix)]
+            break
+    return word[:-1] if len(word) > 3 and word.endswith("e") else word
+
+
+def _stems(text: str) -> list[str]:
+    return [_stem(w) for w in _terms(text)]
+
+
+def _time_expressions(text: str) -> int:
+    words = _WORD.findall(text.lower())
+    return sum(1 for w in words if w in _TIME_WORDS or _TIME_TOKEN.fullmatch(w))
+
+
+def _ranked_for(question: str, candidates: Sequence[Sentence], conversation: str = "") -> list[tuple[float, int]]:
+    """(score, candidate index) of the sentences that match the question, best first, ties in document order.
+
+    A sentence matches by sharing a term (or its stem) with the question, scored by TF-IDF cosine; a question asking
+    when also rewards time expressions, matches them alone when no sentence shares a term, and takes the time named
+    next to a best match that names none. The conversation so far (earlier questions and answers) adds a little of
+    its own cosine, so a follow-up keeps to its subject. Only matching sentences get vectors, and the query rows meet
+    them in sparse products: linear in the context."""
+    asked = set(_stems(question))
+    asks_when = bool(_ASKS_WHEN.search(question))
+    sharing = [i for i, s in enumerate(candidates) if asked.intersection(_stems(s.text))]
+    times: dict[int, int] = {}
+    if asks_when:
+        times = {i: n for i, s in enumerate(candidates) if (n := min(2, _time_expressions(s.text)))}
+        if not sharing:
+            sharing = sorted(times)
+    if not sharing:
+        return []
+    queries = [*(candidates[i].text for i in sharing), question, conversation]
+    relevance = np.zeros(len(sharing))
+    # Exact terms count fully and stems (needs ~ need) a little, so a word's inflections do not outweigh it.
+    for terms, weight in ((_terms, 1.0), (_stems, STEM_WEIGHT)):
+        corpus = _Corpus((*(s.text for s in candidates), question), terms=terms)
+        rows = _tfidf_rows(queries, corpus)
+        relevance += weight * (rows[:-2] @ rows[-2].T).toarray().ravel()
+        if conversation:
+            relevance += weight * CONVERSATION_WEIGHT * (rows[:-2] @ rows[-1].T).toarray().ravel()
+    relevance = relevance + TIME_BONUS * np.asarray([times.get(i, 0) for i in sharing], dtype=np.float64)
+    order = np.argsort(-relevance, kind="stable")
+    ranked = [(float(relevance[k]), sharing[int(k)]) for k in order if relevance[int(k)] > 0]
+    if asks_when and ranked and ranked[0][1] not in times:
+        # The best match names no time: the time asked for is often in the sentence next to it.
+        best_score, best = ranked[0]
+        neighbour = next((i for i in (best + 1, best - 1) if i in times), None)
+        if neighbour is not None:
+            ranked = [(s, i) for s, i in ranked if i != neighbour]
+            ranked.insert(1, (best_score * ANSWER_RELATIVE, neighbour))
+    return ranked
+
+
+def answer_with_basis(question: str, context: str, words: int,
+                      conversation: str = "") -> tuple[list[str], AnswerBasis]:
+    """Sentences of the context (in document order) that best match the question, about `words` words at most,
+    and "matched"; or the context's opening and "lead" when no sentence matches it. conversation: the earlier
+    questions and answers, which only reorder what the question matched."""
+    # The context may repeat itself (a recording's parts, quoted answers): each sentence counts once.
     unique = {s.text: s for s in sentences(context) if not s.is_heading}
     candidates = list(unique.values())
-    if not candidates:
-        return []
+    ranked = _ranked_for(question, candidates, conversation) if candidates else []
+    if not ranked:
+        return lead(context, words), "lead"
+    best = ranked[0][0]
     selected: list[int] = []
     total = 0
-    for index in _ranked_for(question, candidates):
+    for score, index in ranked:
+        if score < ANSWER_RELATIVE * best:
+            break
         length = len(candidates[index].text.split())
         if selected and total + length > words * 1.15:
             continue
@@ -218,4 +292,9 @@ def answer(question: str, context: str, words: int) -> list[str]:
         total += length
         if total >= words * 0.9:
             break
-    return [as_spoken_sentence(candidates[i].text) for i in sorted(selected)]
+    return [as_spoken_sentence(candidates[i].text) for i in sorted(selected)], "matched"
+
+
+def answer(question: str, context: str, words: int, conversation: str = "") -> list[str]:
+    """The sentences of answer_with_basis, without saying whether they matched or are the lead."""
+    return answer_with_basis(question, context, words, conversation)[0]

@@ -16,6 +16,7 @@ class Narration:
     transcript: str
     audio: speech.SpeechAudio
     sentences: tuple[str, ...] = ()
+    basis: extractive.AnswerBasis | None = None  # a follow-up answer: matched to the question, or the lead
 
     def cues(self) -> tuple[tuple[float, float, str], ...]:
         """(start, end, sentence) from the real synthesis times of each sentence."""
@@ -67,9 +68,11 @@ def hear(data: bytes | Path, suffix: str | None, words: int, title: str | None =
 ANSWER_WORDS = 30  # an extractive answer is the sentence or two that match the question best, not another summary
 
 
-def answer(question: str, context: str, words: int, engine: str = "local") -> Narration:
-    """A follow-up question answered from the document (or what was heard of it) and the answers so far."""
-    spoken = extractive.answer(question, context, words) or extractive.lead(context, words)
+def answer(question: str, context: str, words: int, engine: str = "local", conversation: str = "") -> Narration:
+    """A follow-up question answered from the document (or what was heard of it); conversation (the earlier
+    questions and answers) only reorders what the question matched. The narration says whether it fell back to
+    the lead because nothing matched."""
+    spoken, basis = extractive.answer_with_basis(question, context, words, conversation)
     # "text": the audio is thrown away, so make the shortest there is.
     audio = speech.speak(spoken) if engine == "local" else tone.tone(spoken if engine == "tone" else [])
-    return Narration(transcript=" ".join(spoken), audio=audio, sentences=tuple(spoken))
+    return Narration(transcript=" ".join(spoken), audio=audio, sentences=tuple(spoken), basis=basis)

@@ -16,7 +16,15 @@ from typing import Any
 from pipeline.audio.stitch import stitch_audio
 from pipeline.engine import listen, narrate, speech
 from pipeline.errors import DocumentError, TransientError
-from pipeline.models import Document, FollowUpAnswer, RunSettings, SpokenSummary, questions_for
+from pipeline.models import (
+    DEFAULT_VOICE,
+    Document,
+    EventListener,
+    FollowUpAnswer,
+    RunSettings,
+    SpokenSummary,
+    questions_for,
+)
 from pipeline.plan.split import chapter_label, narration_parts
 
 LOCAL_MODEL = "textrank-extractive"
@@ -25,9 +33,31 @@ LOCAL_MODEL = "textrank-extractive"
 class LocalProvider:
     name = "local"
 
-    def __init__(self, settings: RunSettings) -> None:
+    def __init__(self, settings: RunSettings, on_event: EventListener | None = None) -> None:
         self._workers = max(1, settings.local_workers)
         self._pool = self._new_pool()
+        self._on_event = on_event
+        self._warned: set[str] = set()  # each ignored option is warned about once per run (one provider a run)
+
+    def _ignored(self, document: Document, settings: RunSettings) -> str:
+        """The voice asked for; warns (once a run each) that the offline engine speaks in its own voice and does
+        not follow instructions. The API's default voice counts as not asked for."""
+        requested = document.voice or settings.voice
+        if settings.output != "text" and requested != DEFAULT_VOICE:
+            self._warn("voice", requested, f"the offline engine has one voice ({speech.ENGINE_VOICE}); the voice "
+                       f"{requested!r} is ignored (sidecars record it as voice_requested, and voice_used)")
+        instructions = document.instructions or settings.instructions
+        if instructions:
+            self._warn("instructions", instructions, "the offline engine chooses sentences of the document "
+                       "(extractive); --instructions (and a manifest item's instructions) are ignored")
+        return requested
+
+    def _warn(self, option: str, requested: str, message: str) -> None:
+        if option in self._warned or self._on_event is None:
+            return
+        self._warned.add(option)
+        self._on_event("warning", {"kind": f"offline_ignores_{option}", "option": option,
+                                   "requested": requested[:200], "message": message})
 
     def _new_pool(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
@@ -46,8 +76,8 @@ class LocalProvider:
                      for start, n in zip(joined.starts, narrations) for a, b, text in n.cues())
         return SpokenSummary(
             wav=joined.wav, transcript=" ".join(n.transcript for n in narrations), sample_rate=joined.sample_rate,
-            duration_s=joined.duration_s, provider=self.name, model=LOCAL_MODEL, voice=document.voice or settings.voice,
-            engine=speech.ENGINE_VOICE, cues=cues, parts=len(parts),
+            duration_s=joined.duration_s, provider=self.name, model=LOCAL_MODEL, voice=speech.ENGINE_VOICE,
+            voice_requested=self._ignored(document, settings), engine=speech.ENGINE_VOICE, cues=cues, parts=len(parts),
             chapters=tuple((start, chapter_label(part)) for start, part in zip(joined.starts, parts)))
 
     async def _narrate(self, document: Document, settings: RunSettings) -> narrate.Narration:
@@ -73,27 +103,31 @@ class LocalProvider:
         raise AssertionError("unreachable")
 
     async def summarise(self, document: Document, settings: RunSettings) -> SpokenSummary:
+        requested = self._ignored(document, settings)
         if document.audio is not None:
             summary = await self._hear(document, settings)
         elif settings.mode == "narrate":
             return await self._read_aloud(document, settings)
         else:
             summary = await self._summarise_text(document, settings)
+        summary = dataclasses.replace(summary, voice_requested=requested)
         questions = questions_for(document, settings)
         if not questions:
             return summary
-        # The offline engine answers from what it read (or heard) and what it has said so far.
+        # The offline engine answers from what it read (or heard); the conversation so far (the earlier questions
+        # and answers) steers which of the matching sentences come first.
         context = summary.heard or document.text
         engine = "text" if settings.output == "text" else "local"
         answers: list[FollowUpAnswer] = []
         for question in questions:
-            said = " ".join([summary.transcript, *(a.transcript for a in answers)])
-            result = await self._in_pool(narrate.answer, question, f"{context}\n\n{said}",
-                                         min(settings.words, narrate.ANSWER_WORDS), engine)
+            conversation = " ".join(part for a in answers for part in (a.question, a.transcript))
+            result = await self._in_pool(narrate.answer, question, context,
+                                         min(settings.words, narrate.ANSWER_WORDS), engine, conversation)
             spoken = engine == "local"
             answers.append(FollowUpAnswer(question=question, transcript=result.transcript,
                                           wav=result.audio.wav if spoken else b"",
-                                          duration_s=result.audio.duration_s if spoken else 0.0))
+                                          duration_s=result.audio.duration_s if spoken else 0.0,
+                                          basis=result.basis))
         return dataclasses.replace(summary, followups=tuple(answers))
 
     async def _hear(self, document: Document, settings: RunSettings) -> SpokenSummary:
@@ -108,7 +142,7 @@ class LocalProvider:
             wav=result.audio.wav if spoken else b"", transcript=result.transcript,
             sample_rate=result.audio.sample_rate if spoken else 0,
             duration_s=result.audio.duration_s if spoken else 0.0, provider=self.name, model=LOCAL_MODEL,
-            voice=(document.voice or settings.voice) if spoken else "",
+            voice=speech.ENGINE_VOICE if spoken else "",
             engine=f"{listen.ENGINE} + {speech.ENGINE_VOICE}" if spoken else listen.ENGINE,
             cues=result.cues() if spoken else (), heard=heard, input_seconds=round(seconds, 3))
 
@@ -123,7 +157,7 @@ class LocalProvider:
             duration_s=result.audio.duration_s,
             provider=self.name,
             model=LOCAL_MODEL,
-            voice=document.voice or settings.voice,
+            voice=speech.ENGINE_VOICE,
             engine=speech.ENGINE_VOICE,
             cues=result.cues(),
         )

@@ -1,0 +1,115 @@
+"""Issue 17, items 5 and 6: the offline engine says what it ignores (the voice, instructions), and its follow-up
+answers depend on the question, offline and through `audiosum serve`.
+
+The expected words are picked by hand from the sentences of DOCUMENT that answer each question, not by the ranker.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import RunningServer, api_env, child_env, run_cli
+
+from pipeline.engine import extractive
+
+DOCUMENT = """# Harbour repairs
+
+The council met on Monday to review the harbour repairs.
+The sea wall will be rebuilt with granite blocks from the Penrose quarry.
+Work on the wall starts on the fourteenth of March and should take nine weeks.
+The repairs will cost 2.4 million pounds, shared between the council and the port authority.
+Fishing boats will moor at the north jetty while the work goes on.
+Residents can comment on the plans at the library until Friday.
+"""
+# Each question, and words that only the sentences answering it contain.
+QUESTIONS = {
+    "What will the sea wall be rebuilt with?": ("granite", "penrose"),
+    "How much will the repairs cost?": ("2.4 million", "port authority"),
+}
+NOTHING_MATCHES = "Is xylophone tuning covered?"
+
+
+def _keywords_in(answer: str, words: tuple[str, ...]) -> bool:
+    return all(word in answer.lower() for word in words)
+
+
+def _check_answers(answers: dict[str, str]) -> None:
+    assert set(answers) == set(QUESTIONS)
+    assert len(set(answers.values())) == len(QUESTIONS), answers  # different questions, different answers
+    for question, words in QUESTIONS.items():
+        assert _keywords_in(answers[question], words), (question, answers[question])
+        others = [w for q, ws in QUESTIONS.items() if q != question for w in ws]
+        assert not any(w in answers[question].lower() for w in others), (question, answers[question])
+
+
+def test_the_engine_answers_each_question_with_its_own_facts() -> None:
+    answers = {}
+    for question in QUESTIONS:
+        spoken, basis = extractive.answer_with_basis(question, DOCUMENT, 30)
+        assert basis == "matched"
+        answers[question] = " ".join(spoken)
+    _check_answers(answers)
+
+
+def test_the_engine_falls_back_to_the_lead_only_when_nothing_matches() -> None:
+    spoken, basis = extractive.answer_with_basis(NOTHING_MATCHES, DOCUMENT, 30)
+    assert basis == "lead"
+    assert spoken[0] == "The council met on Monday to review the harbour repairs."
+
+
+def test_a_when_question_finds_the_time_next_to_its_subject() -> None:
+    # "wall" is in both; the date is only in the third sentence.
+    spoken, basis = extractive.answer_with_basis("When does work on the wall start?", DOCUMENT, 30)
+    assert basis == "matched" and "fourteenth of march" in " ".join(spoken).lower()
+
+
+OTHER = "The library opens late on Thursdays. Its reading room was repainted in blue last spring.\n"
+
+
+def _run(tmp_path: Path, *extra: str, env: dict[str, str]) -> tuple[Any, Path]:
+    """`audiosum run` over DOCUMENT and one other document, asking QUESTIONS of each."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "harbour.md").write_text(DOCUMENT, encoding="utf-8")
+    (inputs / "library.md").write_text(OTHER, encoding="utf-8")
+    out = tmp_path / "out"
+    followups = [arg for question in QUESTIONS for arg in ("--followup", question)]
+    result = run_cli("run", str(inputs), "-o", str(out), "--workers", "1", "--words", "20", "--log-format", "json",
+                     *followups, *extra, env=env)
+    assert result.exit_code == 0, result.stderr + result.stdout
+    return result, out
+
+
+def _sidecar(out: Path, doc_id: str) -> dict[str, Any]:
+    return json.loads((out / f"{doc_id}.json").read_text(encoding="utf-8"))
+
+
+def _events(stderr: str, name: str) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    return [line for line in lines if line["event"] == name]
+
+
+@pytest.fixture(scope="module")
+def offline_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
+    """No key: the offline engine, asked for a voice and instructions it cannot follow."""
+    return _run(tmp_path_factory.mktemp("offline"), "--voice", "sage", "--instructions", "Speak like a pirate.",
+                env=child_env())
+
+
+@pytest.mark.slow  # the offline voice speaks two summaries and four answers
+def test_offline_run_answers_each_followup_from_its_own_sentences(offline_run: tuple[Any, Path]) -> None:
+    _, out = offline_run
+    sidecar = _sidecar(out, "harbour")
+    assert sidecar["provider"] == "local"
+    _check_answers({entry["question"]: entry["transcript"] for entry in sidecar["followups"]})
+
+
+def test_answers_through_serve_depend_on_the_question(tone_server: RunningServer, tmp_path: Path) -> None:
+    # The tone engine answers follow-ups with the offline engine's extractive answerer (only the sound differs).
+    _, out = _run(tmp_path, env=api_env(tone_server))
+    sidecar = _sidecar(out, "harbour")
+    assert sidecar["provider"] == "openai"
+    _check_answers({entry["question"]: entry["transcript"] for entry in sidecar["followups"]})
