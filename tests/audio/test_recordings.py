@@ -402,7 +402,7 @@ def test_dry_run_counts_parts_and_followups(recordings: Path, tone_server: Runni
         result = run_cli("run", str(recordings / "calls"), "-o", str(out), "--dry-run", "--followup", "Why?",
                          *options, env=api_env(tone_server))
         assert result.exit_code == 0, result.stderr + result.stdout
-        return json.loads((out / "report.json").read_text(encoding="utf-8"))["dry_run"]
+        return json.loads((out / "dry-run.json").read_text(encoding="utf-8"))["dry_run"]
 
     before = tone_server.stats()["counts"]["requests"]
     whole = planned()
