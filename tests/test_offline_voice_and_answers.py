@@ -6,6 +6,7 @@ The expected words are picked by hand from the sentences of DOCUMENT that answer
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,10 @@ Residents can comment on the plans at the library until Friday.
 """
 # Each question, and words that only the sentences answering it contain.
 QUESTIONS = {
-    "What will the sea wall be rebuilt with?": ("granite", "penrose"),
-    "How much will the repairs cost?": ("2.4 million", "port authority"),
+    "Where will the fishing boats moor?": ("north jetty",),
+    "Where can residents comment on the plans?": ("library", "friday"),
 }
+UNASKED = ("granite", "2.4 million", "council met")  # facts no question asks for: filler if an answer has them
 NOTHING_MATCHES = "Is xylophone tuning covered?"
 
 
@@ -42,7 +44,7 @@ def _check_answers(answers: dict[str, str]) -> None:
     for question, words in QUESTIONS.items():
         assert _keywords_in(answers[question], words), (question, answers[question])
         others = [w for q, ws in QUESTIONS.items() if q != question for w in ws]
-        assert not any(w in answers[question].lower() for w in others), (question, answers[question])
+        assert not any(w in answers[question].lower() for w in [*others, *UNASKED]), (question, answers[question])
 
 
 def test_the_engine_answers_each_question_with_its_own_facts() -> None:
@@ -61,9 +63,11 @@ def test_the_engine_falls_back_to_the_lead_only_when_nothing_matches() -> None:
 
 
 def test_a_when_question_finds_the_time_next_to_its_subject() -> None:
-    # "wall" is in both; the date is only in the third sentence.
-    spoken, basis = extractive.answer_with_basis("When does work on the wall start?", DOCUMENT, 30)
-    assert basis == "matched" and "fourteenth of march" in " ".join(spoken).lower()
+    # Only the first sentence shares words with the question; the date asked for is in the next one.
+    context = ("The council approved a new ferry service to the island. It will sail twice a day from the second "
+               "of June. Tickets will be sold at the harbour office.")
+    spoken, basis = extractive.answer_with_basis("When does the ferry service start?", context, 30)
+    assert basis == "matched" and "june" in " ".join(spoken).lower() and "tickets" not in " ".join(spoken).lower()
 
 
 OTHER = "The library opens late on Thursdays. Its reading room was repainted in blue last spring.\n"
@@ -113,3 +117,72 @@ def test_answers_through_serve_depend_on_the_question(tone_server: RunningServer
     sidecar = _sidecar(out, "harbour")
     assert sidecar["provider"] == "openai"
     _check_answers({entry["question"]: entry["transcript"] for entry in sidecar["followups"]})
+
+
+def test_the_offline_provider_warns_once_a_run_about_what_it_ignores(tmp_path: Path) -> None:
+    from pipeline.engine import speech
+    from pipeline.models import Document, RunSettings
+    from pipeline.providers.local import LocalProvider
+
+    events: list[tuple[str, dict[str, Any]]] = []
+    settings = RunSettings(inputs=(), out_dir=tmp_path, voice="sage", instructions="Speak like a pirate.")
+    provider = LocalProvider(settings, on_event=lambda name, fields: events.append((name, fields)))
+    try:
+        for doc_id in ("a", "b"):
+            requested = provider._ignored(Document(id=doc_id, source=doc_id, text="x", sha256=""), settings)
+            assert requested == "sage"
+    finally:
+        asyncio.run(provider.aclose())
+    assert [(name, fields["kind"]) for name, fields in events] == [
+        ("warning", "offline_ignores_voice"), ("warning", "offline_ignores_instructions")]
+    assert speech.ENGINE_VOICE in events[0][1]["message"] and "'sage'" in events[0][1]["message"]
+
+
+def test_the_default_voice_is_not_warned_about(tmp_path: Path) -> None:
+    from pipeline.models import Document, RunSettings
+    from pipeline.providers.local import LocalProvider
+
+    events: list[str] = []
+    settings = RunSettings(inputs=(), out_dir=tmp_path)
+    provider = LocalProvider(settings, on_event=lambda name, fields: events.append(name))
+    try:
+        provider._ignored(Document(id="a", source="a", text="x", sha256=""), settings)
+    finally:
+        asyncio.run(provider.aclose())
+    assert events == []
+
+
+# Waiting on changes outside this change's files (issue 17, item 5): strict, so they fail once those land and the
+# markers must go.
+NEEDS_MAKE_PROVIDER = pytest.mark.xfail(strict=True, reason="pipeline/providers/__init__.py must pass on_event to "
+                                        "LocalProvider")
+NEEDS_SIDECAR = pytest.mark.xfail(strict=True, reason="pipeline/outputs/__init__.py must write voice_requested, "
+                                  "voice_used and each answer's answer_basis")
+
+
+@pytest.mark.slow
+@NEEDS_MAKE_PROVIDER
+def test_offline_run_warns_once_about_the_ignored_voice_and_instructions(offline_run: tuple[Any, Path]) -> None:
+    result, _ = offline_run
+    kinds = [event["kind"] for event in _events(result.stderr, "warning")]
+    # Two documents, one warning of each kind.
+    assert sorted(k for k in kinds if k.startswith("offline_ignores_")) == [
+        "offline_ignores_instructions", "offline_ignores_voice"]
+
+
+@pytest.mark.slow
+@NEEDS_SIDECAR
+def test_offline_sidecar_records_the_voice_asked_for_and_the_voice_used(offline_run: tuple[Any, Path]) -> None:
+    _, out = offline_run
+    sidecar = _sidecar(out, "harbour")
+    assert sidecar["voice_requested"] == "sage"
+    assert sidecar["voice_used"] == sidecar["voice"] and "piper" in sidecar["voice_used"]
+    assert [entry["answer_basis"] for entry in sidecar["followups"]] == ["matched", "matched"]
+
+
+@NEEDS_SIDECAR
+def test_api_sidecar_voice_used_is_the_voice_asked_for(tone_server: RunningServer, tmp_path: Path) -> None:
+    _, out = _run(tmp_path, "--voice", "verse", env=api_env(tone_server))
+    sidecar = _sidecar(out, "harbour")
+    assert sidecar["voice_requested"] == sidecar["voice_used"] == sidecar["voice"] == "verse"
+    assert [entry["answer_basis"] for entry in sidecar["followups"]] == [None, None]
