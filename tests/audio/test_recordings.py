@@ -415,7 +415,11 @@ def test_dry_run_counts_parts_and_followups(recordings: Path, tone_server: Runni
     assert real.exit_code == 0, real.stderr + real.stdout
     sent = tone_server.stats()["counts"]["requests"] - before
     retried = json.loads((tmp_path / "real" / "report.json").read_text())["totals"]["retries"]  # a loaded machine
-    assert split["requests"] == sent - retried > 1 + 1, (split, sent, retried)
+    # The dry run counts parts from the length alone (it does not decode to look for pauses); the real run cuts at
+    # pauses, which can take one part more. The synthetic call's length varies by tens of ms between Piper runs,
+    # which is enough to move it across that line now and then.
+    logical = sent - retried
+    assert split["requests"] <= logical <= split["requests"] + 1 and logical > 1 + 1, (split, sent, retried)
 
 
 def test_pauses_are_found_across_scan_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
