@@ -152,6 +152,8 @@ def sidecar(document: Document, summary: SpokenSummary, settings: RunSettings, m
         "provider": summary.provider,
         "model": summary.model,
         "voice": summary.voice,
+        "voice_requested": summary.voice_requested or summary.voice,
+        "voice_used": summary.voice,
         "engine": summary.engine,
         "format": settings.audio_format,
         "audio_file": main_name,
@@ -176,7 +178,7 @@ def sidecar(document: Document, summary: SpokenSummary, settings: RunSettings, m
     }
     if settings.output == "text":
         body.update(output="text", audio_file=None, audio_sha256=None, text_file=main_name, text_sha256=main_sha256,
-                    format="text", sample_rate=None, duration_s=None, voice=None)
+                    format="text", sample_rate=None, duration_s=None, voice=None, voice_used=None)
     if document.audio is not None:
         heard = {"heard": summary.heard} if summary.heard is not None else {}  # what the offline engine recognised
         body["input"] = {"kind": "recording", "format": document.audio.suffix.lstrip("."),
@@ -196,6 +198,7 @@ def followup_entries(summary: SpokenSummary, files: list[WrittenFile]) -> list[d
         "duration_s": round(answer.duration_s, 3) if answer.wav else None,
         "audio_id": answer.audio_id,
         "audio_expires_at": answer.audio_expires_at,
+        "answer_basis": answer.basis,
         "history": [{"turn": turn.turn, "via": turn.via, "reason": turn.reason} for turn in answer.history],
     } for number, (answer, written) in enumerate(zip(summary.followups, files), start=1)]
 

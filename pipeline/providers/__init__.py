@@ -13,4 +13,4 @@ def make_provider(settings: RunSettings, on_event: EventListener | None = None) 
         return OpenAIProvider(settings, on_event=on_event)
     from pipeline.providers.local import LocalProvider
 
-    return LocalProvider(settings)
+    return LocalProvider(settings, on_event=on_event)

@@ -91,6 +91,8 @@ class ConsoleOutput:
         elif not self.quiet and event in ("retry", "rate_limit_pause", "stopping", "stopping_now"):
             details = ", ".join(f"{k}={v}" for k, v in fields.items())
             self._line(f"  {event:<7} {details}")
+        elif not self.quiet and event == "warning":
+            self._line(f"audiosum: warning: {fields.get('message', '')}")
 
     def close(self) -> None:
         if self._progress is not None:
