@@ -211,7 +211,8 @@ def report_command(out_dir: Path, run_id: str | None) -> None:
 
 @cli.command("status", short_help="Show the last runs and document states of an output folder.")
 @click.argument("out_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), metavar="OUT")
-@click.option("-n", "--runs", "limit", type=click.IntRange(1, 100), default=8, show_default=True)
+@click.option("-n", "--runs", "limit", type=click.IntRange(1, 100), default=8, show_default=True,
+              help="How many of the latest runs to show.")
 def status_command(out_dir: Path, limit: int) -> None:
     """One screen on OUT: its last runs (newest first) and how its documents stand."""
     from pipeline.report.status import status_of
@@ -242,8 +243,9 @@ def jobs_command(folder: Path) -> None:
 
 @cli.command("serve", short_help="Serve an OpenAI-compatible audio endpoint (offline).")
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to bind. One other machines can reach needs --api-key, --feed-only or --no-auth.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+              help="Address to bind. An address other machines can reach needs --api-key, --feed-only or --no-auth.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Port to listen on (0: any free port).")
 @click.option("--engine", type=click.Choice(["local", "tone"]), default="local", show_default=True,
               help="local = extractive summary + neural voice; tone = instant tone audio for load tests.")
 @click.option("--api-key", envvar="AUDIOSUM_SERVE_API_KEY", default=None,

@@ -78,10 +78,7 @@ COMMANDS = ("serve", "status", "report", "jobs")
 
 # Meanings for options whose click declaration has no help text yet: (command, parameter name) -> meaning. Give the
 # option its help in pipeline/cli.py and delete the row here (tests/test_docs.py fails while both exist).
-MISSING_HELP: dict[tuple[str, str], str] = {
-    ("serve", "port"): "Port to listen on.",
-    ("status", "limit"): "How many of the latest runs to show.",
-}
+MISSING_HELP: dict[tuple[str, str], str] = {}
 
 # Defaults computed from the machine when the command is declared: the table says how, not this machine's value.
 MACHINE_DEFAULTS: dict[tuple[str, str], str] = {

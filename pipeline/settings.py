@@ -138,8 +138,9 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
     RunOption("grace", ("--grace",), "number", "On SIGINT/SIGTERM, seconds in-flight documents get to finish before "
               "they are abandoned.", default=_default("grace_s"), low=0),
     # How this invocation runs and talks, not what the run makes: command line only.
-    RunOption("dry_run", ("--dry-run",), "flag", "Read and plan everything, send nothing: counts, tokens, audio "
-              "minutes, cost and time.", default=False, in_job=False),
+    RunOption("dry_run", ("--dry-run",), "flag", "Read and plan everything, send nothing (no key needed): counts, "
+              "tokens, audio minutes, cost and time, on stdout and in OUT/dry-run.json and .html (report.* untouched).",
+              default=False, in_job=False),
     RunOption("log_format", ("--log-format",), "choice", "json: one JSON object per event on stderr (run start/end, "
               "each document, retries, pauses).", default=LOG_FORMATS[0], choices=LOG_FORMATS, in_job=False),
     RunOption("quiet", ("-q", "--quiet"), "flag", "Print only failures and the final summary.", default=False,

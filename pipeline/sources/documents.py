@@ -22,7 +22,7 @@ DOCUMENT_SUFFIXES = TEXT_SUFFIXES | extract.HTML_SUFFIXES | extract.PDF_SUFFIXES
 MAX_DOCUMENT_BYTES = 20 * 1024 * 1024
 MAX_RECORDING_BYTES = 1024 * 1024 * 1024  # the 4-hour decode cap bounds what is really used
 MAX_ID_LENGTH = 100
-RESERVED_IDS = frozenset({"report", "podcast"})
+RESERVED_IDS = frozenset({"report", "podcast", "dry-run"})  # the names of the run's own files
 
 SourceItem = Document | RejectedDocument
 

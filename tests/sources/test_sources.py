@@ -85,6 +85,7 @@ def test_report_is_a_reserved_id() -> None:
     assert sources.safe_doc_id("report") == "report_"
     assert sources.safe_doc_id("Report") == "Report_"
     assert sources.safe_doc_id("notes/report") == "notes__report"
+    assert sources.safe_doc_id("dry-run") == "dry-run_"  # OUT/dry-run.json is the dry run's plan
 
 
 def test_a_csv_field_bigger_than_the_csv_default_is_read(tmp_path: Path) -> None:
