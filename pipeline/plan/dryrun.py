@@ -19,8 +19,9 @@ from pipeline.providers.openai.prompts import recording_system_prompt
 from pipeline.providers.openai.ratelimit import AUDIO_TOKENS_PER_SECOND, answer_tokens, prompt_tokens
 from pipeline.state import RunState
 
-# Measured on 2 cores with sample_inputs/ (tests/bench/bench_local_engine.py): about 30x real time.
-LOCAL_REALTIME_FACTOR = 30.0
+# The offline engine's speed where this folder has no earlier offline run to measure: sample_inputs/ on 2 cores
+# (tests/bench/bench_local_engine.py) makes about 14 seconds of speech per wall second, start-up included.
+LOCAL_REALTIME_FACTOR = 14.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,16 +82,25 @@ def plan_run(settings: RunSettings, state: RunState) -> DryRunPlan:
     audio_seconds = audio_out / AUDIO_TOKENS_PER_SECOND
     prices = prices_for(settings.provider, settings.model, settings.price_overrides)
     cost = cost_usd(prices, text_in=input_tokens, audio_in=audio_in, text_out=text_out, audio_out=audio_out)
-    minutes, note = _duration(settings, requests, input_tokens + audio_in + text_out + audio_out, audio_seconds)
+    minutes, note = _duration(settings, requests, input_tokens + audio_in + text_out + audio_out, audio_seconds,
+                              state.measured_speed("local") if settings.provider == "local" else None)
     return DryRunPlan(counts=dict(counts), requests=requests if settings.provider == "openai" else 0,
                       input_tokens=input_tokens + audio_in, output_text_tokens=text_out,
                       output_audio_tokens=audio_out, audio_minutes=round(audio_seconds / 60, 2),
                       cost_usd=round(cost, 4), minutes_at_limits=minutes, limits_note=note)
 
 
-def _duration(settings: RunSettings, requests: int, tokens: int, audio_seconds: float) -> tuple[float | None, str]:
+def _duration(settings: RunSettings, requests: int, tokens: int, audio_seconds: float,
+              measured: tuple[float, int] | None = None) -> tuple[float | None, str]:
     if settings.provider == "local":
-        return round(audio_seconds / LOCAL_REALTIME_FACTOR / 60, 2), "offline engine at about 30x real time"
+        if measured is None:
+            return (round(audio_seconds / LOCAL_REALTIME_FACTOR / 60, 2),
+                    f"offline engine at about {LOCAL_REALTIME_FACTOR:g}x real time (no earlier offline run in this "
+                    "folder to measure)")
+        speed, runs = measured
+        return (round(audio_seconds / speed / 60, 2),
+                f"offline engine at {speed:.1f}x real time, as measured in this folder's last {runs} offline "
+                f"run{'s' if runs != 1 else ''}")
     bounds = []
     if settings.rpm:
         bounds.append(requests / settings.rpm)

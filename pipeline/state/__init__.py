@@ -356,6 +356,23 @@ class RunState:
         totals["audio_seconds"] = round(totals["audio_seconds"], 3)
         return totals
 
+    def measured_speed(self, provider: str, last: int = 5) -> tuple[float, int] | None:
+        """(audio seconds made per wall second, runs measured) over the last `last` ended runs of `provider` in this
+        folder that made audio; None when there is none. The dry run's time estimate reads it."""
+        runs = self._db.execute(
+            "SELECT run_id, started_at, ended_at FROM runs WHERE ended_at IS NOT NULL AND ended_at > started_at "
+            "AND status IN ('finished', 'interrupted') AND json_extract(settings_json, '$.provider') = ? "
+            "ORDER BY started_at DESC LIMIT 50", (provider,)).fetchall()
+        audio = wall = 0.0
+        measured = 0
+        for run in runs:
+            made = self.totals(run["run_id"])["audio_seconds"]
+            if made > 0:
+                audio, wall, measured = audio + made, wall + run["ended_at"] - run["started_at"], measured + 1
+                if measured == last:
+                    break
+        return (audio / wall, measured) if measured else None
+
 
 def open_read_only(out_dir: Path) -> RunState:
     """OUT's state database for reading only (`audiosum status`): takes no lock, migrates nothing and changes no
