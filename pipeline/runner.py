@@ -22,6 +22,7 @@ from pipeline import plan, report, sources
 from pipeline.audio.publish import PublishedAudio, PublishOptions, is_audio_file, publish
 from pipeline.errors import ApiError, AuthenticationFailed, DiskFull, DocumentError, OutputClash, UsageError
 from pipeline.models import (
+    DEFAULT_PODCAST_BASE_URL,
     Attempt,
     Document,
     DocumentResult,
@@ -144,6 +145,11 @@ async def _run_locked(settings: RunSettings, state: RunState, on_result: ResultL
                           report_json=settings.out_dir / report.JSON_NAME,
                           report_html=settings.out_dir / report.HTML_NAME, abort_reason=current.abort_reason,
                           disk_full=True)
+    if settings.podcast_base_url == DEFAULT_PODCAST_BASE_URL and any(True for _ in state.episodes(1)):
+        current.emit("warning", kind="podcast_base_url_local", option="--base-url",
+                     message=f"{podcast.FEED_NAME} links its episodes under {DEFAULT_PODCAST_BASE_URL} (the default), "
+                             "which no other device can reach: give --base-url (or base_url in the job) the address "
+                             "a podcast app will fetch them from")
     current.emit("run_end", run_id=run_id, status=status, **{k: v for k, v in built["totals"].items()
                                                              if not isinstance(v, dict)})
     return RunOutcome(run_id=run_id, status=status, totals=built["totals"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import wave
 import xml.etree.ElementTree as ET
@@ -80,3 +81,17 @@ def test_serve_feed_publishes_only_the_public_files(tone_server: RunningServer, 
         assert part.status_code == 206 and part.content[:4] == b"RIFF" and len(part.content) == 44
         for hidden in (".audiosum/state.sqlite", ".audiosum", "..%2Fsecret", "lock"):
             assert httpx.get(feed_root + hidden).status_code == 404
+
+
+def test_a_feed_with_the_loopback_base_url_warns_once_and_a_given_one_does_not(tone_server: RunningServer,
+                                                                               tmp_path: Path) -> None:
+    notes = SAMPLE_INPUTS / "notes"
+    plain = run_cli("run", str(notes), "-o", str(tmp_path / "a"), env=api_env(tone_server))
+    assert plain.exit_code == 0, plain.stderr
+    assert plain.stderr.count("audiosum: warning: podcast.xml links its episodes under http://127.0.0.1") == 1
+    logged = run_cli("run", str(notes), "-o", str(tmp_path / "b"), "--log-format", "json", env=api_env(tone_server))
+    warnings = [e for e in map(json.loads, logged.stderr.splitlines()) if e["event"] == "warning"]
+    assert [w["kind"] for w in warnings] == ["podcast_base_url_local"]
+    given = run_cli("run", str(notes), "-o", str(tmp_path / "c"), "--base-url", "https://pods.example.org/feed/",
+                    env=api_env(tone_server))
+    assert given.exit_code == 0 and "warning" not in given.stderr
