@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
-import httpx
 import pytest
+from loopback import LoopbackSite, Reply
 
 from pipeline.clock import FakeClock
 from pipeline.errors import ApiError, PermanentApiError
@@ -169,16 +170,9 @@ async def test_a_refund_never_undoes_a_spent_budget_the_server_announced() -> No
     assert clock.monotonic() - start == pytest.approx(5.0)
 
 
-def _provider(clock: FakeClock, status: int, body: dict) -> tuple[OpenAIProvider, RunSettings, list[int]]:
-    sent: list[int] = []
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        sent.append(len(request.content))
-        return httpx.Response(status, json=body, headers={"x-request-id": "req_1"})
-
-    settings = RunSettings(inputs=("d.txt",), out_dir=Path("out"), provider="openai", tpm=60_000, max_attempts=1,
-                           base_url="http://127.0.0.1:9/v1", api_key="sk-test")
-    return OpenAIProvider(settings, transport=httpx.MockTransport(answer), clock=clock), settings, sent
+def _refusing_site(status: int, body: dict) -> LoopbackSite:
+    """A loopback server that answers every request with `status` and `body` (real HTTP, no mock transport)."""
+    return LoopbackSite(lambda request: Reply(status, json.dumps(body).encode(), headers={"x-request-id": "req_1"}))
 
 
 @pytest.mark.parametrize(("status", "refunded"), [(400, True), (404, True), (422, True), (429, True), (500, False),
@@ -186,7 +180,10 @@ def _provider(clock: FakeClock, status: int, body: dict) -> tuple[OpenAIProvider
 def test_a_request_the_server_refused_gives_its_tokens_back_to_the_limiter(status: int, refunded: bool) -> None:
     clock = FakeClock()
     error = {"error": {"message": "no", "type": "invalid_request_error", "param": None, "code": None}}
-    provider, settings, sent = _provider(clock, status, error)
+    site = _refusing_site(status, error)
+    settings = RunSettings(inputs=("d.txt",), out_dir=Path("out"), provider="openai", tpm=60_000, max_attempts=1,
+                           base_url=site.url("/v1"), api_key="sk-test")
+    provider = OpenAIProvider(settings, clock=clock)
     document = Document(id="d", source="d.txt", text="The ferry runs twice a day. " * 200, sha256="0" * 64)
     cost, _ = provider.estimator.estimate(build_request_body(document, settings)["messages"], settings.words)
     assert cost > 1000                                                 # over a second of the token budget
@@ -199,8 +196,9 @@ def test_a_request_the_server_refused_gives_its_tokens_back_to_the_limiter(statu
         await provider.aclose()
         return clock.monotonic() - start
 
-    waited = asyncio.run(go())
-    assert len(sent) == 1
+    with site:
+        waited = asyncio.run(go())
+        assert site.count("/v1/chat/completions") == 1
     # Refused before any work: the next request goes at once. Failed after the server took it (5xx): the tokens
     # stay spent, and the next request waits for them to refill.
     assert waited == (0.0 if refunded else pytest.approx(cost / 1000))
