@@ -293,12 +293,14 @@ def jobs_command(folder: Path) -> None:
 @click.option("--record", type=click.Path(dir_okay=False, writable=True, path_type=Path), default=None,
               metavar="FILE", help="Append each API request to FILE as one JSON line {method, path, body} (the body "
                                    "as sent; never a header, so never the key).")
+@click.option("--shutdown", "shutdown", multiple=True, metavar="MODEL=DATE",
+              help="Announce a shutdown_date (YYYY-MM-DD) for MODEL in GET /v1/models (repeatable).")
 def serve_command(host: str, port: int, engine: Literal["local", "tone"], api_key: str | None, no_auth: bool,
                   audio_ttl: int, audio_memory: int, workers: int, rpm: int, tpm: int, burst_s: float,
                   latency: str, faults: str,
                   seed: int, fault_retry_after: str, feed_dir: Path | None, feed_only: bool,
                   allowed_host: tuple[str, ...], max_body_mb: int, header_timeout: float, body_timeout: float,
-                  keep_alive: int, max_connections: int, record: Path | None) -> None:
+                  keep_alive: int, max_connections: int, record: Path | None, shutdown: tuple[str, ...]) -> None:
     """Serve an OpenAI-compatible /v1/chat/completions over the offline engine.
 
     With --rpm/--tpm it rate-limits like the real service (429 with retry-after, x-ratelimit-* headers), and
@@ -328,7 +330,7 @@ def serve_command(host: str, port: int, engine: Literal["local", "tone"], api_ke
         fault_retry_after_s=parsed(server_faults.parse_seconds_range, fault_retry_after, "--fault-retry-after"),
         feed_dir=feed_dir, feed_only=feed_only, limits=limits,
         allowed_hosts=parsed(lambda _: server_guard.allowed_hosts(host, allowed_host), "", "--allowed-host"),
-        record=record,
+        record=record, shutdowns=parsed(lambda _: server.parse_shutdowns(shutdown), "", "--shutdown"),
     ))
 
 

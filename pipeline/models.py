@@ -14,7 +14,7 @@ from typing import Any, Literal, get_args
 # Run events (name, fields) for logs and progress: run_start, run_end, retry, rate_limit_pause, stopping.
 EventListener = Callable[[str, dict[str, Any]], None]
 
-DEFAULT_MODEL = "gpt-4o-audio-preview"
+DEFAULT_MODEL = "gpt-audio-1.5"  # the docs' recommended GA model for audio in/out with Chat Completions
 DEFAULT_VOICE = "alloy"
 DEFAULT_WORDS = 120
 DEFAULT_API_BASE = "https://api.openai.com/v1"
@@ -33,7 +33,9 @@ OUTPUT_KINDS: tuple[OutputKind, ...] = get_args(OutputKind)
 AUDIO_FORMATS: tuple[AudioFormat, ...] = get_args(AudioFormat)
 LOG_FORMATS: tuple[LogFormat, ...] = get_args(LogFormat)
 
-OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse")
+OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse",
+                 "marin", "cedar")
+CUSTOM_VOICE_PREFIX = "voice_"  # a custom voice's id; sent as {"id": ...} in audio.voice
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ import httpx
 from pipeline.errors import DocumentError, UsageError
 from pipeline.models import (
     AUDIO_FORMATS,
+    CUSTOM_VOICE_PREFIX,
     DEFAULT_API_BASE,
     DEFAULT_MODEL,
     DEFAULT_VOICE,
@@ -74,8 +75,9 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
     RunOption("provider", ("--provider",), "choice", "auto = openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, "
               "else the offline engine.", default="auto", choices=("auto", *PROVIDER_NAMES), fingerprint=True),
     RunOption("model", ("--model",), "str", "Model name sent to the API.", default=DEFAULT_MODEL, fingerprint=True),
-    RunOption("voice", ("--voice",), "str", f"Voice ({', '.join(OPENAI_VOICES)}; other names are passed to the "
-              "server as given).", default=DEFAULT_VOICE, fingerprint=True),
+    RunOption("voice", ("--voice",), "str", f"Voice ({', '.join(OPENAI_VOICES)}, or a custom voice's "
+              f"{CUSTOM_VOICE_PREFIX}... id; other names are passed to the server as given).", default=DEFAULT_VOICE,
+              fingerprint=True),
     RunOption("words", ("--words",), "int", "Target length of each summary in words.", default=DEFAULT_WORDS,
               low=10, high=2000, fingerprint=True),
     RunOption("concurrency", ("--concurrency",), "int", "Documents in flight at once [default: --workers for local; "

@@ -121,11 +121,13 @@ def test_wrong_key_stops_the_run_early_with_one_message(tone_server: RunningServ
     out = tmp_path / "out"
     wrong = "sk-wrong-key-should-never-be-printed"
     before = tone_server.stats()["counts"].get("error_401", 0)
+    before_models = tone_server.stats()["models"].get("error_401", 0)
     result = run_cli("run", str(SAMPLE_INPUTS), "-o", str(out), "--concurrency", "1",
                      env=api_env(tone_server, key=wrong))
     assert result.exit_code == 2
     assert result.stderr.count("stopped: the API refused the key") == 1
-    assert tone_server.stats()["counts"]["error_401"] - before == 1
+    counts = tone_server.stats()["counts"]  # the run's model check (GET /models/{id}) is the one refused request
+    assert counts.get("error_401", 0) - before + tone_server.stats()["models"].get("error_401", 0) - before_models == 1
     report = json.loads((out / "report.json").read_text())
     assert report["status"] == "aborted" and "refused the key" in report["abort_reason"]
     assert [d["error_class"] for d in report["documents"]] == ["AuthenticationFailed"]

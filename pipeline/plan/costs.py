@@ -24,6 +24,8 @@ DEFAULT_PRICES: dict[str, Prices] = {
     "gpt-4o-audio-preview": Prices(2.50, 10.00, 40.00, 80.00),
     "gpt-4o-mini-audio-preview": Prices(0.15, 0.60, 10.00, 20.00),
     "gpt-audio": Prices(2.50, 10.00, 32.00, 64.00),
+    # developers.openai.com/api/docs/models/gpt-audio-1.5: text $2.50/$10, audio $32/$64 per 1M tokens.
+    "gpt-audio-1.5": Prices(2.50, 10.00, 32.00, 64.00),
     "gpt-audio-mini": Prices(0.60, 2.40, 10.00, 20.00),
 }
 FREE = Prices(0.0, 0.0, 0.0, 0.0)

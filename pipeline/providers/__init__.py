@@ -10,7 +10,7 @@ def make_provider(settings: RunSettings, on_event: EventListener | None = None) 
     if settings.provider == "openai":
         from pipeline.providers.openai import OpenAIProvider
 
-        return OpenAIProvider(settings, on_event=on_event)
+        return OpenAIProvider(settings, on_event=on_event, check_model=True)  # a run checks its model first
     from pipeline.providers.local import LocalProvider
 
     return LocalProvider(settings, on_event=on_event)

@@ -79,7 +79,11 @@ ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 AUDIO_TOKENS_PER_SECOND = 10
 MAX_REMEMBERED_AUDIO = 10_000
 LOGGED_REQUESTS = 1000  # the last requests /stats lists with their server-side times
-MODELS = ("gpt-4o-audio-preview", "gpt-4o-mini-audio-preview", "gpt-audio", "gpt-audio-mini", "gpt-4o-mini")
+# The models this server answers for (GET /v1/models, /v1/models/{id}); its own list, not the client's default.
+MODELS = ("gpt-audio-1.5", "gpt-audio", "gpt-audio-mini", "gpt-4o-audio-preview", "gpt-4o-mini-audio-preview",
+          "gpt-4o-mini")
+MODELS_CREATED = 1_700_000_000
+CUSTOM_VOICE_PREFIX = "voice_"  # a custom voice reference {"id": "voice_..."} is answered as if a known voice
 ORGANIZATION = "org-audiosum"
 RATE_LIMITS_URL = "https://platform.openai.com/account/rate-limits"
 BAD_KEY_MESSAGE = STATUS_ERRORS[401][2]
@@ -130,6 +134,7 @@ class ServerConfig:
     limits: GuardLimits = field(default_factory=GuardLimits)
     allowed_hosts: tuple[str, ...] = LOOPBACK_NAMES       # Host header values answered (server_guard.allowed_hosts)
     record: Path | None = None                            # append each API request (method, path, body) here
+    shutdowns: tuple[tuple[str, str], ...] = ()           # (model, YYYY-MM-DD): the shutdown_date GET models shows
 
 
 @dataclass(slots=True)
@@ -168,6 +173,7 @@ class ChatServer:
         self.memory = AudioMemory(config.audio_ttl_s, config.audio_memory)
         self.stats: Counter[str] = _fresh_counts()
         self.wire: Counter[str] = Counter()
+        self.models_stats: Counter[str] = Counter()  # GET /v1/models and /v1/models/{id}
         self.pool: server_work.WorkerPool | None = None
         self.monotonic = monotonic
         self.limiter = ServerRateLimits(config.rpm, config.tpm, config.burst_s, monotonic)
@@ -291,6 +297,9 @@ class ChatServer:
         if not isinstance(audio, dict):
             raise ApiFailure(400, "'audio' is required when 'modalities' includes 'audio'.", param="audio")
         voice, audio_format = audio.get("voice"), audio.get("format")
+        if isinstance(voice, dict) and set(voice) == {"id"} and isinstance(voice["id"], str) \
+                and voice["id"].startswith(CUSTOM_VOICE_PREFIX) and len(voice["id"]) > len(CUSTOM_VOICE_PREFIX):
+            voice = VOICES[0]  # a custom voice: this server has none of its own, so a built-in one speaks
         if not isinstance(voice, str) or voice not in VOICES:
             raise ApiFailure(400, f"Invalid value for 'audio.voice': {quoted(voice)}. Supported values are: "
                              + ", ".join(repr(v) for v in VOICES) + ".", param="audio.voice",
@@ -499,19 +508,37 @@ class ChatServer:
             title, text = match.group("title").strip() or None, text[match.end():]
         return _DOCUMENT_LINE.sub("", text, count=1), title
 
+    def model_object(self, model: str) -> dict[str, Any]:
+        """The Model object: shutdown_date only when one was announced (--shutdown)."""
+        found: dict[str, Any] = {"id": model, "object": "model", "created": MODELS_CREATED, "owned_by": "audiosum"}
+        shutdown = dict(self.config.shutdowns).get(model)
+        if shutdown is not None:
+            found["shutdown_date"] = shutdown
+        return found
+
     async def models(self, request: Request) -> Response:
-        self.stats["requests"] += 1
+        """GET /v1/models, and GET /v1/models/{model} (404 in OpenAI's shape for a model this server lacks).
+
+        Counted apart from the chat requests (/stats `models`: requests, ok, error_<status>), so a run's model
+        check does not change what /stats counts as its requests."""
+        self.models_stats["requests"] += 1
         try:
             self.check_auth(request)
+            if self.recorder is not None:
+                await self.recorder.record(request.method, request.url.path, await request.body())
+            model = request.path_params.get("model")
+            if model is None:
+                body: dict[str, Any] = {"object": "list", "data": [self.model_object(m) for m in MODELS]}
+            elif model in MODELS:
+                body = self.model_object(model)
+            else:
+                raise ApiFailure(404, f"The model {quoted(model)} does not exist or you do not have access to it.",
+                                 code="model_not_found")
         except ApiFailure as failure:
-            self.stats[f"error_{failure.status}"] += 1
+            self.models_stats[f"error_{failure.status}"] += 1
             return failure.response()
-        if self.recorder is not None:
-            await self.recorder.record(request.method, request.url.path, await request.body())
-        self.stats["ok"] += 1
-        created = 1_700_000_000
-        return json_response({"object": "list", "data": [
-            {"id": m, "object": "model", "created": created, "owned_by": "audiosum"} for m in MODELS]})
+        self.models_stats["ok"] += 1
+        return json_response(body, headers={"x-request-id": request_id()})
 
     async def stats_endpoint(self, request: Request) -> Response:
         """The counters (behind the key when there is one: they reveal what clients sent). Not counted themselves."""
@@ -523,6 +550,7 @@ class ChatServer:
         jobs = {} if pool is None else {"pool": {"jobs": pool.admitted, "capacity": pool.capacity,
                                                  "dropped": pool.dropped}}
         return json_response({"engine": self.config.engine, "counts": dict(self.stats), "wire": dict(self.wire),
+                              "models": dict(self.models_stats),
                               "held": self.held.value, "log": list(self.log), **jobs})
 
     async def stats_reset(self, request: Request) -> Response:
@@ -533,6 +561,7 @@ class ChatServer:
             return failure.response()
         counts, self.stats = dict(self.stats), _fresh_counts()
         wire, self.wire = dict(self.wire), Counter()
+        self.models_stats = Counter()
         self.log.clear()
         return json_response({"engine": self.config.engine, "counts": counts, "wire": wire})
 
@@ -847,6 +876,7 @@ def create_app(config: ServerConfig) -> Starlette:
     api = [
         Route("/v1/chat/completions", chat.chat_completions, methods=["POST"]),
         Route("/v1/models", chat.models, methods=["GET"]),
+        Route("/v1/models/{model:path}", chat.models, methods=["GET"]),
         Route("/stats", chat.stats_endpoint, methods=["GET"]),
         Route("/stats/reset", chat.stats_reset, methods=["POST"]),
         Route("/faults", chat.set_faults, methods=["POST"]),
@@ -859,6 +889,22 @@ def create_app(config: ServerConfig) -> Starlette:
     )
     app.state.chat = chat
     return app
+
+
+def parse_shutdowns(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """`--shutdown MODEL=DATE` (repeatable): a model of MODELS and an ISO date; ValueError otherwise."""
+    from datetime import date
+
+    parsed: list[tuple[str, str]] = []
+    for value in values:
+        model, sep, day = value.partition("=")
+        if not sep or model not in MODELS:
+            raise ValueError(f"{value!r} is not MODEL=DATE with a model this server offers ({', '.join(MODELS)})")
+        try:
+            parsed.append((model, date.fromisoformat(day.strip()).isoformat()))
+        except ValueError:
+            raise ValueError(f"{day!r} is not a date (YYYY-MM-DD)") from None
+    return tuple(parsed)
 
 
 def _url_host(host: str) -> str:

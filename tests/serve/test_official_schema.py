@@ -136,7 +136,7 @@ def test_every_request_audiosum_sent_is_valid_under_the_official_params(recorded
     checked = 0
     for request in recorded:
         endpoint = (request["method"], request["path"])
-        if endpoint in BODILESS:
+        if endpoint in BODILESS or (request["method"] == "GET" and request["path"].startswith("/v1/models/")):
             assert request["body"] == ""
             continue
         assert endpoint in REQUEST_TYPES, f"no params type for {endpoint}: add a row to REQUEST_TYPES"

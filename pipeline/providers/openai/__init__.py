@@ -27,9 +27,11 @@ from pipeline.errors import (
     InvalidAudio,
     PermanentApiError,
     TransientError,
+    UsageError,
     keeping_attempts,
 )
 from pipeline.models import (
+    CUSTOM_VOICE_PREFIX,
     Attempt,
     Document,
     EventListener,
@@ -40,6 +42,7 @@ from pipeline.models import (
     total_usage,
 )
 from pipeline.plan.split import chapter_label, narration_parts, split_for_budget
+from pipeline.providers.openai import preflight
 from pipeline.providers.openai.conversation import Conversation
 from pipeline.providers.openai.prompts import (
     combined_parts,
@@ -74,7 +77,17 @@ def output_options(document: Document, settings: RunSettings) -> dict[str, Any]:
     if settings.output == "text":
         return {"model": settings.model, "modalities": ["text"]}
     return {"model": settings.model, "modalities": ["text", "audio"],
-            "audio": {"voice": document.voice or settings.voice, "format": "wav"}}
+            "audio": {"voice": voice_on_wire(document.voice or settings.voice), "format": "wav"}}
+
+
+def voice_on_wire(voice: str) -> str | dict[str, str]:
+    """A built-in voice goes as its name, a custom voice (voice_...) as {"id": ...} (VoiceIdsOrCustomVoice)."""
+    return {"id": voice} if voice.startswith(CUSTOM_VOICE_PREFIX) else voice
+
+
+def voice_name(wire: object) -> str:
+    """The voice as the sidecar names it: a custom voice's id, or the built-in name."""
+    return str(wire["id"]) if isinstance(wire, dict) else str(wire)
 
 
 def classify_error_response(response: httpx.Response, *, secret: str | None = None,
@@ -222,7 +235,8 @@ class OpenAIProvider:
     name = "openai"
 
     def __init__(self, settings: RunSettings, transport: httpx.AsyncBaseTransport | None = None,
-                 clock: Clock = SYSTEM_CLOCK, on_event: EventListener | None = None) -> None:
+                 clock: Clock = SYSTEM_CLOCK, on_event: EventListener | None = None, check_model: bool = False) -> None:
+        """check_model: GET models/{model} once before the first request (a run's provider does; see preflight)."""
         self._on_event = on_event
         headers = {"User-Agent": f"audiosum/{__version__}", "Content-Type": "application/json"}
         if settings.api_key:
@@ -240,6 +254,10 @@ class OpenAIProvider:
             transport=transport,
         )
         self.limiter = RateLimiter(settings.rpm, settings.tpm, clock=clock)
+        self._model = settings.model
+        self._preflight_lock = asyncio.Lock()
+        self._preflight_done = not check_model
+        self._preflight_error: BaseException | None = None
         self.estimator = TokenEstimator()
         self.retry = RetryPolicy(max_attempts=settings.max_attempts, initial_wait_s=settings.retry_backoff_s,
                                  clock=clock,
@@ -255,7 +273,36 @@ class OpenAIProvider:
             if error.status == 429:
                 self._on_event("rate_limit_pause", {"seconds": round(wait_s, 3), "doc_id": doc_id})
 
+    async def preflight(self) -> None:
+        """Once per provider, before its first request: GET models/{model} (no rate budget: not a chat request).
+        Unknown model: UsageError; refused key: AuthenticationFailed; both raised again for every later caller."""
+        async with self._preflight_lock:
+            if not self._preflight_done:
+                self._preflight_done = True
+                try:
+                    await self._check_model()
+                except (UsageError, ApiError) as exc:
+                    self._preflight_error = exc
+        if self._preflight_error is not None:
+            raise self._preflight_error
+
+    async def _check_model(self) -> None:
+        def refused(response: httpx.Response) -> None:
+            raise classify_error_response(response, secret=self._secret)
+
+        found = await preflight.check_model(self._client, self._model, now_wall=self.clock.wall(),
+                                            deadline_s=self._deadline_s, secret=self._secret, refused=refused)
+        if self._on_event is None:
+            return
+        if found.shutdown_date is not None:
+            self._on_event("warning", {"kind": "model_shutdown", "model": found.model,
+                                       "shutdown_date": found.shutdown_date, "days_left": found.days_left,
+                                       "message": preflight.shutdown_message(found)})
+        elif found.note is not None:
+            self._on_event("debug", {"kind": "model_not_checked", "model": found.model, "message": found.note})
+
     async def summarise(self, document: Document, settings: RunSettings) -> SpokenSummary:
+        await self.preflight()
         if settings.mode == "narrate" and document.audio is None:
             return await self._read_aloud(document, settings)
         if document.audio is not None:
@@ -357,7 +404,7 @@ class OpenAIProvider:
             return SpokenSummary(wav=b"", transcript=answer.text, sample_rate=0, duration_s=0.0, provider=self.name,
                                  model=str(body["model"]), voice="", request_id=answer.request_id,
                                  usage=answer.usage, attempts=attempts)
-        voice = body["audio"]["voice"]
+        voice = voice_name(body["audio"]["voice"])
         spoken, attempts = await self._call(body, document.id, settings.words, self._spoken(voice), audio_seconds)
         return dataclasses.replace(spoken, attempts=attempts)
 
@@ -367,14 +414,14 @@ class OpenAIProvider:
         spoken: list[SpokenSummary] = []
         for part in parts:
             body = {**build_request_body(document, settings), "messages": narrate_messages(part)}
-            voice = body["audio"]["voice"]
+            voice = voice_name(body["audio"]["voice"])
             answer, attempts = await self._call(body, document.id, len(part.split()), self._spoken(voice))
             spoken.append(dataclasses.replace(answer, attempts=attempts))
         return join_answers(spoken, separator=" ", chapter_labels=[chapter_label(part) for part in parts])
 
     async def _speak(self, document: Document, settings: RunSettings) -> SpokenSummary:
         body = build_request_body(document, settings)
-        voice = body["audio"]["voice"]
+        voice = voice_name(body["audio"]["voice"])
         summary, attempts = await self._call(body, document.id, settings.words, self._spoken(voice))
         return dataclasses.replace(summary, attempts=attempts)
 
