@@ -168,6 +168,8 @@ async def _run_workers(current: _Run, provider: Provider | None) -> BaseExceptio
     flusher = asyncio.create_task(_flush_state_periodically(current.state, current))
     failure: BaseException | None = None
     try:
+        if not await _checked_before_sending(current, active):
+            return None
         current.tasks = [asyncio.create_task(current.worker(active)) for _ in range(max(1, settings.concurrency))]
         done, _ = await asyncio.wait(current.tasks, return_when=asyncio.FIRST_EXCEPTION)
         failure = next((t.exception() for t in done if not t.cancelled() and t.exception() is not None), None)
@@ -184,6 +186,26 @@ async def _run_workers(current: _Run, provider: Provider | None) -> BaseExceptio
         if provider is None:
             await active.aclose()
     return failure
+
+
+async def _checked_before_sending(current: _Run, provider: Provider) -> bool:
+    """The provider's one check before any document (does the server offer the model?): False, with the run's abort
+    reason set, when it says the run cannot work (an unknown model, a refused key: exit 2). A server failing the
+    check is met again by the documents, which report it their usual way."""
+    preflight = getattr(provider, "preflight", None)
+    if preflight is None:
+        return True
+    try:
+        await preflight()
+    except UsageError as exc:
+        current.abort_reason = str(exc)
+        return False
+    except AuthenticationFailed as exc:
+        current.abort_reason = f"the API refused the key ({exc}) at the model check; no document was sent"
+        return False
+    except ApiError:
+        pass
+    return True
 
 
 def _finish_run(settings: RunSettings, state: RunState, run_id: str, status: str,

@@ -124,19 +124,17 @@ def test_clicks_own_usage_errors_are_json_events(tmp_path: Path, options: tuple[
 def test_a_refused_key_is_a_json_event_that_says_what_was_sent(tone_server: RunningServer, tmp_path: Path) -> None:
     folder = tmp_path / "in"
     shutil.copytree(SAMPLE_INPUTS / "news", folder)
-    documents = len(list(folder.iterdir()))
     wrong = "sk-wrong-key-0123456789abcdef"
     before = tone_server.stats()["counts"]["requests"]
     result = run_cli("run", str(folder), "-o", str(tmp_path / "out"), "--log-format", "json",
-                     "--concurrency", str(documents), env=api_env(tone_server, key=wrong))
+                     env=api_env(tone_server, key=wrong))
     assert result.exit_code == 2
     events = _json_stderr(result.stderr)
     error = events[-1]
     assert (error["event"], error["kind"], error["exit_code"]) == ("error", "stopped", 2)
-    # Every document was in flight at once and each sent its one request before the refusal came back.
-    assert tone_server.stats()["counts"]["requests"] - before == documents
-    assert "refused the key" in error["message"] and f"{documents - 1} already sent" in error["message"]
-    assert "0 document(s) of this run were made" in error["message"]
+    # The key is refused at the model check, before any document: nothing was sent, and the message says so.
+    assert tone_server.stats()["counts"]["requests"] - before == 0
+    assert "refused the key" in error["message"] and "no document was sent" in error["message"]
     assert wrong not in result.stderr + result.stdout
 
 

@@ -50,6 +50,10 @@ def test_an_unknown_model_is_a_usage_error_that_lists_the_audio_models_and_sends
     assert named == {m for m in offered if "audio" in m} and "gpt-audio-1.5" in named
     assert offered - named  # the text-only models the server offers are not suggested
     assert _chat_requests(tone_server) == before
+    # The run is recorded as stopped for that reason (exit 2), not as crashed by an internal error.
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["status"] == "aborted" and "gpt-nonesuch" in report["abort_reason"]
+    assert "internal error" not in report["abort_reason"]
 
 
 def test_a_refused_key_stops_at_the_model_check_without_a_chat_request(tone_server: RunningServer,
