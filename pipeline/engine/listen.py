@@ -116,7 +116,9 @@ def _quiet_point(audio: Any) -> int:
 
 
 def _hear(model: Any, audio: Any, offset: float, language: str) -> list[tuple[float, float, str]]:
-    segments, _ = model.transcribe(audio, language=language, vad_filter=True, beam_size=5,
+    # temperature 0 only: faster-whisper's fallback samples at higher temperatures, so the same recording could be
+    # heard differently from run to run.
+    segments, _ = model.transcribe(audio, language=language, vad_filter=True, beam_size=5, temperature=0.0,
                                    condition_on_previous_text=False)
     heard = []
     for segment in segments:
