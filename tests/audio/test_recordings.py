@@ -130,7 +130,7 @@ def test_a_recording_over_the_size_limit_is_split_at_pauses(recordings: Path, to
     assert _wire_delta(tone_server, before) == {"modalities=text,audio": parts, "input_audio": parts,
                                                 "input_audio_format=mp3": parts}
     # Cut at pauses, so each part holds whole sentences: the joined answer has every sentence's key words. (The third
-    # sentence by its first and last words: Whisper tiny.en heard its "a refund" as "to reef in" in one 7 s part.)
+    # sentence by its first and last words: Whisper tiny.en hears its "a refund" as "to reef in" in some renderings.)
     transcript = sidecar["transcript"].lower()
     for word in ("connection", "three days", "unhappy", "this month", "contract"):
         assert word in transcript
@@ -302,7 +302,10 @@ def test_followups_from_a_job_and_the_offline_engine(recordings: Path, tmp_path:
     result = run_cli("run", "--job", str(job))
     assert result.exit_code == 0, result.stderr + result.stdout
     (answer,) = _sidecar(tmp_path / "out", "call")["followups"]
-    assert answer["file"] == "call.q1.txt" and "refund" in answer["transcript"].lower()
+    # The answer is the sentence about the refund (SENTENCES[2]), known by its words either side of "a refund":
+    # Whisper tiny.en hears "a refund" as "to reef in" in some of the voice's renderings (Piper's are not identical).
+    said = answer["transcript"].lower()
+    assert answer["file"] == "call.q1.txt" and "unhappy with the service" in said and "for this month" in said
     assert (tmp_path / "out" / "call.q1.txt").read_text(encoding="utf-8").strip() == answer["transcript"]
 
 
