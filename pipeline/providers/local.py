@@ -131,7 +131,7 @@ class LocalProvider:
         return dataclasses.replace(summary, followups=tuple(answers))
 
     async def _hear(self, document: Document, settings: RunSettings) -> SpokenSummary:
-        """A recording: recognised offline (PocketSphinx), summarised (TextRank), spoken unless --output text."""
+        """A recording: recognised offline (Whisper tiny.en), summarised (TextRank), spoken unless --output text."""
         assert document.audio is not None
         spoken = settings.output != "text"
         heard, seconds, result = await self._in_pool(narrate.hear, document.audio.path, document.audio.suffix,

@@ -121,7 +121,7 @@ def render_parts(report: dict[str, Any], failed: Iterator[dict[str, Any]], other
     totals = report.get("totals", {})
     settings = report.get("settings", {})
     offline = settings.get("provider") == "local"
-    engine = ("offline engine: TextRank summary, Piper joe voice, PocketSphinx for recordings" if offline else
+    engine = ("offline engine: TextRank summary, Piper joe voice, Whisper tiny.en for recordings" if offline else
               f'{settings.get("provider", "")} · {settings.get("model", "")} · voice {settings.get("voice", "")}')
     meta = (f'run {report.get("run_id", "")} · {report.get("status", "")} · '
             f'started {report.get("started_at", "")} · {engine} · {settings.get("words", "")} words')
