@@ -80,6 +80,12 @@ class Gate(LoopbackSite):
         self.base_url = self.url("/v1")
 
     def _relay(self, request: Request) -> Reply | None:
+        if request.method != "POST":
+            # The run's model check (GET /v1/models/{id}) is passed through, never counted or held: the gate
+            # counts and holds chat requests, one per document.
+            passed = httpx.request(request.method, self.upstream + request.target, timeout=HANG_S,
+                                   headers={"authorization": request.headers.get("authorization", "")})
+            return Reply(passed.status_code, passed.content, passed.headers.get("content-type", "application/json"))
         if not self._admit(request.body):
             return None  # dropped unanswered: the client is gone or the test is over
         answer = httpx.post(self.upstream + request.target, content=request.body, timeout=HANG_S,
