@@ -20,7 +20,7 @@ from datetime import date, datetime, time
 from pathlib import Path
 
 from pipeline.errors import UsageError
-from pipeline.settings import DATE_FORMATS, JOB_OPTIONS, RunOption
+from pipeline.settings import DATE_FORMATS, JOB_OPTIONS, RunOption, read_settings_text
 
 JOBS_FOLDER_NAME = "jobs"
 PRICE_KEYS = ("text_input_per_1m", "text_output_per_1m", "audio_input_per_1m", "audio_output_per_1m")
@@ -115,14 +115,7 @@ def job_base_dir(path: Path) -> Path:
 
 
 def _read_toml(path: Path) -> dict[str, object]:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"job file {path}: cannot read it: {exc.strerror or exc}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"job file {path}: not UTF-8 text (byte {exc.start})") from None
+    text = read_settings_text(path, "job file")
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

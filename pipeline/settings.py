@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, BinaryIO, Literal, TypeVar
 
 import click
 import httpx
@@ -195,23 +195,34 @@ ENV_FILE_NAMES = ("OPENAI_API_KEY", "OPENAI_BASE_URL")
 _ENV_LINE = re.compile(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*")
 
 
+def read_settings_text(path: Path, what: str, *, encoding: str = "utf-8",
+                       check: Callable[[BinaryIO], None] | None = None, limit: int = -1) -> str:
+    """A job or env file's text: UsageError naming `what` and the file when it cannot be read or is not UTF-8 (never
+    chained: the bytes may hold a key). `check` sees the open file first (the env file's mode)."""
+    try:
+        with open(path, "rb") as handle:
+            if check is not None:
+                check(handle)
+            raw = handle.read(limit)
+    except OSError as exc:
+        raise UsageError(f"{what} {path}: cannot read it: {exc.strerror or exc}") from None
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{what} {path}: not UTF-8 text (byte {exc.start})") from None
+
+
 def read_env_file(path: Path) -> dict[str, str]:
     """OPENAI_API_KEY and OPENAI_BASE_URL from a file of KEY=VALUE lines (`#` comments, blank lines, `export`,
     optional quotes). UsageError for a file other users can read, or a line that is not KEY=VALUE; an error names
     the file and line, never a line's text (it may hold the key)."""
-    try:
-        with open(path, "rb") as handle:
-            mode = os.fstat(handle.fileno()).st_mode
-            if mode & 0o077:
-                raise UsageError(f"env file {path} can be read or written by other users (mode "
-                                 f"{stat.S_IMODE(mode):04o}) and it holds an API key: run chmod 600 {path}")
-            raw = handle.read(1024 * 1024)
-    except OSError as exc:
-        raise UsageError(f"env file {path}: cannot read it: {exc.strerror or exc}") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"env file {path}: not UTF-8 text (byte {exc.start})") from None
+    def private(handle: BinaryIO) -> None:
+        mode = os.fstat(handle.fileno()).st_mode
+        if mode & 0o077:
+            raise UsageError(f"env file {path} can be read or written by other users (mode "
+                             f"{stat.S_IMODE(mode):04o}) and it holds an API key: run chmod 600 {path}")
+
+    text = read_settings_text(path, "env file", encoding="utf-8-sig", check=private, limit=1024 * 1024)
     found: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
