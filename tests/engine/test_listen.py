@@ -81,7 +81,7 @@ def test_speech_is_heard_offline_from_the_bundled_model(tmp_path: Path, monkeypa
     monkeypatch.setattr(listen, "_model", None)  # load it here, under the guard
     heard = listen.transcribe(recording)
     words = heard.text.lower()
-    for said in ("calling about my internet connection", "down for three days", "called me back"):
+    for said in ("calling about my internet connection", "down for three days", "me back"):  # tiny.en hears "called" or "call" depending on the rendering
         assert said in words, heard.text
     assert heard.utterances[0][0] < 1.0 and heard.utterances[-1][1] <= heard.duration_s + 0.5
     # A tone is not speech: the voice activity filter passes nothing to the model, so nothing is invented.
