@@ -16,6 +16,9 @@ EventListener = Callable[[str, dict[str, Any]], None]
 
 DEFAULT_MODEL = "gpt-audio-1.5"  # the docs' recommended GA model for audio in/out with Chat Completions
 DEFAULT_VOICE = "alloy"
+# two-step: a small non-reasoning text model (no hidden reasoning tokens eat max_completion_tokens; Batch takes it)
+DEFAULT_TEXT_MODEL = "gpt-4.1-mini"
+DEFAULT_TTS_MODEL = "gpt-4o-mini-tts"
 DEFAULT_WORDS = 120
 DEFAULT_API_BASE = "https://api.openai.com/v1"
 DEFAULT_PODCAST_BASE_URL = "http://127.0.0.1:8000/feed/"  # what `audiosum serve --feed OUT` serves
@@ -27,11 +30,19 @@ Mode = Literal["summary", "narrate"]  # summarise each document, or read it alou
 OutputKind = Literal["text+audio", "text"]  # a spoken summary and sidecar, or a sidecar and .txt only
 AudioFormat = Literal["wav", "mp3", "opus", "flac"]  # the final audio's format
 LogFormat = Literal["text", "json"]  # how a run talks on stderr
+Strategy = Literal["chat-audio", "two-step"]  # one chat request answers with audio, or a text model then speech
+BatchFallback = Literal["next-batch", "sync"]  # where a line that failed inside a batch goes
+Captions = Literal["sentence", "word", "off"]  # the cues of the transcript's VTT
+ExecutorName = Literal["local", "ray"]  # where the offline engine's CPU work runs
 PROVIDER_NAMES: tuple[ProviderName, ...] = get_args(ProviderName)
 MODES: tuple[Mode, ...] = get_args(Mode)
 OUTPUT_KINDS: tuple[OutputKind, ...] = get_args(OutputKind)
 AUDIO_FORMATS: tuple[AudioFormat, ...] = get_args(AudioFormat)
 LOG_FORMATS: tuple[LogFormat, ...] = get_args(LogFormat)
+STRATEGIES: tuple[Strategy, ...] = get_args(Strategy)
+BATCH_FALLBACKS: tuple[BatchFallback, ...] = get_args(BatchFallback)
+CAPTIONS: tuple[Captions, ...] = get_args(Captions)
+EXECUTORS: tuple[ExecutorName, ...] = get_args(ExecutorName)
 
 OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse",
                  "marin", "cedar")
@@ -113,6 +124,17 @@ class RunSettings:
     max_audio_bytes: int = 20 * 1024 * 1024  # a recording bigger than this is split on silence into parts
     allow_private_links: bool = False  # feeds: follow article links to loopback/private/link-local hosts too
     proxy: str | None = field(default=None, repr=False)  # feeds: fetch through this proxy (environment ones unused)
+    strategy: Strategy = "chat-audio"
+    text_model: str = DEFAULT_TEXT_MODEL  # two-step: writes the summary
+    tts_model: str = DEFAULT_TTS_MODEL  # two-step: speaks it (POST /audio/speech)
+    voice_instructions: str | None = None  # two-step: how the speech model speaks (tone, pace, accent)
+    batch: bool = False  # two-step: the text step through the Batch API
+    batch_fallback: BatchFallback = "next-batch"
+    captions: Captions = "sentence"
+    language: str = "en"  # what recordings are heard as (the offline recogniser)
+    executor: ExecutorName = "local"
+    ray_address: str | None = None  # None: RAY_ADDRESS, else a Ray started on this machine
+    ray_actors: tuple[int, int] | None = None  # autoscaling bounds of the Ray actor pool; None: from the cluster
 
 
 def questions_for(document: Document, settings: RunSettings) -> tuple[str, ...]:

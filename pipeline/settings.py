@@ -22,16 +22,20 @@ import httpx
 from pipeline.errors import DocumentError, UsageError
 from pipeline.models import (
     AUDIO_FORMATS,
+    BATCH_FALLBACKS,
+    CAPTIONS,
     CUSTOM_VOICE_PREFIX,
     DEFAULT_API_BASE,
     DEFAULT_MODEL,
     DEFAULT_VOICE,
     DEFAULT_WORDS,
+    EXECUTORS,
     LOG_FORMATS,
     MODES,
     OPENAI_VOICES,
     OUTPUT_KINDS,
     PROVIDER_NAMES,
+    STRATEGIES,
     ProviderName,
     RunSettings,
 )
@@ -125,6 +129,33 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
               default=_default("max_input_tokens"), low=500, high=1_000_000),
     RunOption("map_model", ("--map-model",), "str", "Text model for the part summaries of long documents.",
               default=_default("map_model")),
+    RunOption("strategy", ("--strategy",), "choice", "chat-audio: one chat request answers with the spoken summary; "
+              "two-step: a text model writes it (--text-model), the speech endpoint speaks it (--tts-model), about a "
+              "fifth of the cost per spoken minute.", default=_default("strategy"), choices=STRATEGIES,
+              fingerprint=True),
+    RunOption("text_model", ("--text-model",), "str", "two-step: the text model that writes the summary.",
+              default=_default("text_model"), fingerprint=True),
+    RunOption("tts_model", ("--tts-model",), "str", "two-step: the speech model (POST /audio/speech).",
+              default=_default("tts_model"), fingerprint=True),
+    RunOption("voice_instructions", ("--voice-instructions",), "str", "two-step: how to speak (tone, pace, "
+              "accent), sent as the speech request's instructions.", fingerprint=True),
+    RunOption("batch", ("--batch",), "flag", "Send the text step of two-step (implied) through the Batch API (half "
+              "price, done within 24 h); the run exits 0 saying it is waiting, and later runs collect and speak it.",
+              default=False),
+    RunOption("batch_fallback", ("--batch-fallback",), "choice", "--batch: where a line that failed or expired "
+              "inside a batch goes: the next batch, or a synchronous request (sync).",
+              default=_default("batch_fallback"), choices=BATCH_FALLBACKS),
+    RunOption("captions", ("--captions",), "choice", "Cues of the transcript's VTT: one per sentence, one per "
+              "word (players that show words), or none.", default=_default("captions"), choices=CAPTIONS),
+    RunOption("language", ("--language",), "str", "Language the offline recogniser hears recordings in (an "
+              "ISO 639-1 code).", default=_default("language"), fingerprint=True),
+    RunOption("executor", ("--executor",), "choice", "Where the offline engine's CPU work runs: this machine's "
+              "worker processes, or a Ray actor pool (pip install '.[ray]').", default=_default("executor"),
+              choices=EXECUTORS),
+    RunOption("ray_address", ("--ray-address",), "str", "--executor ray: the cluster to join [env RAY_ADDRESS; "
+              "default: start Ray on this machine].", env="RAY_ADDRESS", metavar="ADDRESS", show_default=False),
+    RunOption("ray_actors", ("--ray-actors",), "str", "--executor ray: the actor pool's autoscaling bounds "
+              "[default: 1 to the cluster's CPUs over each actor's share].", metavar="MIN,MAX", show_default=False),
     RunOption("allow_private_links", ("--allow-private-links",), "flag", "Feeds: also fetch article links on "
               "loopback, private and link-local addresses (an intranet).", default=False),
     RunOption("proxy", ("--proxy",), "str", "Feeds: fetch pages through this proxy (the environment's HTTP_PROXY "
@@ -298,7 +329,34 @@ def build_settings(inputs: tuple[str, ...], values: Mapping[str, object], *, pri
         followups=_followups(values["followups"]),
         max_audio_bytes=int(_float(values["max_audio_mb"]) * 1024 * 1024),
         allow_private_links=bool(values["allow_private_links"]), proxy=_proxy(values["proxy"]),
+        strategy="two-step" if values["batch"] else _choice(values["strategy"], STRATEGIES), text_model=str(values["text_model"]),
+        tts_model=str(values["tts_model"]), voice_instructions=_optional_str(values["voice_instructions"]),
+        batch=bool(values["batch"]), batch_fallback=_choice(values["batch_fallback"], BATCH_FALLBACKS),
+        captions=_choice(values["captions"], CAPTIONS), language=_language(values["language"]),
+        executor=_choice(values["executor"], EXECUTORS), ray_address=_optional_str(values["ray_address"]),
+        ray_actors=_ray_actors(values["ray_actors"]),
     )
+
+
+def _language(value: object) -> str:
+    code = str(value).strip().lower()
+    if not re.fullmatch(r"[a-z]{2,3}", code):
+        raise UsageError(f"--language {_shown(str(value))!r} is not a language code such as en, de or fr")
+    return code
+
+
+def _ray_actors(value: object) -> tuple[int, int] | None:
+    """--ray-actors MIN,MAX (or one number: a fixed pool)."""
+    if value is None:
+        return None
+    low, _, high = str(value).partition(",")
+    try:
+        bounds = (int(low), int(high or low))
+    except ValueError:
+        raise UsageError(f"--ray-actors {_shown(str(value))!r} is not MIN,MAX (two whole numbers)") from None
+    if not 1 <= bounds[0] <= bounds[1] <= 1024:
+        raise UsageError(f"--ray-actors {bounds[0]},{bounds[1]}: need 1 <= MIN <= MAX <= 1024")
+    return bounds
 
 
 def _int(value: object) -> int:

@@ -21,7 +21,10 @@ from pipeline.settings import JOB_OPTIONS, RUN_OPTIONS, RunOption, read_env_file
 BOTH = [option for option in JOB_OPTIONS if option.flags]  # settable from a job file and from the command line
 ENV = {"OPENAI_API_KEY": "sk-test-settings"}
 STRINGS = {"loudness": "-20", "proxy": "http://127.0.0.1:3128", "api_base": "http://127.0.0.1:9/v1",
-           "base_url": "https://pods.example.org/feed/", "out": "/tmp/audiosum-settings-out"}
+           "base_url": "https://pods.example.org/feed/", "out": "/tmp/audiosum-settings-out", "language": "de",
+           "ray_actors": "1,3"}
+TWO_STEP_ONLY = {"text_model", "tts_model", "voice_instructions"}
+SECOND_STRINGS = {"language": "fr", "ray_actors": "2,2"}
 
 
 def _env_file(folder: Path, name: str, text: str, mode: int = 0o600) -> Path:
@@ -150,6 +153,8 @@ def _second_example(option: RunOption, first: object) -> object:
         return "-18"
     if option.key == "env_file":
         return SECOND_ENV_FILE
+    if option.key in SECOND_STRINGS:
+        return SECOND_STRINGS[option.key]
     if option.key in STRINGS:
         return STRINGS[option.key].replace("127.0.0.1", "localhost").replace("pods", "casts").replace("-out", "-o2")
     return f"second-{option.key}"
@@ -158,10 +163,17 @@ def _second_example(option: RunOption, first: object) -> object:
 @pytest.mark.parametrize("option", BOTH, ids=lambda option: option.key)
 def test_the_fingerprint_changes_exactly_for_the_options_marked_so(option: RunOption) -> None:
     document = Document(id="d", source="d.txt", text="Some text.", sha256="0" * 64, title="D")
-    before = plan.fingerprint(document, _settings(["/tmp/in", "-o", "/tmp/o"]))
-    after = plan.fingerprint(document, _with(option, _example(option)))
+    # The two-step models and voice instructions matter to two-step runs only, and --batch implies two-step:
+    # compared within one.
+    base = ["--strategy", "two-step"] if option.key in TWO_STEP_ONLY | {"batch"} else []
+    before = plan.fingerprint(document, _settings(["/tmp/in", "-o", "/tmp/o", *base]))
+    after = plan.fingerprint(document, _settings(["/tmp/in", "-o", "/tmp/o", *base, *_argv(option, _example(option))]))
     assert (before != after) == option.fingerprint, (
         f"{option.key}: the table says fingerprint={option.fingerprint}, plan.fingerprint disagrees")
+    if option.key in TWO_STEP_ONLY:
+        chat_audio = _settings(["/tmp/in", "-o", "/tmp/o"])
+        assert plan.fingerprint(document, chat_audio) == plan.fingerprint(document, dataclasses.replace(
+            chat_audio, text_model="x", tts_model="y", voice_instructions="z")), "chat-audio ignores them"
 
 
 def test_a_job_file_can_set_what_it_could_not_before(tmp_path: Path) -> None:

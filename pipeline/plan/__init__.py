@@ -46,6 +46,10 @@ def fingerprint(document: Document, settings: RunSettings) -> str:
     questions = questions_for(document, settings)
     if questions:
         relevant["followups"] = list(questions)
+    if settings.strategy == "two-step":
+        relevant["two_step"] = [settings.text_model, settings.tts_model, settings.voice_instructions]
+    if settings.language != "en":  # only when set: fingerprints made before the option existed still match
+        relevant["language"] = settings.language
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode("utf-8")).hexdigest()[:32]
 
 
