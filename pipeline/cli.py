@@ -259,7 +259,8 @@ def jobs_command(folder: Path) -> None:
 @click.option("--workers", type=click.IntRange(1, 64), default=min(2, os.cpu_count() or 1), show_default=True,
               help="Worker processes that summarise, speak and hear (the event loop does none of it).")
 @click.option("--rpm", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Requests per minute on /v1/chat/completions, refilled continuously (0 = no limit).")
+              help="Requests per minute on /v1/chat/completions and /v1/audio/speech, refilled continuously "
+                   "(0 = no limit).")
 @click.option("--tpm", type=click.IntRange(min=0), default=0, show_default=True,
               help="Tokens per minute: the prompt estimate up front, the completion after answering (0 = no limit).")
 @click.option("--burst", "burst_s", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
@@ -295,18 +296,24 @@ def jobs_command(folder: Path) -> None:
                                    "as sent; never a header, so never the key).")
 @click.option("--shutdown", "shutdown", multiple=True, metavar="MODEL=DATE",
               help="Announce a shutdown_date (YYYY-MM-DD) for MODEL in GET /v1/models (repeatable).")
+@click.option("--batch-delay", type=click.FloatRange(min=0), default=1.0, show_default=True, metavar="SECONDS",
+              help="A /v1/batches job is validating, then in_progress, for this long in all before its lines run.")
+@click.option("--batch-expire", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="SECONDS",
+              help="A batch not finished this long after its creation ends 'expired' (0 = only after 24 h).")
 def serve_command(host: str, port: int, engine: Literal["local", "tone"], api_key: str | None, no_auth: bool,
                   audio_ttl: int, audio_memory: int, workers: int, rpm: int, tpm: int, burst_s: float,
                   latency: str, faults: str,
                   seed: int, fault_retry_after: str, feed_dir: Path | None, feed_only: bool,
                   allowed_host: tuple[str, ...], max_body_mb: int, header_timeout: float, body_timeout: float,
-                  keep_alive: int, max_connections: int, record: Path | None, shutdown: tuple[str, ...]) -> None:
+                  keep_alive: int, max_connections: int, record: Path | None, shutdown: tuple[str, ...],
+                  batch_delay: float, batch_expire: float) -> None:
     """Serve an OpenAI-compatible /v1/chat/completions over the offline engine.
 
     With --rpm/--tpm it rate-limits like the real service (429 with retry-after, x-ratelimit-* headers), and
     with --faults it injects errors, resets, stalls and broken answers; GET /stats counts every answer kind.
     """
     from pipeline.serve import app as server
+    from pipeline.serve import batches as server_batches
     from pipeline.serve import faults as server_faults
     from pipeline.serve import guard as server_guard
 
@@ -331,6 +338,7 @@ def serve_command(host: str, port: int, engine: Literal["local", "tone"], api_ke
         feed_dir=feed_dir, feed_only=feed_only, limits=limits,
         allowed_hosts=parsed(lambda _: server_guard.allowed_hosts(host, allowed_host), "", "--allowed-host"),
         record=record, shutdowns=parsed(lambda _: server.parse_shutdowns(shutdown), "", "--shutdown"),
+        batches=server_batches.BatchSettings(delay_s=batch_delay, expire_s=batch_expire),
     ))
 
 

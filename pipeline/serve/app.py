@@ -37,6 +37,7 @@ from starlette.routing import Route
 
 from pipeline.errors import InvalidAudio
 from pipeline.serve import work as server_work
+from pipeline.serve.batches import BatchesEndpoint, BatchSettings
 from pipeline.serve.errors import (
     MAX_QUOTED,
     SERVER_ERROR_MESSAGE,
@@ -58,6 +59,7 @@ from pipeline.serve.faults import (
     parse_faults,
 )
 from pipeline.serve.feed import FeedFolder
+from pipeline.serve.files import FilesEndpoint, FileStore
 from pipeline.serve.guard import (
     HEADER_BYTES,
     LOOPBACK_NAMES,
@@ -67,6 +69,7 @@ from pipeline.serve.guard import (
     guarded_protocol,
 )
 from pipeline.serve.limits import Admission, ServerRateLimits, format_duration, retry_after_headers
+from pipeline.serve.speech import SPEECH_MODELS, SpeechEndpoint
 
 if TYPE_CHECKING:
     from pipeline.engine import narrate
@@ -81,7 +84,7 @@ MAX_REMEMBERED_AUDIO = 10_000
 LOGGED_REQUESTS = 1000  # the last requests /stats lists with their server-side times
 # The models this server answers for (GET /v1/models, /v1/models/{id}); its own list, not the client's default.
 MODELS = ("gpt-audio-1.5", "gpt-audio", "gpt-audio-mini", "gpt-4o-audio-preview", "gpt-4o-mini-audio-preview",
-          "gpt-4o-mini")
+          "gpt-4o-mini", "gpt-4.1-mini", *SPEECH_MODELS)
 MODELS_CREATED = 1_700_000_000
 CUSTOM_VOICE_PREFIX = "voice_"  # a custom voice reference {"id": "voice_..."} is answered as if a known voice
 ORGANIZATION = "org-audiosum"
@@ -135,6 +138,7 @@ class ServerConfig:
     allowed_hosts: tuple[str, ...] = LOOPBACK_NAMES       # Host header values answered (server_guard.allowed_hosts)
     record: Path | None = None                            # append each API request (method, path, body) here
     shutdowns: tuple[tuple[str, str], ...] = ()           # (model, YYYY-MM-DD): the shutdown_date GET models shows
+    batches: BatchSettings = field(default_factory=BatchSettings)  # --batch-delay, --batch-expire
 
 
 @dataclass(slots=True)
@@ -186,6 +190,11 @@ class ChatServer:
         # Latency and fault details (waits, which kind of bad audio) draw from their own stream, so the sequence
         # of fault kinds depends on the seed and the order of requests only.
         self.jitter = random.Random(f"audiosum-jitter-{config.seed}")
+        # The endpoints beyond chat, each with its own /stats counters.
+        self.speech = SpeechEndpoint(self, VOICES, CUSTOM_VOICE_PREFIX)
+        store = FileStore()
+        self.files = FilesEndpoint(self, store)
+        self.batches = BatchesEndpoint(self, store, config.batches)
 
     # -- request checking -------------------------------------------------------------------------
     def check_auth(self, request: Request) -> None:
@@ -374,8 +383,17 @@ class ChatServer:
         # `fault_<kind>`, `error_<status>`, `client_disconnected`), counted when the answer is decided.
         self.stats["requests"] += 1
         entry: dict[str, Any] = {"arrived_s": self.monotonic()}
+        kind, response = await self.settle(self._chat(request, entry))
+        self.stats[kind] += 1
+        self.log.append({"kind": kind, **entry})
+        if self.limiter.enabled:
+            response.headers.update(self.limiter.headers())
+        return response
+
+    async def settle(self, work: Awaitable[tuple[str, Response]]) -> tuple[str, Response]:
+        """`work`'s (answer kind, answer), or the kind and OpenAI-shaped answer of what it raised."""
         try:
-            kind, response = await self._chat(request, entry)
+            return await work
         except ApiFailure as failure:
             kind, response = failure.kind, failure.response()
         except ClientDisconnect:
@@ -390,11 +408,41 @@ class ChatServer:
         except Exception:
             traceback.print_exc(file=sys.stderr)
             kind, response = "error_500", error_response(500, SERVER_ERROR_MESSAGE, error_type="server_error")
-        self.stats[kind] += 1
-        self.log.append({"kind": kind, **entry})
-        if self.limiter.enabled:
-            response.headers.update(self.limiter.headers())
-        return response
+        return kind, response
+
+    # -- what the speech and batch endpoints share (serve.core.ServerCore) ------------------------------
+    @property
+    def engine(self) -> server_work.Engine:
+        return self.config.engine
+
+    async def record(self, request: Request, raw: bytes) -> None:
+        if self.recorder is not None:
+            await self.recorder.record(request.method, request.url.path, raw)
+
+    async def json_body(self, raw: bytes) -> dict[str, Any]:
+        return await asyncio.to_thread(_parse_body, raw)
+
+    def rate_limited(self, admission: Admission, model: str) -> ApiFailure:
+        return _rate_limited(admission, model)
+
+    async def answer_text(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A text-only answer to a chat request body (a batch line): no audio models, no audio in or out."""
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise ApiFailure(400, "You must provide a model parameter.", param="model")
+        if "audio" in _text(model, "model"):
+            raise ApiFailure(400, f"The model {quoted(model)} is not supported by the Batch API (it takes no audio "
+                             "models).", param="model", code="model_not_supported")
+        if self.check_output(body)[1] is not None:
+            raise ApiFailure(400, "Batch requests answer text only.", param="modalities", code="invalid_value")
+        cap = self.check_options(body)
+        turns = await asyncio.to_thread(self.parse_turns, body.get("messages"))
+        if any(t.audio_parts for t in turns):
+            raise ApiFailure(400, "Batch requests take no audio input.", param="messages", code="invalid_value")
+        answer, _ = await self._answer(model, turns, None, None)
+        if cap is not None:
+            _cap_text_answer(answer, cap)
+        return answer
 
     async def _chat(self, request: Request, entry: dict[str, Any]) -> tuple[str, Response]:
         self.check_auth(request)
@@ -403,10 +451,9 @@ class ChatServer:
         # limiter, and keeping them out of the buckets makes a benchmark's ideal makespan depend on the limits only.
         fault = self.faults.draw()
         raw = await request.body()
-        if self.recorder is not None:
-            await self.recorder.record(request.method, request.url.path, raw)
+        await self.record(request, raw)
         if fault is not None:
-            return f"fault_{fault}", await self._fault(fault, raw)
+            return f"fault_{fault}", await self.answer_fault(fault, raw)
         body = await asyncio.to_thread(_parse_body, raw)
         model = body.get("model")
         if not isinstance(model, str) or not model:
@@ -432,22 +479,22 @@ class ChatServer:
             _cap_text_answer(answer, cap)
         self.limiter.charge(answer["usage"]["completion_tokens"])
         data = await asyncio.to_thread(_encoded_answer, answer, audio)
-        await self._latency()
+        await self.latency()
         return "ok", Response(data, media_type="application/json", headers={"x-request-id": request_id()})
 
-    async def _latency(self) -> None:
+    async def latency(self) -> None:
         low, high = self.config.latency_s
         if high > 0:
             await asyncio.sleep(self.jitter.uniform(low, high))
 
-    async def _fault(self, fault: str, raw: bytes) -> Response:
+    async def answer_fault(self, fault: str, raw: bytes) -> Response:
         """The answer for an injected fault (errors come back as ApiFailure's response, not raised)."""
         if fault == "reset":
             return ResetConnection()
         if fault == "timeout":
             return HoldUntilClientLeaves(self.held)
         if fault in ("badjson", "badaudio", "truncated"):
-            await self._latency()
+            await self.latency()
             return self._broken_success(fault, _model_of(raw))
         return _fault_failure(fault, self.jitter.uniform(*self.config.fault_retry_after_s), _model_of(raw)).response()
 
@@ -550,8 +597,12 @@ class ChatServer:
         jobs = {} if pool is None else {"pool": {"jobs": pool.admitted, "capacity": pool.capacity,
                                                  "dropped": pool.dropped}}
         return json_response({"engine": self.config.engine, "counts": dict(self.stats), "wire": dict(self.wire),
-                              "models": dict(self.models_stats),
+                              "models": dict(self.models_stats), **self.endpoint_stats(),
                               "held": self.held.value, "log": list(self.log), **jobs})
+
+    def endpoint_stats(self) -> dict[str, Any]:
+        return {"speech": dict(self.speech.stats), "files": {**self.files.stats, **self.files.store.counts()},
+                "batches": dict(self.batches.stats)}
 
     async def stats_reset(self, request: Request) -> Response:
         """Zero the counters; answers with the counts as they were, so reading and zeroing is one step."""
@@ -562,6 +613,9 @@ class ChatServer:
         counts, self.stats = dict(self.stats), _fresh_counts()
         wire, self.wire = dict(self.wire), Counter()
         self.models_stats = Counter()
+        for counts in (self.speech.stats, self.files.stats, self.batches.stats):
+            counts.clear()
+            counts.update({"requests": 0, "ok": 0})
         self.log.clear()
         return json_response({"engine": self.config.engine, "counts": counts, "wire": wire})
 
@@ -862,6 +916,7 @@ def create_app(config: ServerConfig) -> Starlette:
         try:
             yield
         finally:
+            chat.batches.shutdown()
             if chat.pool is not None:
                 chat.pool.shutdown()
 
@@ -877,13 +932,24 @@ def create_app(config: ServerConfig) -> Starlette:
         Route("/v1/chat/completions", chat.chat_completions, methods=["POST"]),
         Route("/v1/models", chat.models, methods=["GET"]),
         Route("/v1/models/{model:path}", chat.models, methods=["GET"]),
+        Route("/v1/audio/speech", chat.speech.handle, methods=["POST"]),
+        Route("/v1/files", chat.files.create, methods=["POST"]),
+        Route("/v1/files", chat.files.list_files, methods=["GET"]),
+        Route("/v1/files/{file_id}", chat.files.retrieve, methods=["GET"]),
+        Route("/v1/files/{file_id}", chat.files.delete, methods=["DELETE"]),
+        Route("/v1/files/{file_id}/content", chat.files.content, methods=["GET"]),
+        Route("/v1/batches", chat.batches.create, methods=["POST"]),
+        Route("/v1/batches", chat.batches.list_batches, methods=["GET"]),
+        Route("/v1/batches/{batch_id}", chat.batches.retrieve, methods=["GET"]),
+        Route("/v1/batches/{batch_id}/cancel", chat.batches.cancel, methods=["POST"]),
         Route("/stats", chat.stats_endpoint, methods=["GET"]),
         Route("/stats/reset", chat.stats_reset, methods=["POST"]),
         Route("/faults", chat.set_faults, methods=["POST"]),
     ]
     app = Starlette(
         routes=feed if config.feed_only else [*api, *feed],
-        middleware=[Middleware(RequestGuard, limits=config.limits, hosts=config.allowed_hosts)],
+        middleware=[Middleware(RequestGuard, limits=config.limits, hosts=config.allowed_hosts,
+                               multipart_paths=("/v1/files",))],
         exception_handlers={404: not_found, 405: not_found},
         lifespan=lifespan,
     )

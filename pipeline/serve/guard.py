@@ -128,8 +128,10 @@ class RequestGuard:
     the bytes-in-flight budget and the deadline (raising ApiFailure 413/503/408 into the app, which answers it like
     any other refusal). WebSocket scopes are refused outright: the server speaks no WebSocket."""
 
-    def __init__(self, app: ASGIApp, limits: GuardLimits, hosts: Sequence[str]) -> None:
+    def __init__(self, app: ASGIApp, limits: GuardLimits, hosts: Sequence[str],
+                 multipart_paths: Sequence[str] = ()) -> None:
         self.app = app
+        self.multipart_paths = frozenset(multipart_paths)  # the uploads (POST /v1/files) that are multipart
         self.limits = limits
         self.budget = BodyBudget(limits.in_flight_bytes, limits.busy_retry_after_s)
         # Starlette's own middleware decides; its plain-text refusal is dropped and answered in OpenAI's shape.
@@ -161,7 +163,7 @@ class RequestGuard:
                               "for its allowed host names (start it with --allowed-host NAME to add one).",
                               code="invalid_host")
         if scope["method"] == "POST":
-            refusal = _content_type_refusal(headers)
+            refusal = _content_type_refusal(headers, scope["path"] in self.multipart_paths)
             if refusal is not None:
                 return refusal
         declared = _declared_length(headers)
@@ -176,15 +178,17 @@ async def _no_receive() -> Message:
     return {"type": "http.disconnect"}
 
 
-def _content_type_refusal(headers: Headers) -> ApiFailure | None:
-    """POST bodies must say they are JSON: a browser's cross-site form (urlencoded, multipart, text/plain) cannot."""
+def _content_type_refusal(headers: Headers, multipart: bool = False) -> ApiFailure | None:
+    """POST bodies must say they are JSON: a browser's cross-site form (urlencoded, multipart, text/plain) cannot.
+    The upload routes take multipart/form-data instead (and only it)."""
     given = headers.get("content-type")
     if given is None and not _has_body(headers):
         return None  # a bare POST (/stats/reset) carries nothing to misread
     media = (given or "").split(";", 1)[0].strip().lower()
-    if media == "application/json":
+    expected = "multipart/form-data" if multipart else "application/json"
+    if media == expected:
         return None
-    return ApiFailure(415, f"Unsupported Content-Type {quoted(given)}: request bodies must be 'application/json'.",
+    return ApiFailure(415, f"Unsupported Content-Type {quoted(given)}: request bodies must be '{expected}'.",
                       code="unsupported_media_type")
 
 

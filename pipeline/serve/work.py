@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 if TYPE_CHECKING:
     from pipeline.engine import narrate, speech
+    from pipeline.serve.encode import SpeechFormat
 
 Engine = Literal["local", "tone"]
 T = TypeVar("T")
@@ -102,6 +103,14 @@ def hear(parts: list[tuple[bytes, str]], words: int, title: str | None, engine: 
     return narrate.Narration(spoken[0], _sound(spoken, engine, with_voice), tuple(spoken))
 
 
+def speak_text(text: str, engine: Engine, response_format: SpeechFormat, speed: float) -> bytes:
+    """`text` spoken verbatim (the neural voice, or tone for the tone engine), encoded as `response_format`."""
+    from pipeline.serve.encode import encode_speech
+
+    wav = _sound([text], engine, with_voice=True).wav
+    return encode_speech(wav, response_format, speed)
+
+
 def _ready() -> None:
     """A job that does nothing: submitting it starts a worker."""
 
@@ -143,7 +152,8 @@ class WorkerPool:
         # The tone engine answers load tests in milliseconds, so its workers must not each import the engine on
         # their first request: they fork from a fork server that imported it once (and holds no sockets).
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["pipeline.serve.work", "pipeline.engine.narrate", "pipeline.engine.listen"])
+        context.set_forkserver_preload(["pipeline.serve.work", "pipeline.engine.narrate", "pipeline.engine.listen",
+                                        "pipeline.serve.encode"])
         return ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_tone_worker)
 
     async def warm(self) -> None:
