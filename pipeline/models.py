@@ -5,7 +5,7 @@ Plain frozen data classes; no behaviour that touches files, sockets or the clock
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -217,6 +217,37 @@ class Attempt:
 
 
 @dataclass(frozen=True, slots=True)
+class RequestStep:
+    """The requests of one step of two-step (the text model's, or the speech endpoint's): for the sidecar."""
+
+    step: Literal["text", "speech"]
+    endpoint: str  # "/chat/completions", "/audio/speech", "/batches"
+    model: str
+    request_ids: tuple[str | None, ...] = ()
+    usage: Usage = field(default_factory=Usage)
+    usage_estimated: bool = False  # the speech endpoint reports no usage: tokens estimated from the audio's length
+    characters: int = 0  # speech: characters spoken
+
+    def as_dict(self) -> dict[str, object]:
+        return {"step": self.step, "endpoint": self.endpoint, "model": self.model, "requests": len(self.request_ids),
+                "request_ids": [r for r in self.request_ids if r], "usage": self.usage.as_dict(),
+                "usage_estimated": self.usage_estimated, "characters": self.characters or None}
+
+
+def merged_steps(steps: Iterable[RequestStep]) -> tuple[RequestStep, ...]:
+    """Steps of several requests as one per (step, endpoint, model), in first-seen order: ids joined, usage added."""
+    merged: dict[tuple[str, str, str], RequestStep] = {}
+    for step in steps:
+        key = (step.step, step.endpoint, step.model)
+        seen = merged.get(key)
+        merged[key] = step if seen is None else RequestStep(
+            step.step, step.endpoint, step.model, seen.request_ids + step.request_ids,
+            total_usage([seen.usage, step.usage]), seen.usage_estimated or step.usage_estimated,
+            seen.characters + step.characters)
+    return tuple(merged.values())
+
+
+@dataclass(frozen=True, slots=True)
 class SpokenSummary:
     """What a provider returns: verified WAV bytes and exactly the text they speak."""
 
@@ -240,6 +271,7 @@ class SpokenSummary:
     heard: str | None = None  # audio input: what the offline engine recognised (the API keeps this to itself)
     input_seconds: float | None = None  # audio input: the recording's length
     voice_requested: str | None = None  # the voice asked for, when another spoke (the offline engine); None = `voice`
+    steps: tuple[RequestStep, ...] = ()  # two-step: the text step's and the speech step's requests
 
     @property
     def requests(self) -> int:

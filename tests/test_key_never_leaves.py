@@ -17,7 +17,7 @@ from conftest import SAMPLE_INPUTS, RunningServer, child_env, run_cli
 from loopback import LoopbackSite, Reply, Request
 
 from pipeline import runner
-from pipeline.engine.speech import pcm16_to_wav
+from pipeline.audio import pcm16_to_wav
 from pipeline.models import RunSettings
 
 # Not shaped like an OpenAI key on purpose: only the exact-secret rule can catch it.

@@ -35,6 +35,17 @@ class WavInfo:
         return self.frames / self.sample_rate
 
 
+def pcm16_to_wav(pcm: bytes, sample_rate: int) -> bytes:
+    """Mono 16-bit little-endian samples in a WAV container."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as writer:
+        writer.setnchannels(1)
+        writer.setsampwidth(2)
+        writer.setframerate(sample_rate)
+        writer.writeframes(pcm)
+    return buffer.getvalue()
+
+
 def wav_info(data: bytes) -> WavInfo:
     """Parse a WAV fully; frames are counted from the data really present, not the header's claim."""
     try:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pipeline.audio import import_pydub, wav_info
-from pipeline.models import SpokenSummary, total_usage
+from pipeline.models import SpokenSummary, merged_steps, total_usage
 
 PAUSE_MS = 700
 
@@ -43,7 +43,7 @@ def join_answers(answers: Sequence[SpokenSummary], *, separator: str, spoken: bo
         answers[0], wav=joined.wav, transcript=separator.join(a.transcript for a in answers),
         duration_s=joined.duration_s, sample_rate=joined.sample_rate,
         attempts=tuple(x for a in answers for x in a.attempts), usage=total_usage([a.usage for a in answers]),
-        parts=len(answers),
+        parts=len(answers), steps=merged_steps(step for a in answers for step in a.steps),
         chapters=tuple(zip(joined.starts, chapter_labels)) if chapter_labels else answers[0].chapters)
 
 

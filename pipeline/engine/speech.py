@@ -5,16 +5,16 @@ Runs inside process-pool workers (CPU-bound); returns WAV bytes and per-sentence
 
 from __future__ import annotations
 
-import io
 import json
 import multiprocessing
 import os
 import signal
 import threading
-import wave
 from dataclasses import dataclass
 
 import numpy as np
+
+from pipeline.audio import pcm16_to_wav
 
 ENGINE_VOICE = "en_US-joe-medium (piper)"
 SENTENCE_PAUSE_S = 0.3
@@ -87,16 +87,6 @@ def speak(sentences: list[str]) -> SpeechAudio:
         samples += len(pause) // 2
     return SpeechAudio(wav=pcm16_to_wav(b"".join(pieces), rate), sample_rate=rate,
                        duration_s=samples / rate, sentence_starts_s=tuple(starts))
-
-
-def pcm16_to_wav(pcm: bytes, sample_rate: int) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as writer:
-        writer.setnchannels(1)
-        writer.setsampwidth(2)
-        writer.setframerate(sample_rate)
-        writer.writeframes(pcm)
-    return buffer.getvalue()
 
 
 def threads_per_worker(workers: int) -> int:

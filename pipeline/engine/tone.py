@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.engine.speech import SpeechAudio, pcm16_to_wav
+from pipeline.audio import pcm16_to_wav
+from pipeline.engine.speech import SpeechAudio
 
 SAMPLE_RATE = 8000
 SECONDS_PER_WORD = 0.4

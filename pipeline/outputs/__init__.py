@@ -176,6 +176,9 @@ def sidecar(document: Document, summary: SpokenSummary, settings: RunSettings, m
         # Where the text came from: feed entry (title, author, link, published, feed_title) and how it was extracted.
         "meta": dict(document.meta) if document.meta else None,
     }
+    if summary.steps:  # two-step: the text model's requests and the speech endpoint's, each with its usage
+        body.update(strategy="two-step", steps=[step.as_dict() for step in summary.steps],
+                    voice_instructions=settings.voice_instructions)
     if settings.output == "text":
         body.update(output="text", audio_file=None, audio_sha256=None, text_file=main_name, text_sha256=main_sha256,
                     format="text", sample_rate=None, duration_s=None, voice=None, voice_used=None)

@@ -13,7 +13,7 @@ from typing import Any
 
 from pipeline.models import DocumentResult
 from pipeline.outputs import atomic_writer, confined_path
-from pipeline.plan.costs import cost_usd, prices_for
+from pipeline.plan.costs import cost_usd, prices_for_run
 from pipeline.redact import visible
 from pipeline.report import page as report_html
 from pipeline.state import RunState
@@ -41,10 +41,12 @@ def build(state: RunState, run_id: str) -> dict[str, Any]:
     ended = run["ended_at"]
     totals["wall_seconds"] = round((ended or run["started_at"]) - run["started_at"], 3)
     settings = json.loads(run["settings_json"])
-    prices = prices_for(settings.get("provider", ""), settings.get("model", ""), settings.get("price_overrides"))
+    prices = prices_for_run(settings)
     totals["cost_usd"] = round(cost_usd(
         prices, text_in=totals["tokens_in"] - totals["audio_tokens_in"], audio_in=totals["audio_tokens_in"],
         text_out=totals["tokens_out"] - totals["audio_tokens_out"], audio_out=totals["audio_tokens_out"]), 6)
+    spoken_minutes = totals["audio_seconds"] / 60
+    totals["cost_per_spoken_minute_usd"] = round(totals["cost_usd"] / spoken_minutes, 6) if spoken_minutes else None
     # An "ok" attempt is never a retry. State no longer flags successful part requests as retried, but runs
     # recorded before that fix still have them.
     totals["retries_by_cause"] = {cause: count for cause, count in state.retries_by_cause(run_id).items()

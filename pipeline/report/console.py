@@ -102,7 +102,9 @@ class ConsoleOutput:
 
 def summary_line(totals: dict[str, Any], report_path: object) -> str:
     retries = f" · {totals['retries']} retries" if totals.get("retries") else ""
+    per_minute = totals.get("cost_per_spoken_minute_usd")
+    rate = f" (${per_minute:.4f}/spoken min)" if per_minute else ""
     return (f"audiosum: {totals['done']} done, {totals['skipped']} skipped, {totals['failed']} failed · "
             f"{totals['audio_seconds'] / 60:.1f} audio min · {totals['tokens_in']}/{totals['tokens_out']} tokens "
-            f"in/out · ~${totals.get('cost_usd', 0):.4f}{retries} · {totals.get('wall_seconds', 0.0):.1f} s · "
+            f"in/out · ~${totals.get('cost_usd', 0):.4f}{rate}{retries} · {totals.get('wall_seconds', 0.0):.1f} s · "
             f"report {report_path}")

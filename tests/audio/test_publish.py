@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 from oracles import integrated_lufs, true_peak_dbtp
 
-from pipeline.audio import decode_to_pcm, duration_of, measure_loudness, wav_info
+from pipeline.audio import decode_to_pcm, duration_of, measure_loudness, pcm16_to_wav, wav_info
 from pipeline.audio.publish import FORMATS, PublishedAudio, PublishOptions, publish
 from pipeline.engine import speech
-from pipeline.engine.speech import pcm16_to_wav
 from pipeline.engine.tone import tone
 from pipeline.errors import InvalidAudio
 

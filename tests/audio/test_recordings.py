@@ -429,8 +429,7 @@ def test_dry_run_counts_parts_and_followups(recordings: Path, tone_server: Runni
 def test_pauses_are_found_across_scan_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import random
 
-    from pipeline.audio import recordings
-    from pipeline.engine.speech import pcm16_to_wav
+    from pipeline.audio import pcm16_to_wav, recordings
 
     rng = random.Random(3)
     rate = 16000

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pipeline.engine.speech import pcm16_to_wav
+from pipeline.audio import pcm16_to_wav
 
 Expect = Literal["done", "failed", "absent"]
 

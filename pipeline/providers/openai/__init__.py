@@ -18,7 +18,7 @@ import httpx
 
 from pipeline import __version__
 from pipeline.audio import recordings, wav_info
-from pipeline.audio.stitch import join_answers
+from pipeline.audio.stitch import join_answers, stitch_audio
 from pipeline.clock import SYSTEM_CLOCK, Clock
 from pipeline.errors import (
     ApiError,
@@ -35,12 +35,15 @@ from pipeline.models import (
     Attempt,
     Document,
     EventListener,
+    RequestStep,
     RunSettings,
     SpokenSummary,
     Usage,
+    merged_steps,
     questions_for,
     total_usage,
 )
+from pipeline.plan.costs import speech_usage
 from pipeline.plan.split import chapter_label, narration_parts, split_for_budget
 from pipeline.providers.openai import preflight
 from pipeline.providers.openai.conversation import Conversation
@@ -56,9 +59,11 @@ from pipeline.providers.openai.prompts import (
 )
 from pipeline.providers.openai.ratelimit import RateLimiter, TokenEstimator
 from pipeline.providers.openai.retry import RetryPolicy, retry_after_seconds
+from pipeline.providers.openai.speech import SPEECH_PATH, parse_speech, speech_body, speech_parts
 from pipeline.redact import from_server, without_secrets
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429})  # and every 5xx
+CHAT_PATH = "chat/completions"
 MAX_MESSAGE_CHARS = 300  # of a server's error message kept in reports
 CONNECT_TIMEOUT_S = 10.0
 MAX_REDUCE_ROUNDS = 4  # rounds of summarising part summaries: 4 rounds take a 20 MB text down to one request
@@ -254,19 +259,37 @@ class OpenAIProvider:
             transport=transport,
         )
         self.limiter = RateLimiter(settings.rpm, settings.tpm, clock=clock)
+        self._settings = settings
+        # Two-step talks to two models, each with its own rate limits (learned from its own x-ratelimit-* answers;
+        # --rpm/--tpm bound each); chat-audio's requests (the map step's text model too) share one limiter.
+        self._paced: dict[str, tuple[RateLimiter, RetryPolicy]] = {}
         self._model = settings.model
         self._preflight_lock = asyncio.Lock()
         self._preflight_done = not check_model
         self._preflight_error: BaseException | None = None
         self.estimator = TokenEstimator()
-        self.retry = RetryPolicy(max_attempts=settings.max_attempts, initial_wait_s=settings.retry_backoff_s,
-                                 clock=clock,
-                                 on_retry=self._on_retry)
+        self.retry = self._retry_policy(self.limiter)
 
-    def _on_retry(self, error: ApiError, wait_s: float, attempt: int, doc_id: str) -> None:
+    def _retry_policy(self, limiter: RateLimiter) -> RetryPolicy:
+        def on_retry(error: ApiError, wait_s: float, attempt: int, doc_id: str) -> None:
+            self._on_retry(limiter, error, wait_s, attempt, doc_id)
+
+        return RetryPolicy(max_attempts=self._settings.max_attempts, initial_wait_s=self._settings.retry_backoff_s,
+                           clock=self.clock, on_retry=on_retry)
+
+    def paced(self, model: str) -> tuple[RateLimiter, RetryPolicy]:
+        """The limiter and retry policy a request to `model` goes through."""
+        if self._settings.strategy != "two-step" or model == self._model:
+            return self.limiter, self.retry
+        if model not in self._paced:
+            limiter = RateLimiter(self._settings.rpm, self._settings.tpm, clock=self.clock)
+            self._paced[model] = (limiter, self._retry_policy(limiter))
+        return self._paced[model]
+
+    def _on_retry(self, limiter: RateLimiter, error: ApiError, wait_s: float, attempt: int, doc_id: str) -> None:
         if error.status == 429:
-            # A rate-limit answer is about the whole client, not this task: everyone waits.
-            self.limiter.pause_for(wait_s)
+            # A rate-limit answer is about the whole client (for this model), not this task: everyone waits.
+            limiter.pause_for(wait_s)
         if self._on_event is not None:
             self._on_event("retry", {"doc_id": doc_id, "attempt": attempt, "cause": error.cause,
                                      "status": error.status, "wait_s": round(wait_s, 3)})
@@ -316,7 +339,8 @@ class OpenAIProvider:
         with keeping_attempts(lambda: summary.attempts):
             answers = [await conversation.ask(question) for question in questions]
         return dataclasses.replace(summary, followups=tuple(answers), attempts=summary.attempts + conversation.attempts,
-                                   usage=total_usage([summary.usage, *conversation.usages]))
+                                   usage=total_usage([summary.usage, *conversation.usages]),
+                                   steps=merged_steps([*summary.steps, *conversation.steps]))
 
     async def _summarise_text(self, document: Document,
                               settings: RunSettings) -> tuple[SpokenSummary, list[dict[str, Any]]]:
@@ -328,6 +352,7 @@ class OpenAIProvider:
         # the summaries are over the budget (a book: hundreds of parts), they are summarised again, round by round.
         map_parts = len(parts)
         map_usages: list[Usage] = []
+        map_steps: list[RequestStep] = []
         attempts: list[Attempt] = []
         reduced = document
         with keeping_attempts(lambda: attempts):
@@ -342,6 +367,8 @@ class OpenAIProvider:
                     answer, part_attempts = await self._call(body, document.id, part_words, parse_text_answer)
                     summaries.append(answer.text)
                     map_usages.append(answer.usage)
+                    map_steps.append(RequestStep("text", "/" + CHAT_PATH, settings.map_model, (answer.request_id,),
+                                                 answer.usage))
                     attempts.extend(part_attempts)
                 reduced = dataclasses.replace(document, text=combined_parts(summaries))
                 shorter = split_for_budget(reduced.text, settings.max_input_tokens)
@@ -355,8 +382,9 @@ class OpenAIProvider:
                 raise DocumentError(f"the part summaries still exceed --max-input-tokens after {MAX_REDUCE_ROUNDS} "
                                     "rounds; raise --max-input-tokens")
             summary = await self._speak(reduced, settings)
+        steps = merged_steps([*map_steps, *summary.steps]) if summary.steps else ()
         return dataclasses.replace(summary, attempts=tuple(attempts) + summary.attempts, parts=map_parts,
-                                   usage=total_usage([*map_usages, summary.usage])), \
+                                   usage=total_usage([*map_usages, summary.usage]), steps=steps), \
             build_request_body(reduced, settings)["messages"]
 
     async def _hear(self, document: Document,
@@ -393,7 +421,10 @@ class OpenAIProvider:
 
     async def ask(self, document: Document, settings: RunSettings, messages: list[dict[str, Any]],
                   audio_seconds: float = 0.0) -> SpokenSummary:
-        """One request in --output's modalities; a text-only answer comes back as a summary with no audio."""
+        """One request in --output's modalities; a text-only answer comes back as a summary with no audio.
+        Two-step: the answer is written as text, then spoken by the speech endpoint."""
+        if settings.strategy == "two-step" and settings.output != "text":
+            return await self._write_then_say(document, settings, messages, audio_seconds)
         body = output_options(document, settings) | {"messages": messages}
         if settings.output == "text":
             if not _carries_audio(messages):
@@ -408,9 +439,59 @@ class OpenAIProvider:
         spoken, attempts = await self._call(body, document.id, settings.words, self._spoken(voice), audio_seconds)
         return dataclasses.replace(spoken, attempts=attempts)
 
+    async def _write_then_say(self, document: Document, settings: RunSettings, messages: list[dict[str, Any]],
+                              audio_seconds: float) -> SpokenSummary:
+        """Two-step: a text model writes the answer (a recording is heard by the audio model, answering in text),
+        then the speech endpoint speaks exactly that text."""
+        hears = _carries_audio(messages)
+        body: dict[str, Any] = {"model": settings.model if hears else settings.text_model, "messages": messages}
+        if hears:
+            body["modalities"] = ["text"]
+        written, attempts = await self._call(body, document.id, settings.words, parse_text_answer, audio_seconds)
+        text_step = RequestStep("text", "/" + CHAT_PATH, str(body["model"]), (written.request_id,), written.usage)
+        with keeping_attempts(lambda: attempts):
+            said = await self.say(document, settings, written.text)
+        return dataclasses.replace(said, attempts=attempts + said.attempts, steps=(text_step, *said.steps),
+                                   usage=total_usage([written.usage, said.usage]), model=text_step.model)
+
+    async def say(self, document: Document, settings: RunSettings, text: str) -> SpokenSummary:
+        """The speech endpoint speaks `text` verbatim, in parts of at most 4,096 characters, stitched into one WAV."""
+        voice = document.voice or settings.voice
+        limiter, retry = self.paced(settings.tts_model)
+        wavs: list[bytes] = []
+        ids: list[str | None] = []
+        attempts: list[Attempt] = []
+        with keeping_attempts(lambda: attempts):
+            for part in speech_parts(text):
+                payload = json.dumps(speech_body(part, voice, settings)).encode("utf-8")
+                cost = len(part) // 4 + 1
+
+                async def attempt_once(payload: bytes = payload, cost: int = cost) -> tuple[bytes, str | None]:
+                    return parse_speech(await self._paced_post(limiter, cost, SPEECH_PATH, payload),
+                                        secret=self._secret)
+
+                (wav, request_id), part_attempts = await retry.call(attempt_once, document.id)
+                wavs.append(wav)
+                ids.append(request_id)
+                attempts.extend(part_attempts)
+        joined = stitch_audio(wavs, pause_ms=250) if len(wavs) > 1 else None
+        wav = joined.wav if joined else wavs[0]
+        info = wav_info(wav)
+        usage = speech_usage(settings.tts_model, len(text), info.duration_s)
+        return SpokenSummary(
+            wav=wav, transcript=text, sample_rate=info.sample_rate, duration_s=info.duration_s, provider=self.name,
+            model=settings.tts_model, voice=voice_name(voice), request_id=ids[-1], usage=usage,
+            attempts=tuple(attempts), steps=(RequestStep("speech", "/" + SPEECH_PATH, settings.tts_model, tuple(ids),
+                                                         usage, usage_estimated=True, characters=len(text)),))
+
     async def _read_aloud(self, document: Document, settings: RunSettings) -> SpokenSummary:
-        """--mode narrate: the whole text, part by part, stitched into one WAV with chapter marks."""
+        """--mode narrate: the whole text, part by part, stitched into one WAV with chapter marks. Two-step needs no
+        text model: the speech endpoint reads each part."""
         parts = narration_parts(document.text)
+        if settings.strategy == "two-step":
+            said = [await self.say(document, settings, part) for part in parts]
+            joined = join_answers(said, separator=" ", chapter_labels=[chapter_label(part) for part in parts])
+            return dataclasses.replace(joined, steps=merged_steps(s for answer in said for s in answer.steps))
         spoken: list[SpokenSummary] = []
         for part in parts:
             body = {**build_request_body(document, settings), "messages": narrate_messages(part)}
@@ -420,6 +501,8 @@ class OpenAIProvider:
         return join_answers(spoken, separator=" ", chapter_labels=[chapter_label(part) for part in parts])
 
     async def _speak(self, document: Document, settings: RunSettings) -> SpokenSummary:
+        if settings.strategy == "two-step":
+            return await self.ask(document, settings, build_request_body(document, settings)["messages"])
         body = build_request_body(document, settings)
         voice = voice_name(body["audio"]["voice"])
         summary, attempts = await self._call(body, document.id, settings.words, self._spoken(voice))
@@ -433,31 +516,35 @@ class OpenAIProvider:
                     audio_seconds: float = 0.0) -> tuple[Answer, tuple[Attempt, ...]]:
         """One logical request: paced, retried, its usage fed back into the limiter and the estimate."""
         cost, raw_cost = self.estimator.estimate(body["messages"], words, audio_seconds)
-        self.limiter.check_fits(cost)
+        limiter, retry = self.paced(str(body["model"]))
+        limiter.check_fits(cost)
         payload = json.dumps(body).encode("utf-8")
 
         async def attempt_once() -> Answer:
-            reservation = await self.limiter.acquire(cost)
-            try:
-                response = await self.send(payload)
-            except ApiError as error:
-                if error.status is not None and 400 <= error.status < 500:
-                    self.limiter.refund(reservation)  # refused before any work: it spent no token budget
-                raise
-            return parse(response, self._secret)
+            return parse(await self._paced_post(limiter, cost, CHAT_PATH, payload), self._secret)
 
-        result, attempts = await self.retry.call(attempt_once, doc_id)
-        self.limiter.reconcile(cost, result.usage.total_tokens)
+        result, attempts = await retry.call(attempt_once, doc_id)
+        limiter.reconcile(cost, result.usage.total_tokens)
         self.estimator.observe(raw_cost, result.usage.total_tokens)
         return result, attempts
 
-    async def send(self, payload: bytes) -> httpx.Response:
+    async def _paced_post(self, limiter: RateLimiter, cost: int, path: str, payload: bytes) -> httpx.Response:
+        """One attempt: wait for the budget, send; a 4xx gives its tokens back (refused before any work)."""
+        reservation = await limiter.acquire(cost)
+        try:
+            return await self.send(payload, path, limiter)
+        except ApiError as error:
+            if error.status is not None and 400 <= error.status < 500:
+                limiter.refund(reservation)
+            raise
+
+    async def send(self, payload: bytes, path: str = CHAT_PATH, limiter: RateLimiter | None = None) -> httpx.Response:
         """One POST, its failures classified; every answer's x-ratelimit-* headers feed the limiter."""
         try:
             # httpx's timeouts are per read; this bounds the whole answer, so a trickling server cannot hold
             # a slot for ever.
             async with asyncio.timeout(self._deadline_s):
-                response = await self._client.post("chat/completions", content=payload)
+                response = await self._client.post(path, content=payload)
         # httpx's errors hold the request, its Authorization header (the key) included: they are never chained,
         # so no traceback or logger that walks __cause__ can reach it (from None).
         except (httpx.TimeoutException, TimeoutError) as exc:
@@ -472,7 +559,7 @@ class OpenAIProvider:
         except httpx.HTTPError as exc:
             # e.g. a body whose content-encoding does not decode
             raise TransientError(f"broken answer: {type(exc).__name__}", cause="broken_answer") from None
-        self.limiter.observe(response.headers)
+        (limiter or self.limiter).observe(response.headers)
         if response.is_success:
             return response
         hint = retry_after_seconds(response.headers, now_wall=self.clock.wall())

@@ -11,7 +11,16 @@ from typing import Any, Protocol
 
 from pipeline.clock import Clock
 from pipeline.errors import ApiError, PermanentApiError, keeping_attempts
-from pipeline.models import Attempt, Document, FollowUpAnswer, HistoryTurn, RunSettings, SpokenSummary, Usage
+from pipeline.models import (
+    Attempt,
+    Document,
+    FollowUpAnswer,
+    HistoryTurn,
+    RequestStep,
+    RunSettings,
+    SpokenSummary,
+    Usage,
+)
 
 # An id this close to its expiry is sent as its transcript: the request may take this long to arrive.
 EXPIRY_MARGIN_S = 15
@@ -48,6 +57,7 @@ class Conversation:
         self._turns: list[tuple[str | None, _Said]] = [(None, _said(summary, settings))]  # None: the summary
         self.attempts: tuple[Attempt, ...] = ()
         self.usages: list[Usage] = []
+        self.steps: list[RequestStep] = []  # two-step: each answer's text and speech requests
         # Once the server has refused this conversation's audio ids, every later turn goes as text: its newer
         # ids would most likely be refused too, and each refusal costs a request.
         self._refused: str | None = None
@@ -68,6 +78,7 @@ class Conversation:
                 answer = await self._asker.ask(self._document, self._settings, messages, self._audio_seconds)
         self.attempts += answer.attempts
         self.usages.append(answer.usage)
+        self.steps.extend(answer.steps)
         self._turns.append((question, _said(answer, self._settings)))
         return FollowUpAnswer(question=question, transcript=answer.transcript, wav=answer.wav,
                               duration_s=answer.duration_s, audio_id=answer.audio_id,
@@ -110,6 +121,8 @@ def _said(answer: SpokenSummary, settings: RunSettings) -> _Said:
     if answer.audio_id is None:
         if settings.output == "text":
             reason = "a text answer has no audio id"
+        elif answer.steps:
+            reason = "two-step: the speech endpoint gives no audio id"
         elif answer.parts > 1 and answer.input_seconds is not None:
             reason = f"the recording was summarised in {answer.parts} parts: no single audio id"
         else:

@@ -1,0 +1,64 @@
+"""The speech endpoint's wire format (`POST /audio/speech`, CreateSpeechRequest): the request body, the parts a long
+text is spoken in, and the answer's audio checked and wrapped as a WAV.
+
+Two-step's second step: the text a text model wrote is spoken verbatim. Knows bodies and bytes, not HTTP.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from pipeline.audio import pcm16_to_wav, wav_info
+from pipeline.errors import InvalidAudio, TransientError
+from pipeline.models import CUSTOM_VOICE_PREFIX, RunSettings
+from pipeline.plan.split import CHARS_PER_TOKEN, split_for_budget
+from pipeline.redact import from_server
+
+SPEECH_PATH = "audio/speech"
+MAX_INPUT_CHARS = 4096  # CreateSpeechRequest.input's maxLength
+PCM_SAMPLE_RATE = 24_000  # response_format "pcm": 24 kHz, 16-bit signed little-endian, mono (no header)
+# The formats the speech endpoint answers in that audiosum saves as they come (--format, no loudness change).
+DIRECT_FORMATS = ("mp3", "opus", "flac", "aac")
+
+
+def speech_parts(text: str) -> list[str]:
+    """The text in as few parts as fit the endpoint's input limit, split at headings, paragraphs, then sentence ends
+    (mid-sentence only for a sentence longer than the limit)."""
+    parts = split_for_budget(text, int(MAX_INPUT_CHARS // CHARS_PER_TOKEN))
+    assert all(len(part) <= MAX_INPUT_CHARS for part in parts), "split_for_budget keeps parts within the limit"
+    return parts
+
+
+def speech_body(text: str, voice: str, settings: RunSettings, response_format: str = "pcm") -> dict[str, Any]:
+    """One CreateSpeechRequest: the text verbatim, the voice (a custom voice as {"id": ...}), and how to speak."""
+    body: dict[str, Any] = {"model": settings.tts_model, "input": text,
+                            "voice": {"id": voice} if voice.startswith(CUSTOM_VOICE_PREFIX) else voice,
+                            "response_format": response_format}
+    if settings.voice_instructions:
+        body["instructions"] = settings.voice_instructions
+    return body
+
+
+def parse_speech(response: httpx.Response, *, secret: str | None = None) -> tuple[bytes, str | None]:
+    """(a WAV, the request id) from a 2xx answer to a `pcm` request; a broken answer is a TransientError (retried).
+
+    The answer is raw samples. A server that sends a WAV anyway (some compatible servers ignore `pcm`) is accepted
+    when it parses: the frames are what count."""
+    request_id = from_server(response.headers.get("x-request-id"), secret)
+    data = response.content
+    if data[:4] == b"RIFF":
+        try:
+            wav_info(data)
+        except InvalidAudio as exc:
+            raise TransientError(f"broken answer: {exc}", status=response.status_code, request_id=request_id,
+                                 cause="broken_answer") from exc
+        return data, request_id
+    if response.headers.get("content-type", "").split(";")[0].strip() == "application/json" or not data:
+        raise TransientError("broken answer: the speech endpoint sent no audio", status=response.status_code,
+                             request_id=request_id, cause="broken_answer")
+    if len(data) % 2:
+        raise TransientError("broken answer: pcm audio of an odd number of bytes (cut short?)",
+                             status=response.status_code, request_id=request_id, cause="broken_answer")
+    return pcm16_to_wav(data, PCM_SAMPLE_RATE), request_id
