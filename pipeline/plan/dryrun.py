@@ -5,6 +5,7 @@ Shares sources and plan with the real run so the counts agree; never calls a pro
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -13,15 +14,30 @@ from pipeline import plan, sources
 from pipeline.audio import duration_of, recordings
 from pipeline.errors import InvalidAudio
 from pipeline.models import Document, RunSettings, questions_for
-from pipeline.plan.costs import cost_usd, prices_for
+from pipeline.plan.costs import CHARS_PER_TEXT_TOKEN, cost_usd, prices_for, prices_for_run, speech_usage
 from pipeline.providers.openai import build_request_body
 from pipeline.providers.openai.prompts import recording_system_prompt
 from pipeline.providers.openai.ratelimit import AUDIO_TOKENS_PER_SECOND, answer_tokens, prompt_tokens
+from pipeline.providers.openai.speech import MAX_INPUT_CHARS
 from pipeline.state import RunState
 
 # The offline engine's speed where this folder has no earlier offline run to measure: sample_inputs/ on 2 cores
 # (tests/bench/bench_local_engine.py) makes about 14 seconds of speech per wall second, start-up included.
 LOCAL_REALTIME_FACTOR = 14.0
+CHARS_PER_SPOKEN_WORD = 6.0  # a spoken summary's characters per word, spaces and punctuation included
+
+
+@dataclass(frozen=True, slots=True)
+class PathEstimate:
+    """One way of making the same audio through the API: its requests, money and time."""
+
+    strategy: str  # "chat-audio", "two-step", "two-step + batch"
+    requests: int
+    cost_usd: float
+    cost_per_spoken_minute_usd: float | None
+    minutes: float | None  # at the limits given (--rpm/--tpm); None: unknown
+    note: str
+    chosen: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +51,7 @@ class DryRunPlan:
     cost_usd: float
     minutes_at_limits: float | None
     limits_note: str
+    paths: tuple[PathEstimate, ...] = ()  # the three API paths side by side, priced with this run's models
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,6 +97,7 @@ def plan_run(settings: RunSettings, state: RunState) -> DryRunPlan:
         text_out += text * (parts + questions)
         audio_out += 0 if settings.output == "text" else audio * (parts + questions)
     audio_seconds = audio_out / AUDIO_TOKENS_PER_SECOND
+    spoken = _Spoken(requests, input_tokens, audio_in, text_out, audio_seconds)
     prices = prices_for(settings.provider, settings.model, settings.price_overrides)
     cost = cost_usd(prices, text_in=input_tokens, audio_in=audio_in, text_out=text_out, audio_out=audio_out)
     minutes, note = _duration(settings, requests, input_tokens + audio_in + text_out + audio_out, audio_seconds,
@@ -87,7 +105,56 @@ def plan_run(settings: RunSettings, state: RunState) -> DryRunPlan:
     return DryRunPlan(counts=dict(counts), requests=requests if settings.provider == "openai" else 0,
                       input_tokens=input_tokens + audio_in, output_text_tokens=text_out,
                       output_audio_tokens=audio_out, audio_minutes=round(audio_seconds / 60, 2),
-                      cost_usd=round(cost, 4), minutes_at_limits=minutes, limits_note=note)
+                      cost_usd=round(cost, 4), minutes_at_limits=minutes, limits_note=note,
+                      paths=three_paths(settings, spoken))
+
+
+@dataclass(frozen=True, slots=True)
+class _Spoken:
+    """What the API would be asked for, whatever the path: answers, their tokens and the audio they make."""
+
+    answers: int  # spoken answers (summaries and their parts, follow-up answers)
+    text_in: int
+    audio_in: int
+    text_out: int
+    audio_seconds: float
+
+
+def three_paths(settings: RunSettings, spoken: _Spoken) -> tuple[PathEstimate, ...]:
+    """chat-audio, two-step and two-step + batch for the same answers, priced with this run's models (an offline
+    run is priced as if sent to the API, for comparison)."""
+    minutes = spoken.audio_seconds / 60
+    chat = prices_for("openai", settings.model, settings.price_overrides)
+    chat_cost = cost_usd(chat, text_in=spoken.text_in, audio_in=spoken.audio_in, text_out=spoken.text_out,
+                         audio_out=round(spoken.audio_seconds * AUDIO_TOKENS_PER_SECOND))
+    speech_requests = spoken.answers * max(1, math.ceil(settings.words * CHARS_PER_SPOKEN_WORD / MAX_INPUT_CHARS))
+    characters = round(spoken.text_out * CHARS_PER_TEXT_TOKEN)
+    speech = speech_usage(settings.tts_model, characters, spoken.audio_seconds)
+    paths: list[PathEstimate] = []
+    for name, batch in (("two-step", False), ("two-step + batch", True)):
+        mixed = prices_for_run({"provider": "openai", "strategy": "two-step", "model": settings.model,
+                                "text_model": settings.text_model, "tts_model": settings.tts_model, "batch": batch,
+                                "price_overrides": settings.price_overrides})
+        cost = cost_usd(mixed, text_in=spoken.text_in + speech.prompt_tokens, audio_in=spoken.audio_in,
+                        text_out=spoken.text_out, audio_out=speech.completion_tokens)
+        paths.append(_path(name, spoken.answers + speech_requests, cost, minutes, settings, chosen=(
+            settings.strategy == "two-step" and settings.batch == batch), per_endpoint=max(spoken.answers,
+                                                                                            speech_requests)))
+    return (_path("chat-audio", spoken.answers, chat_cost, minutes, settings, chosen=settings.strategy == "chat-audio",
+                  per_endpoint=spoken.answers), *paths)
+
+
+def _path(name: str, requests: int, cost: float, minutes: float, settings: RunSettings, *, chosen: bool,
+          per_endpoint: int) -> PathEstimate:
+    """Time at --rpm (each model has its own limit, so two-step's two endpoints run side by side); a batch's text
+    step may take up to its 24 h window."""
+    at_rpm = round(per_endpoint / settings.rpm, 2) if settings.rpm else None
+    note = f"at {settings.rpm} requests/min per model" if settings.rpm else "limits unknown (give --rpm)"
+    if name.endswith("batch"):
+        note = "text step within the Batch API's 24 h window (often minutes), then the speech at " + (
+            f"{settings.rpm} requests/min" if settings.rpm else "the learned rate")
+    return PathEstimate(name, requests, round(cost, 4), round(cost / minutes, 4) if minutes else None, at_rpm, note,
+                        chosen and settings.provider == "openai")
 
 
 def _duration(settings: RunSettings, requests: int, tokens: int, audio_seconds: float,
@@ -122,4 +189,19 @@ def describe(result: DryRunPlan) -> str:
     return (f"audiosum dry run: {counts}\n"
             f"  would send {result.requests} requests · ~{result.input_tokens} input tokens · "
             f"~{result.output_text_tokens} text + {result.output_audio_tokens} audio output tokens\n"
-            f"  ~{result.audio_minutes:.1f} audio min · ~${result.cost_usd:.4f} · time: {when}")
+            f"  ~{result.audio_minutes:.1f} audio min · ~${result.cost_usd:.4f} · time: {when}"
+            + "".join(f"\n{line}" for line in paths_table(result.paths)))
+
+
+def paths_table(paths: tuple[PathEstimate, ...]) -> list[str]:
+    """The three API paths side by side (the chosen one marked *)."""
+    if not paths:
+        return []
+    lines = ["  the same audio through the API, path by path:",
+             f"    {'path':<18} {'requests':>8} {'cost':>10} {'$/spoken min':>12} {'minutes':>8}"]
+    for path in paths:
+        minutes = f"{path.minutes:.1f}" if path.minutes is not None else "?"
+        per = f"{path.cost_per_spoken_minute_usd:.4f}" if path.cost_per_spoken_minute_usd is not None else "-"
+        lines.append(f"  {'*' if path.chosen else ' '} {path.strategy:<18} {path.requests:>8} "
+                     f"{'$' + format(path.cost_usd, '.4f'):>10} {per:>12} {minutes:>8}   {path.note}")
+    return lines

@@ -43,6 +43,8 @@ h1 { font-size: 22px; margin: 0 0 4px; }
 .doc p.question { margin: 0 0 4px; font-weight: 600; }
 .doc p.reason { color: var(--bad); margin: 8px 0 0; font-family: ui-monospace, monospace; font-size: 13px; }
 .facts { font-size: 12px; color: var(--skip); }
+table { border-collapse: collapse; font-size: 13px; } td, th { padding: 2px 10px 2px 0; text-align: left; }
+tr.chosen { font-weight: 600; }
 nav { margin-bottom: 16px; font-size: 14px; }
 """
 
@@ -145,7 +147,7 @@ def render_parts(report: dict[str, Any], failed: Iterator[dict[str, Any]], other
         nav += (f'<section class="card"><b>Dry run</b><p>{escape(counts)} · {escape(str(plan.get("requests")))} '
                 f'requests · ~{escape(str(plan.get("input_tokens")))} input tokens · '
                 f'~{escape(str(plan.get("audio_minutes")))} audio min · ~${escape(str(plan.get("cost_usd")))} · '
-                f'{escape(str(plan.get("limits_note")))}</p></section>')
+                f'{escape(str(plan.get("limits_note")))}</p>{_paths_table(plan.get("paths") or [])}</section>')
     if report.get("abort_reason"):
         nav += f'<p class="reason">{escape(str(report["abort_reason"]))}</p>'
     heading = "audiosum dry run: the plan, nothing sent" if report.get("dry_run") else "audiosum run report"
@@ -169,3 +171,18 @@ def render_parts(report: dict[str, Any], failed: Iterator[dict[str, Any]], other
             heading_done = True
         yield _document(doc)
     yield "</body></html>\n"
+
+
+def _paths_table(paths: list[dict[str, Any]]) -> str:
+    """The dry run's three API paths side by side (the run's own path in bold)."""
+    if not paths:
+        return ""
+    chosen = ' class="chosen"'
+    rows = "".join(
+        f'<tr{chosen if path.get("chosen") else ""}><td>{escape(str(path.get("strategy")))}</td>'
+        f'<td>{escape(str(path.get("requests")))}</td><td>${escape(str(path.get("cost_usd")))}</td>'
+        f'<td>{escape(str(path.get("cost_per_spoken_minute_usd") or "-"))}</td>'
+        f'<td>{escape(str(path.get("minutes") if path.get("minutes") is not None else "?"))}</td>'
+        f'<td>{escape(str(path.get("note")))}</td></tr>' for path in paths)
+    return ("<table><tr><th>path</th><th>requests</th><th>cost</th><th>$ per spoken min</th><th>minutes</th>"
+            f"<th>time</th></tr>{rows}</table>")
