@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import typing
 import wave
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from conftest import RunningServer, api_env, run_cli, start_server, stop_server
 from openai.types.audio.speech_create_params import SpeechCreateParams
 from openai.types.batch_create_params import BatchCreateParams
 from openai.types.chat.completion_create_params import CompletionCreateParamsNonStreaming
+from openai.types.file_create_params import FileCreateParams
 from openai.types.shared import ErrorObject
 from typing_extensions import is_typeddict
 
@@ -31,8 +33,13 @@ REQUEST_TYPES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/chat/completions"): CompletionCreateParamsNonStreaming,
     ("POST", "/v1/audio/speech"): SpeechCreateParams,
     ("POST", "/v1/batches"): BatchCreateParams,
+    ("POST", "/v1/files"): FileCreateParams,   # multipart: its form fields are decoded first (_form_fields)
 }
+MULTIPART = {("POST", "/v1/files")}
 BODILESS = {("GET", "/v1/models")}
+# Requests that carry no body at all: reads, deletes and a batch's cancel (the id is in the path).
+BODILESS_PATHS = re.compile(r"\A(GET|DELETE) /v1/(models|files|batches)(/[^/]+(/content)?)?\Z"
+                            r"|\APOST /v1/batches/[^/]+/cancel\Z")
 
 # Status → the SDK's exception class for it (openai._client._make_status_error); 408 has none of its own.
 STATUS_ERRORS: dict[int, type[openai.APIStatusError]] = {
@@ -53,7 +60,7 @@ def _forbid_extra_keys(tp: Any, seen: set[int]) -> None:
         return
     seen.add(id(tp))
     if is_typeddict(tp):
-        tp.__pydantic_config__ = pydantic.ConfigDict(extra="forbid", strict=True)
+        tp.__pydantic_config__ = pydantic.ConfigDict(extra="forbid", strict=True, arbitrary_types_allowed=True)
         for hint in typing.get_type_hints(tp, include_extras=True).values():
             _forbid_extra_keys(hint, seen)
         return
@@ -82,11 +89,42 @@ def validate_request(params_type: Any, body: Any) -> Any:
     return _drained(_ADAPTERS[params_type].validate_python(body))
 
 
+def _form_fields(body: str) -> dict[str, Any]:
+    """A recorded multipart/form-data body as the params the SDK took: a file field becomes (filename, bytes), any
+    other field its text. The record holds no headers, so the boundary is read from the body's first line."""
+    boundary = body.split("\r\n", 1)[0]
+    assert boundary.startswith("--"), "not a multipart body"
+    fields: dict[str, Any] = {}
+    for part in body.split(boundary)[1:]:
+        if part.startswith("--"):
+            break
+        head, _, content = part.removeprefix("\r\n").partition("\r\n\r\n")
+        name = re.search(r'\bname="([^"]*)"', head)
+        filename = re.search(r'\bfilename="([^"]*)"', head)
+        assert name is not None, head
+        value = content.removesuffix("\r\n")
+        fields[name.group(1)] = (filename.group(1), value.encode()) if filename else value
+    return fields
+
+
+def validate_recorded(request: dict[str, Any]) -> bool:
+    """A recorded request validated against its endpoint's params (False: it has no body, and has none)."""
+    endpoint = (request["method"], request["path"])
+    if endpoint in BODILESS or BODILESS_PATHS.match(f"{request['method']} {request['path']}"):
+        assert request["body"] == ""
+        return False
+    assert endpoint in REQUEST_TYPES, f"no params type for {endpoint}: add a row to REQUEST_TYPES"
+    body = _form_fields(request["body"]) if endpoint in MULTIPART else json.loads(request["body"])
+    assert validate_request(REQUEST_TYPES[endpoint], body) == _drained(body)
+    return True
+
+
 # -- end-to-end runs, recorded -------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[RunningServer]:
-    running = start_server("--engine", "tone", "--workers", "1", record=True)
+    # Batches stay validating for 5 s: long enough to cancel one, and none finishes while the module runs.
+    running = start_server("--engine", "tone", "--workers", "1", "--batch-delay", "5", record=True)
     yield running
     stop_server(running)
 
@@ -124,6 +162,12 @@ def recorded(server: RunningServer, tmp_path_factory: pytest.TempPathFactory) ->
         ("run", str(recordings), "-o", str(base / "out-recordings"), "--output", "text",
          "--followup", "What was said?"),
         ("run", str(texts / "ferry.txt"), "-o", str(base / "out-narrate"), "--mode", "narrate"),
+        # two-step: text model then POST /v1/audio/speech (a follow-up, a recording heard in text, narrate)
+        ("run", str(texts), "-o", str(base / "out-two-step"), "--strategy", "two-step", "--max-input-tokens", "500",
+         "--voice", "cedar", "--voice-instructions", "Warm and clear.", "--followup", "How much is a ticket?"),
+        ("run", str(recordings), "-o", str(base / "out-two-step-recordings"), "--strategy", "two-step"),
+        ("run", str(texts / "ferry.txt"), "-o", str(base / "out-two-step-narrate"), "--strategy", "two-step",
+         "--mode", "narrate"),
     ]
     for args in runs:
         result = run_cli(*args, env=api_env(server))
@@ -133,16 +177,7 @@ def recorded(server: RunningServer, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 def test_every_request_audiosum_sent_is_valid_under_the_official_params(recorded: list[dict[str, Any]]) -> None:
-    checked = 0
-    for request in recorded:
-        endpoint = (request["method"], request["path"])
-        if endpoint in BODILESS or (request["method"] == "GET" and request["path"].startswith("/v1/models/")):
-            assert request["body"] == ""
-            continue
-        assert endpoint in REQUEST_TYPES, f"no params type for {endpoint}: add a row to REQUEST_TYPES"
-        body = json.loads(request["body"])
-        assert validate_request(REQUEST_TYPES[endpoint], body) == body
-        checked += 1
+    checked = sum(validate_recorded(request) for request in recorded)
     assert checked >= 8
 
 
@@ -162,6 +197,8 @@ def test_the_recorded_runs_cover_every_request_shape_audiosum_makes(recorded: li
     assert any("max_completion_tokens" in body for body in bodies)
     assert any(m["role"] == "assistant" and "audio" in m for m in messages)
     assert any(p["type"] == "input_audio" and p["input_audio"]["format"] == "wav" for p in parts)
+    speech = [json.loads(r["body"]) for r in recorded if r["path"] == "/v1/audio/speech"]
+    assert any(body.get("instructions") and body["voice"] == "cedar" for body in speech)
 
 
 @pytest.mark.parametrize("mutate", [
@@ -228,3 +265,83 @@ def test_the_sdk_raises_the_right_error_for_every_status(server: RunningServer, 
     assert parsed.message and parsed.message in error.message
     assert error.code == parsed.code and error.type == parsed.type and error.param == parsed.param
     assert error.request_id is not None and error.request_id.startswith("req_")
+
+
+# -- the endpoints beyond chat: speech, files, batches -----------------------------------------------------------
+
+BATCH_LINE = {"custom_id": "one", "method": "POST", "url": "/v1/chat/completions",
+              "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "The ferry runs daily."}]}}
+
+
+def test_the_sdk_requests_to_speech_files_and_batches_are_valid_and_their_answers_parse_strictly(
+        server: RunningServer) -> None:
+    """Every request the SDK sends to the new endpoints validates against the official params (the upload's form
+    fields too), and every answer parses with the SDK's strict response types."""
+    server.set_faults("")
+    client = _sdk(server)
+    already = len(_raw_records(server))
+    speech = client.audio.speech.create(model="gpt-4o-mini-tts", input="The ferry runs daily.", voice="alloy",
+                                        response_format="wav", speed=1.5, instructions="Calmly.")
+    assert speech.response.headers["content-type"] == "audio/wav" and speech.content.startswith(b"RIFF")
+    uploaded = client.files.create(file=("lines.jsonl", (json.dumps(BATCH_LINE) + "\n").encode()), purpose="batch")
+    assert isinstance(uploaded, openai.types.FileObject) and client.files.retrieve(uploaded.id) == uploaded
+    assert client.files.content(uploaded.id).json() == BATCH_LINE
+    assert uploaded.id in [f.id for f in client.files.list(limit=5, order="desc")]
+    batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                                  completion_window="24h", metadata={"purpose": "schema"})
+    assert isinstance(batch, openai.types.Batch) and client.batches.retrieve(batch.id).id == batch.id
+    assert batch.id in [b.id for b in client.batches.list(limit=5)]
+    assert client.batches.cancel(batch.id).status in ("cancelling", "cancelled")
+    assert client.files.delete(uploaded.id).deleted
+    new = _raw_records(server)[already:]
+    assert {(r["method"], r["path"].split("/")[2]) for r in new} >= {("POST", "audio"), ("POST", "files"),
+                                                                     ("GET", "files"), ("DELETE", "files"),
+                                                                     ("POST", "batches"), ("GET", "batches")}
+    assert sum(validate_recorded(request) for request in new) == 3  # speech, the upload, the batch
+
+
+def _raw_records(server: RunningServer) -> list[dict[str, Any]]:
+    """The record as written (bodies as sent), not RunningServer.recorded()'s parsed bodies."""
+    return [json.loads(line) for line in server.record_path.read_text().splitlines()]  # type: ignore[union-attr]
+
+
+def test_the_validator_refuses_a_wrong_upload() -> None:
+    good = {"file": ("lines.jsonl", b"{}"), "purpose": "batch"}
+    assert validate_request(FileCreateParams, good) == _drained(good)
+    for bad in ({**good, "purpose": "batches"}, {**good, "purpos": "batch"}, {"purpose": "batch"}):
+        with pytest.raises(pydantic.ValidationError):
+            validate_request(FileCreateParams, bad)
+
+
+@pytest.mark.parametrize("call", [
+    pytest.param(lambda c: c.audio.speech.create(model="tts-1", input="a" * 4097, voice="alloy"), id="speech-4097"),
+    pytest.param(lambda c: c.audio.speech.create(model="tts-1", input="Hi.", voice="robot"), id="speech-voice"),
+    pytest.param(lambda c: c.files.create(file=("x.jsonl", b'{"custom_id": 1}'), purpose="batch"), id="files-jsonl"),
+    pytest.param(lambda c: c.files.retrieve("file-missing"), id="files-404"),
+    pytest.param(lambda c: c.files.content("file-missing"), id="files-content-404"),
+    pytest.param(lambda c: c.files.delete("file-missing"), id="files-delete-404"),
+    pytest.param(lambda c: c.batches.create(input_file_id="file-x", endpoint="/v1/audio/speech",
+                                            completion_window="24h"), id="batches-endpoint"),
+    pytest.param(lambda c: c.batches.retrieve("batch_missing"), id="batches-404"),
+    pytest.param(lambda c: c.batches.cancel("batch_missing"), id="batches-cancel-404"),
+])
+def test_the_new_endpoints_errors_parse_as_the_official_error(server: RunningServer, call: Any) -> None:
+    with pytest.raises(openai.APIStatusError) as caught:
+        call(_sdk(server))
+    error = caught.value
+    assert type(error) is STATUS_ERRORS[error.status_code]
+    assert isinstance(error.body, dict) and set(error.body) == {"message", "type", "param", "code"}
+    parsed = ErrorObject.model_validate(error.body, strict=True)
+    assert parsed.message in error.message and error.request_id is not None and error.request_id.startswith("req_")
+
+
+@pytest.mark.parametrize("status", sorted(STATUS_ERRORS))
+def test_speech_raises_the_right_error_for_every_status(server: RunningServer, status: int) -> None:
+    server.set_faults(f"{status}=1")
+    try:
+        with pytest.raises(openai.APIStatusError) as caught:
+            _sdk(server).audio.speech.create(model="gpt-4o-mini-tts", input="Hello.", voice="alloy")
+    finally:
+        server.set_faults("")
+    assert type(caught.value) is STATUS_ERRORS[status] and caught.value.status_code == status
+    ErrorObject.model_validate(caught.value.body, strict=True)

@@ -47,6 +47,7 @@ from pipeline.plan.costs import speech_usage
 from pipeline.plan.split import chapter_label, narration_parts, split_for_budget
 from pipeline.providers.openai import preflight
 from pipeline.providers.openai.conversation import Conversation
+from pipeline.providers.openai.preflight import Preflight
 from pipeline.providers.openai.prompts import (
     combined_parts,
     narrate_messages,
@@ -313,8 +314,16 @@ class OpenAIProvider:
         def refused(response: httpx.Response) -> None:
             raise classify_error_response(response, secret=self._secret)
 
-        found = await preflight.check_model(self._client, self._model, now_wall=self.clock.wall(),
-                                            deadline_s=self._deadline_s, secret=self._secret, refused=refused)
+        settings = self._settings
+        # Two-step sends text to --text-model and speech to --tts-model (--model hears recordings, checked when used).
+        roles = ((("text", settings.text_model), ("speech", settings.tts_model)) if settings.strategy == "two-step"
+                 else (("chat-audio", self._model),))
+        for role, model in roles:
+            found = await preflight.check_model(self._client, model, now_wall=self.clock.wall(), role=role,
+                                                deadline_s=self._deadline_s, secret=self._secret, refused=refused)
+            self._announce(found)
+
+    def _announce(self, found: Preflight) -> None:
         if self._on_event is None:
             return
         if found.shutdown_date is not None:

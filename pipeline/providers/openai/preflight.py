@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import quote
@@ -37,8 +38,20 @@ def is_audio_model(model_id: str) -> bool:
     return "audio" in model_id or model_id in AUDIO_MODEL_IDS
 
 
+# What each model option is for: its flag, and which of a server's models to suggest when it lacks the one asked.
+ROLES: dict[str, tuple[str, str, Callable[[str], bool]]] = {
+    "chat-audio": ("--model", "audio-capable", lambda m: is_audio_model(m)),
+    "text": ("--text-model", "text", lambda m: not is_audio_model(m) and not is_speech_model(m)),
+    "speech": ("--tts-model", "speech", lambda m: is_speech_model(m)),
+}
+
+
+def is_speech_model(model_id: str) -> bool:
+    return "tts" in model_id
+
+
 async def check_model(client: httpx.AsyncClient, model: str, *, now_wall: float, deadline_s: float,
-                      secret: str | None, refused: Any) -> Preflight:
+                      secret: str | None, refused: Any, role: str = "chat-audio") -> Preflight:
     """GET models/{model}: 404 (with a model list that lacks it) is a UsageError; 401 goes to `refused(response)`
     (the caller's usual error classification, which raises). A server without the endpoint is not an error."""
     response = await _get(client, f"models/{quote(model, safe='')}", deadline_s)
@@ -52,10 +65,11 @@ async def check_model(client: httpx.AsyncClient, model: str, *, now_wall: float,
             return Preflight(model, note="the server has no models endpoint; not checked")
         if model in offered:
             return Preflight(model, note="GET models/{id} is missing but the list names the model")
-        audio = sorted(m for m in offered if is_audio_model(m))
-        shown = ", ".join(audio[:MAX_SUGGESTED]) + (", ..." if len(audio) > MAX_SUGGESTED else "")
+        flag, kind, suits = ROLES[role]
+        fitting = sorted(m for m in offered if suits(m))
+        shown = ", ".join(fitting[:MAX_SUGGESTED]) + (", ..." if len(fitting) > MAX_SUGGESTED else "")
         raise UsageError(f"the server does not offer model {from_server(model, secret)!r} (GET /models/{{id}} "
-                         f"answered 404); audio-capable models it offers: {shown or 'none'} (choose one with --model)")
+                         f"answered 404); {kind} models it offers: {shown or 'none'} (choose one with {flag})")
     body = _json(response)
     if not response.is_success or not isinstance(body, dict):
         return Preflight(model, note=f"GET models/{{id}} answered HTTP {response.status_code} without a model; "
