@@ -101,6 +101,7 @@ class BatchesEndpoint:
         self.stats["requests"] += 1
         try:
             self.core.check_auth(request)
+            await self.core.record(request, await request.body())  # every request, as for chat and models
             body = await work(request)
         except ApiFailure as failure:
             self.stats[failure.kind] += 1
@@ -127,7 +128,6 @@ class BatchesEndpoint:
     # -- the routes' work ---------------------------------------------------------------------------------------
     async def _create(self, request: Request) -> dict[str, Any]:
         raw = await request.body()
-        await self.core.record(request, raw)
         body = await self.core.json_body(raw)
         _check_endpoint(body.get("endpoint"))
         if body.get("completion_window") != WINDOW:
@@ -189,7 +189,6 @@ class BatchesEndpoint:
         return self._job(request).object()
 
     async def _cancel(self, request: Request) -> dict[str, Any]:
-        await self.core.record(request, await request.body())
         job = self._job(request)
         if job.status in TERMINAL or job.status == "finalizing":
             raise ApiFailure(409, f"Cannot cancel a batch with status {job.status!r}.", param="batch_id",

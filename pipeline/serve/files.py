@@ -107,6 +107,7 @@ class FilesEndpoint:
         self.stats["requests"] += 1
         try:
             self.core.check_auth(request)
+            await self.core.record(request, await request.body())  # every request, as for chat and models
             response: Response = await work(request)
         except ApiFailure as failure:
             self.stats[failure.kind] += 1
@@ -131,7 +132,6 @@ class FilesEndpoint:
 
     async def _create(self, request: Request) -> Response:
         raw = await request.body()
-        await self.core.record(request, raw)
         fields = await asyncio.to_thread(parse_multipart, raw, request.headers.get("content-type", ""))
         purpose = _purpose(fields)
         filename, data = _file_field(fields)
