@@ -307,7 +307,7 @@ def serve_command(host: str, port: int, engine: Literal["local", "tone"], api_ke
                   allowed_host: tuple[str, ...], max_body_mb: int, header_timeout: float, body_timeout: float,
                   keep_alive: int, max_connections: int, record: Path | None, shutdown: tuple[str, ...],
                   batch_delay: float, batch_expire: float) -> None:
-    """Serve an OpenAI-compatible /v1/chat/completions over the offline engine.
+    """Serve OpenAI-compatible /v1/chat/completions, /v1/audio/speech, /v1/files and /v1/batches (offline).
 
     With --rpm/--tpm it rate-limits like the real service (429 with retry-after, x-ratelimit-* headers), and
     with --faults it injects errors, resets, stalls and broken answers; GET /stats counts every answer kind.
