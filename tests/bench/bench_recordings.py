@@ -4,13 +4,16 @@ Run: python tests/bench/bench_recordings.py [--minutes 60] [--listen-minutes 5] 
 Builds recordings by looping sample_inputs/voice-notes/website-launch.mp3, then, each step in its own process:
   decode    ffmpeg decoding the recording to PCM and throwing it away (the same-run baseline);
   prepare   recordings.split_recording at the request limit (20 MB by default), then every part made (MP3);
-  listen    PocketSphinx recognition of a shorter recording (the offline engine's first step).
+  listen    pipeline.engine.listen.transcribe of a shorter recording (the offline engine's first step: Whisper
+            tiny.en from the bundled weights since issue 14; its accuracy, speed and memory have their own benches,
+            bench_listen.py and bench_listen_memory.py).
 Prints wall seconds, peak RSS (each process's own VmHWM), parts, and ratios to the decode baseline.
 Goals: every part within the limit and the parts cover the recording end to end; prepare wall <= 12x the decode
 (4.2x measured for issue 7 on a quiet machine, 7.9x with three other jobs on the two cores: prepare runs ffmpeg
 and Python side by side, so it loses more than the decode when the cores are taken); prepare peak RSS <= 6x the
 decode's (the scan is chunked and parts are made one at a time: 69 MB against 17 MB for 60 minutes, 127 MB before
-the chunking); listen wall <= 200x the decode of the same short recording (110x measured for issue 7).
+the chunking); listen wall <= 200x the decode of the same short recording (110x measured for issue 7, with
+the PocketSphinx recogniser of the time).
 --smoke: a 6-minute recording at a 1 MB limit (so it is still converted and cut, into 3 parts) and 30 seconds
 of recognition; every goal is still checked.
 """
