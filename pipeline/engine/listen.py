@@ -163,6 +163,7 @@ def _hear(model: Any, audio: Any, offset: float, language: str,
     for segment in segments:
         words = " ".join(segment.text.split())
         if words:
+            said = (segment.words or ()) if word_timings else ()
             timed = tuple((round(offset + float(word.start), 2), round(offset + float(word.end), 2),
-                           word.word.strip()) for word in (getattr(segment, "words", None) or ()) if word.word.strip())
+                           word.word.strip()) for word in said if word.word.strip())
             yield (round(offset + float(segment.start), 2), round(offset + float(segment.end), 2), words), timed

@@ -58,6 +58,49 @@ def test_long_recordings_are_heard_in_bounded_windows(tmp_path: Path, monkeypatc
     assert heard.utterances[0][2] == "a tone" and heard.text == "A tone" + " a tone" * (len(handed) - 1) + "."
 
 
+def test_word_timings_carry_each_window_offset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[bool] = []
+
+    class Word:
+        def __init__(self, start: float, end: float, word: str) -> None:
+            self.start, self.end, self.word = start, end, word
+
+    class Segment:
+        def __init__(self, seconds: float) -> None:
+            self.start, self.end, self.text = 0.5, seconds - 0.5, " hello there"
+            self.words = [Word(0.5, 1.0, " hello"), Word(1.0, seconds - 0.5, " there"), Word(1.0, 1.0, " ")]
+
+    class Recorder:
+        def transcribe(self, audio, **options):
+            asked.append(options["word_timestamps"])
+            return iter([Segment(len(audio) / 16000)]), None
+
+    monkeypatch.setattr(listen, "_whisper", Recorder)
+    recording = _tone(tmp_path / "long.wav", 65.0)
+    heard = listen.transcribe(recording, word_timings=True)
+    assert asked and all(asked) and len(heard.words) == 2 * len(heard.utterances) >= 6
+    # In recording time: each window's words start at its own offset; in order; inside the recording.
+    starts = [start for start, _, _ in heard.words]
+    assert starts == sorted(starts) and heard.words[0] == (0.5, 1.0, "hello") and heard.words[-1][1] <= 65.0
+    window_starts = [start - 0.5 for start, _, word in heard.words if word == "hello"]
+    assert window_starts[0] == 0.0 and all(0 < b - a <= 30.0 for a, b in zip(window_starts, window_starts[1:]))
+    # The stream gives the same words without collecting them; plain transcribe asks for none.
+    assert tuple(listen.timed_words(recording)) == heard.words
+    asked.clear()
+    assert listen.transcribe(recording).words == () and not any(asked)
+
+
+def test_a_language_the_bundled_model_cannot_hear_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.errors import UsageError
+
+    monkeypatch.setattr(listen, "_whisper", lambda: pytest.fail("the model was loaded for a refused language"))
+    listen.check_language("en")
+    with pytest.raises(UsageError, match=r"English only .*tiny\.en.*'de'"):
+        listen.transcribe(b"not even audio", language="de")
+    with pytest.raises(UsageError):
+        list(listen.timed_words(b"", language="fr"))
+
+
 def test_sentences_follow_whisper_punctuation_across_segments() -> None:
     heard = listen.Heard(((0.0, 1.0, "please tell customers that orders placed"),
                           (1.0, 2.0, "this weekend ship on thursday. i will check")), 2.0)
@@ -81,7 +124,8 @@ def test_speech_is_heard_offline_from_the_bundled_model(tmp_path: Path, monkeypa
     monkeypatch.setattr(listen, "_model", None)  # load it here, under the guard
     heard = listen.transcribe(recording)
     words = heard.text.lower()
-    for said in ("calling about my internet connection", "down for three days", "me back"):  # tiny.en hears "called" or "call" depending on the rendering
+    # tiny.en hears "called" or "call" depending on the rendering
+    for said in ("calling about my internet connection", "down for three days", "me back"):
         assert said in words, heard.text
     assert heard.utterances[0][0] < 1.0 and heard.utterances[-1][1] <= heard.duration_s + 0.5
     # A tone is not speech: the voice activity filter passes nothing to the model, so nothing is invented.
