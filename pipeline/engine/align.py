@@ -84,16 +84,18 @@ def align(wav: bytes | Path, transcript: str, *, language: str = "en", sentences
     """Sentence and word cues for `transcript` as spoken in `wav` (any format pipeline.audio decodes).
 
     sentences: the transcript's sentences when the caller knows them (a narration's); else split_sentences().
-    Never raises for a recording it cannot hear or a transcript that does not match: it falls back to the estimate
-    with the reason. InvalidAudio only when the recording does not decode at all (no duration to estimate from).
-    CPU-heavy (it runs Whisper over the whole recording): call it from a worker process or thread.
+    Does not raise for a recording the recogniser cannot hear (a language other than English, weights missing, a
+    recogniser failure) or a transcript that does not match: it falls back to the estimate with the reason.
+    InvalidAudio (or AudioToolFailed) only when the recording cannot be decoded at all: no duration to time from.
+    CPU-heavy (it runs Whisper over the whole recording, a little slower than plain transcription): call it from a
+    worker process or thread, never on an event loop.
     """
     said = list(sentences) if sentences is not None else split_sentences(transcript)
     try:
         heard = listen.transcribe(wav, suffix=suffix, language=language, word_timings=True)
     except InvalidAudio:
         raise
-    except AudiosumError as exc:  # English only, ffmpeg failed: time the sentences by their length instead
+    except (AudiosumError, ImportError, RuntimeError) as exc:  # not heard: time the sentences by length instead
         from pipeline.audio import duration_of
 
         duration = duration_of(wav, suffix=suffix)
