@@ -613,9 +613,9 @@ class ChatServer:
         counts, self.stats = dict(self.stats), _fresh_counts()
         wire, self.wire = dict(self.wire), Counter()
         self.models_stats = Counter()
-        for counts in (self.speech.stats, self.files.stats, self.batches.stats):
-            counts.clear()
-            counts.update({"requests": 0, "ok": 0})
+        for endpoint_counts in (self.speech.stats, self.files.stats, self.batches.stats):
+            endpoint_counts.clear()
+            endpoint_counts.update({"requests": 0, "ok": 0})
         self.log.clear()
         return json_response({"engine": self.config.engine, "counts": counts, "wire": wire})
 
