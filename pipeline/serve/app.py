@@ -1,4 +1,5 @@
-"""`audiosum serve`: an OpenAI-compatible Chat Completions audio endpoint over the offline engine.
+"""`audiosum serve`: an OpenAI-compatible Chat Completions audio endpoint over the offline engine, and the routes
+and wiring of the others (speech.py: /v1/audio/speech; files.py: /v1/files; batches.py: /v1/batches).
 
 The peer the test suite talks to over loopback; it speaks the wire format, validates like the real service (every
 malformed field is a 400 naming its param, never a 500), and never calls out to any network. The event loop only
