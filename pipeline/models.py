@@ -284,7 +284,7 @@ class DocumentResult:
 
     doc_id: str
     source: str
-    status: Literal["done", "failed", "skipped"]
+    status: Literal["done", "failed", "skipped", "waiting"]  # waiting: its text step is in a batch (--batch)
     title: str | None = None
     reason: str | None = None
     error_class: str | None = None

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import hashlib
 import json
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from pipeline import plan, report, sources
 from pipeline.audio.publish import PublishedAudio, PublishOptions, is_audio_file, publish
+from pipeline.batching import BatchPath
 from pipeline.errors import ApiError, AuthenticationFailed, DiskFull, DocumentError, OutputClash, UsageError
 from pipeline.models import (
     DEFAULT_PODCAST_BASE_URL,
@@ -47,9 +49,11 @@ from pipeline.outputs import (
 from pipeline.plan import dryrun
 from pipeline.providers import make_provider
 from pipeline.providers.base import Provider
+from pipeline.providers.openai import OpenAIProvider
 from pipeline.redact import shown_input, url_without_credentials, visible
 from pipeline.sources.feeds import is_feed_input
 from pipeline.state import DocumentRecord, RunState, locked_state
+from pipeline.state.batches import BatchLine
 
 ResultListener = Callable[[DocumentResult], None]
 RUN_FILE_NAMES = frozenset({report.JSON_NAME, report.HTML_NAME, podcast.FEED_NAME})  # the run's files, not a document's
@@ -135,6 +139,8 @@ async def _run_locked(settings: RunSettings, state: RunState, on_result: ResultL
         report.write(settings.out_dir, report.build(state, run_id), state)
         raise failure
     status = "interrupted" if current.stop_signal else ("aborted" if current.abort_reason else "finished")
+    if status == "finished" and current.batch is not None and current.batch.waiting:
+        status = "waiting"  # documents wait for a batch: a later run (the nightly line) collects them
     try:
         built = _finish_run(settings, state, run_id, status, current.abort_reason)
     except DiskFull as exc:
@@ -170,6 +176,7 @@ async def _run_workers(current: _Run, provider: Provider | None) -> BaseExceptio
     try:
         if not await _checked_before_sending(current, active):
             return None
+        current.batch = await _batch_path(current, active)
         current.tasks = [asyncio.create_task(current.worker(active)) for _ in range(max(1, settings.concurrency))]
         done, _ = await asyncio.wait(current.tasks, return_when=asyncio.FIRST_EXCEPTION)
         failure = next((t.exception() for t in done if not t.cancelled() and t.exception() is not None), None)
@@ -177,7 +184,11 @@ async def _run_workers(current: _Run, provider: Provider | None) -> BaseExceptio
             # A bug, not a document's fault: stop everyone, but still leave a report that says so.
             current.cancel_in_flight()
             await asyncio.wait(current.tasks)
+        elif current.batch is not None and current.stop_signal is None and current.abort_reason is None:
+            await current.batch.submit()
     finally:
+        if current.batch is not None:
+            current.batch.discard()  # a stopped run's queue: its documents are queued again by the next run
         flusher.cancel()
         for signum in installed:
             loop.remove_signal_handler(signum)
@@ -186,6 +197,20 @@ async def _run_workers(current: _Run, provider: Provider | None) -> BaseExceptio
         if provider is None:
             await active.aclose()
     return failure
+
+
+async def _batch_path(current: _Run, provider: Provider) -> BatchPath | None:
+    """--batch with the API: earlier batches brought forward before any document; None otherwise."""
+    if not current.settings.batch:
+        return None
+    if not isinstance(provider, OpenAIProvider):
+        current.emit("warning", kind="batch_needs_api", option="--batch",
+                     message="--batch sends two-step's text step through the OpenAI Batch API; the offline engine "
+                             "has no batches, so the documents are made now")
+        return None
+    batch = BatchPath(current.settings, current.state, current.run_id, provider, current.emit)
+    await batch.bring_forward()
+    return batch
 
 
 async def _checked_before_sending(current: _Run, provider: Provider) -> bool:
@@ -320,6 +345,7 @@ class _Run:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     made: int = 0  # documents made (status done) so far in this run
     grace_timer: asyncio.TimerHandle | None = None
+    batch: BatchPath | None = None  # --batch: where each document's text step goes
     # Feed items fetch article pages while being pulled: do that in a thread so the loop keeps serving.
     pull_in_thread: bool = False
     pull_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -406,6 +432,16 @@ class _Run:
             reason = "follow-up questions are asked after a summary; --mode narrate reads the text aloud instead"
             self._finish(_failed(item, reason, "DocumentError", 0.0), (), None)
             return
+        make: MakeSummary = functools.partial(provider.summarise, item, self.settings)
+        line = None
+        if self.batch is not None:
+            route = self.batch.route(item, decision.fingerprint)
+            if route.kind == "wait":
+                self._finish(_waiting(item, route.reason), (), None)
+                return
+            if route.kind == "speak" and route.line is not None:
+                make = self._from_batch(item, provider, route.line)
+                line = route.line
         try:
             # Before anything is sent: a file in the way would fail the document after its requests were paid for.
             self._claim(item.id, planned_names(item, self.settings).all)
@@ -413,7 +449,9 @@ class _Run:
             self._finish(_failed(item, str(exc), type(exc).__name__, 0.0), (), None)
             return
         started = time.time()
-        result, attempts, written = await _process(item, provider, self.settings, self._claim)
+        result, attempts, written = await _process(item, make, self.settings, self._claim)
+        if line is not None and self.batch is not None and result.status == "done":
+            self.batch.spoken(line)
         if written is not None and record is not None:
             # Files the last version of this document had and this one does not (fewer questions, another
             # --output): left behind they would look like part of it.
@@ -421,6 +459,13 @@ class _Run:
             self.state.release_outputs(remove_outputs(self.settings.out_dir, stale, self.state))
         self._finish(result, attempts, _record(item, result, written, decision.fingerprint, self.run_id, started,
                                               record))
+
+    def _from_batch(self, item: Document, provider: Provider, line: BatchLine) -> MakeSummary:
+        """Speak a batch's written answer (the provider is the API's: only it makes batches)."""
+        assert isinstance(provider, OpenAIProvider)
+        text, usage = BatchPath.answer(line)
+        return functools.partial(provider.speak_written, item, self.settings, text, usage=usage,
+                                 request_id=line.request_id, batch_id=line.batch_id)
 
     def _claim(self, doc_id: str, names: set[str]) -> frozenset[str]:
         return claim(self.settings.out_dir, self.state, doc_id, names)
@@ -450,6 +495,7 @@ class _Run:
 
 
 Claim = Callable[[str, set[str]], frozenset[str]]
+MakeSummary = Callable[[], Awaitable[SpokenSummary]]
 
 
 class Processed(NamedTuple):
@@ -460,10 +506,12 @@ class Processed(NamedTuple):
     written: DocumentFiles | None
 
 
-async def _process(item: Document, provider: Provider, settings: RunSettings, claim_names: Claim) -> Processed:
+async def _process(item: Document, make: MakeSummary, settings: RunSettings,
+                   claim_names: Claim) -> Processed:
+    """make() the spoken summary (the provider's summarise, or a batch answer spoken), publish it, write it."""
     started = time.monotonic()
     try:
-        summary = await provider.summarise(item, settings)
+        summary = await make()
     except (ApiError, DocumentError) as exc:  # both carry the requests already made for the document
         attempts = tuple(a for a in exc.attempts if isinstance(a, Attempt))
         return Processed(_failed(item, str(exc), type(exc).__name__, time.monotonic() - started,
@@ -576,6 +624,11 @@ def _skipped(item: Document, record: DocumentRecord) -> DocumentResult:
                           sidecar_name=record.sidecar_name, transcript=record.transcript,
                           duration_s=record.duration_s, meta_json=_meta_json(item),
                           followups_json=record.followups_json)
+
+
+def _waiting(item: Document, reason: str) -> DocumentResult:
+    return DocumentResult(doc_id=item.id, source=item.source, status="waiting", title=item.title, reason=reason,
+                          meta_json=_meta_json(item))
 
 
 def _failed(item: Document | RejectedDocument, reason: str, error_class: str, elapsed: float,

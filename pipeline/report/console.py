@@ -78,6 +78,9 @@ class ConsoleOutput:
                                     "elapsed_s": result.elapsed_s})
         elif result.status == "failed":
             self._line(f"audiosum: failed {result.doc_id}: {result.reason}")
+        elif result.status == "waiting":
+            if not self.quiet and self._progress is None:
+                self._line(f"  waiting {result.doc_id}  ({result.reason})")
         elif not self.quiet and self._progress is None:
             minutes, seconds = divmod(round(result.duration_s), 60)
             self._line(f"  {result.status:<7} {result.doc_id}  ({minutes}:{seconds:02d} audio, "
@@ -104,7 +107,8 @@ def summary_line(totals: dict[str, Any], report_path: object) -> str:
     retries = f" · {totals['retries']} retries" if totals.get("retries") else ""
     per_minute = totals.get("cost_per_spoken_minute_usd")
     rate = f" (${per_minute:.4f}/spoken min)" if per_minute else ""
-    return (f"audiosum: {totals['done']} done, {totals['skipped']} skipped, {totals['failed']} failed · "
+    waiting = f", {totals['waiting']} waiting for a batch" if totals.get("waiting") else ""
+    return (f"audiosum: {totals['done']} done, {totals['skipped']} skipped, {totals['failed']} failed{waiting} · "
             f"{totals['audio_seconds'] / 60:.1f} audio min · {totals['tokens_in']}/{totals['tokens_out']} tokens "
             f"in/out · ~${totals.get('cost_usd', 0):.4f}{rate}{retries} · {totals.get('wall_seconds', 0.0):.1f} s · "
             f"report {report_path}")

@@ -37,6 +37,7 @@ h1 { font-size: 22px; margin: 0 0 4px; }
 .doc .id { font-family: ui-monospace, monospace; font-size: 12px; color: var(--skip); }
 .badge { font-size: 12px; font-weight: 600; padding: 1px 8px; border-radius: 10px; color: #fff; }
 .done { background: var(--ok); } .failed { background: var(--bad); } .skipped { background: var(--skip); }
+.waiting { background: #9a6700; }
 .doc audio { width: 100%; margin: 10px 0 4px; }
 .doc p.transcript { margin: 6px 0 0; }
 .doc .followup { margin: 10px 0 0 14px; padding-left: 10px; border-left: 3px solid #d0d7de; }

@@ -48,4 +48,21 @@ def render_status(state: RunState, limit: int = 8, holder: dict[str, object] | N
         lines.append(f"running now: pid {holder.get('pid', '?')}, started {holder.get('started', '?')}")
     lines.append("")
     lines.append("documents: " + (", ".join(f"{n} {status}" for status, n in counts.items()) or "none yet"))
+    lines.extend(_batch_lines(state))
     return "\n".join(lines)
+
+
+def _batch_lines(state: RunState) -> list[str]:
+    """--batch: the submissions not yet collected, with the API's counts and audiosum's line counts."""
+    pending = state.batches.unfinished()
+    if not pending:
+        return []
+    lines = ["", f"batches pending: {len(pending)} (the next run polls them and speaks what is done)"]
+    for record in pending:
+        api = record.counts
+        counts = (f"{api.get('completed', 0)}/{api.get('total', 0)} completed, {api.get('failed', 0)} failed"
+                  if api else "no counts yet")
+        documents = sum(state.batches.line_counts(record.batch_key).values())
+        lines.append(f"  {record.batch_id or record.batch_key:<32} {record.status:<12} submitted "
+                     f"{_when(record.created_at)}  {counts}  ({documents} documents)")
+    return lines

@@ -18,6 +18,7 @@ from typing import Any
 
 from pipeline.errors import DiskFull, StateSchemaMismatch, UsageError, is_no_space
 from pipeline.models import Attempt, DocumentResult
+from pipeline.state.batches import BatchRecords
 from pipeline.state.lock import RunLock
 from pipeline.state.migrations import (  # noqa: F401 - MIGRATIONS and migration stay importable from here
     MIGRATIONS,
@@ -170,6 +171,7 @@ class RunState:
         # Called before each commit: the runner makes the output folder durable first, so a document the
         # committed state calls done always has its renamed files on disk.
         self.before_commit: Callable[[], None] | None = None
+        self.batches = BatchRecords(self._db, self.commit)  # --batch's submissions and their lines
 
     def close(self) -> None:
         try:
@@ -345,6 +347,7 @@ class RunState:
                    COALESCE(SUM(status = 'done'), 0) AS done,
                    COALESCE(SUM(status = 'skipped'), 0) AS skipped,
                    COALESCE(SUM(status = 'failed'), 0) AS failed,
+                   COALESCE(SUM(status = 'waiting'), 0) AS waiting,
                    COALESCE(SUM(CASE WHEN status = 'done' THEN duration_s END), 0.0) AS audio_seconds,
                    COALESCE(SUM(prompt_tokens), 0) AS tokens_in,
                    COALESCE(SUM(completion_tokens), 0) AS tokens_out,

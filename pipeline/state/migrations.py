@@ -162,15 +162,54 @@ def m010_main_output_names(db: sqlite3.Connection) -> None:
         db.execute(f"ALTER TABLE documents RENAME COLUMN wav_{part} TO main_{part}")
 
 
+@migration
+def m011_batches(db: sqlite3.Connection) -> None:
+    # --batch: each Batch API submission (recorded before its file is uploaded, its file id before the batch is
+    # created, so a kill between the steps leaves nothing the next run cannot find) and each document line in it.
+    db.execute("""
+        CREATE TABLE batches (
+            batch_key TEXT PRIMARY KEY,
+            run_id TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            file_id TEXT,
+            batch_id TEXT,
+            status TEXT NOT NULL,
+            counts_json TEXT,
+            updated_at REAL NOT NULL,
+            note TEXT
+        )""")
+    db.execute("""
+        CREATE TABLE batch_lines (
+            batch_key TEXT NOT NULL REFERENCES batches(batch_key),
+            doc_id TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            status TEXT NOT NULL,
+            text TEXT,
+            usage_json TEXT,
+            request_id TEXT,
+            error TEXT,
+            PRIMARY KEY (batch_key, doc_id)
+        )""")
+    db.execute("CREATE INDEX batch_lines_by_doc ON batch_lines (doc_id)")
+
+
 def migrate(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
     done = {row[0] for row in db.execute("SELECT name FROM migrations")}
     for name, function in MIGRATIONS:
         if name in done:
             continue
-        with db:
+        # One transaction a migration (SQLite's DDL is transactional): one that fails halfway, say on a full disk,
+        # leaves no table of it behind to break the next attempt. The connection is in autocommit mode, where
+        # `with db:` alone would not make one.
+        db.execute("BEGIN")
+        try:
             function(db)
             db.execute("INSERT INTO migrations (name, applied_at) VALUES (?, ?)", (name, time.time()))
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
 
 SCHEMA_VERSION = len(MIGRATIONS)  # the schema this audiosum writes: one version per migration

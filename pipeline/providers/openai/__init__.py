@@ -11,8 +11,8 @@ import binascii
 import dataclasses
 import json
 import re
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
@@ -61,10 +61,16 @@ from pipeline.providers.openai.prompts import (
 from pipeline.providers.openai.ratelimit import RateLimiter, TokenEstimator
 from pipeline.providers.openai.retry import RetryPolicy, retry_after_seconds
 from pipeline.providers.openai.speech import SPEECH_PATH, parse_speech, speech_body, speech_parts
+from pipeline.providers.openai.usage import usage_of
 from pipeline.redact import from_server, without_secrets
 
+if TYPE_CHECKING:
+    from pipeline.providers.openai.batch import BatchApi
+
+T = TypeVar("T")
 RETRYABLE_STATUSES = frozenset({408, 409, 429})  # and every 5xx
 CHAT_PATH = "chat/completions"
+JSON_HEADERS = {"Content-Type": "application/json"}
 MAX_MESSAGE_CHARS = 300  # of a server's error message kept in reports
 CONNECT_TIMEOUT_S = 10.0
 MAX_REDUCE_ROUNDS = 4  # rounds of summarising part summaries: 4 rounds take a 20 MB text down to one request
@@ -179,7 +185,7 @@ def parse_answer(response: httpx.Response, *, provider: str, voice: str,
             audio["id"], secret) else None,
         audio_expires_at=audio["expires_at"] if type(audio.get("expires_at")) is int else None,
         request_id=request_id,
-        usage=_usage(body.get("usage")),
+        usage=usage_of(body.get("usage")),
     )
 
 
@@ -207,27 +213,7 @@ def parse_text_answer(response: httpx.Response, secret: str | None = None) -> Te
     if not isinstance(content, str) or not content.strip():
         raise TransientError("broken answer: empty text", status=response.status_code, request_id=request_id,
                              cause="broken_answer")
-    return TextAnswer(without_secrets(content, secret).strip(), _usage(body.get("usage")), request_id)
-
-
-def _usage(raw: object) -> Usage:
-    if not isinstance(raw, dict):
-        return Usage()
-
-    def ints(value: object) -> dict[str, int]:
-        return {k: v for k, v in value.items() if isinstance(v, int)} if isinstance(value, dict) else {}
-
-    def count(name: str) -> int:
-        value = raw.get(name)
-        return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-    return Usage(
-        prompt_tokens=count("prompt_tokens"),
-        completion_tokens=count("completion_tokens"),
-        total_tokens=count("total_tokens"),
-        prompt_tokens_details=ints(raw.get("prompt_tokens_details")),
-        completion_tokens_details=ints(raw.get("completion_tokens_details")),
-    )
+    return TextAnswer(without_secrets(content, secret).strip(), usage_of(body.get("usage")), request_id)
 
 
 def _carries_audio(messages: list[dict[str, Any]]) -> bool:
@@ -244,7 +230,7 @@ class OpenAIProvider:
                  clock: Clock = SYSTEM_CLOCK, on_event: EventListener | None = None, check_model: bool = False) -> None:
         """check_model: GET models/{model} once before the first request (a run's provider does; see preflight)."""
         self._on_event = on_event
-        headers = {"User-Agent": f"audiosum/{__version__}", "Content-Type": "application/json"}
+        headers = {"User-Agent": f"audiosum/{__version__}"}
         if settings.api_key:
             headers["Authorization"] = f"Bearer {settings.api_key}"
         self._secret = settings.api_key
@@ -341,6 +327,31 @@ class OpenAIProvider:
             summary, opening = await self._hear(document, settings)
         else:
             summary, opening = await self._summarise_text(document, settings)
+        return await self._with_followups(document, settings, summary, opening)
+
+    async def speak_written(self, document: Document, settings: RunSettings, text: str, *, usage: Usage,
+                            request_id: str | None, batch_id: str | None) -> SpokenSummary:
+        """--batch: the text step's answer came from a batch; speak it (and ask the follow-ups) like two-step."""
+        await self.preflight()
+        said = await self.say(document, settings, text)
+        text_step = RequestStep("text", f"/batches/{batch_id}", settings.text_model, (request_id,), usage)
+        summary = dataclasses.replace(said, steps=(text_step, *said.steps), usage=total_usage([usage, said.usage]),
+                                      model=settings.text_model)
+        return await self._with_followups(document, settings, summary,
+                                          build_request_body(document, settings)["messages"])
+
+    def batch_api(self) -> BatchApi:
+        """The Batch API over this provider's client, retried by its policy."""
+        from pipeline.providers.openai.batch import BatchApi
+
+        async def retried(attempt_once: Callable[[], Awaitable[T]], label: str) -> T:
+            result, _ = await self.retry.call(attempt_once, label)
+            return result
+
+        return BatchApi(self.request, retried, self._secret)
+
+    async def _with_followups(self, document: Document, settings: RunSettings, summary: SpokenSummary,
+                              opening: list[dict[str, Any]]) -> SpokenSummary:
         questions = questions_for(document, settings)
         if not questions:
             return summary
@@ -549,11 +560,16 @@ class OpenAIProvider:
 
     async def send(self, payload: bytes, path: str = CHAT_PATH, limiter: RateLimiter | None = None) -> httpx.Response:
         """One POST, its failures classified; every answer's x-ratelimit-* headers feed the limiter."""
+        return await self.request("POST", path, content=payload, headers=JSON_HEADERS, limiter=limiter or self.limiter)
+
+    async def request(self, method: str, path: str, *, limiter: RateLimiter | None = None,
+                      **options: Any) -> httpx.Response:
+        """One request to the API (options as httpx takes them), its failures classified as pipeline.errors."""
         try:
             # httpx's timeouts are per read; this bounds the whole answer, so a trickling server cannot hold
             # a slot for ever.
             async with asyncio.timeout(self._deadline_s):
-                response = await self._client.post(path, content=payload)
+                response = await self._client.request(method, path, **options)
         # httpx's errors hold the request, its Authorization header (the key) included: they are never chained,
         # so no traceback or logger that walks __cause__ can reach it (from None).
         except (httpx.TimeoutException, TimeoutError) as exc:
@@ -568,7 +584,8 @@ class OpenAIProvider:
         except httpx.HTTPError as exc:
             # e.g. a body whose content-encoding does not decode
             raise TransientError(f"broken answer: {type(exc).__name__}", cause="broken_answer") from None
-        (limiter or self.limiter).observe(response.headers)
+        if limiter is not None:
+            limiter.observe(response.headers)
         if response.is_success:
             return response
         hint = retry_after_seconds(response.headers, now_wall=self.clock.wall())

@@ -1,0 +1,185 @@
+"""The Batch API's wire format (`/files` with purpose `batch`, `/batches`): a document as one JSONL line for the text
+step of two-step, the file upload, the batch's create/retrieve/find, and its output and error files read line by line.
+
+Knows bodies and HTTP through the provider's client (its timeouts, error classes and retry policy); never reads or
+writes state. Every string from the server passes redact.from_server.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import IO, Any, TypeVar
+
+import httpx
+
+from pipeline.errors import TransientError
+from pipeline.models import Document, RunSettings, Usage
+from pipeline.providers.openai.usage import usage_of
+from pipeline.redact import from_server, without_secrets
+
+CHAT_ENDPOINT = "/v1/chat/completions"  # the only endpoint audiosum batches (the Batch API takes no audio models)
+COMPLETION_WINDOW = "24h"
+# Lines per batch: the API takes 50,000, audiosum sends at most this many so that a batch's output file (a few KB a
+# line) is read whole in a few MB; a run with more documents submits several batches.
+MAX_LINES = 2_000
+MAX_FILE_BYTES = 190 * 1024 * 1024  # under the API's 200 MB limit of an input file
+MAX_OUTPUT_BYTES = 64 * 1024 * 1024  # an output file bigger than this is not 2,000 summaries
+MAX_LISTED = 1000  # batches scanned to find one created from a given file (a run killed before recording it)
+T = TypeVar("T")
+
+
+def batch_line(document: Document, settings: RunSettings, messages: list[dict[str, Any]]) -> bytes:
+    """One request of the input file: the text model writes the document's spoken summary (custom_id = its id)."""
+    line = {"custom_id": document.id, "method": "POST", "url": CHAT_ENDPOINT,
+            "body": {"model": settings.text_model, "messages": messages}}
+    return json.dumps(line, ensure_ascii=False).encode("utf-8") + b"\n"
+
+
+@dataclass(frozen=True, slots=True)
+class LineOutcome:
+    """One line of a batch's output or error file: the written text, or why there is none."""
+
+    custom_id: str
+    text: str | None
+    usage: Usage
+    request_id: str | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchState:
+    """What GET /batches/{id} says, redacted."""
+
+    batch_id: str
+    status: str
+    counts: dict[str, int]
+    output_file_id: str | None
+    error_file_id: str | None
+    input_file_id: str | None
+
+
+class BatchApi:
+    """Batch API calls over an OpenAIProvider's client, each retried by its policy like any request."""
+
+    def __init__(self, request: Callable[..., Awaitable[httpx.Response]],
+                 retried: Callable[[Callable[[], Awaitable[Any]], str], Awaitable[Any]], secret: str | None) -> None:
+        self._request = request
+        self._retried = retried
+        self._secret = secret
+
+    async def _json(self, method: str, path: str, label: str, **options: Any) -> dict[str, Any]:
+        async def once() -> dict[str, Any]:
+            response = await self._request(method, path, **options)
+            try:
+                body = response.json()
+            except ValueError as exc:
+                raise TransientError(f"broken answer: {path} sent no JSON", status=response.status_code,
+                                     cause="broken_answer") from exc
+            if not isinstance(body, dict):
+                raise TransientError(f"broken answer: {path} sent no object", cause="broken_answer")
+            return body
+
+        result: dict[str, Any] = await self._retried(once, label)
+        return result
+
+    async def upload(self, handle: IO[bytes], name: str) -> str:
+        """POST /files (purpose batch): the file id."""
+        def rewound() -> dict[str, Any]:
+            handle.seek(0)
+            return {"files": {"file": (name, handle, "application/jsonl")}, "data": {"purpose": "batch"}}
+
+        async def once() -> dict[str, Any]:
+            return await self._json("POST", "files", "batch upload", **rewound())
+
+        body: dict[str, Any] = await once()
+        return self._id(body, "file")
+
+    async def create(self, file_id: str, metadata: dict[str, str]) -> BatchState:
+        body = await self._json("POST", "batches", "batch create", json={
+            "input_file_id": file_id, "endpoint": CHAT_ENDPOINT, "completion_window": COMPLETION_WINDOW,
+            "metadata": metadata})
+        return self._state(body)
+
+    async def retrieve(self, batch_id: str) -> BatchState:
+        return self._state(await self._json("GET", f"batches/{batch_id}", "batch poll"))
+
+    async def created_from(self, file_id: str) -> BatchState | None:
+        """The batch made from this input file, if one was (a run killed between create and recording it)."""
+        after: str | None = None
+        seen = 0
+        while seen < MAX_LISTED:
+            params = {"limit": 100, **({"after": after} if after else {})}
+            body = await self._json("GET", "batches", "batch list", params=params)
+            listed = body.get("data")
+            data: list[Any] = listed if isinstance(listed, list) else []
+            for item in data:
+                if isinstance(item, dict) and item.get("input_file_id") == file_id:
+                    return self._state(item)
+            seen += len(data)
+            if not body.get("has_more") or not data:
+                return None
+            after = str(data[-1].get("id", ""))
+        return None
+
+    async def delete_file(self, file_id: str) -> None:
+        await self._json("DELETE", f"files/{file_id}", "batch file delete")
+
+    async def outcomes(self, file_id: str) -> list[LineOutcome]:
+        """The lines of an output or error file (at most MAX_LINES summaries: a few MB, read whole)."""
+        response = await self._retried(lambda: self._request("GET", f"files/{file_id}/content"), "batch output")
+        if len(response.content) > MAX_OUTPUT_BYTES:
+            raise TransientError(f"the batch output file is over {MAX_OUTPUT_BYTES // 2**20} MB", cause="too_large")
+        return [self._outcome(raw) for raw in response.content.split(b"\n") if raw.strip()]
+
+    def _outcome(self, raw: bytes) -> LineOutcome:
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            return LineOutcome("", None, Usage(), None, "an output line that is not JSON")
+        custom_id = str(line.get("custom_id") or "") if isinstance(line, dict) else ""
+        response = line.get("response") if isinstance(line, dict) else None
+        error = line.get("error") if isinstance(line, dict) else None
+        if isinstance(response, dict) and response.get("status_code") == 200 and isinstance(response.get("body"),
+                                                                                            dict):
+            body = response["body"]
+            request_id = from_server(str(response.get("request_id") or ""), self._secret) or None
+            try:
+                text = body["choices"][0]["message"]["content"]
+            except (KeyError, IndexError, TypeError):
+                text = None
+            if isinstance(text, str) and text.strip():
+                return LineOutcome(custom_id, without_secrets(text, self._secret).strip(),
+                                   usage_of(body.get("usage")), request_id, None)
+            return LineOutcome(custom_id, None, Usage(), request_id, "the answer has no text")
+        if isinstance(response, dict) and isinstance(response.get("body"), dict):
+            error = response["body"].get("error") or error
+            status = response.get("status_code")
+            detail = error.get("message") if isinstance(error, dict) else None
+            return LineOutcome(custom_id, None, Usage(), None,
+                               from_server(f"HTTP {status}: {detail or 'no message'}", self._secret, limit=300))
+        detail = error.get("message") if isinstance(error, dict) else str(error or "no answer")
+        return LineOutcome(custom_id, None, Usage(), None, from_server(str(detail), self._secret, limit=300))
+
+    def _id(self, body: dict[str, Any], kind: str) -> str:
+        value = body.get("id")
+        if not isinstance(value, str) or not value or value != from_server(value, self._secret):
+            raise TransientError(f"broken answer: the {kind} has no usable id", cause="broken_answer")
+        return value
+
+    def _state(self, body: dict[str, Any]) -> BatchState:
+        counts = body.get("request_counts") if isinstance(body.get("request_counts"), dict) else {}
+
+        def file_id(name: str) -> str | None:
+            value = body.get(name)
+            return value if isinstance(value, str) and value == from_server(value, self._secret) else None
+
+        return BatchState(batch_id=self._id(body, "batch"), status=from_server(str(body.get("status")),
+                                                                               self._secret) or "unknown",
+                          counts={k: v for k, v in (counts or {}).items() if isinstance(v, int)},
+                          output_file_id=file_id("output_file_id"), error_file_id=file_id("error_file_id"),
+                          input_file_id=file_id("input_file_id"))
+
+
+
