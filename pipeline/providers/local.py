@@ -35,9 +35,14 @@ class LocalProvider:
 
     def __init__(self, settings: RunSettings, on_event: EventListener | None = None) -> None:
         self._workers = max(1, settings.local_workers)
-        self._pool = self._new_pool()
         self._on_event = on_event
         self._warned: set[str] = set()  # each ignored option is warned about once per run (one provider a run)
+        self._start_workers(settings)
+
+    def _start_workers(self, settings: RunSettings) -> None:
+        """Where the engine's calls run. The executor seam: another executor (providers.ray_engine) overrides this,
+        `_in_pool` and `aclose`, and keeps everything else."""
+        self._pool = self._new_pool()
 
     def _ignored(self, document: Document, settings: RunSettings) -> str:
         """The voice asked for; warns (once a run each) that the offline engine speaks in its own voice and does
