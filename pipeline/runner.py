@@ -59,6 +59,7 @@ ResultListener = Callable[[DocumentResult], None]
 RUN_FILE_NAMES = frozenset({report.JSON_NAME, report.HTML_NAME, podcast.FEED_NAME})  # the run's files, not a document's
 
 EXIT_FOR_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+MAX_REPORTED_WARNINGS = 50  # a run's warnings kept for report.json (each kind is warned about once or twice)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,8 +142,13 @@ async def _run_locked(settings: RunSettings, state: RunState, on_result: ResultL
     status = "interrupted" if current.stop_signal else ("aborted" if current.abort_reason else "finished")
     if status == "finished" and current.batch is not None and current.batch.waiting:
         status = "waiting"  # documents wait for a batch: a later run (the nightly line) collects them
+    if settings.podcast_base_url == DEFAULT_PODCAST_BASE_URL and any(True for _ in state.episodes(1)):
+        current.emit("warning", kind="podcast_base_url_local", option="--base-url",
+                     message=f"{podcast.FEED_NAME} links its episodes under {DEFAULT_PODCAST_BASE_URL} (the default), "
+                             "which no other device can reach: give --base-url (or base_url in the job) the address "
+                             "a podcast app will fetch them from")
     try:
-        built = _finish_run(settings, state, run_id, status, current.abort_reason)
+        built = _finish_run(settings, state, run_id, status, current.abort_reason, current.warnings)
     except DiskFull as exc:
         # Not even the run's end could be recorded: say so; the next run marks this one crashed and goes on.
         current.stop_for_full_disk(exc)
@@ -151,11 +157,6 @@ async def _run_locked(settings: RunSettings, state: RunState, on_result: ResultL
                           report_json=settings.out_dir / report.JSON_NAME,
                           report_html=settings.out_dir / report.HTML_NAME, abort_reason=current.abort_reason,
                           disk_full=True)
-    if settings.podcast_base_url == DEFAULT_PODCAST_BASE_URL and any(True for _ in state.episodes(1)):
-        current.emit("warning", kind="podcast_base_url_local", option="--base-url",
-                     message=f"{podcast.FEED_NAME} links its episodes under {DEFAULT_PODCAST_BASE_URL} (the default), "
-                             "which no other device can reach: give --base-url (or base_url in the job) the address "
-                             "a podcast app will fetch them from")
     current.emit("run_end", run_id=run_id, status=status, **{k: v for k, v in built["totals"].items()
                                                              if not isinstance(v, dict)})
     return RunOutcome(run_id=run_id, status=status, totals=built["totals"],
@@ -168,7 +169,7 @@ async def _run_workers(current: _Run, provider: Provider | None) -> BaseExceptio
     after the others were stopped, else None. Signal handlers, the state flusher and a provider made here end
     with it."""
     settings = current.settings
-    active = provider or make_provider(settings, on_event=current.on_event)
+    active = provider or make_provider(settings, on_event=current.event)
     loop = asyncio.get_running_loop()
     installed = _install_signal_handlers(loop, current)
     flusher = asyncio.create_task(_flush_state_periodically(current.state, current))
@@ -234,9 +235,9 @@ async def _checked_before_sending(current: _Run, provider: Provider) -> bool:
 
 
 def _finish_run(settings: RunSettings, state: RunState, run_id: str, status: str,
-                abort_reason: str | None) -> dict[str, Any]:
+                abort_reason: str | None, warnings: list[dict[str, Any]]) -> dict[str, Any]:
     """Record the run's end, write its report and rebuild the podcast feed; DiskFull if there is no room."""
-    state.finish_run(run_id, status, abort_reason)
+    state.finish_run(run_id, status, abort_reason, warnings)
     built = report.build(state, run_id)
     report.write(settings.out_dir, built, state)
     # Also after --output text runs: text answers are not episodes (podcast.build skips them), but a document
@@ -346,6 +347,7 @@ class _Run:
     made: int = 0  # documents made (status done) so far in this run
     grace_timer: asyncio.TimerHandle | None = None
     batch: BatchPath | None = None  # --batch: where each document's text step goes
+    warnings: list[dict[str, Any]] = field(default_factory=list)  # the run's warning events, for report.json
     # Feed items fetch article pages while being pulled: do that in a thread so the loop keeps serving.
     pull_in_thread: bool = False
     pull_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -359,6 +361,12 @@ class _Run:
             return await _in_daemon_thread(next, self.items, None)
 
     def emit(self, event: str, **fields: Any) -> None:
+        self.event(event, fields)
+
+    def event(self, event: str, fields: dict[str, Any]) -> None:
+        """Every run event passes here: warnings are kept for the report, then the caller's listener hears it."""
+        if event == "warning" and len(self.warnings) < MAX_REPORTED_WARNINGS:
+            self.warnings.append({k: v for k, v in fields.items() if isinstance(v, (str, int, float, type(None)))})
         if self.on_event is not None:
             self.on_event(event, fields)
 

@@ -62,6 +62,8 @@ def build(state: RunState, run_id: str) -> dict[str, Any]:
     }
     if run["abort_reason"]:
         built["abort_reason"] = run["abort_reason"]
+    if run["warnings_json"]:
+        built["warnings"] = json.loads(run["warnings_json"])
     return built
 
 

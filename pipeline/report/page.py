@@ -151,6 +151,8 @@ def render_parts(report: dict[str, Any], failed: Iterator[dict[str, Any]], other
                 f'{escape(str(plan.get("limits_note")))}</p>{_paths_table(plan.get("paths") or [])}</section>')
     if report.get("abort_reason"):
         nav += f'<p class="reason">{escape(str(report["abort_reason"]))}</p>'
+    nav += "".join(f'<p class="reason">warning: {escape(str(w.get("message", "")))}</p>'
+                   for w in report.get("warnings") or [])
     heading = "audiosum dry run: the plan, nothing sent" if report.get("dry_run") else "audiosum run report"
     if report.get("dry_run"):
         nav += '<p><a href="report.html">The last real run\'s report</a></p>'

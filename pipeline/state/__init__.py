@@ -308,11 +308,13 @@ class RunState:
             (run_id,))
         return {outcome: count for outcome, count in rows}
 
-    def finish_run(self, run_id: str, status: str, abort_reason: str | None = None) -> None:
+    def finish_run(self, run_id: str, status: str, abort_reason: str | None = None,
+                   warnings: list[dict[str, Any]] | None = None) -> None:
         self.commit()
         with self._no_space_is_disk_full():
-            self._db.execute("UPDATE runs SET ended_at = ?, status = ?, abort_reason = ? WHERE run_id = ?",
-                             (time.time(), status, abort_reason, run_id))
+            self._db.execute("UPDATE runs SET ended_at = ?, status = ?, abort_reason = ?, warnings_json = ? "
+                             "WHERE run_id = ?", (time.time(), status, abort_reason,
+                                                  json.dumps(warnings) if warnings else None, run_id))
 
     def run(self, run_id: str | None = None) -> sqlite3.Row | None:
         if run_id is None:

@@ -163,7 +163,9 @@ def m010_main_output_names(db: sqlite3.Connection) -> None:
 
 
 @migration
-def m011_batches(db: sqlite3.Connection) -> None:
+def m011_batches_and_warnings(db: sqlite3.Connection) -> None:
+    # A run's warning events (a model shutting down soon, an option the engine ignores), for report.json.
+    db.execute("ALTER TABLE runs ADD COLUMN warnings_json TEXT")
     # --batch: each Batch API submission (recorded before its file is uploaded, its file id before the batch is
     # created, so a kill between the steps leaves nothing the next run cannot find) and each document line in it.
     db.execute("""

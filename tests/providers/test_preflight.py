@@ -84,6 +84,13 @@ def test_a_shutdown_within_30_days_is_a_warning_and_later_ones_are_not(tmp_path:
     warnings = [e for e in events if e.get("event") == "warning" and e.get("kind") == "model_shutdown"]
     assert len(warnings) == 1 and warnings[0]["shutdown_date"] == soon.isoformat(), events
     assert quiet.exit_code == 0 and "shuts down" not in quiet.stderr
+    # The report says it too (json and page), and only where it was warned.
+    report = json.loads((tmp_path / "out1" / "report.json").read_text())
+    shutdown = [w for w in report["warnings"] if w["kind"] == "model_shutdown"]
+    assert len(shutdown) == 1 and shutdown[0]["shutdown_date"] == soon.isoformat()
+    assert f"shuts down on {soon.isoformat()}" in (tmp_path / "out1" / "report.html").read_text()
+    quiet_report = json.loads((tmp_path / "out3" / "report.json").read_text())
+    assert not [w for w in quiet_report.get("warnings", []) if w["kind"] == "model_shutdown"]
 
 
 @pytest.mark.parametrize(("days_before", "warns"), [(30, True), (31, False), (-2, True)])

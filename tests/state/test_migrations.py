@@ -15,22 +15,22 @@ def test_a_migration_that_fails_halfway_leaves_nothing_and_the_next_open_applies
                                                                                      monkeypatch: pytest.MonkeyPatch
                                                                                      ) -> None:
     db = sqlite3.connect(tmp_path / "state.sqlite", isolation_level=None)
-    real = dict(migrations.MIGRATIONS)["m011_batches"]
+    real = dict(migrations.MIGRATIONS)["m011_batches_and_warnings"]
 
     def half(connection: sqlite3.Connection) -> None:
         connection.execute("CREATE TABLE batches (batch_key TEXT PRIMARY KEY)")
         raise sqlite3.OperationalError("database or disk is full")
 
-    monkeypatch.setattr(migrations, "MIGRATIONS", [(n, half if n == "m011_batches" else f)
+    monkeypatch.setattr(migrations, "MIGRATIONS", [(n, half if n == "m011_batches_and_warnings" else f)
                                                    for n, f in migrations.MIGRATIONS])
     with pytest.raises(sqlite3.OperationalError):
         migrations.migrate(db)
     tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "batches" not in tables and "documents" in tables  # the earlier migrations stayed, the failed one did not
-    assert "m011_batches" not in migrations.applied_migrations(db)
+    assert "m011_batches_and_warnings" not in migrations.applied_migrations(db)
 
-    monkeypatch.setattr(migrations, "MIGRATIONS", [(n, real if n == "m011_batches" else f)
+    monkeypatch.setattr(migrations, "MIGRATIONS", [(n, real if n == "m011_batches_and_warnings" else f)
                                                    for n, f in migrations.MIGRATIONS])
     migrations.migrate(db)
-    assert "m011_batches" in migrations.applied_migrations(db)
+    assert "m011_batches_and_warnings" in migrations.applied_migrations(db)
     assert not db.in_transaction
