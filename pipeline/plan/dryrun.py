@@ -17,7 +17,12 @@ from pipeline.models import Document, RunSettings, questions_for
 from pipeline.plan.costs import CHARS_PER_TEXT_TOKEN, cost_usd, prices_for, prices_for_run, speech_usage
 from pipeline.providers.openai import build_request_body
 from pipeline.providers.openai.prompts import recording_system_prompt
-from pipeline.providers.openai.ratelimit import AUDIO_TOKENS_PER_SECOND, answer_tokens, prompt_tokens
+from pipeline.providers.openai.ratelimit import (
+    AUDIO_IN_TOKENS_PER_SECOND,
+    AUDIO_OUT_TOKENS_PER_SECOND,
+    answer_tokens,
+    prompt_tokens,
+)
 from pipeline.providers.openai.speech import MAX_INPUT_CHARS
 from pipeline.state import RunState
 
@@ -92,11 +97,11 @@ def plan_run(settings: RunSettings, state: RunState) -> DryRunPlan:
         questions = len(questions_for(item, settings))
         requests += parts + questions
         input_tokens += prompt_tokens(messages) * (parts + questions)
-        audio_in += round(heard_s * AUDIO_TOKENS_PER_SECOND) * (1 + (questions if parts == 1 else 0))
+        audio_in += round(heard_s * AUDIO_IN_TOKENS_PER_SECOND) * (1 + (questions if parts == 1 else 0))
         text, audio = answer_tokens(messages, settings.words, audio_in=item.audio is not None)
         text_out += text * (parts + questions)
         audio_out += 0 if settings.output == "text" else audio * (parts + questions)
-    audio_seconds = audio_out / AUDIO_TOKENS_PER_SECOND
+    audio_seconds = audio_out / AUDIO_OUT_TOKENS_PER_SECOND
     spoken = _Spoken(requests, input_tokens, audio_in, text_out, audio_seconds)
     prices = prices_for(settings.provider, settings.model, settings.price_overrides)
     cost = cost_usd(prices, text_in=input_tokens, audio_in=audio_in, text_out=text_out, audio_out=audio_out)
@@ -126,7 +131,7 @@ def three_paths(settings: RunSettings, spoken: _Spoken) -> tuple[PathEstimate, .
     minutes = spoken.audio_seconds / 60
     chat = prices_for("openai", settings.model, settings.price_overrides)
     chat_cost = cost_usd(chat, text_in=spoken.text_in, audio_in=spoken.audio_in, text_out=spoken.text_out,
-                         audio_out=round(spoken.audio_seconds * AUDIO_TOKENS_PER_SECOND))
+                         audio_out=round(spoken.audio_seconds * AUDIO_OUT_TOKENS_PER_SECOND))
     speech_requests = spoken.answers * max(1, math.ceil(settings.words * CHARS_PER_SPOKEN_WORD / MAX_INPUT_CHARS))
     characters = round(spoken.text_out * CHARS_PER_TEXT_TOKEN)
     speech = speech_usage(settings.tts_model, characters, spoken.audio_seconds)

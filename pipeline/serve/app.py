@@ -80,7 +80,7 @@ SERVED_FORMATS = frozenset({"wav", "pcm16"})
 INPUT_AUDIO_FORMATS = frozenset({"wav", "mp3"})
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 # This server's own accounting convention for audio tokens (the real service does not publish a rate).
-AUDIO_TOKENS_PER_SECOND = 10
+AUDIO_OUT_TOKENS_PER_SECOND = 20  # as the real audio models bill a spoken second (a heard one: 10, see _prompt_tokens)
 MAX_REMEMBERED_AUDIO = 10_000
 LOGGED_REQUESTS = 1000  # the last requests /stats lists with their server-side times
 # The models this server answers for (GET /v1/models, /v1/models/{id}); its own list, not the client's default.
@@ -540,7 +540,7 @@ class ChatServer:
             audio = (narration.audio.wav, audio_format or "wav")
             message["audio"] = {"id": audio_id, "expires_at": expires_at, "data": _AUDIO_PLACEHOLDER,
                                 "transcript": transcript}
-            completion_audio_tokens = math.ceil(narration.audio.duration_s * AUDIO_TOKENS_PER_SECOND)
+            completion_audio_tokens = math.ceil(narration.audio.duration_s * AUDIO_OUT_TOKENS_PER_SECOND)
         else:
             message["content"] = transcript
         completion_text = _estimate_tokens(transcript)

@@ -25,9 +25,10 @@ def test_three_paths_side_by_side_with_the_run_s_own_marked(text_samples: Path, 
     assert [chat["chosen"], two["chosen"], batch["chosen"]] == [True, False, False]
     # Two-step asks twice per spoken answer (a text model, then the speech endpoint); a batch does the same work.
     assert two["requests"] == 2 * chat["requests"] == batch["requests"]
-    # Per spoken minute, two-step costs a fraction of chat audio (the "roughly a fifth"), and the batch's
-    # half-price text step makes it cheaper still.
-    assert float(two["cost_per_spoken_minute_usd"]) < float(chat["cost_per_spoken_minute_usd"]) / 2.5  # type: ignore[arg-type]
+    # Per spoken minute, two-step costs about a fifth of chat audio, and the batch's half-price text step makes it
+    # cheaper still.
+    ratio = float(two["cost_per_spoken_minute_usd"]) / float(chat["cost_per_spoken_minute_usd"])  # type: ignore[arg-type]
+    assert 0.1 < ratio < 0.3, ratio
     assert float(batch["cost_usd"]) < float(two["cost_usd"])  # type: ignore[arg-type]
     assert "24 h" in str(batch["note"])
     for name in paths:  # the table is printed too

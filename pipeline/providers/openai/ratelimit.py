@@ -164,7 +164,10 @@ def _int(value: str | None) -> int | None:
 TOKENS_PER_MESSAGE = 4
 TEXT_TOKENS_PER_WORD = 1.4
 SPOKEN_WORDS_PER_SECOND = 2.5
-AUDIO_TOKENS_PER_SECOND = 10.0
+# Audio is billed by the second: about 10 tokens a second heard, 20 a second spoken (OpenAI's audio models: $0.06 a
+# minute in at $100 per 1M tokens, $0.24 a minute out at $200).
+AUDIO_IN_TOKENS_PER_SECOND = 10.0
+AUDIO_OUT_TOKENS_PER_SECOND = 20.0
 
 
 def text_of(content: object) -> str:
@@ -177,7 +180,7 @@ def text_of(content: object) -> str:
 
 def prompt_tokens(messages: list[dict[str, object]], audio_seconds: float = 0.0) -> int:
     text = sum(len(text_of(m.get("content"))) / CHARS_PER_TOKEN + TOKENS_PER_MESSAGE for m in messages)
-    return int(text + audio_seconds * AUDIO_TOKENS_PER_SECOND)
+    return int(text + audio_seconds * AUDIO_IN_TOKENS_PER_SECOND)
 
 
 def answer_tokens(messages: list[dict[str, object]], words: int, audio_in: bool = False) -> tuple[int, int]:
@@ -186,7 +189,8 @@ def answer_tokens(messages: list[dict[str, object]], words: int, audio_in: bool 
     # length in words is unknown, so its summary is assumed to be the full length.
     document_words = len(text_of(messages[-1].get("content")).split()) if messages and not audio_in else words
     spoken = min(words, document_words)
-    return round(spoken * TEXT_TOKENS_PER_WORD), round(spoken / SPOKEN_WORDS_PER_SECOND * AUDIO_TOKENS_PER_SECOND)
+    return (round(spoken * TEXT_TOKENS_PER_WORD),
+            round(spoken / SPOKEN_WORDS_PER_SECOND * AUDIO_OUT_TOKENS_PER_SECOND))
 
 
 class TokenEstimator:
