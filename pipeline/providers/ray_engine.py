@@ -100,8 +100,9 @@ class _Connection:
             if self.ray.is_initialized():
                 self.context = None
             else:
-                # log_to_driver off: the actors' output stays in Ray's logs, this process's stdout stays the CLI's.
-                self.context = self.ray.init(address=self.address, log_to_driver=False, logging_level="WARNING",
+                # The actors' output stays in Ray's logs and Ray's own notes below errors (the run's events say what
+                # matters): this process's stdout and stderr stay the CLI's, a JSON log stays parseable.
+                self.context = self.ray.init(address=self.address, log_to_driver=False, logging_level="ERROR",
                                              runtime_env=runtime_env())
                 self.started_here = True
         except BaseException as exc:  # handed to the event loop's side, which classifies it

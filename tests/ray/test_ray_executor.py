@@ -1,0 +1,217 @@
+"""--executor ray on a local Ray: the local executor's outputs, an actor killed mid-run costs no document, a document
+that kills every actor it meets fails alone, and a SIGINT drains and a rerun finishes.
+
+One local Ray serves the module (`ray.init(num_cpus=2)`, shut down at the end): the runs in this process use it (the
+provider finds Ray initialised and leaves it up); a run in a child process joins it by address. Without Ray the
+module is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import SAMPLE_INPUTS, child_env, run_cli
+
+ray = pytest.importorskip("ray")
+
+from pipeline import runner  # noqa: E402
+from pipeline.engine import narrate  # noqa: E402
+from pipeline.errors import DocumentError  # noqa: E402
+from pipeline.models import RunSettings  # noqa: E402
+from pipeline.providers import ray_engine  # noqa: E402
+
+pytestmark = pytest.mark.ray
+
+# Piper's voice samples noise (VITS): two renderings of one text differ in their last bits and their timing by a few
+# per cent, whichever executor makes them (two local runs differ too). So the audio itself is compared by presence and
+# length; everything that says what was spoken, and how it is filed, must be identical.
+TIMED_SIDECAR_KEYS = {"created_at", "audio_sha256", "duration_s", "cues", "chapters"}
+FILLER = ("The district council reviewed the budget for bridges, ferries and cycle lanes, and agreed to publish the "
+          "figures next week. ")
+
+
+@pytest.fixture(scope="module")
+def ray_address() -> Iterator[str]:
+    # As the provider starts its own: this checkout's pipeline/ in the actors, their output kept out of ours.
+    context = ray.init(num_cpus=2, log_to_driver=False, logging_level="WARNING",
+                       runtime_env=ray_engine.runtime_env())
+    try:
+        yield str(context.address_info["gcs_address"])
+    finally:
+        ray.shutdown()
+
+
+def _manifest(path: Path, count: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        for i in range(count):
+            handle.write(json.dumps({"id": f"doc-{i:03d}", "text": f"Item {i}. " + FILLER * 2}) + "\n")
+    return path
+
+
+def _view(out: Path) -> dict[str, Any]:
+    """What two executors must agree on: the file set; each sidecar without its times (its cues' and chapters' texts
+    kept); every text file; and the report's totals without the wall time and audio seconds (compared apart)."""
+    view: dict[str, Any] = {}
+    for path in sorted(p for p in out.iterdir() if p.is_file()):
+        if path.name in ("report.json", "report.html", "podcast.xml") or path.suffix in (".wav", ".vtt"):
+            view[path.name] = "present"
+        elif path.suffix == ".json":
+            sidecar = json.loads(path.read_text())
+            view[path.name] = {k: v for k, v in sidecar.items() if k not in TIMED_SIDECAR_KEYS}
+            view[path.name]["cue_texts"] = [cue[-1] for cue in sidecar.get("cues") or []]
+            view[path.name]["chapter_labels"] = [chapter[-1] for chapter in sidecar.get("chapters") or []]
+        else:
+            view[path.name] = path.read_bytes()
+    totals = json.loads((out / "report.json").read_text())["totals"]
+    view["totals"] = {k: v for k, v in totals.items() if k not in ("wall_seconds", "audio_seconds")}
+    return view
+
+
+def _audio_seconds(out: Path) -> float:
+    return float(json.loads((out / "report.json").read_text())["totals"]["audio_seconds"])
+
+
+def _no_partial_files(out: Path) -> None:
+    assert not list(out.glob(".audiosum-tmp-*"))
+    assert not [p for p in out.iterdir() if p.name.endswith((".tmp", ".part"))]
+    for path in out.glob("*.wav"):
+        with wave.open(str(path), "rb") as reader:
+            assert reader.getnframes() > 0, path.name
+        assert json.loads(path.with_suffix(".json").read_text())["audio_file"] == path.name
+
+
+def test_same_outputs_as_the_local_executor(ray_address: str, tmp_path: Path) -> None:
+    """sample_inputs/, its recording included (heard by an actor from bytes the driver read)."""
+    local = run_cli("run", str(SAMPLE_INPUTS), "-o", str(tmp_path / "local"), "--executor", "local")
+    assert local.exit_code == 0, local.stderr
+    on_ray = run_cli("run", str(SAMPLE_INPUTS), "-o", str(tmp_path / "ray"), "--executor", "ray")
+    assert on_ray.exit_code == 0, on_ray.stderr
+    local_view, ray_view = _view(tmp_path / "local"), _view(tmp_path / "ray")
+    assert sorted(ray_view) == sorted(local_view)
+    for name, value in local_view.items():
+        assert ray_view[name] == value, name
+    assert local_view["totals"]["done"] >= 10 and local_view["totals"]["failed"] == 0
+    assert _audio_seconds(tmp_path / "ray") == pytest.approx(_audio_seconds(tmp_path / "local"), rel=0.1)
+
+
+def test_an_actor_killed_mid_run_costs_no_document(ray_address: str, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    pools: list[ray_engine._Pool] = []
+    original = ray_engine._Pool.__init__
+
+    def remember(self: ray_engine._Pool, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        pools.append(self)
+
+    monkeypatch.setattr(ray_engine._Pool, "__init__", remember)
+    killed: list[object] = []
+
+    def kill_a_busy_actor(result: object) -> None:
+        if killed:
+            return
+        busy = [actor for actor in pools[0]._nodes if actor not in pools[0]._idle]
+        for actor in busy[:1]:  # the other document's actor, in the middle of its call
+            ray.kill(actor, no_restart=True)
+            killed.append(actor)
+
+    events: list[tuple[str, dict[str, Any]]] = []
+    settings = RunSettings(inputs=(str(_manifest(tmp_path / "in" / "docs.jsonl", 6)),), out_dir=tmp_path / "out",
+                           concurrency=2, executor="ray")
+    outcome = runner.run(settings, on_result=kill_a_busy_actor, on_event=lambda e, f: events.append((e, f)))
+    assert killed, "no actor was busy when a document finished"
+    assert outcome.totals["done"] == 6 and outcome.totals["failed"] == 0, outcome.totals
+    lost = [f for e, f in events if e == "ray_actor_lost"]
+    assert len(lost) == 1 and lost[0]["attempt"] == 1
+    (pool_event,) = [f for e, f in events if e == "ray_pool"]
+    assert pool_event["actors_lost"] == 1 and pool_event["actors_started"] >= 3  # two, and one in its place
+    _no_partial_files(tmp_path / "out")
+
+
+def test_a_document_that_kills_every_actor_fails_alone(ray_address: str) -> None:
+    settings = RunSettings(inputs=("unused",), out_dir=Path("unused"), concurrency=2, executor="ray")
+    events: list[tuple[str, dict[str, Any]]] = []
+    provider = ray_engine.RayProvider(settings, on_event=lambda e, f: events.append((e, f)))
+
+    async def scenario() -> narrate.Narration:
+        try:
+            with pytest.raises(DocumentError, match=f"died {ray_engine.ATTEMPTS} times"):
+                await provider._in_pool(os._exit, 1)  # kills the actor that runs it, every time
+            # The pool recovers: the next document is spoken by a fresh actor.
+            return await provider._in_pool(narrate.narrate, "One sentence here. And another one.", 20, None, "tone")
+        finally:
+            await provider.aclose()
+
+    spoken = asyncio.run(scenario())
+    assert spoken.transcript
+    assert [f["attempt"] for e, f in events if e == "ray_actor_lost"] == list(range(1, ray_engine.ATTEMPTS + 1))
+
+
+def test_an_engine_failure_is_the_documents_as_with_the_local_executor(ray_address: str) -> None:
+    settings = RunSettings(inputs=("unused",), out_dir=Path("unused"), concurrency=1, executor="ray")
+    provider = ray_engine.RayProvider(settings)
+
+    async def scenario() -> None:
+        try:
+            with pytest.raises(DocumentError, match="offline engine failed: ValueError"):
+                await provider._in_pool(int, "not a number")
+        finally:
+            await provider.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_ctrl_c_drains_and_a_rerun_on_the_local_executor_finishes(tmp_path: Path) -> None:
+    """A real `audiosum run --executor ray` starting its own Ray, in a process group of its own: SIGINT to the whole
+    group (a Ctrl-C in a terminal, which reaches Ray's processes too) after the first document; the in-flight ones
+    finish, exit 130, nothing partial; a rerun (another executor: the state does not care) makes only the rest."""
+    docs = 8
+    manifest = _manifest(tmp_path / "in" / "docs.jsonl", docs)
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "run", str(manifest), "-o", str(out), "--executor", "ray",
+         "--concurrency", "2", "--log-format", "json"],
+        env={k: v for k, v in child_env().items() if k != "RAY_ADDRESS"}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True, start_new_session=True)
+    seen: list[str] = []
+    try:
+        assert process.stderr is not None  # the JSON events
+        deadline = time.monotonic() + 180
+        for line in process.stderr:
+            seen.append(line)
+            if '"event": "document"' in line and '"status": "done"' in line:
+                break
+            assert time.monotonic() < deadline, "no document done in time"
+        else:
+            pytest.fail("the run ended before a document was done: " + "".join(seen))
+        os.killpg(process.pid, signal.SIGINT)
+        _, rest = process.communicate(timeout=120)
+        stderr = "".join(seen) + rest
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, stderr
+    assert '"event": "stopping"' in rest and "interrupted" in rest
+    report = json.loads((out / "report.json").read_text())
+    assert report["status"] == "interrupted"
+    done = report["totals"]["done"]
+    assert 1 <= done < docs, report["totals"]
+    _no_partial_files(out)
+    assert len(list(out.glob("doc-*.wav"))) == done
+
+    rerun = run_cli("run", str(manifest), "-o", str(out), "--executor", "local")
+    assert rerun.exit_code == 0, rerun.stderr
+    assert f"{docs - done} done, {done} skipped, 0 failed" in rerun.stdout
+    assert len(list(out.glob("doc-*.wav"))) == docs
