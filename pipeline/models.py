@@ -165,6 +165,7 @@ class FollowUpAnswer:
     # The offline engine: "matched" (sentences chosen for the question) or "lead" (nothing matched, so the opening);
     # None for the API, which does not say.
     basis: Literal["matched", "lead"] | None = None
+    audio_format: str = "wav"  # what `wav` holds (see SpokenSummary.audio_format)
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +273,7 @@ class SpokenSummary:
     input_seconds: float | None = None  # audio input: the recording's length
     voice_requested: str | None = None  # the voice asked for, when another spoke (the offline engine); None = `voice`
     steps: tuple[RequestStep, ...] = ()  # two-step: the text step's and the speech step's requests
+    audio_format: str = "wav"  # what `wav` holds: "wav", or the --format the API encoded it in (format-direct)
 
     @property
     def requests(self) -> int:

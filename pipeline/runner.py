@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from pipeline import plan, report, sources
-from pipeline.audio.publish import PublishedAudio, PublishOptions, is_audio_file, publish
+from pipeline.audio.publish import PublishedAudio, PublishOptions, is_audio_file, publish, publish_encoded
 from pipeline.batching import BatchPath
 from pipeline.errors import ApiError, AuthenticationFailed, DiskFull, DocumentError, OutputClash, UsageError
 from pipeline.models import (
@@ -529,11 +529,15 @@ async def _process(item: Document, make: MakeSummary, settings: RunSettings,
     if settings.output != "text" and (settings.audio_format != "wav" or settings.loudness_lufs is not None):
         options = publish_options(item, settings)
         try:
-            published = await asyncio.to_thread(publish, summary.wav, options)
+            # Audio the API sent in --format itself is tagged and measured, never re-encoded (format-direct).
+            published = await asyncio.to_thread(_publisher(summary.audio_format), summary.wav, options)
             # The answers to follow-up questions are published the same way (format, loudness, tags).
-            published_answers = tuple([await asyncio.to_thread(publish, answer.wav, dataclasses.replace(
-                options, tags={**options.tags, "title": f"{options.tags['title']}: {answer.question}"}))
-                for answer in summary.followups])
+            published_answers = tuple([await asyncio.to_thread(_publisher(answer.audio_format), answer.wav,
+                                                               dataclasses.replace(options, tags={
+                                                                   **options.tags,
+                                                                   "title": f"{options.tags['title']}: "
+                                                                            f"{answer.question}"}))
+                                       for answer in summary.followups])
         except (DocumentError, ValueError) as exc:  # InvalidAudio, AudioToolFailed; ValueError: a tag publish refuses
             # The prefix says which stage failed: the spoken summary was made, its publishing was not.
             error_class = type(exc).__name__ if isinstance(exc, DocumentError) else DocumentError.__name__
@@ -562,6 +566,11 @@ async def _process(item: Document, make: MakeSummary, settings: RunSettings,
         elapsed_s=round(time.monotonic() - started, 3), meta_json=_meta_json(item),
         followups_json=_followups_json(summary, written),
     ), summary.attempts, written)
+
+
+def _publisher(audio_format: str) -> Callable[[bytes, PublishOptions], PublishedAudio]:
+    """publish() normalises and encodes a WAV; publish_encoded() takes audio the API already encoded."""
+    return publish if audio_format == "wav" else publish_encoded
 
 
 def _file_names(files: DocumentRecord | DocumentFiles) -> set[str]:

@@ -31,9 +31,10 @@ from pipeline.audio import (
     ffmpeg_command,
     ffmpeg_environment,
     measure,
+    sniff_container,
     wav_info,
 )
-from pipeline.errors import AudioToolFailed
+from pipeline.errors import AudioToolFailed, InvalidAudio
 from pipeline.models import AUDIO_FORMATS, AudioFormat
 
 FORMATS = AUDIO_FORMATS  # the --format choices (models.AudioFormat), each with its encoding below
@@ -175,6 +176,34 @@ def publish(wav: bytes, options: PublishOptions = PublishOptions()) -> Published
                           duration_s=after.duration_s, loudness_lufs=after.loudness.integrated_lufs,
                           sample_rate=after.sample_rate, true_peak_dbtp=after.loudness.true_peak_dbtp,
                           source_loudness_lufs=before.integrated_lufs, gain_db=round(gain, 2), limited=limited)
+
+
+# What each --format's bytes look like when the API sends them encoded (sniff_container's names).
+_CONTAINERS: dict[AudioFormat, str] = {"mp3": "mp3", "opus": "ogg", "flac": "flac", "wav": "wav"}
+
+
+def publish_encoded(data: bytes, options: PublishOptions) -> PublishedAudio:
+    """Audio the API already encoded in --format (no loudness change asked): checked to be that format, tagged and
+    measured by one decode, never re-encoded. InvalidAudio when it is not that format or does not decode."""
+    encoding = _ENCODINGS[options.format]
+    if options.loudness_lufs is not None:
+        raise ValueError("publish_encoded keeps the level as it came: a loudness target needs publish()")
+    found = sniff_container(data[:4096])
+    if found != _CONTAINERS.get(options.format):
+        raise InvalidAudio(f"the answer's audio is not {options.format} (it looks like {found or 'nothing known'})")
+    with tempfile.TemporaryDirectory(prefix="audiosum-publish-") as folder:
+        output = Path(folder) / f"episode.{encoding.extension}"
+        output.write_bytes(data)
+        try:
+            _write_tags(output, options.format, options.tags)
+        except MutagenError as exc:
+            raise InvalidAudio(f"cannot tag the {encoding.extension} audio: {exc}") from exc
+        measured = measure(output)
+        tagged = output.read_bytes()
+    return PublishedAudio(data=tagged, extension=encoding.extension, mime_type=encoding.mime_type,
+                          duration_s=measured.duration_s, loudness_lufs=measured.loudness.integrated_lufs,
+                          sample_rate=measured.sample_rate, true_peak_dbtp=measured.loudness.true_peak_dbtp,
+                          source_loudness_lufs=measured.loudness.integrated_lufs, gain_db=0.0, limited=False)
 
 
 Render = Callable[[float | None, float | None], AudioMeasurement]
@@ -337,4 +366,4 @@ def _write_tags(path: Path, audio_format: AudioFormat, tags: Mapping[str, str]) 
     vorbis.save()
 
 
-__all__ = ["FORMATS", "TAG_KEYS", "PublishOptions", "PublishedAudio", "publish"]
+__all__ = ["FORMATS", "TAG_KEYS", "PublishOptions", "PublishedAudio", "publish", "publish_encoded"]

@@ -311,6 +311,8 @@ def write_document_outputs(out_dir: Path, document: Document, summary: SpokenSum
         body.update(format=published.extension, mime_type=published.mime_type,
                     sample_rate=published.sample_rate, duration_s=round(published.duration_s, 3),
                     loudness_lufs=round(published.loudness_lufs, 1), true_peak_dbtp=round(published.true_peak_dbtp, 1))
+        if summary.audio_format != "wav":
+            body["encoded_by"] = "api"  # format-direct: saved as the API sent it (tagged), never re-encoded
     written = _write_recorded(confined_path(out_dir, names.sidecar),
                               (json.dumps(body, indent=2, ensure_ascii=False) + "\n").encode("utf-8"),
                               ours=ours, sync_dir=False)

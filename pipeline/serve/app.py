@@ -76,7 +76,7 @@ if TYPE_CHECKING:
     from pipeline.engine import narrate
 
 KNOWN_FORMATS = frozenset({"wav", "pcm16", "mp3", "flac", "opus", "aac"})
-SERVED_FORMATS = frozenset({"wav", "pcm16"})
+ENCODED_FORMATS = frozenset({"mp3", "flac", "opus", "aac"})  # encoded in the pool, sent as they come
 INPUT_AUDIO_FORMATS = frozenset({"wav", "mp3"})
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 # This server's own accounting convention for audio tokens (the real service does not publish a rate).
@@ -317,9 +317,6 @@ class ChatServer:
         if not isinstance(audio_format, str) or audio_format not in KNOWN_FORMATS:
             raise ApiFailure(400, f"Invalid value for 'audio.format': {quoted(audio_format)}.", param="audio.format",
                              code="invalid_value")
-        if audio_format not in SERVED_FORMATS:
-            raise ApiFailure(400, f"This server produces only 'wav' and 'pcm16', not {audio_format!r}.",
-                             param="audio.format", code="unsupported_value")
         return modalities, voice, audio_format
 
     @staticmethod
@@ -538,6 +535,10 @@ class ChatServer:
         if voice is not None:
             audio_id, expires_at = self.memory.remember(transcript)
             audio = (narration.audio.wav, audio_format or "wav")
+            if audio_format in ENCODED_FORMATS:
+                assert self.pool is not None
+                audio = (await self.pool.run(server_work.encode_answer, narration.audio.wav, audio_format),
+                         audio_format)
             message["audio"] = {"id": audio_id, "expires_at": expires_at, "data": _AUDIO_PLACEHOLDER,
                                 "transcript": transcript}
             completion_audio_tokens = math.ceil(narration.audio.duration_s * AUDIO_OUT_TOKENS_PER_SECOND)
@@ -735,7 +736,7 @@ def _encoded_answer(answer: dict[str, Any], audio: tuple[bytes, str] | None) -> 
     if audio is None:
         return text
     wav, audio_format = audio
-    data = memoryview(wav if audio_format == "wav" else _pcm_frames(wav))
+    data = memoryview(_pcm_frames(wav) if audio_format == "pcm16" else wav)  # wav, or already encoded
     head, tail = text.split(f'"{_AUDIO_PLACEHOLDER}"'.encode("ascii"), 1)
     pieces = (base64.b64encode(data[i:i + _B64_CHUNK]) for i in range(0, len(data), _B64_CHUNK))
     return b"".join([head, b'"', *pieces, b'"', tail])

@@ -111,6 +111,13 @@ def speak_text(text: str, engine: Engine, response_format: SpeechFormat, speed: 
     return encode_speech(wav, response_format, speed)
 
 
+def encode_answer(wav: bytes, audio_format: SpeechFormat) -> bytes:
+    """A chat answer's audio in the audio.format asked for (mp3, opus, flac, aac), as the speech endpoint encodes."""
+    from pipeline.serve.encode import encode_speech
+
+    return encode_speech(wav, audio_format)
+
+
 def _ready() -> None:
     """A job that does nothing: submitting it starts a worker."""
 

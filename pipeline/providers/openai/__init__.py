@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 
 from pipeline import __version__
-from pipeline.audio import recordings, wav_info
+from pipeline.audio import recordings, sniff_container, wav_info
 from pipeline.audio.stitch import join_answers, stitch_audio
 from pipeline.clock import SYSTEM_CLOCK, Clock
 from pipeline.errors import (
@@ -58,9 +58,17 @@ from pipeline.providers.openai.prompts import (
     system_prompt,
     user_message,
 )
-from pipeline.providers.openai.ratelimit import RateLimiter, TokenEstimator
+from pipeline.providers.openai.ratelimit import SPOKEN_WORDS_PER_SECOND, RateLimiter, TokenEstimator
 from pipeline.providers.openai.retry import RetryPolicy, retry_after_seconds
-from pipeline.providers.openai.speech import SPEECH_PATH, parse_speech, speech_body, speech_parts
+from pipeline.providers.openai.speech import (
+    DIRECT_CONTAINERS,
+    DIRECT_FORMATS,
+    SPEECH_PATH,
+    parse_encoded_speech,
+    parse_speech,
+    speech_body,
+    speech_parts,
+)
 from pipeline.providers.openai.usage import usage_of
 from pipeline.redact import from_server, without_secrets
 
@@ -84,12 +92,20 @@ def build_request_body(document: Document, settings: RunSettings) -> dict[str, A
     ]}
 
 
-def output_options(document: Document, settings: RunSettings) -> dict[str, Any]:
+def output_options(document: Document, settings: RunSettings, audio_format: str = "wav") -> dict[str, Any]:
     """model, modalities and (for spoken answers) the voice and format: what --output asks for."""
     if settings.output == "text":
         return {"model": settings.model, "modalities": ["text"]}
     return {"model": settings.model, "modalities": ["text", "audio"],
-            "audio": {"voice": voice_on_wire(document.voice or settings.voice), "format": "wav"}}
+            "audio": {"voice": voice_on_wire(document.voice or settings.voice), "format": audio_format}}
+
+
+def direct_format(settings: RunSettings) -> str:
+    """The format to ask the API for: --format itself when it is mp3, opus or flac and no loudness change is asked
+    (saved as it comes: no decode and re-encode), else WAV. Answers that are stitched from parts ask for WAV."""
+    if settings.output != "text" and settings.loudness_lufs is None and settings.audio_format in DIRECT_FORMATS:
+        return settings.audio_format
+    return "wav"
 
 
 def voice_on_wire(voice: str) -> str | dict[str, str]:
@@ -139,8 +155,8 @@ def _label(code: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]+", "_", code)[:60].strip("_") or "unknown"
 
 
-def parse_answer(response: httpx.Response, *, provider: str, voice: str,
-                 secret: str | None = None) -> SpokenSummary:
+def parse_answer(response: httpx.Response, *, provider: str, voice: str, secret: str | None = None,
+                 audio_format: str = "wav") -> SpokenSummary:
     """A SpokenSummary from a 2xx answer, after checking the audio decodes to a WAV that parses.
 
     Its strings pass the redaction boundary: the transcript loses any secret, ids and names are also shortened."""
@@ -165,18 +181,25 @@ def parse_answer(response: httpx.Response, *, provider: str, voice: str,
         wav = base64.b64decode(audio["data"], validate=True)
     except (binascii.Error, ValueError, TypeError) as exc:
         raise broken("audio data is not valid base64") from exc
-    try:
-        info = wav_info(wav)
-    except InvalidAudio as exc:
-        raise broken(str(exc)) from exc
+    if audio_format == "wav":
+        try:
+            info = wav_info(wav)
+        except InvalidAudio as exc:
+            raise broken(str(exc)) from exc
+        sample_rate, duration_s = info.sample_rate, info.duration_s
+    else:  # format-direct: the runner measures it (one decode, off the loop) when it tags it
+        if sniff_container(wav[:4096]) != DIRECT_CONTAINERS[audio_format]:
+            raise broken(f"audio is not the {audio_format} asked for")
+        sample_rate, duration_s = 0, 0.0
     transcript = audio.get("transcript") or message.get("content") or ""
     if not isinstance(transcript, str) or not transcript.strip():
         raise broken("answer has no transcript")
     return SpokenSummary(
         wav=wav,
         transcript=without_secrets(transcript, secret).strip(),
-        sample_rate=info.sample_rate,
-        duration_s=info.duration_s,
+        sample_rate=sample_rate,
+        duration_s=duration_s,
+        audio_format=audio_format,
         provider=provider,
         model=from_server(body.get("model") or "", secret) or "",
         voice=voice,
@@ -431,7 +454,7 @@ class OpenAIProvider:
                 del part
                 messages = [system, {"role": "user", "content": content}]
                 answers.append(await self.ask(document, settings, messages, recording.cuts[index][1]
-                                              - recording.cuts[index][0]))
+                                              - recording.cuts[index][0], direct=count == 1))
         heard_s = round(recording.duration_s, 3)
         if count == 1:
             return dataclasses.replace(answers[0], input_seconds=heard_s), messages
@@ -440,12 +463,14 @@ class OpenAIProvider:
         return joined, [system, {"role": "user", "content": recording_in_parts(document.title, count)}]
 
     async def ask(self, document: Document, settings: RunSettings, messages: list[dict[str, Any]],
-                  audio_seconds: float = 0.0) -> SpokenSummary:
+                  audio_seconds: float = 0.0, *, direct: bool = True) -> SpokenSummary:
         """One request in --output's modalities; a text-only answer comes back as a summary with no audio.
-        Two-step: the answer is written as text, then spoken by the speech endpoint."""
+        Two-step: the answer is written as text, then spoken by the speech endpoint. direct: the audio may come in
+        --format itself (not for parts that are stitched)."""
+        audio_format = direct_format(settings) if direct else "wav"
         if settings.strategy == "two-step" and settings.output != "text":
-            return await self._write_then_say(document, settings, messages, audio_seconds)
-        body = output_options(document, settings) | {"messages": messages}
+            return await self._write_then_say(document, settings, messages, audio_seconds, audio_format)
+        body = output_options(document, settings, audio_format) | {"messages": messages}
         if settings.output == "text":
             if not _carries_audio(messages):
                 # Text in, text out (follow-ups about a recording summarised in parts): the audio models refuse
@@ -456,11 +481,12 @@ class OpenAIProvider:
                                  model=str(body["model"]), voice="", request_id=answer.request_id,
                                  usage=answer.usage, attempts=attempts)
         voice = voice_name(body["audio"]["voice"])
-        spoken, attempts = await self._call(body, document.id, settings.words, self._spoken(voice), audio_seconds)
+        spoken, attempts = await self._call(body, document.id, settings.words, self._spoken(voice, audio_format),
+                                            audio_seconds)
         return dataclasses.replace(spoken, attempts=attempts)
 
     async def _write_then_say(self, document: Document, settings: RunSettings, messages: list[dict[str, Any]],
-                              audio_seconds: float) -> SpokenSummary:
+                              audio_seconds: float, audio_format: str = "wav") -> SpokenSummary:
         """Two-step: a text model writes the answer (a recording is heard by the audio model, answering in text),
         then the speech endpoint speaks exactly that text."""
         hears = _carries_audio(messages)
@@ -470,19 +496,25 @@ class OpenAIProvider:
         written, attempts = await self._call(body, document.id, settings.words, parse_text_answer, audio_seconds)
         text_step = RequestStep("text", "/" + CHAT_PATH, str(body["model"]), (written.request_id,), written.usage)
         with keeping_attempts(lambda: attempts):
-            said = await self.say(document, settings, written.text)
+            said = await self.say(document, settings, written.text, audio_format)
         return dataclasses.replace(said, attempts=attempts + said.attempts, steps=(text_step, *said.steps),
                                    usage=total_usage([written.usage, said.usage]), model=text_step.model)
 
-    async def say(self, document: Document, settings: RunSettings, text: str) -> SpokenSummary:
-        """The speech endpoint speaks `text` verbatim, in parts of at most 4,096 characters, stitched into one WAV."""
+    async def say(self, document: Document, settings: RunSettings, text: str,
+                  audio_format: str = "wav") -> SpokenSummary:
+        """The speech endpoint speaks `text` verbatim, in parts of at most 4,096 characters, stitched into one WAV
+        (one part may come in a direct `audio_format`, saved as it comes)."""
         voice = document.voice or settings.voice
         limiter, retry = self.paced(settings.tts_model)
+        parts = speech_parts(text)
+        direct = audio_format if len(parts) == 1 else "wav"
+        if direct != "wav":
+            return await self._say_direct(document, settings, text, voice, direct)
         wavs: list[bytes] = []
         ids: list[str | None] = []
         attempts: list[Attempt] = []
         with keeping_attempts(lambda: attempts):
-            for part in speech_parts(text):
+            for part in parts:
                 payload = json.dumps(speech_body(part, voice, settings)).encode("utf-8")
                 cost = len(part) // 4 + 1
 
@@ -504,6 +536,25 @@ class OpenAIProvider:
             attempts=tuple(attempts), steps=(RequestStep("speech", "/" + SPEECH_PATH, settings.tts_model, tuple(ids),
                                                          usage, usage_estimated=True, characters=len(text)),))
 
+    async def _say_direct(self, document: Document, settings: RunSettings, text: str, voice: str,
+                          audio_format: str) -> SpokenSummary:
+        """One speech request answered in --format itself; its length is measured when the runner tags it."""
+        limiter, retry = self.paced(settings.tts_model)
+        payload = json.dumps(speech_body(text, voice, settings, audio_format)).encode("utf-8")
+
+        async def attempt_once() -> tuple[bytes, str | None]:
+            return parse_encoded_speech(await self._paced_post(limiter, len(text) // 4 + 1, SPEECH_PATH, payload),
+                                        audio_format, secret=self._secret)
+
+        (data, request_id), attempts = await retry.call(attempt_once, document.id)
+        # Usage is estimated from the audio's length, known once measured: the words at 2.5 a second until then.
+        usage = speech_usage(settings.tts_model, len(text), len(text.split()) / SPOKEN_WORDS_PER_SECOND)
+        return SpokenSummary(
+            wav=data, transcript=text, sample_rate=0, duration_s=0.0, provider=self.name, model=settings.tts_model,
+            voice=voice_name(voice), request_id=request_id, usage=usage, attempts=attempts, audio_format=audio_format,
+            steps=(RequestStep("speech", "/" + SPEECH_PATH, settings.tts_model, (request_id,), usage,
+                               usage_estimated=True, characters=len(text)),))
+
     async def _read_aloud(self, document: Document, settings: RunSettings) -> SpokenSummary:
         """--mode narrate: the whole text, part by part, stitched into one WAV with chapter marks. Two-step needs no
         text model: the speech endpoint reads each part."""
@@ -523,13 +574,15 @@ class OpenAIProvider:
     async def _speak(self, document: Document, settings: RunSettings) -> SpokenSummary:
         if settings.strategy == "two-step":
             return await self.ask(document, settings, build_request_body(document, settings)["messages"])
-        body = build_request_body(document, settings)
+        audio_format = direct_format(settings)
+        body = build_request_body(document, settings) | output_options(document, settings, audio_format)
         voice = voice_name(body["audio"]["voice"])
-        summary, attempts = await self._call(body, document.id, settings.words, self._spoken(voice))
+        summary, attempts = await self._call(body, document.id, settings.words, self._spoken(voice, audio_format))
         return dataclasses.replace(summary, attempts=attempts)
 
-    def _spoken(self, voice: str) -> Callable[[httpx.Response, str | None], SpokenSummary]:
-        return lambda response, secret: parse_answer(response, provider=self.name, voice=voice, secret=secret)
+    def _spoken(self, voice: str, audio_format: str = "wav") -> Callable[[httpx.Response, str | None], SpokenSummary]:
+        return lambda response, secret: parse_answer(response, provider=self.name, voice=voice, secret=secret,
+                                                     audio_format=audio_format)
 
     async def _call(self, body: dict[str, Any], doc_id: str, words: int,
                     parse: Callable[[httpx.Response, str | None], Answer],

@@ -30,7 +30,7 @@ class Asker(Protocol):
     clock: Clock
 
     async def ask(self, document: Document, settings: RunSettings, messages: list[dict[str, Any]],
-                  audio_seconds: float = 0.0) -> SpokenSummary: ...
+                  audio_seconds: float = 0.0, *, direct: bool = True) -> SpokenSummary: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +82,8 @@ class Conversation:
         self._turns.append((question, _said(answer, self._settings)))
         return FollowUpAnswer(question=question, transcript=answer.transcript, wav=answer.wav,
                               duration_s=answer.duration_s, audio_id=answer.audio_id,
-                              audio_expires_at=answer.audio_expires_at, history=tuple(history))
+                              audio_expires_at=answer.audio_expires_at, history=tuple(history),
+                              audio_format=answer.audio_format)
 
     def _messages(self, question: str) -> tuple[list[dict[str, Any]], list[HistoryTurn]]:
         now = self._asker.clock.wall()

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from pipeline.audio import pcm16_to_wav, wav_info
+from pipeline.audio import pcm16_to_wav, sniff_container, wav_info
 from pipeline.errors import InvalidAudio, TransientError
 from pipeline.models import CUSTOM_VOICE_PREFIX, RunSettings
 from pipeline.plan.split import CHARS_PER_TOKEN, split_for_budget
@@ -19,8 +19,10 @@ from pipeline.redact import from_server
 SPEECH_PATH = "audio/speech"
 MAX_INPUT_CHARS = 4096  # CreateSpeechRequest.input's maxLength
 PCM_SAMPLE_RATE = 24_000  # response_format "pcm": 24 kHz, 16-bit signed little-endian, mono (no header)
-# The formats the speech endpoint answers in that audiosum saves as they come (--format, no loudness change).
-DIRECT_FORMATS = ("mp3", "opus", "flac", "aac")
+# The --format values the API can answer in directly (chat audio.format and the speech endpoint's response_format),
+# saved as they come when no loudness change is asked, and what their bytes look like (audio.sniff_container).
+DIRECT_FORMATS = ("mp3", "opus", "flac")
+DIRECT_CONTAINERS = {"mp3": "mp3", "opus": "ogg", "flac": "flac"}
 
 
 def speech_parts(text: str) -> list[str]:
@@ -62,3 +64,13 @@ def parse_speech(response: httpx.Response, *, secret: str | None = None) -> tupl
         raise TransientError("broken answer: pcm audio of an odd number of bytes (cut short?)",
                              status=response.status_code, request_id=request_id, cause="broken_answer")
     return pcm16_to_wav(data, PCM_SAMPLE_RATE), request_id
+
+
+def parse_encoded_speech(response: httpx.Response, audio_format: str, *,
+                         secret: str | None = None) -> tuple[bytes, str | None]:
+    """(the audio as sent, the request id) from a 2xx answer in a direct format: it must look like that format."""
+    request_id = from_server(response.headers.get("x-request-id"), secret)
+    if sniff_container(response.content[:4096]) != DIRECT_CONTAINERS[audio_format]:
+        raise TransientError(f"broken answer: the speech endpoint's audio is not the {audio_format} asked for",
+                             status=response.status_code, request_id=request_id, cause="broken_answer")
+    return response.content, request_id
