@@ -274,6 +274,11 @@ class SpokenSummary:
     voice_requested: str | None = None  # the voice asked for, when another spoke (the offline engine); None = `voice`
     steps: tuple[RequestStep, ...] = ()  # two-step: the text step's and the speech step's requests
     audio_format: str = "wav"  # what `wav` holds: "wav", or the --format the API encoded it in (format-direct)
+    # How `cues` were timed: "synthesis" (the offline voice), "aligned" (the transcript matched to the words the
+    # offline recogniser heard in this audio) or "estimated" (sentence length; cues_reason says why).
+    cues_method: Literal["synthesis", "aligned", "estimated"] | None = None
+    cues_reason: str | None = None
+    word_cues: tuple[tuple[float, float, str], ...] = ()  # --captions word
 
     @property
     def requests(self) -> int:

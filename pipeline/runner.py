@@ -46,6 +46,7 @@ from pipeline.outputs import (
     remove_stale_temp_files,
     write_document_outputs,
 )
+from pipeline.outputs.captions import timed_cues
 from pipeline.plan import dryrun
 from pipeline.providers import make_provider
 from pipeline.providers.base import Provider
@@ -109,6 +110,10 @@ def check_settings(settings: RunSettings) -> None:
         raise UsageError("follow-up questions are asked after a summary; --mode narrate reads the text aloud instead")
     if settings.output == "text":
         sources.check_text_output(settings.inputs, skip_dir=settings.out_dir)
+    if settings.provider == "local" and settings.language != "en":
+        from pipeline.engine.listen import check_language
+
+        check_language(settings.language)  # the bundled recogniser is English-only: say so before any work
 
 
 async def run_async(settings: RunSettings, *, on_result: ResultListener | None = None,
@@ -519,7 +524,7 @@ async def _process(item: Document, make: MakeSummary, settings: RunSettings,
     """make() the spoken summary (the provider's summarise, or a batch answer spoken), publish it, write it."""
     started = time.monotonic()
     try:
-        summary = await make()
+        summary = await timed_cues(await make(), settings)
     except (ApiError, DocumentError) as exc:  # both carry the requests already made for the document
         attempts = tuple(a for a in exc.attempts if isinstance(a, Attempt))
         return Processed(_failed(item, str(exc), type(exc).__name__, time.monotonic() - started,

@@ -145,10 +145,12 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
     RunOption("batch_fallback", ("--batch-fallback",), "choice", "--batch: where a line that failed or expired "
               "inside a batch goes: the next batch, or a synchronous request (sync).",
               default=_default("batch_fallback"), choices=BATCH_FALLBACKS),
-    RunOption("captions", ("--captions",), "choice", "Cues of the transcript's VTT: one per sentence, one per "
-              "word (players that show words), or none.", default=_default("captions"), choices=CAPTIONS),
-    RunOption("language", ("--language",), "str", "Language the offline recogniser hears recordings in (an "
-              "ISO 639-1 code).", default=_default("language"), fingerprint=True),
+    RunOption("captions", ("--captions",), "choice", "The VTT's cues: per sentence or per word, timed from "
+              "synthesis (offline voice) or by hearing the API's audio and aligning its transcript; off: nothing "
+              "is heard, cue times are estimated from sentence length.", default=_default("captions"),
+              choices=CAPTIONS),
+    RunOption("language", ("--language",), "str", "Language recordings are heard in by the offline recogniser "
+              "(ISO 639-1; its bundled model hears en only).", default=_default("language"), fingerprint=True),
     RunOption("executor", ("--executor",), "choice", "Where the offline engine's CPU work runs: this machine's "
               "worker processes, or a Ray actor pool (pip install '.[ray]').", default=_default("executor"),
               choices=EXECUTORS),

@@ -52,14 +52,14 @@ def read_aloud(text: str, engine: str = "local") -> Narration:
 
 
 def hear(data: bytes | Path, suffix: str | None, words: int, title: str | None = None,
-         engine: str = "local") -> tuple[str, float, Narration | None]:
+         engine: str = "local", language: str = "en") -> tuple[str, float, Narration | None]:
     """A recording → (what was heard, its length in seconds, a narration of the summary or None if no speech).
 
-    engine as for narrate(); "text" when only the transcript will be kept.
+    engine as for narrate(); "text" when only the transcript will be kept. language: what it is heard as.
     """
     from pipeline.engine import listen
 
-    heard = listen.transcribe(data, suffix=suffix)
+    heard = listen.transcribe(data, suffix=suffix, language=language)
     if not heard.utterances:
         return "", heard.duration_s, None
     return heard.text, heard.duration_s, narrate(heard.text, words, None, engine)

@@ -167,8 +167,12 @@ def sidecar(document: Document, summary: SpokenSummary, settings: RunSettings, m
         "attempts": len(summary.attempts),
         "parts": summary.parts,
         "chapters": [{"start_s": start, "title": label} for start, label in summary.chapters] or None,
-        # Per-sentence times: measured by the offline engine; absent for the API (podcast.py estimates them).
+        # Per-sentence times, and how they were made: synthesis (offline voice), aligned (API audio heard by the
+        # offline recogniser), estimated (sentence length; cues_reason says why). Word cues with --captions word.
         "cues": [list(cue) for cue in summary.cues] or None,
+        "cues_method": summary.cues_method,
+        "cues_reason": summary.cues_reason,
+        "word_cues": [list(cue) for cue in summary.word_cues] or None,
         "words_target": settings.words,
         "instructions": document.instructions or settings.instructions,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),

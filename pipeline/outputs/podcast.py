@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from pipeline import __version__
+from pipeline.engine.align import estimated_transcript_cues
 from pipeline.models import DEFAULT_PODCAST_BASE_URL
 from pipeline.outputs import atomic_write, confined_path
 from pipeline.state import DocumentRecord, RunState
@@ -26,7 +27,6 @@ ITUNES = "http://www.itunes.com/dtds/podcast-1.0.dtd"
 PODCAST = "https://podcastindex.org/namespace/1.0"
 MIME_BY_SUFFIX = {".wav": "audio/wav", ".mp3": "audio/mpeg", ".opus": "audio/ogg", ".ogg": "audio/ogg",
                   ".flac": "audio/flac", ".m4a": "audio/mp4"}
-_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
 
 ET.register_namespace("itunes", ITUNES)
 ET.register_namespace("podcast", PODCAST)
@@ -41,25 +41,38 @@ class Cue:
 
 def estimated_cues(transcript: str, duration_s: float) -> list[Cue]:
     """Sentence cues timed in proportion to their length (for answers that came with no timing)."""
-    sentences = [s for s in _SENTENCE_END.split(transcript.strip()) if s]
-    total = sum(len(s) for s in sentences) or 1
-    cues, start = [], 0.0
-    for sentence in sentences:
-        end = start + duration_s * len(sentence) / total
-        cues.append(Cue(start, end, sentence))
-        start = end
-    return cues
+    return [Cue(a, b, t) for a, b, t in estimated_transcript_cues(transcript, duration_s)]
 
 
-def cues_from_sidecar(sidecar: dict) -> tuple[list[Cue], bool]:
-    """(cues, measured): real per-sentence synthesis times when the sidecar has them, else an estimate."""
-    raw = sidecar.get("cues")
-    if isinstance(raw, list) and raw:
-        try:
-            return [Cue(float(a), float(b), str(t)) for a, b, t in raw], True
-        except (TypeError, ValueError):
-            pass
-    return estimated_cues(str(sidecar.get("transcript") or ""), float(sidecar.get("duration_s") or 0)), False
+# The VTT's NOTE for each way the cues were timed (the sidecar's cues_method).
+CUE_NOTES = {
+    "synthesis": "NOTE cue times: synthesis, the real start of each synthesised sentence",
+    "aligned": "NOTE cue times: aligned, the transcript matched to the words the offline recogniser heard in this "
+               "audio",
+    "estimated": "NOTE cue times: estimated from sentence length",
+}
+
+
+def cues_from_sidecar(sidecar: dict[str, Any]) -> tuple[list[Cue], str]:
+    """(cues, NOTE line): the sidecar's word cues (--captions word) or sentence cues with how they were timed; an
+    estimate for a sidecar with none (an older one, or an answer the recogniser could not hear)."""
+    method = str(sidecar.get("cues_method") or "")
+    for key in ("word_cues", "cues"):
+        raw = sidecar.get(key)
+        if isinstance(raw, list) and raw:
+            try:
+                cues = [Cue(float(a), float(b), str(t)) for a, b, t in raw]
+            except (TypeError, ValueError):
+                continue
+            # Sidecars written before cues_method existed have cues only from synthesis.
+            return cues, _note(method or "synthesis", sidecar.get("cues_reason"))
+    transcript_cues = estimated_cues(str(sidecar.get("transcript") or ""), float(sidecar.get("duration_s") or 0))
+    return transcript_cues, _note("estimated", sidecar.get("cues_reason") or "the API returns no timing")
+
+
+def _note(method: str, reason: object) -> str:
+    note = CUE_NOTES.get(method, CUE_NOTES["estimated"])
+    return f"{note} ({' '.join(str(reason).split())[:200]})" if method == "estimated" and reason else note
 
 
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -78,10 +91,8 @@ def _timestamp(seconds: float) -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d}.{millis:03d}"
 
 
-def render_vtt(cues: list[Cue], measured: bool) -> str:
-    note = ("NOTE cue times are the real start of each synthesised sentence" if measured else
-            "NOTE cue times are estimated from sentence length; the API returns no timing")
-    blocks = ["WEBVTT", note]
+def render_vtt(cues: list[Cue], note: str) -> str:
+    blocks = ["WEBVTT", note.replace("-->", "→")]
     for index, cue in enumerate(cues, start=1):
         text = cue.text.replace("-->", "→")
         blocks.append(f"{index}\n{_timestamp(cue.start_s)} --> {_timestamp(cue.end_s)}\n{text}")
@@ -202,13 +213,13 @@ def build(out_dir: Path, state: RunState, *, base_url: str = DEFAULT_PODCAST_BAS
             length = audio_path.stat().st_size
         except (OSError, ValueError, KeyError, TypeError):
             continue  # an episode whose files are gone is left out until a run makes it again
-        cues, measured = cues_from_sidecar(sidecar)
+        cues, note = cues_from_sidecar(sidecar)
         txt_name, vtt_name = f"{record.doc_id}.txt", f"{record.doc_id}.vtt"
         transcript = (sidecar.get("transcript", "") + "\n").encode("utf-8")
         if not _ours_or_adoptable(out_dir, state, record.doc_id, txt_name, vtt_name, transcript):
             continue  # a file of that name that audiosum did not make: left alone, and no episode without it
         atomic_write(confined_path(out_dir, txt_name), transcript, ours=state.owns)
-        atomic_write(confined_path(out_dir, vtt_name), render_vtt(cues, measured).encode("utf-8"), ours=state.owns)
+        atomic_write(confined_path(out_dir, vtt_name), render_vtt(cues, note).encode("utf-8"), ours=state.owns)
         _add_episode(channel, record, sidecar, base, audio_path, length)
     for element in rss.iter():
         if element.text:

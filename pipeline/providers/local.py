@@ -140,7 +140,8 @@ class LocalProvider:
         assert document.audio is not None
         spoken = settings.output != "text"
         heard, seconds, result = await self._in_pool(narrate.hear, document.audio.path, document.audio.suffix,
-                                                     settings.words, document.title, "local" if spoken else "text")
+                                                     settings.words, document.title, "local" if spoken else "text",
+                                                     settings.language)
         if result is None or not result.transcript:
             raise DocumentError(f"no speech was recognised in the {seconds:.1f} s recording")
         return SpokenSummary(

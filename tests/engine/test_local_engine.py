@@ -56,9 +56,11 @@ def test_offline_run_speaks_with_the_neural_voice(tmp_path: Path) -> None:
         assert 1.5 < len(sidecar["transcript"].split()) / seconds < 4.5
         # Cue times are the real synthesis times, in order, and the VTT says so.
         starts = [cue[0] for cue in sidecar["cues"]]
-        assert starts == sorted(starts) and starts[0] == 0 and sidecar["cues"][-1][1] == pytest.approx(seconds, abs=0.01)
+        assert starts == sorted(starts) and starts[0] == 0
+        assert sidecar["cues"][-1][1] == pytest.approx(seconds, abs=0.01)
         vtt = (out / f"{row['doc_id']}.vtt").read_text()
-        assert "real start" in vtt and vtt.count(" --> ") == len(sidecar["cues"])
+        assert "synthesis, the real start" in vtt and vtt.count(" --> ") == len(sidecar["cues"])
+        assert sidecar["cues_method"] == "synthesis"
 
 
 @pytest.mark.slow  # speaks with Piper on both ends

@@ -12,7 +12,7 @@ import feedparser
 import httpx
 from conftest import SAMPLE_INPUTS, RunningServer, api_env, run_cli, running_server
 
-from pipeline.outputs.podcast import Cue, estimated_cues, render_vtt
+from pipeline.outputs.podcast import CUE_NOTES, Cue, estimated_cues, render_vtt
 
 ITUNES = "{http://www.itunes.com/dtds/podcast-1.0.dtd}"
 PODCAST = "{https://podcastindex.org/namespace/1.0}"
@@ -66,8 +66,8 @@ def test_vtt_cues() -> None:
     cues = estimated_cues("One two three. Four five six seven eight nine.", 10.0)
     assert [c.text for c in cues] == ["One two three.", "Four five six seven eight nine."]
     assert cues[0].start_s == 0 and abs(cues[-1].end_s - 10.0) < 1e-9
-    text = render_vtt([Cue(0, 1.5, "Hello --> there"), Cue(1.5, 3725.25, "Bye.")], measured=True)
-    assert "00:00:01.500 --> 01:02:05.250" in text and "Hello → there" in text and "real start" in text
+    text = render_vtt([Cue(0, 1.5, "Hello --> there"), Cue(1.5, 3725.25, "Bye.")], CUE_NOTES["synthesis"])
+    assert "00:00:01.500 --> 01:02:05.250" in text and "Hello → there" in text and "synthesis, the real start" in text
 
 
 def test_serve_feed_publishes_only_the_public_files(tone_server: RunningServer, tmp_path: Path) -> None:
