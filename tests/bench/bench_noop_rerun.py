@@ -8,6 +8,9 @@ against a first run of about 40 s on this machine, as a ratio).
 --smoke: 40 documents. The time ratio means nothing there (start-up is most of both runs), so it checks the
 0 requests, the skips and the exit codes, and that the times are finite.
 """
+# --captions off: this measures the API path's scheduling, pacing and memory; hearing each answer to time its
+# captions is CPU work of its own, measured by bench_captions.py.
+
 
 from __future__ import annotations
 
@@ -38,7 +41,7 @@ def main() -> int:
                                  + "\n")
             out = Path(tmp) / "out"
             env = child_env(OPENAI_BASE_URL=server.base_url, OPENAI_API_KEY="sk-bench")
-            first = measure(audiosum("run", str(manifest), "-o", str(out), "-q", "--words", "20",
+            first = measure(audiosum("run", str(manifest), "-o", str(out), "-q", "--captions", "off", "--words", "20",
                                      "--concurrency", "32"), env)
             requests_after_first = server.stats()["counts"]["requests"]
             print(f"first run:   {first.wall_s:.2f} s, exit {first.exit_code}, {requests_after_first} requests · "
@@ -46,7 +49,7 @@ def main() -> int:
             if not goals.true("first run exits 0", first.exit_code == 0,
                               "" if first.exit_code == 0 else first.stderr_tail[-300:]):
                 return goals.finish()
-            again = measure(audiosum("run", str(manifest), "-o", str(out), "-q", "--words", "20"), env)
+            again = measure(audiosum("run", str(manifest), "-o", str(out), "-q", "--captions", "off", "--words", "20"), env)
             sent = server.stats()["counts"]["requests"] - requests_after_first
             report = json.loads((out / "report.json").read_text())["totals"]
             print(f"no-op rerun: {again.wall_s:.2f} s, exit {again.exit_code}, {sent} requests · "

@@ -7,6 +7,9 @@ Goals: <= 1.03 given with 0 client-visible 429s, <= 1.10 learned, every document
 --smoke: 20 documents. The makespan ratio means nothing there (the one-second burst and the 1.5 s latency tail
 are most of the run), so it checks that both runs finish every document and that the given limit sends no 429.
 """
+# --captions off: this measures the API path's scheduling, pacing and memory; hearing each answer to time its
+# captions is CPU work of its own, measured by bench_captions.py.
+
 
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ def one(label: str, docs: int, rpm: int, client_args: list[str], tmp: Path, goal
         manifest = write_manifest(tmp / f"{label}.jsonl", docs)
         out = tmp / f"out-{label}"
         env = child_env(OPENAI_BASE_URL=server.base_url, OPENAI_API_KEY="sk-bench")
-        result = measure(audiosum("run", str(manifest), "-o", str(out), "-q", "--words", "30", *client_args), env)
+        result = measure(audiosum("run", str(manifest), "-o", str(out), "-q", "--captions", "off", "--words", "30", *client_args), env)
         counts = server.stats()["counts"]
     finally:
         stop_server(server)

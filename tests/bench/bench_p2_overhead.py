@@ -7,6 +7,9 @@ to the bare loop with audiosum's temp+fdatasync+rename writes is shown alongside
 --smoke: 40 documents, one round. Interpreter start and imports are most of the CPU there, so the ratio means
 nothing; it checks that the three clients finish and write every document, and that the figures are finite.
 """
+# --captions off: this measures the API path's scheduling, pacing and memory; hearing each answer to time its
+# captions is CPU work of its own, measured by bench_captions.py.
+
 
 from __future__ import annotations
 
@@ -39,7 +42,7 @@ def main() -> int:
                     ("bare", f"bare{round_}", [sys.executable, str(HERE / "_bare_client.py"), str(manifest)]),
                     ("bare-durable", f"durable{round_}", [sys.executable, str(HERE / "_bare_client.py"),
                                                           str(manifest)]),
-                    ("pipeline", f"pipe{round_}", audiosum("run", str(manifest), "-q", "--words", "30",
+                    ("pipeline", f"pipe{round_}", audiosum("run", str(manifest), "-q", "--captions", "off", "--words", "30",
                                                            "--concurrency", str(args.concurrency))),
                 ):
                     folder = Path(tmp) / out
