@@ -177,3 +177,19 @@ def test_api_sidecar_voice_used_is_the_voice_asked_for(tone_server: RunningServe
     sidecar = _sidecar(out, "harbour")
     assert sidecar["voice_requested"] == sidecar["voice_used"] == sidecar["voice"] == "verse"
     assert [entry["answer_basis"] for entry in sidecar["followups"]] == [None, None]
+
+
+@pytest.mark.slow  # Whisper hears the 20-second voice note, Piper speaks the summary and two answers
+def test_the_voice_note_s_two_questions_are_answered_with_their_own_facts(tmp_path: Path) -> None:
+    """Issue 14 item 3: what Whisper hears is good enough to answer from. The sample voice note's manifest asks when
+    the launch is and what Tom needs by when; each answer names its facts and not the other's."""
+    from conftest import SAMPLE_INPUTS
+
+    out = tmp_path / "out"
+    result = run_cli("run", str(SAMPLE_INPUTS / "voice-notes" / "questions.jsonl"), "-o", str(out), env=child_env())
+    assert result.exit_code == 0, result.stderr
+    answers = {entry["question"]: entry["transcript"].lower()
+               for entry in json.loads((out / "website-launch-qa.json").read_text())["followups"]}
+    launch, tom = answers["When is the launch now?"], answers["What does Tom need, and by when?"]
+    assert "wednesday" in launch and "pictures" not in launch, launch
+    assert "pictures" in tom and "tuesday" in tom and "wednesday" not in tom, tom
