@@ -26,7 +26,7 @@ SAMPLE_RATE = 16_000
 MAX_SECONDS = 4 * 3600.0  # the longest recording recognised (about 20 minutes of work at 14x real time)
 WINDOW_S = 30.0  # Whisper hears 30 s at a time: memory stays at one window however long the recording is
 CUT_SEARCH_S = 5.0  # a window ends at the quietest 100 ms of its last 5 s, so no word is cut in two
-THREADS = max(1, min(2, os.cpu_count() or 1))
+THREADS = max(1, min(2, os.cpu_count() or 1))  # a worker of a pool shares the cores: see use_threads()
 LANGUAGES = ("en",)  # what the bundled weights hear: tiny.en is an English-only model
 
 _PRONOUN_I = re.compile(r"\bi\b(?=$|\s|')")
@@ -81,6 +81,13 @@ def _whisper() -> Any:  # -> faster_whisper.WhisperModel (imported lazily: only 
             _model = WhisperModel(str(model_dir()), device="cpu", compute_type="int8", cpu_threads=THREADS,
                                   num_workers=1, local_files_only=True)
         return _model
+
+
+def use_threads(threads: int) -> None:
+    """The threads this process's model will use (a pool's worker: the cores divided among the workers, as Piper's
+    are), set before the model is first loaded."""
+    global THREADS
+    THREADS = max(1, threads)
 
 
 def check_language(language: str) -> None:

@@ -54,6 +54,9 @@ def init_worker(threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _exit_with_parent()
     _voice = load_voice(threads)
+    from pipeline.engine import listen
+
+    listen.use_threads(threads)  # two workers on two cores hear with one thread each, not two (oversubscribed)
 
 
 def _exit_with_parent() -> None:
