@@ -96,6 +96,8 @@ class ConsoleOutput:
             self._line(f"  {event:<7} {details}")
         elif not self.quiet and event == "warning":
             self._line(f"audiosum: warning: {fields.get('message', '')}")
+        elif not self.quiet and event == "ray_cluster":  # --executor ray: where the work goes, and its dashboard
+            self._line(f"audiosum: {fields.get('message', '')}")
 
     def close(self) -> None:
         if self._progress is not None:
