@@ -221,3 +221,19 @@ def test_a_run_killed_between_upload_and_create_leaves_nothing_the_next_run_does
     _until_batches_end(batch_server)
     code, report, stderr = _run(out, folder, batch_server)
     assert code == 0 and report["totals"]["done"] == 2, stderr
+
+
+def test_a_cancelled_batch_is_reported_and_its_documents_go_into_the_next_batch(batch_server: BatchServer,
+                                                                                tmp_path: Path) -> None:
+    folder, out = _documents(tmp_path, 2), tmp_path / "out"
+    code, _, stderr = _run(out, folder, batch_server)
+    assert code == 0, stderr
+    (batch,) = batch_server.batches()
+    _api(batch_server.server, "POST", f"/batches/{batch['id']}/cancel")
+    _until_batches_end(batch_server)
+    assert batch_server.batches()[0]["status"] == "cancelled"
+    code, report, stderr = _run(out, folder, batch_server)
+    assert code == 0 and f"batch {batch['id']} was cancelled" in stderr, stderr
+    assert any(w["kind"] == "batch_cancelled" for w in report["warnings"])
+    assert report["status"] == "waiting" and report["totals"]["waiting"] == 2
+    assert len(batch_server.batches()) == 2  # the two documents were submitted again, in a new batch
