@@ -134,6 +134,7 @@ def test_three_runs_submit_wait_then_collect_and_speak(batch_server: BatchServer
     assert code == 0 and report["totals"]["skipped"] == 3 and _uploads(batch_server) == 1
 
 
+@pytest.mark.slow  # two batches' worth of waiting, each fallback
 @pytest.mark.parametrize("fallback", ["next-batch", "sync"])
 def test_a_line_failing_inside_the_batch_goes_to_the_next_batch_or_is_sent_now(
         batch_server: BatchServer, tmp_path: Path, fallback: str) -> None:
@@ -191,6 +192,7 @@ class HoldingRelay(LoopbackSite):
         super().close()
 
 
+@pytest.mark.slow  # a real process killed, then two runs
 @pytest.mark.parametrize("hold", ["before", "after"])
 def test_a_run_killed_between_upload_and_create_leaves_nothing_the_next_run_does_not_find(
         batch_server: BatchServer, tmp_path: Path, hold: str) -> None:

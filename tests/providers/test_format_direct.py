@@ -41,7 +41,11 @@ def _asked(server: RunningServer, since: int) -> list[str]:
     return formats
 
 
-@pytest.mark.parametrize(("audio_format", "container"), [("mp3", "mp3"), ("opus", "ogg"), ("flac", "flac")])
+@pytest.mark.parametrize(("audio_format", "container"), [
+    ("mp3", "mp3"),
+    pytest.param("opus", "ogg", marks=pytest.mark.slow),  # the same path as mp3, another container
+    pytest.param("flac", "flac", marks=pytest.mark.slow),
+])
 @pytest.mark.parametrize("strategy", ["chat-audio", "two-step"])
 def test_the_api_is_asked_for_the_format_and_its_bytes_are_saved_tagged(
         server: RunningServer, tmp_path: Path, audio_format: str, container: str, strategy: str) -> None:
