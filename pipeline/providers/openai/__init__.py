@@ -9,6 +9,7 @@ import asyncio
 import base64
 import binascii
 import dataclasses
+import functools
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -526,9 +527,10 @@ class OpenAIProvider:
                 wavs.append(wav)
                 ids.append(request_id)
                 attempts.extend(part_attempts)
-        joined = stitch_audio(wavs, pause_ms=250) if len(wavs) > 1 else None
+        # Joining and measuring the parts is CPU work: off the event loop.
+        joined = await asyncio.to_thread(stitch_audio, wavs, 250) if len(wavs) > 1 else None
         wav = joined.wav if joined else wavs[0]
-        info = wav_info(wav)
+        info = await asyncio.to_thread(wav_info, wav) if joined is None else joined
         usage = speech_usage(settings.tts_model, len(text), info.duration_s)
         return SpokenSummary(
             wav=wav, transcript=text, sample_rate=info.sample_rate, duration_s=info.duration_s, provider=self.name,
@@ -561,7 +563,8 @@ class OpenAIProvider:
         parts = narration_parts(document.text)
         if settings.strategy == "two-step":
             said = [await self.say(document, settings, part) for part in parts]
-            joined = join_answers(said, separator=" ", chapter_labels=[chapter_label(part) for part in parts])
+            joined = await asyncio.to_thread(functools.partial(
+                join_answers, said, separator=" ", chapter_labels=[chapter_label(part) for part in parts]))
             return dataclasses.replace(joined, steps=merged_steps(s for answer in said for s in answer.steps))
         spoken: list[SpokenSummary] = []
         for part in parts:
