@@ -619,13 +619,17 @@ class OpenAIProvider:
         return await self.request("POST", path, content=payload, headers=JSON_HEADERS, limiter=limiter or self.limiter)
 
     async def request(self, method: str, path: str, *, limiter: RateLimiter | None = None,
-                      **options: Any) -> httpx.Response:
-        """One request to the API (options as httpx takes them), its failures classified as pipeline.errors."""
+                      max_bytes: int | None = None, **options: Any) -> httpx.Response:
+        """One request to the API (options as httpx takes them), its failures classified as pipeline.errors.
+        max_bytes: the body is read as it arrives and refused (PermanentApiError) once past it."""
         try:
             # httpx's timeouts are per read; this bounds the whole answer, so a trickling server cannot hold
             # a slot for ever.
             async with asyncio.timeout(self._deadline_s):
-                response = await self._client.request(method, path, **options)
+                if max_bytes is None:
+                    response = await self._client.request(method, path, **options)
+                else:
+                    response = await self._capped(method, path, max_bytes, **options)
         # httpx's errors hold the request, its Authorization header (the key) included: they are never chained,
         # so no traceback or logger that walks __cause__ can reach it (from None).
         except (httpx.TimeoutException, TimeoutError) as exc:
@@ -646,6 +650,19 @@ class OpenAIProvider:
             return response
         hint = retry_after_seconds(response.headers, now_wall=self.clock.wall())
         raise classify_error_response(response, secret=self._secret, retry_after_s=hint)
+
+    async def _capped(self, method: str, path: str, max_bytes: int, **options: Any) -> httpx.Response:
+        """The answer, its body read chunk by chunk and never held past max_bytes."""
+        async with self._client.stream(method, path, **options) as streamed:
+            body = bytearray()
+            async for chunk in streamed.aiter_bytes():
+                body += chunk
+                if len(body) > max_bytes:
+                    raise PermanentApiError(f"the answer is over {max_bytes // 2**20} MB; not read further",
+                                            cause="too_large")
+            kept = [(k, v) for k, v in streamed.headers.items()
+                    if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
+            return httpx.Response(streamed.status_code, headers=kept, content=bytes(body), request=streamed.request)
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -7,6 +7,7 @@ writes state. Every string from the server passes redact.from_server.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -127,11 +128,14 @@ class BatchApi:
         await self._json("DELETE", f"files/{file_id}", "batch file delete")
 
     async def outcomes(self, file_id: str) -> list[LineOutcome]:
-        """The lines of an output or error file (at most MAX_LINES summaries: a few MB, read whole)."""
-        response = await self._retried(lambda: self._request("GET", f"files/{file_id}/content"), "batch output")
-        if len(response.content) > MAX_OUTPUT_BYTES:
-            raise TransientError(f"the batch output file is over {MAX_OUTPUT_BYTES // 2**20} MB", cause="too_large")
-        return [self._outcome(raw) for raw in response.content.split(b"\n") if raw.strip()]
+        """The lines of an output or error file (at most MAX_LINES summaries: a few MB), read with a cap and parsed
+        off the event loop."""
+        response = await self._retried(lambda: self._request("GET", f"files/{file_id}/content",
+                                                             max_bytes=MAX_OUTPUT_BYTES), "batch output")
+        return await asyncio.to_thread(self._parse_outcomes, response.content)
+
+    def _parse_outcomes(self, content: bytes) -> list[LineOutcome]:
+        return [self._outcome(raw) for raw in content.split(b"\n") if raw.strip()]
 
     def _outcome(self, raw: bytes) -> LineOutcome:
         try:

@@ -1,0 +1,63 @@
+"""The Batch API's output files are read with a cap (a hostile or broken server cannot make the client hold more) and
+parsed off the event loop; a line's text passes the redaction boundary."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from loopback import LoopbackSite, Reply, Request
+
+from pipeline.errors import PermanentApiError
+from pipeline.models import RunSettings
+from pipeline.providers.openai import OpenAIProvider
+from pipeline.providers.openai import batch as batch_wire
+
+KEY = "sk-test-batch-wire-0123456789"
+
+
+def _line(custom_id: str, text: str) -> bytes:
+    body = {"choices": [{"message": {"content": text}}], "usage": {"prompt_tokens": 3, "completion_tokens": 2,
+                                                                   "total_tokens": 5}}
+    return json.dumps({"custom_id": custom_id, "response": {"status_code": 200, "request_id": "req_1",
+                                                            "body": body}, "error": None}).encode() + b"\n"
+
+
+def _outcomes(site: LoopbackSite) -> list[batch_wire.LineOutcome]:
+    settings = RunSettings(inputs=(), out_dir=Path("/nonexistent"), provider="openai", base_url=site.url("/v1"),
+                           api_key=KEY, max_attempts=1)
+
+    async def go() -> list[batch_wire.LineOutcome]:
+        provider = OpenAIProvider(settings)
+        try:
+            return await provider.batch_api().outcomes("file-out")
+        finally:
+            await provider.aclose()
+
+    return asyncio.run(go())
+
+
+def test_an_output_file_is_parsed_and_its_text_redacted() -> None:
+    content = _line("a", "First summary.") + _line("b", f"Leaked {KEY} here.")
+    with LoopbackSite(lambda request: Reply(body=content, content_type="application/jsonl")) as site:
+        found = {outcome.custom_id: outcome for outcome in _outcomes(site)}
+    assert found["a"].text == "First summary." and found["a"].usage.total_tokens == 5
+    assert KEY not in (found["b"].text or "") and "Leaked" in (found["b"].text or "")
+
+
+def test_an_output_file_past_the_cap_is_refused_while_it_arrives(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(batch_wire, "MAX_OUTPUT_BYTES", 64 * 1024)
+    sent: list[int] = []
+
+    def answer(request: Request) -> Reply:
+        def chunks():  # type: ignore[no-untyped-def]
+            for _ in range(4096):  # 64 MB offered, 64 KB a chunk
+                sent.append(1)
+                yield _line("x", "y" * 65_000)
+        return Reply(content_type="application/jsonl", chunks=chunks())
+
+    with LoopbackSite(answer) as site, pytest.raises(PermanentApiError, match="over"):
+        _outcomes(site)
+    assert len(sent) < 4096  # the client stopped reading long before the end
