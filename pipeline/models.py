@@ -97,6 +97,7 @@ class RunSettings:
     voice: str = DEFAULT_VOICE
     words: int = DEFAULT_WORDS
     concurrency: int = 4
+    concurrency_given: bool = True  # False: the default; --executor ray then sizes it to the actor pool
     instructions: str | None = None
     base_url: str = DEFAULT_API_BASE
     api_key: str | None = field(default=None, repr=False)

@@ -23,6 +23,8 @@ from pipeline import plan, report, sources
 from pipeline.audio.publish import PublishedAudio, PublishOptions, is_audio_file, publish, publish_encoded
 from pipeline.batching import BatchPath
 from pipeline.errors import ApiError, AuthenticationFailed, DiskFull, DocumentError, OutputClash, UsageError
+from pipeline.executors import Steps, make_steps
+from pipeline.executors.threads import ThreadSteps
 from pipeline.models import (
     DEFAULT_PODCAST_BASE_URL,
     Attempt,
@@ -174,7 +176,10 @@ async def _run_workers(current: _Run, provider: Provider | None) -> BaseExceptio
     after the others were stopped, else None. Signal handlers, the state flusher and a provider made here end
     with it."""
     settings = current.settings
-    active = provider or make_provider(settings, on_event=current.event)
+    current.steps = make_steps(settings, on_event=current.event)
+    # With --executor ray the offline engine and the steps share one actor pool (the cluster, opened at preflight).
+    active = provider or make_provider(settings, on_event=current.event,
+                                       cluster=getattr(current.steps, "cluster", None))
     loop = asyncio.get_running_loop()
     installed = _install_signal_handlers(loop, current)
     flusher = asyncio.create_task(_flush_state_periodically(current.state, current))
@@ -183,7 +188,8 @@ async def _run_workers(current: _Run, provider: Provider | None) -> BaseExceptio
         if not await _checked_before_sending(current, active):
             return None
         current.batch = await _batch_path(current, active)
-        current.tasks = [asyncio.create_task(current.worker(active)) for _ in range(max(1, settings.concurrency))]
+        in_flight = current.steps.documents_in_flight(max(1, settings.concurrency))
+        current.tasks = [asyncio.create_task(current.worker(active)) for _ in range(in_flight)]
         done, _ = await asyncio.wait(current.tasks, return_when=asyncio.FIRST_EXCEPTION)
         failure = next((t.exception() for t in done if not t.cancelled() and t.exception() is not None), None)
         if failure is not None:
@@ -202,6 +208,7 @@ async def _run_workers(current: _Run, provider: Provider | None) -> BaseExceptio
             current.grace_timer.cancel()
         if provider is None:
             await active.aclose()
+        await current.steps.aclose()
     return failure
 
 
@@ -224,10 +231,10 @@ async def _checked_before_sending(current: _Run, provider: Provider) -> bool:
     reason set, when it says the run cannot work (an unknown model, a refused key: exit 2). A server failing the
     check is met again by the documents, which report it their usual way."""
     preflight = getattr(provider, "preflight", None)
-    if preflight is None:
-        return True
     try:
-        await preflight()
+        await current.steps.preflight()  # --executor ray: no Ray, or no cluster, is exit 2 here
+        if preflight is not None:
+            await preflight()
     except UsageError as exc:
         current.abort_reason = str(exc)
         return False
@@ -352,6 +359,7 @@ class _Run:
     made: int = 0  # documents made (status done) so far in this run
     grace_timer: asyncio.TimerHandle | None = None
     batch: BatchPath | None = None  # --batch: where each document's text step goes
+    steps: Steps = field(default_factory=ThreadSteps)  # where publishing and caption hearing run (--executor)
     warnings: list[dict[str, Any]] = field(default_factory=list)  # the run's warning events, for report.json
     # Feed items fetch article pages while being pulled: do that in a thread so the loop keeps serving.
     pull_in_thread: bool = False
@@ -462,7 +470,7 @@ class _Run:
             self._finish(_failed(item, str(exc), type(exc).__name__, 0.0), (), None)
             return
         started = time.time()
-        result, attempts, written = await _process(item, make, self.settings, self._claim)
+        result, attempts, written = await _process(item, make, self.settings, self._claim, self.steps)
         if line is not None and self.batch is not None and result.status == "done":
             self.batch.spoken(line)
         if written is not None and record is not None:
@@ -520,11 +528,12 @@ class Processed(NamedTuple):
 
 
 async def _process(item: Document, make: MakeSummary, settings: RunSettings,
-                   claim_names: Claim) -> Processed:
-    """make() the spoken summary (the provider's summarise, or a batch answer spoken), publish it, write it."""
+                   claim_names: Claim, steps: Steps) -> Processed:
+    """make() the spoken summary (the provider's summarise, or a batch answer spoken), time its captions, publish
+    it (both on `steps`: threads here, or the Ray pool), write it."""
     started = time.monotonic()
     try:
-        summary = await timed_cues(await make(), settings)
+        summary = await timed_cues(await make(), settings, steps)
     except (ApiError, DocumentError) as exc:  # both carry the requests already made for the document
         attempts = tuple(a for a in exc.attempts if isinstance(a, Attempt))
         return Processed(_failed(item, str(exc), type(exc).__name__, time.monotonic() - started,
@@ -535,13 +544,13 @@ async def _process(item: Document, make: MakeSummary, settings: RunSettings,
         options = publish_options(item, settings)
         try:
             # Audio the API sent in --format itself is tagged and measured, never re-encoded (format-direct).
-            published = await asyncio.to_thread(_publisher(summary.audio_format), summary.wav, options)
+            published = await steps.publish(_publisher(summary.audio_format), summary.wav, options)
             # The answers to follow-up questions are published the same way (format, loudness, tags).
-            published_answers = tuple([await asyncio.to_thread(_publisher(answer.audio_format), answer.wav,
-                                                               dataclasses.replace(options, tags={
-                                                                   **options.tags,
-                                                                   "title": f"{options.tags['title']}: "
-                                                                            f"{answer.question}"}))
+            published_answers = tuple([await steps.publish(_publisher(answer.audio_format), answer.wav,
+                                                           dataclasses.replace(options, tags={
+                                                               **options.tags,
+                                                               "title": f"{options.tags['title']}: "
+                                                                        f"{answer.question}"}))
                                        for answer in summary.followups])
         except (DocumentError, ValueError) as exc:  # InvalidAudio, AudioToolFailed; ValueError: a tag publish refuses
             # The prefix says which stage failed: the spoken summary was made, its publishing was not.

@@ -84,8 +84,8 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
               fingerprint=True),
     RunOption("words", ("--words",), "int", "Target length of each summary in words.", default=DEFAULT_WORDS,
               low=10, high=2000, fingerprint=True),
-    RunOption("concurrency", ("--concurrency",), "int", "Documents in flight at once [default: --workers for local; "
-              "for openai 8, or enough to keep --rpm busy].", low=1, high=512, show_default=False),
+    RunOption("concurrency", ("--concurrency",), "int", "Documents in flight at once [default: --workers for local, "
+              "or with --executor ray the actor pool's size; for openai 8, or enough to keep --rpm busy].", low=1, high=512, show_default=False),
     RunOption("workers", ("--workers",), "int", "Offline engine: speech worker processes (the cores are shared "
               "between them).", default=min(2, os.cpu_count() or 1), low=1, high=64),
     RunOption("instructions", ("--instructions",), "str", "Replace the system prompt; '{words}' in it becomes the "
@@ -151,8 +151,9 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
               choices=CAPTIONS),
     RunOption("language", ("--language",), "str", "Language recordings are heard in by the offline recogniser "
               "(ISO 639-1; its bundled model hears en only).", default=_default("language"), fingerprint=True),
-    RunOption("executor", ("--executor",), "choice", "Where the offline engine's CPU work runs: this machine's "
-              "worker processes, or a Ray actor pool (pip install '.[ray]').", default=_default("executor"),
+    RunOption("executor", ("--executor",), "choice", "Where the CPU work runs: this machine (the offline engine's "
+              "worker processes, threads for publishing and caption hearing), or a Ray actor pool for all of it, the "
+              "API's answers' publishing and hearing included (pip install '.[ray]').", default=_default("executor"),
               choices=EXECUTORS),
     RunOption("ray_address", ("--ray-address",), "str", "--executor ray: the cluster to join [env RAY_ADDRESS; "
               "default: start Ray on this machine].", env="RAY_ADDRESS", metavar="ADDRESS", show_default=False),
@@ -317,6 +318,7 @@ def build_settings(inputs: tuple[str, ...], values: Mapping[str, object], *, pri
     return RunSettings(
         inputs=inputs, out_dir=Path(str(values["out"])), provider=provider, model=str(values["model"]),
         voice=str(values["voice"]), words=_int(values["words"]), concurrency=concurrency,
+        concurrency_given=bool(values["concurrency"]),
         instructions=_optional_str(values["instructions"]),
         base_url=check_base_url(api_base or DEFAULT_API_BASE), api_key=api_key,
         timeout_s=_float(values["timeout"]), local_workers=workers, rpm=rpm, tpm=_int(values["tpm"]),

@@ -3,25 +3,24 @@
 The offline voice knows when each sentence starts (`synthesis`). The API sends audio and a transcript with no timing:
 its audio is heard by the bundled recogniser and the transcript aligned to the words heard (`aligned`, see
 pipeline.engine.align); where that fails, or with --captions off, cues are estimated from sentence length
-(`estimated`, with the reason). Hearing is CPU work: it runs on one dedicated thread, never on the event loop, one
-summary at a time (Whisper already uses both cores).
+(`estimated`, with the reason). Hearing is CPU work: it runs where the run's executor runs its steps (one dedicated
+thread of this process, one summary at a time, or the Ray pool), never on the event loop.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-from concurrent.futures import ThreadPoolExecutor
+import functools
 
 from pipeline.engine import align
 from pipeline.errors import DocumentError
+from pipeline.executors import Steps
 from pipeline.models import RunSettings, SpokenSummary
 
 Cue = tuple[float, float, str]
-_HEARING = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audiosum-align")
 
 
-async def timed_cues(summary: SpokenSummary, settings: RunSettings) -> SpokenSummary:
+async def timed_cues(summary: SpokenSummary, settings: RunSettings, steps: Steps) -> SpokenSummary:
     """The summary with cues, their method and (for --captions word) word cues."""
     if settings.output == "text" or not summary.wav:
         return summary
@@ -32,8 +31,8 @@ async def timed_cues(summary: SpokenSummary, settings: RunSettings) -> SpokenSum
         return dataclasses.replace(summary, cues_method="estimated", cues_reason="--captions off: not heard")
     suffix = f".{summary.audio_format}"
     try:
-        found = await asyncio.get_running_loop().run_in_executor(
-            _HEARING, lambda: align.align(summary.wav, summary.transcript, language=settings.language, suffix=suffix))
+        found = await steps.hear(functools.partial(align.align, language=settings.language, suffix=suffix),
+                                 summary.wav, summary.transcript)
     except DocumentError as exc:  # the audio does not decode: publishing it will say so; no cues to give
         return dataclasses.replace(summary, cues_method="estimated", cues_reason=f"not heard: {exc}")
     words = found.word_cues if settings.captions == "word" else ()

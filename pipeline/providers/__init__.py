@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pipeline.models import EventListener, RunSettings
 from pipeline.providers.base import Provider
 
+if TYPE_CHECKING:
+    from pipeline.executors.ray_pool import RayCluster
 
-def make_provider(settings: RunSettings, on_event: EventListener | None = None) -> Provider:
+
+def make_provider(settings: RunSettings, on_event: EventListener | None = None,
+                  cluster: RayCluster | None = None) -> Provider:
+    """The run's provider; `cluster`: the run's Ray pool (--executor ray), shared with its steps."""
     if settings.provider == "openai":
         from pipeline.providers.openai import OpenAIProvider
 
         if settings.executor == "ray" and on_event is not None:
             on_event("warning", {"kind": "executor_ray_api_in_driver", "option": "--executor", "requested": "ray",
-                                 "message": "--executor ray moves the offline engine's work to Ray; the API path "
-                                            "(--provider openai) stays in this process, whose event loop already "
-                                            "fills an account's rate limit"})
+                                 "message": "--executor ray with the API: the requests stay in this process, whose "
+                                            "event loop already fills an account's rate limit; publishing and "
+                                            "caption hearing of the answers run on Ray"})
         return OpenAIProvider(settings, on_event=on_event, check_model=True)  # a run checks its model first
     if settings.executor == "ray":
-        # Ray itself is imported by the provider's preflight: without it the run stops there (exit 2, the extra named).
+        # Ray itself is imported by the pool's preflight: without it the run stops there (exit 2, the extra named).
         from pipeline.providers.ray_engine import RayProvider
 
-        return RayProvider(settings, on_event=on_event)
+        return RayProvider(settings, on_event=on_event, cluster=cluster)
     from pipeline.providers.local import LocalProvider
 
     return LocalProvider(settings, on_event=on_event)

@@ -1,325 +1,46 @@
-"""--executor ray: the offline engine's CPU work on a Ray actor pool; the driver stays the one writer.
+"""--executor ray for the offline engine: the local provider with the run's Ray pool behind its executor seam.
 
-RayProvider is the local provider with another executor behind its seam (`_start_workers`, `_in_pool`, `aclose`):
-the same engine functions (narrate.narrate, read_aloud, hear, answer) run in Ray actors instead of local worker
-processes, and their results (WAV bytes and metadata) come back to this process, where the runner writes every file
-and records state exactly as with the local executor. So resume, skip-unchanged, the lock, signals, the report and
-the feed are the runner's, unchanged.
-
-Why a hand-sized actor pool and not Ray Data's map_batches: the runner hands over one document at a time, keeps at
-most --concurrency in flight and must be able to stop (a signal, a full disk) between any two documents; a Ray
-Data pipeline wants the whole input as a dataset and owns the loop. Here the driver awaits each call's ObjectRef on
-its own event loop, and Ray sees at most --concurrency tasks at once (never the manifest in the object store).
-
-Actor sizing: one loaded voice (and, once a recording comes, one recogniser) per actor, CPUS_PER_ACTOR CPU each with
-as many onnxruntime threads: measured on 2 cores, two one-thread speakers beat one two-thread speaker (see
-tests/bench/bench_local_engine.py and the note on CPUS_PER_ACTOR). Bounds: --ray-actors MIN,MAX, default 1 to the
-cluster's CPUs over CPUS_PER_ACTOR; MIN actors start with the run, more start while calls wait for an actor.
-
-Faults: an actor that dies (OOM killer, a lost node, ray.kill) costs only the call it was running, which is sent
-again to another actor (a replacement starts if needed); a call that kills ATTEMPTS actors fails its document alone
-(DocumentError). The engine's own failures are classified as the local executor does.
-
-Ray is imported here only, and only when this executor is asked for; without it the run stops before any document
-with a UsageError naming the extra.
+Everything but where the engine's calls run is LocalProvider's (summarise, hear, narrate, follow-ups); the calls go
+to pipeline.executors.ray_pool's actors, which load the voice as they start. See that module for sizing,
+backpressure and faults.
 """
 
 from __future__ import annotations
 
-import asyncio
-import collections
-import contextlib
-import os
-import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import pipeline
-from pipeline.engine import speech
-from pipeline.errors import DocumentError, UsageError
+from pipeline.errors import DocumentError
+from pipeline.executors.ray_pool import RayCluster
 from pipeline.models import EventListener, RunSettings
 from pipeline.providers.local import LocalProvider
-
-EXTRA = "pip install 'audiosum[ray]' (in a checkout: pip install '.[ray]')"
-# Measured on 2 cores (Piper, joe-medium; 1 thread vs 2 per speaker): 1 process x 1 thread 4.2-8.1x real time,
-# 1 x 2 threads 3.2x, 2 x 1 thread 4.5-4.8x, 2 x 2 threads 2.5-3.0x (a noisy shared machine; the order held in every
-# round). onnxruntime's intra-op threads do not pay for themselves on this small voice: one CPU, one thread an actor.
-CPUS_PER_ACTOR = 1
-ATTEMPTS = 3  # actors a single call may lose before its document fails alone
-START_FAILURES = 3  # actors in a row that die while loading the voice: the pool cannot work (say why, per document)
-
-
-def runtime_env() -> dict[str, Any]:
-    """The job's runtime environment: this process's own pipeline/ is shipped to every node and comes first on the
-    actors' path, so they never run an older copy installed there (the nodes need audiosum's dependencies; a Ray
-    initialised by someone else, a test, passes this to ray.init itself)."""
-    return {"py_modules": [str(Path(pipeline.__file__).parent)]}
-
-
-def _import_ray() -> Any:
-    try:
-        import ray
-    except ImportError as exc:
-        raise UsageError(f"--executor ray needs Ray, which is not installed: {EXTRA}") from exc
-    return ray
-
-
-class EngineActor:
-    """One Ray actor: a loaded voice (speech.init_worker, as a local worker process) and the engine's calls."""
-
-    def __init__(self, threads: int) -> None:
-        speech.init_worker(threads)
-
-    def node_id(self) -> str:
-        import ray
-
-        return str(ray.get_runtime_context().get_node_id())
-
-    def call(self, function: Callable[..., Any], *args: Any) -> Any:
-        return function(*args)
-
-
-class _Connection:
-    """ray.init on a thread of its own that lives until close(): Ray ties the processes a local start spawns to the
-    thread that started them (they die when it ends), and ray.init on the event loop's thread would block the loop
-    and replace its SIGTERM handler. A Ray already initialised in this process (a test's) is used and left up."""
-
-    def __init__(self, ray: Any, address: str | None) -> None:
-        self.ray = ray
-        self.address = address
-        self.started_here = False
-        self.context: Any = None
-        self.error: BaseException | None = None
-        self._ready = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._hold, name="ray-driver", daemon=True)
-
-    def _hold(self) -> None:
-        try:
-            if self.ray.is_initialized():
-                self.context = None
-            else:
-                # The actors' output stays in Ray's logs and Ray's own notes below errors (the run's events say what
-                # matters): this process's stdout and stderr stay the CLI's, a JSON log stays parseable.
-                self.context = self.ray.init(address=self.address, log_to_driver=False, logging_level="ERROR",
-                                             runtime_env=runtime_env())
-                self.started_here = True
-        except BaseException as exc:  # handed to the event loop's side, which classifies it
-            self.error = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        self._stop.wait()
-        if self.started_here:
-            self.ray.shutdown()
-
-    async def open(self) -> None:
-        self._thread.start()
-        await asyncio.to_thread(self._ready.wait)
-        if self.error is not None:
-            where = self.address or os.environ.get("RAY_ADDRESS") or "a Ray started on this machine"
-            raise UsageError(f"--executor ray: could not start or reach {where}: "
-                             f"{type(self.error).__name__}: {self.error}") from self.error
-
-    async def close(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            await asyncio.to_thread(self._thread.join)
-
-
-class _Pool:
-    """Actors of one run: handed out one call at a time (an actor runs one call; the others wait here, in the
-    driver, not in Ray's queues), started up to `high` while calls wait, replaced when they die."""
-
-    def __init__(self, ray: Any, low: int, high: int, threads: int, on_event: EventListener | None) -> None:
-        self._ray = ray
-        self._actor_class = ray.remote(EngineActor).options(
-            num_cpus=CPUS_PER_ACTOR, max_restarts=0, max_task_retries=0)
-        self.low, self.high, self._threads = low, high, threads
-        self._on_event = on_event
-        self._idle: list[Any] = []
-        self._nodes: dict[Any, str] = {}  # live actor -> its node id
-        self._starting = 0
-        self._waiting = 0
-        self._start_failures = 0
-        self.broken: str | None = None
-        self._changed = asyncio.Condition()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.calls_per_node: collections.Counter[str] = collections.Counter()
-        self.actors_started = 0
-        self.actors_lost = 0
-
-    def start(self, count: int) -> None:
-        for _ in range(count):
-            self._starting += 1
-            self.actors_started += 1
-            actor = self._actor_class.remote(self._threads)
-            task = asyncio.create_task(self._when_ready(actor))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _when_ready(self, actor: Any) -> None:
-        try:
-            node = await actor.node_id.remote()
-        except self._ray.exceptions.RayError as exc:
-            async with self._changed:
-                self._starting -= 1
-                self._start_failures += 1
-                if self._start_failures >= START_FAILURES and not self._nodes:
-                    self.broken = f"{self._start_failures} Ray actors died while loading the voice ({exc})"
-                self._changed.notify_all()
-            return
-        async with self._changed:
-            self._starting -= 1
-            self._start_failures = 0
-            self._nodes[actor] = node
-            self._idle.append(actor)
-            self._changed.notify_all()
-
-    async def acquire(self) -> tuple[Any, str]:
-        async with self._changed:
-            self._waiting += 1
-            try:
-                while not self._idle:
-                    if self.broken is not None:
-                        raise DocumentError(f"the Ray actor pool cannot start: {self.broken}")
-                    if self._starting < self._waiting and len(self._nodes) + self._starting < self.high:
-                        self.start(1)
-                    await self._changed.wait()
-                actor = self._idle.pop()
-                return actor, self._nodes[actor]
-            finally:
-                self._waiting -= 1
-
-    async def release(self, actor: Any) -> None:
-        async with self._changed:
-            if actor in self._nodes:
-                self._idle.append(actor)
-                self._changed.notify()
-
-    async def lose(self, actor: Any, *, kill: bool) -> None:
-        """An actor that died (or, kill: that is still running a call nobody waits for) leaves the pool; a
-        replacement starts if the pool fell below its lower bound."""
-        async with self._changed:
-            if self._nodes.pop(actor, None) is not None and not kill:
-                self.actors_lost += 1
-            if len(self._nodes) + self._starting < self.low:
-                self.start(self.low - len(self._nodes) - self._starting)
-            self._changed.notify_all()
-        if kill:
-            with contextlib.suppress(Exception):
-                self._ray.kill(actor)
-
-    async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        for actor in list(self._nodes):
-            with contextlib.suppress(Exception):
-                self._ray.kill(actor)
-        self._nodes.clear()
-        self._idle.clear()
-
-
-def _cluster_size(ray: Any) -> tuple[int, int]:
-    """(CPUs, live nodes) of the cluster (blocking calls to Ray's control store)."""
-    return int(ray.cluster_resources().get("CPU", 0)), sum(1 for node in ray.nodes() if node.get("Alive"))
 
 
 class RayProvider(LocalProvider):
     name = "local"  # the same engine, the same outputs: sidecars and the report name the engine, not the executor
     executor = "ray"
 
-    def _start_workers(self, settings: RunSettings) -> None:
-        self._settings = settings
-        self._slots = asyncio.Semaphore(max(1, settings.concurrency))  # Ray never sees more calls than this
-        self._connection: _Connection | None = None
-        self._actors: _Pool | None = None
-        self._open_lock: asyncio.Lock | None = None
+    def __init__(self, settings: RunSettings, on_event: EventListener | None = None,
+                 cluster: RayCluster | None = None) -> None:
+        self._own_cluster = cluster is None  # a run hands over its own (shared with its steps); else one of ours
+        self._cluster = cluster or RayCluster(settings, on_event, voice=True, work="the offline engine")
+        super().__init__(settings, on_event=on_event)
 
-    def _event(self, event: str, **fields: Any) -> None:
-        if self._on_event is not None:
-            self._on_event(event, fields)
+    def _start_workers(self, settings: RunSettings) -> None:
+        return None  # the actors start with the pool, at preflight
 
     async def preflight(self) -> None:
-        """Connect (or start a local Ray) and start the pool's first actors before the first document; a missing Ray
-        or an unreachable cluster stops the run here (exit 2), before anything is sent."""
-        await self._opened()
-
-    async def _opened(self) -> _Pool:
-        if self._open_lock is None:
-            self._open_lock = asyncio.Lock()
-        async with self._open_lock:
-            if self._actors is None:
-                ray = _import_ray()
-                connection = _Connection(ray, self._settings.ray_address)
-                self._connection = connection
-                await connection.open()
-                cpus, nodes = await asyncio.to_thread(_cluster_size, ray)
-                self._actors = self._sized_pool(ray, cpus, nodes)
-                self._actors.start(self._actors.low)
-            return self._actors
-
-    def _sized_pool(self, ray: Any, cpus: int, nodes: int) -> _Pool:
-        fits = max(1, cpus // CPUS_PER_ACTOR)
-        low, high = self._settings.ray_actors or (1, fits)
-        concurrency = max(1, self._settings.concurrency)
-        context = self._connection.context if self._connection is not None else None
-        dashboard = getattr(context, "dashboard_url", None) or None
-        if dashboard and not str(dashboard).startswith("http"):
-            dashboard = f"http://{dashboard}"
-        address = context.address_info.get("address") if context is not None else None
-        self._event("ray_cluster", address=address,
-                    dashboard_url=dashboard, nodes=nodes, cpus=cpus, actors_min=low, actors_max=high,
-                    cpus_per_actor=CPUS_PER_ACTOR, concurrency=concurrency,
-                    message=f"Ray: {nodes} node(s), {cpus} CPUs; {low}-{high} actors of {CPUS_PER_ACTOR} CPU"
-                            + (f"; dashboard {dashboard}" if dashboard else ""))
-        if high > concurrency:
-            self._event("warning", kind="ray_actors_over_concurrency", option="--concurrency",
-                        requested=str(concurrency),
-                        message=f"--concurrency {concurrency} keeps at most {concurrency} documents in flight, so at "
-                                f"most {concurrency} of the Ray pool's {high} actors work at once: give --concurrency "
-                                f"{high} to use them all")
-        return _Pool(ray, min(low, concurrency), min(high, concurrency), CPUS_PER_ACTOR, self._on_event)
+        """Connect (or start a local Ray) before the first document: no Ray, or no cluster, is exit 2 here."""
+        await self._cluster.open()
 
     async def _in_pool(self, function: Callable[..., Any], *args: Any) -> Any:
-        pool = await self._opened()
-        ray = self._connection.ray if self._connection is not None else _import_ray()
-        # A recording is read here: the actor may be on a machine that cannot see this one's files.
-        sent = [await asyncio.to_thread(arg.read_bytes) if isinstance(arg, Path) else arg for arg in args]
-        async with self._slots:
-            lost = 0
-            while True:
-                actor, node = await pool.acquire()
-                try:
-                    result = await actor.call.remote(function, *sent)
-                except asyncio.CancelledError:
-                    # The call may still run there: that actor must not take another (the run is stopping anyway).
-                    await pool.lose(actor, kill=True)
-                    raise
-                except ray.exceptions.RayTaskError as exc:  # the engine raised: classify as the local executor does
-                    await pool.release(actor)
-                    cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
-                    if isinstance(cause, DocumentError):  # InvalidAudio, AudioToolFailed: what the runner records
-                        raise cause from None
-                    raise DocumentError(f"offline engine failed: {type(cause).__name__}: {cause}") from exc
-                except ray.exceptions.RayError as exc:  # the actor died (OOM killer, node lost, ray.kill)
-                    await pool.lose(actor, kill=False)
-                    lost += 1
-                    self._event("ray_actor_lost", node_id=node, attempt=lost, error=type(exc).__name__)
-                    if lost >= ATTEMPTS:
-                        raise DocumentError(f"the Ray actor running this document died {lost} times "
-                                            f"(last: {type(exc).__name__})") from exc
-                    continue
-                pool.calls_per_node[node] += 1
-                await pool.release(actor)
-                return result
+        try:
+            return await self._cluster.call(function, *args)
+        except DocumentError:  # InvalidAudio, AudioToolFailed, an actor that kept dying: what the runner records
+            raise
+        except Exception as exc:  # the engine is this provider's boundary: classify as the local executor does
+            raise DocumentError(f"offline engine failed: {type(exc).__name__}: {exc}") from exc
 
     async def aclose(self) -> None:
-        pool, self._actors = self._actors, None
-        if pool is not None:
-            self._event("ray_pool", calls_per_node=dict(pool.calls_per_node), actors_started=pool.actors_started,
-                        actors_lost=pool.actors_lost)
-            await pool.close()
-        if self._connection is not None:
-            await self._connection.close()
+        if self._own_cluster:
+            await self._cluster.aclose()

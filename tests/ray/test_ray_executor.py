@@ -21,14 +21,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SAMPLE_INPUTS, child_env, run_cli
+from conftest import SAMPLE_INPUTS, RunningServer, child_env, run_cli
 
 ray = pytest.importorskip("ray")
 
 from pipeline import runner  # noqa: E402
+from pipeline.audio import duration_of  # noqa: E402
+from pipeline.audio.publish import PublishOptions, publish  # noqa: E402
 from pipeline.engine import narrate  # noqa: E402
 from pipeline.errors import DocumentError  # noqa: E402
 from pipeline.models import RunSettings  # noqa: E402
+from pipeline.executors import ray_pool  # noqa: E402
+from pipeline.executors.ray_pool import RaySteps  # noqa: E402
 from pipeline.providers import ray_engine  # noqa: E402
 
 pytestmark = pytest.mark.ray
@@ -45,7 +49,7 @@ FILLER = ("The district council reviewed the budget for bridges, ferries and cyc
 def ray_address() -> Iterator[str]:
     # As the provider starts its own: this checkout's pipeline/ in the actors, their output kept out of ours.
     context = ray.init(num_cpus=2, log_to_driver=False, logging_level="WARNING",
-                       runtime_env=ray_engine.runtime_env())
+                       runtime_env=ray_pool.runtime_env())
     try:
         yield str(context.address_info["gcs_address"])
     finally:
@@ -111,14 +115,14 @@ def test_same_outputs_as_the_local_executor(ray_address: str, tmp_path: Path) ->
 
 def test_an_actor_killed_mid_run_costs_no_document(ray_address: str, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    pools: list[ray_engine._Pool] = []
-    original = ray_engine._Pool.__init__
+    pools: list[ray_pool._Pool] = []
+    original = ray_pool._Pool.__init__
 
-    def remember(self: ray_engine._Pool, *args: Any, **kwargs: Any) -> None:
+    def remember(self: ray_pool._Pool, *args: Any, **kwargs: Any) -> None:
         original(self, *args, **kwargs)
         pools.append(self)
 
-    monkeypatch.setattr(ray_engine._Pool, "__init__", remember)
+    monkeypatch.setattr(ray_pool._Pool, "__init__", remember)
     killed: list[object] = []
 
     def kill_a_busy_actor(result: object) -> None:
@@ -149,7 +153,7 @@ def test_a_document_that_kills_every_actor_fails_alone(ray_address: str) -> None
 
     async def scenario() -> narrate.Narration:
         try:
-            with pytest.raises(DocumentError, match=f"died {ray_engine.ATTEMPTS} times"):
+            with pytest.raises(DocumentError, match=f"died {ray_pool.ATTEMPTS} times"):
                 await provider._in_pool(os._exit, 1)  # kills the actor that runs it, every time
             # The pool recovers: the next document is spoken by a fresh actor.
             return await provider._in_pool(narrate.narrate, "One sentence here. And another one.", 20, None, "tone")
@@ -158,7 +162,7 @@ def test_a_document_that_kills_every_actor_fails_alone(ray_address: str) -> None
 
     spoken = asyncio.run(scenario())
     assert spoken.transcript
-    assert [f["attempt"] for e, f in events if e == "ray_actor_lost"] == list(range(1, ray_engine.ATTEMPTS + 1))
+    assert [f["attempt"] for e, f in events if e == "ray_actor_lost"] == list(range(1, ray_pool.ATTEMPTS + 1))
 
 
 def test_an_engine_failure_is_the_documents_as_with_the_local_executor(ray_address: str) -> None:
@@ -218,3 +222,74 @@ def test_ctrl_c_drains_and_a_rerun_on_the_local_executor_finishes(tmp_path: Path
     assert rerun.exit_code == 0, rerun.stderr
     assert f"{docs - done} done, {done} skipped, 0 failed" in rerun.stdout
     assert len(list(out.glob("doc-*.wav"))) == docs
+
+
+def _api_run(server: RunningServer, folder: Path, out: Path, executor: str) -> tuple[Any, list[tuple[str, Any]]]:
+    events: list[tuple[str, Any]] = []
+    settings = RunSettings(inputs=(str(folder),), out_dir=out, provider="openai", api_key=server.key,
+                           base_url=server.base_url, executor=executor, concurrency=2, audio_format="mp3",
+                           loudness_lufs=-16.0)
+    return runner.run(settings, on_event=lambda e, f: events.append((e, f))), events
+
+
+def test_an_api_run_publishes_and_hears_its_answers_on_the_pool(ray_address: str, local_server: RunningServer,
+                                                                 tmp_path: Path) -> None:
+    """--provider openai --executor ray: the requests go from this process; each answer's caption hearing (Whisper,
+    aligned to its transcript) and its publishing (loudness, MP3) run in the Ray pool, and the files are the local
+    executor's (same names, transcripts, cue texts and caption method)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, text in (("ferry", "The ferry to the island runs twice a day this winter. Tickets cost four pounds. "
+                                 "The first boat leaves at eight in the morning."),
+                       ("library", "The library opens a new reading room on Monday. It has forty seats and late "
+                                   "hours on Thursdays. Children's books move to the ground floor.")):
+        (folder / f"{name}.txt").write_text(text + "\n")
+    local, _ = _api_run(local_server, folder, tmp_path / "local", "local")
+    on_ray, events = _api_run(local_server, folder, tmp_path / "ray", "ray")
+    assert local.totals["done"] == on_ray.totals["done"] == 2 and on_ray.totals["failed"] == 0, on_ray.totals
+    (pool_event,) = [f for e, f in events if e == "ray_pool"]
+    assert pool_event["calls"] == {"align": 2, "publish": 2}, pool_event  # every step of both answers, nothing else
+    assert sum(pool_event["calls_per_node"].values()) == 4
+    assert "executor_ray_api_in_driver" in [f.get("kind") for e, f in events if e == "warning"]
+    assert sorted(p.name for p in (tmp_path / "ray").iterdir()) == sorted(p.name for p in (tmp_path / "local").iterdir())
+    for name in ("ferry", "library"):
+        ours, theirs = (json.loads((tmp_path / run / f"{name}.json").read_text()) for run in ("ray", "local"))
+        assert ours["cues_method"] == theirs["cues_method"] == "aligned", ours["cues_reason"]
+        assert ours["transcript"] == theirs["transcript"]
+        assert [c[-1] for c in ours["cues"]] == [c[-1] for c in theirs["cues"]]
+        assert ours["audio_file"] == f"{name}.mp3"
+        assert duration_of((tmp_path / "ray" / f"{name}.mp3").read_bytes()) == pytest.approx(ours["duration_s"],
+                                                                                              abs=0.1)
+    _no_partial_files(tmp_path / "ray")
+
+
+def test_a_step_raises_here_what_it_raised_there(ray_address: str) -> None:
+    """The runner tells a refused publish (ValueError) from a bad audio (DocumentError) as with threads: the pool
+    hands back the function's own exception."""
+    settings = RunSettings(inputs=("unused",), out_dir=Path("unused"), provider="openai", concurrency=1,
+                           executor="ray")
+    steps = RaySteps(settings)
+
+    async def scenario() -> None:
+        try:
+            await steps.preflight()
+            with pytest.raises(DocumentError):
+                await steps.publish(publish, b"not audio at all", PublishOptions(format="mp3"))
+            with pytest.raises(ValueError, match="invalid literal"):
+                await steps.hear(int, "not a number")
+        finally:
+            await steps.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_without_concurrency_an_offline_run_keeps_every_actor_busy(ray_address: str, tmp_path: Path) -> None:
+    """The offline default (--workers) would leave a cluster idle: not given, --concurrency becomes the pool's size."""
+    events: list[tuple[str, dict[str, Any]]] = []
+    settings = RunSettings(inputs=(str(_manifest(tmp_path / "in" / "docs.jsonl", 4)),), out_dir=tmp_path / "out",
+                           concurrency=1, concurrency_given=False, executor="ray")
+    outcome = runner.run(settings, on_event=lambda e, f: events.append((e, f)))
+    assert outcome.totals["done"] == 4, outcome.totals
+    (cluster,) = [f for e, f in events if e == "ray_cluster"]
+    assert cluster["actors_max"] == 2 and cluster["concurrency"] == 2, cluster  # the module's Ray has 2 CPUs
+    assert "ray_actors_over_concurrency" not in [f.get("kind") for e, f in events if e == "warning"]

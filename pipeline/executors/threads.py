@@ -1,0 +1,29 @@
+"""The local executor's steps: publishing on a thread of its own per call, hearing on one dedicated thread (one
+summary at a time: Whisper already uses both cores). Never the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+_HEARING = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audiosum-align")
+
+
+class ThreadSteps:
+    async def preflight(self) -> None:
+        return None
+
+    def documents_in_flight(self, default: int) -> int:
+        return default
+
+    async def publish(self, function: Callable[..., T], *args: Any) -> T:
+        return await asyncio.to_thread(function, *args)
+
+    async def hear(self, function: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(_HEARING, function, *args)
+
+    async def aclose(self) -> None:
+        return None
