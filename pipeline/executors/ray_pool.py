@@ -18,7 +18,8 @@ Actor sizing: CPUS_PER_ACTOR CPU each with as many onnxruntime / CTranslate2 thr
 one-thread speakers beat one two-thread speaker (see the note on CPUS_PER_ACTOR). An actor of an offline run loads
 the voice as it starts (as a local worker process does); every actor loads the recogniser at its first recording or
 caption hearing. Bounds: --ray-actors MIN,MAX, default 1 to the cluster's CPUs over CPUS_PER_ACTOR, never more than
---concurrency; MIN actors start with the run, more start while calls wait for an actor.
+--concurrency; MIN actors start with the run, more start while calls wait for an actor, and an actor idle for IDLE_S
+leaves while the pool has more than MIN.
 
 Faults: an actor that dies (OOM killer, a lost node, ray.kill) costs only the call it was running, which is sent
 again to another actor (a replacement starts if needed); a call that kills ATTEMPTS actors fails its document alone
@@ -36,6 +37,7 @@ import contextlib
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -53,6 +55,10 @@ EXTRA = "pip install 'audiosum[ray]' (in a checkout: pip install '.[ray]')"
 CPUS_PER_ACTOR = 1
 ATTEMPTS = 3  # actors a single call may lose before its document fails alone
 START_FAILURES = 3  # actors in a row that die as they start: the pool cannot work (say why, per document)
+# An actor idle this long leaves a pool larger than its lower bound: its CPU goes back to the cluster (and an
+# autoscaling cluster can let the node go). Long enough that the gaps of a steady run (a document's publishing and
+# writing in the driver, a feed page's fetch) never cost an actor's start (a voice loads in 1-3 s).
+IDLE_S = 30.0
 
 
 def runtime_env() -> dict[str, Any]:
@@ -140,7 +146,8 @@ class _Connection:
 
 class _Pool:
     """Actors of one run: handed out one call at a time (an actor runs one call; the others wait here, in the
-    driver, not in Ray's queues), started up to `high` while calls wait, replaced when they die."""
+    driver, not in Ray's queues), started up to `high` while calls wait, replaced when they die, retired down to
+    `low` when idle for IDLE_S (the longest idle first: the most recently used actor is handed out first)."""
 
     def __init__(self, ray: Any, low: int, high: int, threads: int, voice: bool) -> None:
         self._ray = ray
@@ -149,6 +156,8 @@ class _Pool:
         self.low, self.high, self._threads, self._voice = low, high, threads, voice
         self._idle: list[Any] = []
         self._nodes: dict[Any, str] = {}  # live actor -> its node id
+        self._idle_since: dict[Any, float] = {}
+        self.clock: Callable[[], float] = time.monotonic
         self._starting = 0
         self._waiting = 0
         self._start_failures = 0
@@ -159,6 +168,31 @@ class _Pool:
         self.calls_per_step: collections.Counter[str] = collections.Counter()  # by function name
         self.actors_started = 0
         self.actors_lost = 0
+        self.actors_retired = 0
+
+    def start_retiring(self) -> None:
+        task = asyncio.create_task(self._retire_idle())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _retire_idle(self) -> None:
+        while True:
+            await asyncio.sleep(IDLE_S / 2)
+            retired = []
+            async with self._changed:
+                now = self.clock()
+                for actor in list(self._idle):  # the longest idle first
+                    if len(self._nodes) <= self.low:
+                        break
+                    if now - self._idle_since.get(actor, now) >= IDLE_S:
+                        self._idle.remove(actor)
+                        self._nodes.pop(actor, None)
+                        self._idle_since.pop(actor, None)
+                        self.actors_retired += 1
+                        retired.append(actor)
+            for actor in retired:
+                with contextlib.suppress(Exception):
+                    self._ray.kill(actor)
 
     def start(self, count: int) -> None:
         for _ in range(count):
@@ -185,6 +219,7 @@ class _Pool:
             self._start_failures = 0
             self._nodes[actor] = node
             self._idle.append(actor)
+            self._idle_since[actor] = self.clock()
             self._changed.notify_all()
 
     async def acquire(self) -> tuple[Any, str]:
@@ -206,12 +241,14 @@ class _Pool:
         async with self._changed:
             if actor in self._nodes:
                 self._idle.append(actor)
+                self._idle_since[actor] = self.clock()
                 self._changed.notify()
 
     async def lose(self, actor: Any, *, kill: bool) -> None:
         """An actor that died (or, kill: that is still running a call nobody waits for) leaves the pool; a
         replacement starts if the pool fell below its lower bound."""
         async with self._changed:
+            self._idle_since.pop(actor, None)
             if self._nodes.pop(actor, None) is not None and not kill:
                 self.actors_lost += 1
             if len(self._nodes) + self._starting < self.low:
@@ -278,6 +315,7 @@ class RayCluster:
                 self._actors = self._sized_pool(ray, cpus, nodes)
                 self._slots = asyncio.Semaphore(self.concurrency)
                 self._actors.start(self._actors.low)
+                self._actors.start_retiring()
             return self._actors
 
     def _sized_pool(self, ray: Any, cpus: int, nodes: int) -> _Pool:
@@ -345,7 +383,8 @@ class RayCluster:
         pool, self._actors = self._actors, None
         if pool is not None:
             self._event("ray_pool", calls_per_node=dict(pool.calls_per_node), calls=dict(pool.calls_per_step),
-                        actors_started=pool.actors_started, actors_lost=pool.actors_lost)
+                        actors_started=pool.actors_started, actors_lost=pool.actors_lost,
+                        actors_retired=pool.actors_retired)
             await pool.close()
         if self._connection is not None:
             await self._connection.close()

@@ -30,9 +30,9 @@ from pipeline.audio import duration_of  # noqa: E402
 from pipeline.audio.publish import PublishOptions, publish  # noqa: E402
 from pipeline.engine import narrate  # noqa: E402
 from pipeline.errors import DocumentError  # noqa: E402
-from pipeline.models import RunSettings  # noqa: E402
 from pipeline.executors import ray_pool  # noqa: E402
 from pipeline.executors.ray_pool import RaySteps  # noqa: E402
+from pipeline.models import RunSettings  # noqa: E402
 from pipeline.providers import ray_engine  # noqa: E402
 
 pytestmark = pytest.mark.ray
@@ -251,7 +251,8 @@ def test_an_api_run_publishes_and_hears_its_answers_on_the_pool(ray_address: str
     assert pool_event["calls"] == {"align": 2, "publish": 2}, pool_event  # every step of both answers, nothing else
     assert sum(pool_event["calls_per_node"].values()) == 4
     assert "executor_ray_api_in_driver" in [f.get("kind") for e, f in events if e == "warning"]
-    assert sorted(p.name for p in (tmp_path / "ray").iterdir()) == sorted(p.name for p in (tmp_path / "local").iterdir())
+    names = {run: sorted(p.name for p in (tmp_path / run).iterdir()) for run in ("ray", "local")}
+    assert names["ray"] == names["local"]
     for name in ("ferry", "library"):
         ours, theirs = (json.loads((tmp_path / run / f"{name}.json").read_text()) for run in ("ray", "local"))
         assert ours["cues_method"] == theirs["cues_method"] == "aligned", ours["cues_reason"]
@@ -293,3 +294,28 @@ def test_without_concurrency_an_offline_run_keeps_every_actor_busy(ray_address: 
     (cluster,) = [f for e, f in events if e == "ray_cluster"]
     assert cluster["actors_max"] == 2 and cluster["concurrency"] == 2, cluster  # the module's Ray has 2 CPUs
     assert "ray_actors_over_concurrency" not in [f.get("kind") for e, f in events if e == "warning"]
+
+
+def test_an_idle_actor_leaves_a_pool_above_its_lower_bound(ray_address: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two calls at once start a second actor; idle past IDLE_S (made tiny here) it leaves, down to MIN, and the pool
+    still works."""
+    monkeypatch.setattr(ray_pool, "IDLE_S", 0.2)
+    settings = RunSettings(inputs=("unused",), out_dir=Path("unused"), provider="openai", concurrency=2,
+                           executor="ray", ray_actors=(1, 2))
+    cluster = ray_pool.RayCluster(settings, None, voice=False, work="a test")
+
+    async def scenario() -> tuple[int, int, int, float]:
+        try:
+            pool = await cluster.open()
+            await asyncio.gather(cluster.call(time.sleep, 0.5), cluster.call(time.sleep, 0.5))
+            assert len(pool._nodes) == 2
+            deadline = time.monotonic() + 30
+            while len(pool._nodes) > 1 and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            left, retired = len(pool._nodes), pool.actors_retired
+            return left, retired, pool.actors_lost, await cluster.call(abs, -1.5)
+        finally:
+            await cluster.aclose()
+
+    left, retired, lost, answer = asyncio.run(scenario())
+    assert (left, retired, lost, answer) == (1, 1, 0, 1.5)
