@@ -176,8 +176,9 @@ async def _run_workers(current: _Run, provider: Provider | None) -> BaseExceptio
     after the others were stopped, else None. Signal handlers, the state flusher and a provider made here end
     with it."""
     settings = current.settings
-    current.steps = make_steps(settings, on_event=current.event)
-    # With --executor ray the offline engine and the steps share one actor pool (the cluster, opened at preflight).
+    # With --executor ray the offline engine and the steps share one actor pool (the cluster, opened at preflight):
+    # the steps make it, or take the one of a provider the caller made.
+    current.steps = make_steps(settings, on_event=current.event, cluster=getattr(provider, "cluster", None))
     active = provider or make_provider(settings, on_event=current.event,
                                        cluster=getattr(current.steps, "cluster", None))
     loop = asyncio.get_running_loop()
@@ -206,9 +207,11 @@ async def _run_workers(current: _Run, provider: Provider | None) -> BaseExceptio
             loop.remove_signal_handler(signum)
         if current.grace_timer is not None:
             current.grace_timer.cancel()
-        if provider is None:
-            await active.aclose()
-        await current.steps.aclose()
+        try:
+            if provider is None:
+                await active.aclose()
+        finally:
+            await current.steps.aclose()
     return failure
 
 
@@ -232,9 +235,8 @@ async def _checked_before_sending(current: _Run, provider: Provider) -> bool:
     check is met again by the documents, which report it their usual way."""
     preflight = getattr(provider, "preflight", None)
     try:
-        await current.steps.preflight()  # --executor ray: no Ray, or no cluster, is exit 2 here
         if preflight is not None:
-            await preflight()
+            await preflight()  # the model and the key first: a refusal should not wait for a cluster
     except UsageError as exc:
         current.abort_reason = str(exc)
         return False
@@ -243,6 +245,11 @@ async def _checked_before_sending(current: _Run, provider: Provider) -> bool:
         return False
     except ApiError:
         pass
+    try:
+        await current.steps.preflight()  # --executor ray: no Ray, or no cluster, is exit 2 here
+    except UsageError as exc:
+        current.abort_reason = str(exc)
+        return False
     return True
 
 

@@ -10,9 +10,12 @@ ray`, so an API run's encodes and recognition spread over the cluster while its 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pipeline.models import EventListener, RunSettings
+
+if TYPE_CHECKING:
+    from pipeline.executors.ray_pool import RayCluster
 
 T = TypeVar("T")
 
@@ -34,11 +37,13 @@ class Steps(Protocol):
     async def aclose(self) -> None: ...
 
 
-def make_steps(settings: RunSettings, on_event: EventListener | None = None) -> Steps:
+def make_steps(settings: RunSettings, on_event: EventListener | None = None,
+               cluster: RayCluster | None = None) -> Steps:
+    """The run's steps; `cluster`: a Ray pool a caller's provider already has (the steps then share it)."""
     if settings.executor == "ray":
         from pipeline.executors.ray_pool import RaySteps  # Ray itself is imported at preflight (exit 2 without it)
 
-        return RaySteps(settings, on_event=on_event)
+        return RaySteps(settings, on_event=on_event, cluster=cluster)
     from pipeline.executors.threads import ThreadSteps
 
     return ThreadSteps()

@@ -12,18 +12,20 @@ Why a hand-sized actor pool and not Ray Data's map_batches: the runner hands ove
 most --concurrency in flight and must be able to stop (a signal, a full disk) between any two documents; a Ray
 Data pipeline wants the whole input as a dataset and owns the loop. Here the driver awaits each call's ObjectRef on
 its own event loop, and Ray sees at most --concurrency calls at once (never the manifest in the object store): a
-document's calls (its summary, then its publishing, its hearing) follow one another, each holding one slot.
+document's calls (its summary, then its hearing, then its publishing) follow one another, each holding one slot
+(narrate's parts are the exception: they go together, and --concurrency bounds the documents, not those parts).
 
 Actor sizing: CPUS_PER_ACTOR CPU each with as many onnxruntime / CTranslate2 threads: measured on 2 cores, two
 one-thread speakers beat one two-thread speaker (see the note on CPUS_PER_ACTOR). An actor of an offline run loads
 the voice as it starts (as a local worker process does); every actor loads the recogniser at its first recording or
 caption hearing. Bounds: --ray-actors MIN,MAX, default 1 to the cluster's CPUs over CPUS_PER_ACTOR, never more than
 --concurrency; MIN actors start with the run, more start while calls wait for an actor, and an actor idle for IDLE_S
-leaves while the pool has more than MIN.
+(checked every IDLE_S / 2) leaves while the pool has more than MIN.
 
-Faults: an actor that dies (OOM killer, a lost node, ray.kill) costs only the call it was running, which is sent
-again to another actor (a replacement starts if needed); a call that kills ATTEMPTS actors fails its document alone
-(DocumentError). What the called function raises is raised here, as if it had run in this process.
+Faults: an actor that dies (OOM killer, a lost node, ray.kill), or whose call Ray loses (an object lost, a full
+object store), costs only that call, which is sent again to another actor (the first is killed, a replacement starts
+if needed); a call that meets this ATTEMPTS times fails its document alone (DocumentError). What the called function
+raises is raised here, as if it had run in this process.
 
 Ray is imported here only, and only when this executor is asked for; without it the run stops before any document
 with a UsageError naming the extra.
@@ -156,6 +158,7 @@ class _Pool:
         self.low, self.high, self._threads, self._voice = low, high, threads, voice
         self._idle: list[Any] = []
         self._nodes: dict[Any, str] = {}  # live actor -> its node id
+        self._pending: set[Any] = set()  # started, not ready yet
         self._idle_since: dict[Any, float] = {}
         self.clock: Callable[[], float] = time.monotonic
         self._starting = 0
@@ -199,6 +202,7 @@ class _Pool:
             self._starting += 1
             self.actors_started += 1
             actor = self._actor_class.remote(self._threads, self._voice)
+            self._pending.add(actor)
             task = asyncio.create_task(self._when_ready(actor))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -207,6 +211,7 @@ class _Pool:
         try:
             node = await actor.node_id.remote()
         except self._ray.exceptions.RayError as exc:
+            self._pending.discard(actor)
             async with self._changed:
                 self._starting -= 1
                 self._start_failures += 1
@@ -214,6 +219,7 @@ class _Pool:
                     self.broken = f"{self._start_failures} Ray actors died as they started ({exc})"
                 self._changed.notify_all()
             return
+        self._pending.discard(actor)
         async with self._changed:
             self._starting -= 1
             self._start_failures = 0
@@ -242,29 +248,30 @@ class _Pool:
             if actor in self._nodes:
                 self._idle.append(actor)
                 self._idle_since[actor] = self.clock()
-                self._changed.notify()
+                self._changed.notify_all()  # not notify(): on 3.11 a wake-up given to a cancelled waiter is lost
 
-    async def lose(self, actor: Any, *, kill: bool) -> None:
-        """An actor that died (or, kill: that is still running a call nobody waits for) leaves the pool; a
-        replacement starts if the pool fell below its lower bound."""
+    async def lose(self, actor: Any, *, died: bool, replace: bool = True) -> None:
+        """An actor leaves the pool, killed (harmless if it died; one whose call was lost or abandoned may still
+        run, holding its CPU); `died`: counted as lost. A replacement starts if the pool fell below its lower bound
+        (not while the run is stopping: replace=False)."""
         async with self._changed:
             self._idle_since.pop(actor, None)
-            if self._nodes.pop(actor, None) is not None and not kill:
+            if self._nodes.pop(actor, None) is not None and died:
                 self.actors_lost += 1
-            if len(self._nodes) + self._starting < self.low:
+            if replace and len(self._nodes) + self._starting < self.low:
                 self.start(self.low - len(self._nodes) - self._starting)
             self._changed.notify_all()
-        if kill:
-            with contextlib.suppress(Exception):
-                self._ray.kill(actor)
+        with contextlib.suppress(Exception):
+            self._ray.kill(actor)
 
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
-        for actor in list(self._nodes):
+        for actor in [*self._nodes, *self._pending]:  # the ones still starting too
             with contextlib.suppress(Exception):
                 self._ray.kill(actor)
         self._nodes.clear()
+        self._pending.clear()
         self._idle.clear()
 
 
@@ -336,7 +343,7 @@ class RayCluster:
                     cpus_per_actor=CPUS_PER_ACTOR, concurrency=concurrency,
                     message=f"Ray: {nodes} node(s), {cpus} CPUs; {low}-{high} actors of {CPUS_PER_ACTOR} CPU for "
                             f"{self._work}" + (f"; dashboard {dashboard}" if dashboard else ""))
-        if high > concurrency:
+        if high > concurrency and self._voice:  # an API run's concurrency follows its rate limit: capped, no advice
             self._event("warning", kind="ray_actors_over_concurrency", option="--concurrency",
                         requested=str(concurrency),
                         message=f"--concurrency {concurrency} keeps at most {concurrency} documents in flight, so at "
@@ -358,22 +365,27 @@ class RayCluster:
                     result: T = await actor.call.remote(function, *sent)
                 except asyncio.CancelledError:
                     # The call may still run there: that actor must not take another (the run is stopping anyway).
-                    await pool.lose(actor, kill=True)
+                    await pool.lose(actor, died=False, replace=False)
                     raise
                 except ray.exceptions.RayTaskError as exc:  # the function raised: raise it here, as a thread would
                     await pool.release(actor)
                     cause = getattr(exc, "cause", None)
-                    if isinstance(cause, Exception):
+                    if isinstance(cause, Exception) and not isinstance(cause, ray.exceptions.RayError):
                         raise cause from None
-                    raise DocumentError(f"{type(exc).__name__}: {exc}") from exc
-                except ray.exceptions.RayError as exc:  # the actor died (OOM killer, node lost, ray.kill)
-                    await pool.lose(actor, kill=False)
+                    raise DocumentError(f"{type(exc).__name__}: {exc}") from exc  # a cause Ray could not unpickle
+                except ray.exceptions.RayError as exc:  # the actor died (OOM killer, node lost, ray.kill), or Ray
+                    died = isinstance(exc, ray.exceptions.RayActorError)  # lost the call (object lost, store full)
+                    await pool.lose(actor, died=died)
                     lost += 1
-                    self._event("ray_actor_lost", node_id=node, attempt=lost, error=type(exc).__name__)
+                    self._event("ray_actor_lost" if died else "ray_call_lost", node_id=node, attempt=lost,
+                                error=type(exc).__name__)
                     if lost >= ATTEMPTS:
-                        raise DocumentError(f"the Ray actor running this document died {lost} times "
-                                            f"(last: {type(exc).__name__})") from exc
+                        what = "the Ray actor running this document died" if died else "Ray lost this document's call"
+                        raise DocumentError(f"{what} {lost} times (last: {type(exc).__name__})") from exc
                     continue
+                except Exception as exc:  # refused before it left (an argument Ray cannot serialise): not the actor's
+                    await pool.release(actor)
+                    raise DocumentError(f"could not send the call to Ray: {type(exc).__name__}: {exc}") from exc
                 pool.calls_per_node[node] += 1
                 pool.calls_per_step[_name(function)] += 1
                 await pool.release(actor)
@@ -392,13 +404,17 @@ class RayCluster:
 
 class RaySteps:
     """The runner's steps on finished audio (publish, hear for captions) in the run's Ray pool. The offline engine's
-    calls share the same pool (`cluster`, handed to providers.ray_engine.RayProvider)."""
+    calls share the same pool (`cluster`, handed to providers.ray_engine.RayProvider, or taken from a provider a
+    caller made). What a step raises comes back as a thread's would; what only a cluster can raise (a module missing
+    on a node, its disk or memory) fails the document (DocumentError), never the run."""
 
-    def __init__(self, settings: RunSettings, on_event: EventListener | None = None) -> None:
+    def __init__(self, settings: RunSettings, on_event: EventListener | None = None,
+                 cluster: RayCluster | None = None) -> None:
         offline = settings.provider != "openai"
-        self.cluster = RayCluster(settings, on_event, voice=offline,
-                                  work="the offline engine, publishing and caption hearing" if offline
-                                  else "publishing and caption hearing of the API's answers")
+        self._own = cluster is None
+        self.cluster = cluster or RayCluster(settings, on_event, voice=offline,
+                                             work="the offline engine, publishing and caption hearing" if offline
+                                             else "publishing and caption hearing of the API's answers")
 
     async def preflight(self) -> None:
         await self.cluster.open()
@@ -407,10 +423,21 @@ class RaySteps:
         return self.cluster.concurrency
 
     async def publish(self, function: Callable[..., T], *args: Any) -> T:
-        return await self.cluster.call(function, *args)
+        try:
+            return await self.cluster.call(function, *args)
+        except (DocumentError, ValueError):  # bad audio, a refused tag: what the runner records, as with threads
+            raise
+        except Exception as exc:
+            raise DocumentError(f"publishing on Ray failed: {type(exc).__name__}: {exc}") from exc
 
     async def hear(self, function: Callable[..., T], *args: Any) -> T:
-        return await self.cluster.call(function, *args)
+        try:
+            return await self.cluster.call(function, *args)
+        except DocumentError:
+            raise
+        except Exception as exc:  # captions fall back to estimates, with this reason
+            raise DocumentError(f"hearing on Ray failed: {type(exc).__name__}: {exc}") from exc
 
     async def aclose(self) -> None:
-        await self.cluster.aclose()
+        if self._own:
+            await self.cluster.aclose()

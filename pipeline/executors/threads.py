@@ -1,5 +1,5 @@
-"""The local executor's steps: publishing on a thread of its own per call, hearing on one dedicated thread (one
-summary at a time: Whisper already uses both cores). Never the event loop."""
+"""The local executor's steps: publishing on the event loop's default thread pool, hearing on one dedicated thread
+(one summary at a time: Whisper already uses both cores). Never on the event loop itself."""
 
 from __future__ import annotations
 

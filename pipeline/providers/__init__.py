@@ -17,11 +17,8 @@ def make_provider(settings: RunSettings, on_event: EventListener | None = None,
     if settings.provider == "openai":
         from pipeline.providers.openai import OpenAIProvider
 
-        if settings.executor == "ray" and on_event is not None:
-            on_event("warning", {"kind": "executor_ray_api_in_driver", "option": "--executor", "requested": "ray",
-                                 "message": "--executor ray with the API: the requests stay in this process, whose "
-                                            "event loop already fills an account's rate limit; publishing and "
-                                            "caption hearing of the answers run on Ray"})
+        # With --executor ray the requests still go from here (one event loop fills an account's rate limit); the
+        # run's steps (publishing, caption hearing) take its answers to the cluster.
         return OpenAIProvider(settings, on_event=on_event, check_model=True)  # a run checks its model first
     if settings.executor == "ray":
         # Ray itself is imported by the pool's preflight: without it the run stops there (exit 2, the extra named).

@@ -29,7 +29,7 @@ from pipeline import runner  # noqa: E402
 from pipeline.audio import duration_of  # noqa: E402
 from pipeline.audio.publish import PublishOptions, publish  # noqa: E402
 from pipeline.engine import narrate  # noqa: E402
-from pipeline.errors import DocumentError  # noqa: E402
+from pipeline.errors import DocumentError, InvalidAudio  # noqa: E402
 from pipeline.executors import ray_pool  # noqa: E402
 from pipeline.executors.ray_pool import RaySteps  # noqa: E402
 from pipeline.models import RunSettings  # noqa: E402
@@ -250,7 +250,9 @@ def test_an_api_run_publishes_and_hears_its_answers_on_the_pool(ray_address: str
     (pool_event,) = [f for e, f in events if e == "ray_pool"]
     assert pool_event["calls"] == {"align": 2, "publish": 2}, pool_event  # every step of both answers, nothing else
     assert sum(pool_event["calls_per_node"].values()) == 4
-    assert "executor_ray_api_in_driver" in [f.get("kind") for e, f in events if e == "warning"]
+    (cluster,) = [f for e, f in events if e == "ray_cluster"]
+    assert cluster["work"] == "publishing and caption hearing of the API's answers"
+    assert not [f["kind"] for e, f in events if e == "warning" and "ray" in f["kind"]]  # a supported setup
     names = {run: sorted(p.name for p in (tmp_path / run).iterdir()) for run in ("ray", "local")}
     assert names["ray"] == names["local"]
     for name in ("ferry", "library"):
@@ -265,8 +267,9 @@ def test_an_api_run_publishes_and_hears_its_answers_on_the_pool(ray_address: str
 
 
 def test_a_step_raises_here_what_it_raised_there(ray_address: str) -> None:
-    """The runner tells a refused publish (ValueError) from a bad audio (DocumentError) as with threads: the pool
-    hands back the function's own exception."""
+    """The runner tells a refused publish (ValueError) from a bad audio (InvalidAudio) as with threads: the pool
+    hands back the function's own exception. What only a cluster raises (a node's disk, a module missing there) is
+    the document's failure (DocumentError), never the run's."""
     settings = RunSettings(inputs=("unused",), out_dir=Path("unused"), provider="openai", concurrency=1,
                            executor="ray")
     steps = RaySteps(settings)
@@ -274,9 +277,13 @@ def test_a_step_raises_here_what_it_raised_there(ray_address: str) -> None:
     async def scenario() -> None:
         try:
             await steps.preflight()
-            with pytest.raises(DocumentError):
+            with pytest.raises(InvalidAudio):
                 await steps.publish(publish, b"not audio at all", PublishOptions(format="mp3"))
             with pytest.raises(ValueError, match="invalid literal"):
+                await steps.publish(int, "not a number")
+            with pytest.raises(DocumentError, match="publishing on Ray failed: FileNotFoundError"):
+                await steps.publish(os.listdir, "/no/such/folder/here")
+            with pytest.raises(DocumentError, match="hearing on Ray failed: ValueError"):
                 await steps.hear(int, "not a number")
         finally:
             await steps.aclose()
@@ -294,6 +301,8 @@ def test_without_concurrency_an_offline_run_keeps_every_actor_busy(ray_address: 
     (cluster,) = [f for e, f in events if e == "ray_cluster"]
     assert cluster["actors_max"] == 2 and cluster["concurrency"] == 2, cluster  # the module's Ray has 2 CPUs
     assert "ray_actors_over_concurrency" not in [f.get("kind") for e, f in events if e == "warning"]
+    (pool_event,) = [f for e, f in events if e == "ray_pool"]
+    assert pool_event["actors_started"] == 2  # two documents waited at once: one worker would never start a second
 
 
 def test_an_idle_actor_leaves_a_pool_above_its_lower_bound(ray_address: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -308,7 +317,7 @@ def test_an_idle_actor_leaves_a_pool_above_its_lower_bound(ray_address: str, mon
         try:
             pool = await cluster.open()
             await asyncio.gather(cluster.call(time.sleep, 0.5), cluster.call(time.sleep, 0.5))
-            assert len(pool._nodes) == 2
+            assert pool.actors_started == 2
             deadline = time.monotonic() + 30
             while len(pool._nodes) > 1 and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)

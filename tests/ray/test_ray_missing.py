@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import RunningServer, api_env, run_cli
 
 
 def test_executor_ray_without_ray_is_a_usage_error_naming_the_extra(tmp_path: Path,
@@ -21,18 +21,17 @@ def test_executor_ray_without_ray_is_a_usage_error_naming_the_extra(tmp_path: Pa
     assert not list((tmp_path / "out").glob("*.wav"))
 
 
-def test_executor_ray_with_the_api_provider_keeps_the_api_path_here_and_says_so(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    import asyncio
-
-    from pipeline.models import RunSettings
-    from pipeline.providers import make_provider
-
-    monkeypatch.setitem(sys.modules, "ray", None)  # the API path never imports Ray
-    events: list[tuple[str, dict]] = []
-    settings = RunSettings(inputs=("d.txt",), out_dir=Path("out"), provider="openai", api_key="sk-test",
-                           executor="ray")
-    provider = make_provider(settings, on_event=lambda event, fields: events.append((event, fields)))
-    asyncio.run(provider.aclose())
-    assert provider.name == "openai"
-    assert [fields["kind"] for event, fields in events if event == "warning"] == ["executor_ray_api_in_driver"]
+def test_an_api_run_on_ray_without_ray_stops_before_any_document(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  recording_server: RunningServer) -> None:
+    """--provider openai --executor ray: the requests go from this process, but the answers' publishing and hearing
+    need the pool, so a missing Ray is exit 2 too, after the model check and before any document is sent."""
+    monkeypatch.setitem(sys.modules, "ray", None)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "note.txt").write_text("A short note. It says very little.")
+    since = len(recording_server.recorded())
+    result = run_cli("run", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--executor", "ray",
+                     env=api_env(recording_server))
+    assert result.exit_code == 2, result.stderr
+    assert "pip install 'audiosum[ray]'" in result.stderr
+    paths = [r["path"] for r in recording_server.recorded()[since:]]
+    assert paths and all(path.startswith("/v1/models/") for path in paths), paths  # the model check, nothing sent
