@@ -339,15 +339,22 @@ def test_proxies_from_the_environment_are_not_used(web: Web, listener: Listener,
         monkeypatch.setenv(name, proxy)
     for name in ("NO_PROXY", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
+    def proxied() -> int:
+        """Requests for the feed the proxy was asked to forward. Counted by what was sent, not by connections: the
+        listener's port is an ephemeral one, and a client of a test running in parallel may still be reconnecting
+        to a server that had it before."""
+        listener.drain()
+        return listener.received.count(f"GET {web.base}/feed.xml HTTP/1.1".encode())
+
     # The control: a client that trusts the environment does go to the proxy here.
     with pytest.raises(httpx.ReadTimeout), httpx.Client(timeout=0.3) as trusting:
         trusting.get(web.base + "/feed.xml")
-    assert listener.drain()[0] == 1 and listener.received.startswith(b"GET http://127.0.0.1:")
+    assert proxied() == 1, listener.received[:200]
 
     web.feed = rss(("only", None, "Fetched directly, not through the environment's proxy."))
     (item,) = feeds.iter_feed(web.base + "/feed.xml", limits=QUICK)
     assert isinstance(item, Document) and item.text.startswith("Fetched directly")
-    assert listener.drain()[0] == 1  # still only the control's connection
+    assert proxied() == 1  # still only the control's request
     assert web.paths == ["/feed.xml"]
 
 
