@@ -10,6 +10,7 @@ host and counts the connections and the bytes it receives.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -98,6 +99,11 @@ def resolver(answers: dict[str, list[str]]) -> Callable[[str, int], list[str]]:
 # Servers: a listener that must stay silent, and a small web
 
 
+# The silent listener's address: not 127.0.0.1, where the servers of tests running in parallel had their ephemeral
+# ports, so a client of theirs reconnecting to a port the listener now has cannot land in its count.
+QUIET = "127.0.0.3"
+
+
 class Listener:
     """A loopback TCP port that never answers; drain() counts the connections made to it and the bytes sent.
 
@@ -105,7 +111,7 @@ class Listener:
     blocking) finds every connection that was made, with no waiting or sleeping in the test.
     """
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = QUIET) -> None:
         self.sock = socket.socket()
         self.sock.bind((host, 0))
         self.sock.listen(16)
@@ -187,11 +193,11 @@ def by_guid(items: list[Document | RejectedDocument]) -> dict[str, Document | Re
 @pytest.mark.parametrize("scheme", ["http", "https"])
 def test_dns_rebinding_is_caught_at_the_connected_peer(scheme: str, names: NameTable, listener: Listener) -> None:
     # The check is told a public address; the connection's own lookup, a moment later, lands on loopback.
-    names.answers["news.example.com"] = ["127.0.0.1"]
+    names.answers["news.example.com"] = [QUIET]
     fetcher = PageFetcher(QUICK, resolve=resolver({"news.example.com": [PUBLIC]}))
     try:
         with pytest.raises(AddressRefused, match=r"^refusing to fetch from news\.example\.com: the connection "
-                                                 r"reached 127\.0\.0\.1, a loopback address, not a public one"):
+                                                 rf"reached {re.escape(QUIET)}, a loopback address, not a public one"):
             fetcher.fetch(f"{scheme}://news.example.com:{listener.port}/story")
     finally:
         fetcher.close()
@@ -203,10 +209,10 @@ def test_dns_rebinding_is_caught_at_the_connected_peer(scheme: str, names: NameT
 def test_rebinding_through_the_system_resolver(names: NameTable, listener: Listener) -> None:
     # The default resolver is the system's: the first lookup (the check) says public, the second (the connect)
     # says loopback.
-    names.answers["news.example.com"] = [PUBLIC, "127.0.0.1"]
+    names.answers["news.example.com"] = [PUBLIC, QUIET]
     fetcher = PageFetcher(QUICK)
     try:
-        with pytest.raises(AddressRefused, match="the connection reached 127.0.0.1"):
+        with pytest.raises(AddressRefused, match=f"the connection reached {QUIET}"):
             fetcher.fetch(f"http://news.example.com:{listener.port}/story")
     finally:
         fetcher.close()
@@ -229,12 +235,12 @@ def test_the_opt_in_lets_private_links_through(web: Web) -> None:
 def test_an_article_link_to_a_private_host_fails_alone(web: Web, names: NameTable, listener: Listener) -> None:
     # The feed itself is on loopback (the user typed it); the hosts its links name stand in for an intranet, a
     # cloud metadata endpoint and this machine. Were any check missing, the connection would reach the listener.
-    names.answers.update({"intranet.corp": ["127.0.0.1"], "metadata.cloud": ["127.0.0.1"]})
+    names.answers.update({"intranet.corp": [QUIET], "metadata.cloud": [QUIET]})
     where = f":{listener.port}"
     web.feed = rss(("intranet", f"http://intranet.corp{where}/payroll", None),
                    ("metadata", f"http://metadata.cloud{where}/latest/meta-data/", "Feed text for metadata."),
-                   ("loopback", f"http://127.0.0.1{where}/admin", "Feed text for loopback."),
-                   ("mapped", f"http://[::ffff:127.0.0.1]{where}/admin", "Feed text for mapped."),
+                   ("loopback", f"http://{QUIET}{where}/admin", "Feed text for loopback."),
+                   ("mapped", f"http://[::ffff:{QUIET}]{where}/admin", "Feed text for mapped."),
                    ("nowhere", "http://nowhere.invalid/story", "Feed text for nowhere."),
                    ("plain", None, "An entry with no link is narrated from the feed."))
     resolve = resolver({"intranet.corp": ["10.20.30.40"], "metadata.cloud": ["169.254.169.254"]})
@@ -252,9 +258,9 @@ def test_an_article_link_to_a_private_host_fails_alone(web: Web, names: NameTabl
     assert pages == {
         "metadata": "feed-content (page: refusing to fetch from metadata.cloud: it resolves to 169.254.169.254, "
                     "a link-local address, not a public one (--allow-private-links allows it))",
-        "loopback": "feed-content (page: refusing to fetch from 127.0.0.1: a loopback address, not a public one "
+        "loopback": f"feed-content (page: refusing to fetch from {QUIET}: a loopback address, not a public one "
                     "(--allow-private-links allows it))",
-        "mapped": "feed-content (page: refusing to fetch from ::ffff:127.0.0.1: it resolves to 127.0.0.1, "
+        "mapped": f"feed-content (page: refusing to fetch from ::ffff:{QUIET}: it resolves to {QUIET}, "
                   "a loopback address, not a public one (--allow-private-links allows it))",
         "nowhere": "feed-content (page: refusing to fetch from nowhere.invalid: the name does not resolve)",
         "plain": "feed-content (page: no link)",
@@ -268,7 +274,7 @@ def test_an_article_link_to_a_private_host_fails_alone(web: Web, names: NameTabl
 
 
 def test_a_feed_redirect_hop_to_a_private_host_is_refused(web: Web, names: NameTable, listener: Listener) -> None:
-    names.answers["intranet.corp"] = ["127.0.0.1"]
+    names.answers["intranet.corp"] = [QUIET]
     target = f"http://intranet.corp:{listener.port}/feed.xml"
     fetcher = PageFetcher(QUICK, resolve=resolver({"intranet.corp": ["10.20.30.40"]}))
     try:
@@ -282,14 +288,14 @@ def test_a_feed_redirect_hop_to_a_private_host_is_refused(web: Web, names: NameT
 
 
 def test_a_feed_redirect_hop_that_rebinds_is_refused(web: Web, names: NameTable, listener: Listener) -> None:
-    names.answers["cdn.example.com"] = ["127.0.0.1"]
+    names.answers["cdn.example.com"] = [QUIET]
     target = f"http://cdn.example.com:{listener.port}/feed.xml"
     fetcher = PageFetcher(QUICK, resolve=resolver({"cdn.example.com": [PUBLIC]}))
     try:
         (item,) = feeds.iter_feed(f"{web.base}/redirect?to={target}", fetcher=fetcher)
     finally:
         fetcher.close()
-    assert isinstance(item, RejectedDocument) and "the connection reached 127.0.0.1" in item.reason
+    assert isinstance(item, RejectedDocument) and f"the connection reached {QUIET}" in item.reason
     assert listener.drain() == (1, b"")
 
 
@@ -334,7 +340,7 @@ def test_the_typed_feed_host_cannot_rebind_to_another_private_address(web: Web, 
 
 def test_proxies_from_the_environment_are_not_used(web: Web, listener: Listener,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    proxy = f"http://127.0.0.1:{listener.port}"
+    proxy = f"http://{QUIET}:{listener.port}"
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.setenv(name, proxy)
     for name in ("NO_PROXY", "no_proxy"):
