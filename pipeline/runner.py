@@ -190,6 +190,11 @@ async def _run_workers(current: _Run, provider: Provider | None) -> BaseExceptio
             return None
         current.batch = await _batch_path(current, active)
         in_flight = current.steps.documents_in_flight(max(1, settings.concurrency))
+        if in_flight != settings.concurrency:  # the report says what the run did
+            try:
+                current.state.correct_setting(current.run_id, "concurrency", in_flight)
+            except DiskFull as exc:
+                current.stop_for_full_disk(exc)
         current.tasks = [asyncio.create_task(current.worker(active)) for _ in range(in_flight)]
         done, _ = await asyncio.wait(current.tasks, return_when=asyncio.FIRST_EXCEPTION)
         failure = next((t.exception() for t in done if not t.cancelled() and t.exception() is not None), None)

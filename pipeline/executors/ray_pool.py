@@ -48,6 +48,7 @@ import pipeline
 from pipeline.engine import listen, speech
 from pipeline.errors import DocumentError, UsageError
 from pipeline.models import EventListener, RunSettings
+from pipeline.settings import OPTIONS_BY_KEY
 
 T = TypeVar("T")
 EXTRA = "pip install 'audiosum[ray]' (in a checkout: pip install '.[ray]')"
@@ -330,8 +331,9 @@ class RayCluster:
         low, high = self._settings.ray_actors or (1, fits)
         if not self._settings.concurrency_given and self._voice:
             # The offline engine's default (--workers, this machine's cores) would leave a cluster idle: one
-            # document in flight per actor the pool may have. The API's default comes from its rate limit.
-            self.concurrency = high
+            # document in flight per actor the pool may have (within --concurrency's own bound). The API's default
+            # comes from its rate limit.
+            self.concurrency = min(high, int(OPTIONS_BY_KEY["concurrency"].high or high))
         concurrency = self.concurrency
         context = self._connection.context if self._connection is not None else None
         dashboard = getattr(context, "dashboard_url", None) or None

@@ -221,6 +221,12 @@ class RunState:
                              (run_id, time.time(), json.dumps(settings)))
         return run_id
 
+    def correct_setting(self, run_id: str, name: str, value: int | str) -> None:
+        """A run's recorded setting as the run decided it once under way (--executor ray sizes --concurrency)."""
+        with self._no_space_is_disk_full():
+            self._db.execute("UPDATE runs SET settings_json = json_set(settings_json, '$.' || ?, ?) WHERE run_id = ?",
+                             (name, value, run_id))
+
     def record_result(self, run_id: str, result: DocumentResult) -> None:
         self._seq += 1
         # getattr, not dataclasses.asdict: asdict deep-copies every field and showed up in profiles.

@@ -303,6 +303,7 @@ def test_without_concurrency_an_offline_run_keeps_every_actor_busy(ray_address: 
     assert "ray_actors_over_concurrency" not in [f.get("kind") for e, f in events if e == "warning"]
     (pool_event,) = [f for e, f in events if e == "ray_pool"]
     assert pool_event["actors_started"] == 2  # two documents waited at once: one worker would never start a second
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["settings"]["concurrency"] == 2
 
 
 def test_an_idle_actor_leaves_a_pool_above_its_lower_bound(ray_address: str, monkeypatch: pytest.MonkeyPatch) -> None:
