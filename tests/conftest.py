@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 import traceback
+import wave
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -239,3 +240,23 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout_s: float = 18
 
 def api_env(server: RunningServer, key: str | None = None) -> dict[str, str]:
     return child_env(OPENAI_BASE_URL=server.base_url, OPENAI_API_KEY=key or server.key or "")
+
+
+def one_document(tmp_path: Path) -> Path:
+    """A folder `in/` with one short document, ferry.txt (three sentences, a time and a price to summarise)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "ferry.txt").write_text("The ferry to the island runs twice a day this winter. Tickets cost four "
+                                      "pounds. The first boat leaves at eight in the morning.\n")
+    return folder
+
+
+def no_partial_files(out: Path) -> None:
+    """No temp file; every WAV whole (it parses and has frames) and named by its own sidecar."""
+    assert not list(out.glob(".audiosum-tmp-*"))
+    assert not [p for p in out.iterdir() if p.name.endswith((".tmp", ".part"))]
+    for path in out.glob("*.wav"):
+        with wave.open(str(path), "rb") as reader:
+            assert reader.getnframes() > 0, path.name
+            assert len(reader.readframes(reader.getnframes())) == reader.getnframes() * reader.getsampwidth()
+        assert json.loads(path.with_suffix(".json").read_text())["audio_file"] == path.name

@@ -17,13 +17,12 @@ import subprocess
 import sys
 import threading
 import time
-import wave
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import RunningServer, child_env, run_cli, start_server, stop_server
+from conftest import RunningServer, child_env, no_partial_files, run_cli, start_server, stop_server
 from loopback import LoopbackSite, Reply, Request
 
 DOCS = 12
@@ -210,16 +209,6 @@ def _sidecars(out: Path) -> list[Path]:
     return sorted(p for p in out.glob("doc*.json"))
 
 
-def _no_partial_files(out: Path) -> None:
-    """No temp file; every WAV whole (it parses and has frames) and named by its own sidecar."""
-    assert not list(out.glob(".audiosum-tmp-*"))
-    assert not [p for p in out.iterdir() if p.name.endswith((".tmp", ".part"))]
-    for path in out.glob("*.wav"):
-        with wave.open(str(path), "rb") as reader:
-            assert reader.getnframes() > 0, path.name
-            assert len(reader.readframes(reader.getnframes())) == reader.getnframes() * reader.getsampwidth()
-        assert json.loads(path.with_suffix(".json").read_text())["audio_file"] == path.name
-
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -275,7 +264,7 @@ def test_signal_stops_cleanly_and_a_rerun_finishes(upstream: RunningServer, gate
     assert report["status"] == "interrupted"
     assert report["totals"]["done"] == 3 + CONCURRENCY
     assert held.arrived == 3 + CONCURRENCY  # nothing was sent after the signal
-    _no_partial_files(out)
+    no_partial_files(out)
 
     rerun = run_cli("run", str(corpus), "-o", str(out), "--concurrency", "4", env=_env(upstream))
     assert rerun.exit_code == 0, rerun.stderr
@@ -296,7 +285,7 @@ def test_second_sigint_stops_at_once(gate: Callable[[int], Gate], corpus: Path, 
     assert "stopping_now" in run.stderr
     assert json.loads((out / "report.json").read_text())["status"] == "interrupted"
     assert held.answered == 0
-    _no_partial_files(out)
+    no_partial_files(out)
 
 
 def test_second_sigint_does_not_wait_for_a_slow_feed_page(upstream: RunningServer, tmp_path: Path) -> None:
@@ -351,7 +340,7 @@ def test_sigkill_loses_nothing_and_a_rerun_equals_a_clean_run(upstream: RunningS
     run.kill()
 
     # The partial state, before anything repairs it.
-    _no_partial_files(out)
+    no_partial_files(out)
     assert len(list(out.glob("*.wav"))) == answered
     rows = _documents(out)
     done = {doc_id for doc_id, (status, _, _) in rows.items() if status == "done"}
@@ -370,7 +359,7 @@ def test_sigkill_loses_nothing_and_a_rerun_equals_a_clean_run(upstream: RunningS
     result = run_cli("run", str(corpus), "-o", str(clean), "--concurrency", "4", env=_env(upstream))
     assert result.exit_code == 0, result.stderr
 
-    _no_partial_files(out)
+    no_partial_files(out)
     assert _deterministic_view(out) == _deterministic_view(clean)
     assert _documents(out) == _documents(clean)
     assert len({sha for _, _, sha in _documents(out).values()}) == DOCS  # the hashes do tell the documents apart
@@ -402,7 +391,7 @@ def test_grace_running_out_abandons_the_documents_in_flight(upstream: RunningSer
     assert all(rows.get(doc_id, ("absent",))[0] != "done" for doc_id in abandoned), rows
     report = json.loads((out / "report.json").read_text())
     assert not {d["doc_id"] for d in report["documents"] if d["status"] == "done"} & abandoned
-    _no_partial_files(out)
+    no_partial_files(out)
     assert not [p for p in out.glob("*.wav") if p.stem in abandoned]
 
     rerun = run_cli("run", str(corpus), "-o", str(out), "--concurrency", "4", env=_env(upstream))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import mutagen
 import pytest
-from conftest import RunningServer, api_env, run_cli, start_server, stop_server
+from conftest import RunningServer, api_env, one_document, run_cli, start_server, stop_server
 
 from pipeline.audio import duration_of, sniff_container
 
@@ -20,13 +20,6 @@ def server() -> RunningServer:
     yield running  # type: ignore[misc]
     stop_server(running)
 
-
-def _documents(tmp_path: Path) -> Path:
-    folder = tmp_path / "in"
-    folder.mkdir()
-    (folder / "ferry.txt").write_text("The ferry to the island runs twice a day this winter. Tickets cost four "
-                                      "pounds. The first boat leaves at eight in the morning.\n")
-    return folder
 
 
 def _asked(server: RunningServer, since: int) -> list[str]:
@@ -51,7 +44,7 @@ def test_the_api_is_asked_for_the_format_and_its_bytes_are_saved_tagged(
         server: RunningServer, tmp_path: Path, audio_format: str, container: str, strategy: str) -> None:
     since = len(server.recorded())
     out = tmp_path / "out"
-    result = run_cli("run", str(_documents(tmp_path)), "-o", str(out), "--format", audio_format, "--loudness", "off",
+    result = run_cli("run", str(one_document(tmp_path)), "-o", str(out), "--format", audio_format, "--loudness", "off",
                      "--strategy", strategy, "--followup", "When does the first boat leave?", env=api_env(server))
     assert result.exit_code == 0, result.stderr
     assert _asked(server, since) == [audio_format, audio_format]  # the summary and the answer, both direct
@@ -68,7 +61,7 @@ def test_the_api_is_asked_for_the_format_and_its_bytes_are_saved_tagged(
 def test_a_loudness_target_asks_for_wav_and_publishes_it(server: RunningServer, tmp_path: Path) -> None:
     since = len(server.recorded())
     out = tmp_path / "out"
-    result = run_cli("run", str(_documents(tmp_path)), "-o", str(out), "--format", "mp3", env=api_env(server))
+    result = run_cli("run", str(one_document(tmp_path)), "-o", str(out), "--format", "mp3", env=api_env(server))
     assert result.exit_code == 0, result.stderr
     assert _asked(server, since) == ["wav"]
     sidecar = json.loads((out / "ferry.json").read_text())

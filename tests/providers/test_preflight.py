@@ -10,20 +10,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import RunningServer, api_env, child_env, run_cli, running_server
+from conftest import RunningServer, api_env, child_env, one_document, run_cli, running_server
 from loopback import LoopbackSite, Reply, Request
 
 from pipeline.clock import FakeClock
 from pipeline.models import RunSettings
 from pipeline.providers.openai import OpenAIProvider
-
-
-def _one_document(tmp_path: Path) -> Path:
-    folder = tmp_path / "in"
-    folder.mkdir()
-    (folder / "ferry.txt").write_text("The ferry to the island runs twice a day this winter. Tickets cost four "
-                                      "pounds. The first boat leaves at eight in the morning.\n")
-    return folder
 
 
 def _chat_requests(server: RunningServer) -> int:
@@ -39,7 +31,7 @@ def _offered(server: RunningServer) -> set[str]:
 def test_an_unknown_model_is_a_usage_error_that_lists_the_audio_models_and_sends_no_chat_request(
         tone_server: RunningServer, tmp_path: Path) -> None:
     before = _chat_requests(tone_server)
-    result = run_cli("run", str(_one_document(tmp_path)), "-o", str(tmp_path / "out"), "--model", "gpt-nonesuch",
+    result = run_cli("run", str(one_document(tmp_path)), "-o", str(tmp_path / "out"), "--model", "gpt-nonesuch",
                      env=api_env(tone_server))
     assert result.exit_code == 2, result.stderr
     assert "gpt-nonesuch" in result.stderr
@@ -59,7 +51,7 @@ def test_an_unknown_model_is_a_usage_error_that_lists_the_audio_models_and_sends
 def test_a_refused_key_stops_at_the_model_check_without_a_chat_request(tone_server: RunningServer,
                                                                        tmp_path: Path) -> None:
     before, before_models = tone_server.stats()["counts"], tone_server.stats()["models"]
-    result = run_cli("run", str(_one_document(tmp_path)), "-o", str(tmp_path / "out"),
+    result = run_cli("run", str(one_document(tmp_path)), "-o", str(tmp_path / "out"),
                      env=api_env(tone_server, key="sk-wrong-key-for-the-model-check"))
     after, after_models = tone_server.stats()["counts"], tone_server.stats()["models"]
     assert result.exit_code == 2 and "the API refused the key" in result.stderr
@@ -70,7 +62,7 @@ def test_a_refused_key_stops_at_the_model_check_without_a_chat_request(tone_serv
 def test_a_shutdown_within_30_days_is_a_warning_and_later_ones_are_not(tmp_path: Path) -> None:
     today = datetime.now(UTC).date()
     soon, later = today + timedelta(days=10), today + timedelta(days=90)
-    folder = _one_document(tmp_path)
+    folder = one_document(tmp_path)
     with running_server("--engine", "tone", "--shutdown", f"gpt-audio-1.5={soon}",
                         "--shutdown", f"gpt-audio-mini={later}") as server:
         warned = run_cli("run", str(folder), "-o", str(tmp_path / "out1"), env=api_env(server))
@@ -136,7 +128,7 @@ def test_a_server_without_a_models_endpoint_is_not_an_error(tone_server: Running
         return Reply(forwarded.status_code, forwarded.content)
 
     with LoopbackSite(relay) as site:
-        result = run_cli("run", str(_one_document(tmp_path)), "-o", str(tmp_path / "out"),
+        result = run_cli("run", str(one_document(tmp_path)), "-o", str(tmp_path / "out"),
                          env=child_env(OPENAI_BASE_URL=site.url("/v1"), OPENAI_API_KEY="sk-relay"))
         paths = [r.path for r in site.requests]
     assert result.exit_code == 0, result.stderr
@@ -145,7 +137,7 @@ def test_a_server_without_a_models_endpoint_is_not_an_error(tone_server: Running
 
 def test_the_dry_run_does_not_check_the_model(tone_server: RunningServer, tmp_path: Path) -> None:
     before = tone_server.stats()["models"].get("requests", 0)
-    result = run_cli("run", str(_one_document(tmp_path)), "-o", str(tmp_path / "out"), "--dry-run",
+    result = run_cli("run", str(one_document(tmp_path)), "-o", str(tmp_path / "out"), "--dry-run",
                      "--model", "gpt-nonesuch", env=api_env(tone_server))
     assert result.exit_code == 0, result.stderr
     assert tone_server.stats()["models"].get("requests", 0) == before
@@ -156,7 +148,7 @@ def test_the_dry_run_does_not_check_the_model(tone_server: RunningServer, tmp_pa
 def test_voices_go_on_the_wire_as_the_api_takes_them(recording_server: RunningServer, tmp_path: Path, voice: str,
                                                      on_wire: object) -> None:
     before = len(recording_server.recorded())
-    result = run_cli("run", str(_one_document(tmp_path)), "-o", str(tmp_path / "out"), "--voice", voice,
+    result = run_cli("run", str(one_document(tmp_path)), "-o", str(tmp_path / "out"), "--voice", voice,
                      env=api_env(recording_server))
     assert result.exit_code == 0, result.stderr
     chats = [r for r in recording_server.recorded()[before:] if r["path"] == "/v1/chat/completions"]

@@ -15,13 +15,12 @@ import signal
 import subprocess
 import sys
 import time
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SAMPLE_INPUTS, RunningServer, child_env, run_cli
+from conftest import SAMPLE_INPUTS, RunningServer, child_env, no_partial_files, run_cli
 
 ray = pytest.importorskip("ray")
 
@@ -87,14 +86,6 @@ def _audio_seconds(out: Path) -> float:
     return float(json.loads((out / "report.json").read_text())["totals"]["audio_seconds"])
 
 
-def _no_partial_files(out: Path) -> None:
-    assert not list(out.glob(".audiosum-tmp-*"))
-    assert not [p for p in out.iterdir() if p.name.endswith((".tmp", ".part"))]
-    for path in out.glob("*.wav"):
-        with wave.open(str(path), "rb") as reader:
-            assert reader.getnframes() > 0, path.name
-        assert json.loads(path.with_suffix(".json").read_text())["audio_file"] == path.name
-
 
 def test_same_outputs_as_the_local_executor(ray_address: str, tmp_path: Path) -> None:
     """sample_inputs/, its recording included (heard by an actor from bytes the driver read)."""
@@ -143,7 +134,7 @@ def test_an_actor_killed_mid_run_costs_no_document(ray_address: str, tmp_path: P
     assert len(lost) == 1 and lost[0]["attempt"] == 1
     (pool_event,) = [f for e, f in events if e == "ray_pool"]
     assert pool_event["actors_lost"] == 1 and pool_event["actors_started"] >= 3  # two, and one in its place
-    _no_partial_files(tmp_path / "out")
+    no_partial_files(tmp_path / "out")
 
 
 def test_a_document_that_kills_every_actor_fails_alone(ray_address: str) -> None:
@@ -215,7 +206,7 @@ def test_ctrl_c_drains_and_a_rerun_on_the_local_executor_finishes(tmp_path: Path
     assert report["status"] == "interrupted"
     done = report["totals"]["done"]
     assert 1 <= done < docs, report["totals"]
-    _no_partial_files(out)
+    no_partial_files(out)
     assert len(list(out.glob("doc-*.wav"))) == done
 
     rerun = run_cli("run", str(manifest), "-o", str(out), "--executor", "local")
@@ -263,7 +254,7 @@ def test_an_api_run_publishes_and_hears_its_answers_on_the_pool(ray_address: str
         assert ours["audio_file"] == f"{name}.mp3"
         assert duration_of((tmp_path / "ray" / f"{name}.mp3").read_bytes()) == pytest.approx(ours["duration_s"],
                                                                                               abs=0.1)
-    _no_partial_files(tmp_path / "ray")
+    no_partial_files(tmp_path / "ray")
 
 
 def test_a_step_raises_here_what_it_raised_there(ray_address: str) -> None:
