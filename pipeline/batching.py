@@ -19,16 +19,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from pipeline.errors import ApiError
+from pipeline.errors import ApiError, TransientError
 from pipeline.models import Document, RunSettings, Usage
 from pipeline.plan.split import split_for_budget
 from pipeline.providers.openai import OpenAIProvider, build_request_body
-from pipeline.providers.openai.batch import MAX_FILE_BYTES, MAX_LINES, BatchApi, BatchState, batch_line
+from pipeline.providers.openai.batch import (
+    MAX_FILE_BYTES,
+    MAX_LINES,
+    BatchApi,
+    BatchState,
+    LineOutcome,
+    batch_line,
+)
+from pipeline.providers.openai.shapes import BATCH_FINISHED, api_id
 from pipeline.state import STATE_DIR, RunState
-from pipeline.state.batches import FINISHED_STATUSES, BatchLine, BatchRecord
+from pipeline.state.batches import BatchLine, BatchRecord
 
 RouteKind = Literal["speak", "wait", "sync", "queue"]
 Emit = Callable[..., None]
+# A submission not settled this long after it was queued is abandoned: the API's 24 h completion window, and a margin
+# for a batch that finished late or a night the API could not be reached.
+BATCH_DEADLINE_S = 30 * 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +63,7 @@ class BatchPath:
     def __init__(self, settings: RunSettings, state: RunState, run_id: str, provider: OpenAIProvider,
                  emit: Emit) -> None:
         self._settings = settings
+        self._now = provider.clock.wall
         self._state = state
         self._run_id = run_id
         self._provider = provider
@@ -64,52 +76,90 @@ class BatchPath:
 
     # -- before the documents ---------------------------------------------------------------------------------
     async def bring_forward(self) -> None:
-        """Every unfinished submission one step on; a failure to reach the API leaves it for the next run."""
+        """Every unsettled submission one step on; a failure to reach the API leaves it for the next run, until its
+        deadline (the API's 24 h window and a margin) passes and it is abandoned. --force abandons every one."""
         for record in self._state.batches.unfinished():
+            label = record.batch_id or record.batch_key
+            if self._settings.force:
+                await self._abandon(record, "given up by --force", cancel=True)
+                continue
+            overdue = self._now() - record.created_at > BATCH_DEADLINE_S
             try:
-                await self._advance(record)
+                settled = await self._advance(record)
             except ApiError as exc:
-                self._emit("warning", kind="batch_unreachable", batch=record.batch_id or record.batch_key,
-                           message=f"batch {record.batch_id or record.batch_key} could not be checked: {exc}; "
-                                   "the next run tries again")
+                if overdue:
+                    await self._abandon(record, f"no answer past its deadline ({exc})")
+                    continue
+                self._emit("warning", kind="batch_unreachable", batch=label,
+                           message=f"batch {label} could not be checked: {exc}; the next run tries again "
+                                   "(--force gives it up)")
+                continue
+            if overdue and not settled:
+                await self._abandon(record, f"not finished {BATCH_DEADLINE_S // 3600} h after it was submitted")
 
-    async def _advance(self, record: BatchRecord) -> None:
+    async def _advance(self, record: BatchRecord) -> bool:
+        """One step on; True when the submission is settled (forgotten or collected)."""
         records = self._state.batches
         if record.status == "queued":  # killed before its upload: nothing reached the API
             records.forget(record.batch_key)
-            return
+            return True
         if record.batch_id is None:
-            assert record.file_id is not None, "an uploaded submission has its file id"
+            if api_id(record.file_id) is None:
+                raise TransientError("the recorded file id is not an API id", cause="broken_answer")
+            assert record.file_id is not None
             found = await self._api.created_from(record.file_id) or await self._api.create(
                 record.file_id, {"audiosum_batch": record.batch_key})
-            records.update(record.batch_key, status=found.status, batch_id=found.batch_id, counts=found.counts)
+            records.update(record.batch_key, status="submitted", api_status=found.status, batch_id=found.batch_id,
+                           counts=found.counts)
             self._emit("batch", action="created", batch=found.batch_id, status=found.status, counts=found.counts)
-            return
+            return False
+        if api_id(record.batch_id) is None:  # recorded by an audiosum that did not check ids
+            raise TransientError("the recorded batch id is not an API id", cause="broken_answer")
         batch = await self._api.retrieve(record.batch_id)
-        records.update(record.batch_key, status=batch.status, counts=batch.counts)
+        records.update(record.batch_key, status="submitted", api_status=batch.status, counts=batch.counts)
         self._emit("batch", action="polled", batch=batch.batch_id, status=batch.status, counts=batch.counts)
-        if batch.status in FINISHED_STATUSES:
+        if batch.status in BATCH_FINISHED:
             await self._collect(record, batch)
+            return True
+        return False
+
+    async def _abandon(self, record: BatchRecord, reason: str, *, cancel: bool = False) -> None:
+        """Give a submission up: its pending documents take the fallback route from this run on. cancel: ask the API
+        to stop it too (best effort: a refusal is only reported)."""
+        label = record.batch_id or record.batch_key
+        if cancel and record.batch_id is not None and api_id(record.batch_id) is not None:
+            try:
+                await self._api.cancel(record.batch_id)
+            except ApiError as exc:
+                self._emit("warning", kind="batch_not_cancelled", batch=label,
+                           message=f"batch {label} could not be cancelled at the API: {exc}")
+        pending = self._state.batches.abandon(record.batch_key, f"batch {label} abandoned: {reason}")
+        self._emit("warning", kind="batch_abandoned", batch=label,
+                   message=f"batch {label} abandoned: {reason}; its {pending} waiting document(s) go "
+                           + ("out synchronously" if self._settings.batch_fallback == "sync" else "into a new batch"))
 
     async def _collect(self, record: BatchRecord, batch: BatchState) -> None:
-        """A finished batch's answers and errors into state; lines it never answered failed with its status."""
+        """A finished batch's answers and errors into state as its files stream in; lines it never answered failed
+        with its status."""
         records = self._state.batches
         pending = {line.doc_id for line in records.lines(record.batch_key) if line.status == "pending"}
+
+        def keep(outcome: LineOutcome) -> None:
+            if outcome.custom_id not in pending:  # answered twice in the files, or a retried read: the first wins
+                return
+            pending.discard(outcome.custom_id)
+            if outcome.text is not None:
+                records.set_line(record.batch_key, outcome.custom_id, "answered", text=outcome.text,
+                                 usage=outcome.usage.as_dict(), request_id=outcome.request_id)
+            else:
+                records.set_line(record.batch_key, outcome.custom_id, "failed", error=outcome.error)
+
         for file_id in (batch.output_file_id, batch.error_file_id):
-            if file_id is None:
-                continue
-            for outcome in await self._api.outcomes(file_id):
-                if outcome.custom_id not in pending:
-                    continue
-                pending.discard(outcome.custom_id)
-                if outcome.text is not None:
-                    records.set_line(record.batch_key, outcome.custom_id, "answered", text=outcome.text,
-                                     usage=outcome.usage.as_dict(), request_id=outcome.request_id)
-                else:
-                    records.set_line(record.batch_key, outcome.custom_id, "failed", error=outcome.error)
+            if file_id is not None and pending:
+                await self._api.read_outcomes(file_id, pending, keep)
         for doc_id in pending:
             records.set_line(record.batch_key, doc_id, "failed", error=f"the batch ended {batch.status} without it")
-        records.update(record.batch_key, status="collected", note=batch.status)
+        records.update(record.batch_key, status="collected", api_status=batch.status)
         if batch.status == "cancelled":
             self._emit("warning", kind="batch_cancelled", batch=batch.batch_id,
                        message=f"batch {batch.batch_id} was cancelled; its unanswered documents go "
@@ -197,7 +247,7 @@ class BatchPath:
             self._emit("warning", kind="batch_not_created", message=f"the batch file {file_id} was uploaded but the "
                        f"batch could not be created ({exc}); the next run creates it")
             return
-        records.update(key, status=batch.status, batch_id=batch.batch_id, counts=batch.counts)
+        records.update(key, status="submitted", api_status=batch.status, batch_id=batch.batch_id, counts=batch.counts)
         self._emit("batch", action="submitted", batch=batch.batch_id, status=batch.status,
                    counts={"total": len(spool.lines)})
 
@@ -211,6 +261,7 @@ class BatchPath:
 
 def pending_summary(state: RunState) -> list[dict[str, Any]]:
     """For `audiosum status`: each submission not yet collected, with its line counts."""
-    return [{"batch": record.batch_id or record.batch_key, "status": record.status, "file": record.file_id,
+    return [{"batch": record.batch_id or record.batch_key, "status": record.status,
+             "api_status": record.api_status, "file": record.file_id,
              "submitted_at": record.created_at, "api_counts": record.counts,
              "lines": state.batches.line_counts(record.batch_key)} for record in state.batches.unfinished()]

@@ -21,6 +21,7 @@ from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Literal
 
+from pipeline.audio import plausible
 from pipeline.engine import listen
 from pipeline.errors import AudiosumError, InvalidAudio
 
@@ -91,14 +92,17 @@ def align(wav: bytes | Path, transcript: str, *, language: str = "en", sentences
     worker process or thread, never on an event loop.
     """
     said = list(sentences) if sentences is not None else split_sentences(transcript)
+    # Never more hearing than the transcript can take to say: audio that claims hours for a sentence (a server's
+    # answer) is InvalidAudio after one decode, not hours of Whisper.
+    longest = plausible.longest_s(plausible.spoken_units(transcript))
     try:
-        heard = listen.transcribe(wav, suffix=suffix, language=language, word_timings=True)
+        heard = listen.transcribe(wav, suffix=suffix, language=language, word_timings=True, max_seconds=longest)
     except InvalidAudio:
         raise
     except (AudiosumError, ImportError, RuntimeError) as exc:  # not heard: time the sentences by length instead
         from pipeline.audio import duration_of
 
-        duration = duration_of(wav, suffix=suffix)
+        duration = duration_of(wav, suffix=suffix, max_seconds=longest)
         return Alignment(estimated_cues(said, duration), (), "estimated", f"not recognised: {exc}", 0.0, duration)
     return align_words(said, heard.words, heard.duration_s)
 

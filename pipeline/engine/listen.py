@@ -99,17 +99,18 @@ def check_language(language: str) -> None:
 
 
 def transcribe(data: bytes | Path, *, suffix: str | None = None, language: str = "en",
-               word_timings: bool = False) -> Heard:
+               word_timings: bool = False, max_seconds: float = MAX_SECONDS) -> Heard:
     """Recognise the speech in a recording (any format pipeline.audio decodes); InvalidAudio if it does not decode,
     UsageError if `language` is not one the bundled model hears (check_language).
 
     The decode is streamed and heard in windows of at most 30 s, cut at pauses: memory stays flat however long
     the recording is. word_timings: also fill Heard.words (Whisper's word timestamps; a little slower).
+    max_seconds: a longer recording is InvalidAudio before anything is heard.
     """
     utterances: list[Timed] = []
     words: list[Timed] = []
     length = [0.0]
-    for utterance, its_words in _stream(data, suffix, language, word_timings, length):
+    for utterance, its_words in _stream(data, suffix, language, word_timings, length, max_seconds):
         utterances.append(utterance)
         words.extend(its_words)
     return Heard(tuple(utterances), duration_s=length[0], words=tuple(words))
@@ -123,7 +124,7 @@ def timed_words(data: bytes | Path, *, suffix: str | None = None, language: str 
 
 
 def _stream(data: bytes | Path, suffix: str | None, language: str, word_timings: bool,
-            length: list[float]) -> Iterator[tuple[Timed, tuple[Timed, ...]]]:
+            length: list[float], max_seconds: float = MAX_SECONDS) -> Iterator[tuple[Timed, tuple[Timed, ...]]]:
     """(utterance, its words) in order, window by window; length[0] is the recording's length once exhausted."""
     import numpy as np
 
@@ -133,7 +134,7 @@ def _stream(data: bytes | Path, suffix: str | None, language: str, word_timings:
     pending = np.zeros(0, dtype=np.float32)  # decoded audio not heard yet: at most one window
     offset = 0.0  # where `pending` starts in the recording, in seconds
     total = 0
-    with pcm_stream(data, suffix=suffix, sample_rate=SAMPLE_RATE, channels=1, max_seconds=MAX_SECONDS) as raw:
+    with pcm_stream(data, suffix=suffix, sample_rate=SAMPLE_RATE, channels=1, max_seconds=max_seconds) as raw:
         ended = False
         while not ended:
             chunk = raw.read(2 * (window - len(pending)))

@@ -63,6 +63,8 @@ def _batch_lines(state: RunState) -> list[str]:
         counts = (f"{api.get('completed', 0)}/{api.get('total', 0)} completed, {api.get('failed', 0)} failed"
                   if api else "no counts yet")
         documents = sum(state.batches.line_counts(record.batch_key).values())
-        lines.append(f"  {record.batch_id or record.batch_key:<32} {record.status:<12} submitted "
+        # The API's status once it has one (checked against Batch.status's values when it came), else audiosum's.
+        shown = record.api_status or record.status
+        lines.append(f"  {record.batch_id or record.batch_key:<32} {shown:<12} submitted "
                      f"{_when(record.created_at)}  {counts}  ({documents} documents)")
     return lines

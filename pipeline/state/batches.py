@@ -15,10 +15,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-# A batch's states as audiosum records them: `queued` (lines recorded, nothing uploaded yet), `uploaded` (the file
-# exists; no batch yet), then the Batch API's own statuses, and `collected` once its lines were read.
-PENDING_STATUSES = ("uploaded", "validating", "in_progress", "finalizing", "cancelling")
-FINISHED_STATUSES = ("completed", "failed", "expired", "cancelled")
+# A submission's lifecycle as audiosum records it: `queued` (lines recorded, nothing uploaded yet), `uploaded` (the
+# file exists; no batch yet), `submitted` (a batch exists at the API), then `collected` (its lines were read) or
+# `abandoned` (past its deadline, or given up with --force: its pending lines failed). The API's own status of the
+# batch is kept apart, in api_status: the server's word never moves this lifecycle by itself.
+LocalStatus = Literal["queued", "uploaded", "submitted", "collected", "abandoned"]
+SETTLED = ("collected", "abandoned")
 LineStatus = Literal["pending", "answered", "failed", "collected"]
 
 
@@ -29,7 +31,8 @@ class BatchRecord:
     created_at: float
     file_id: str | None
     batch_id: str | None
-    status: str
+    status: LocalStatus
+    api_status: str | None
     counts: dict[str, int]
     note: str | None
 
@@ -83,11 +86,31 @@ class BatchRecords:
         self._write("UPDATE batches SET file_id = ?, status = 'uploaded', updated_at = ? WHERE batch_key = ?",
                     (file_id, time.time(), key))
 
-    def update(self, key: str, *, status: str, batch_id: str | None = None, counts: dict[str, int] | None = None,
-               note: str | None = None) -> None:
-        self._write("UPDATE batches SET status = ?, batch_id = COALESCE(?, batch_id), counts_json = COALESCE(?, "
-                    "counts_json), note = COALESCE(?, note), updated_at = ? WHERE batch_key = ?",
-                    (status, batch_id, json.dumps(counts) if counts is not None else None, note, time.time(), key))
+    def update(self, key: str, *, status: LocalStatus, api_status: str | None = None, batch_id: str | None = None,
+               counts: dict[str, int] | None = None, note: str | None = None) -> None:
+        """status: audiosum's lifecycle; api_status, batch_id, counts: what the API said (checked by the caller
+        against the API's shapes), each kept as it was when not given."""
+        self._write("UPDATE batches SET status = ?, api_status = COALESCE(?, api_status), batch_id = COALESCE(?, "
+                    "batch_id), counts_json = COALESCE(?, counts_json), note = COALESCE(?, note), updated_at = ? "
+                    "WHERE batch_key = ?", (status, api_status, batch_id,
+                                            json.dumps(counts) if counts is not None else None, note, time.time(),
+                                            key))
+
+    def abandon(self, key: str, reason: str) -> int:
+        """Give a submission up: its pending lines fail with `reason` (their documents take the fallback route), it
+        is never polled again. Returns how many lines were pending."""
+        self._commit()
+        self._db.execute("BEGIN")
+        try:
+            pending = self._db.execute("UPDATE batch_lines SET status = 'failed', error = ? WHERE batch_key = ? AND "
+                                       "status = 'pending'", (reason, key)).rowcount
+            self._db.execute("UPDATE batches SET status = 'abandoned', note = ?, updated_at = ? WHERE batch_key = ?",
+                             (reason, time.time(), key))
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._commit()
+        return int(pending)
 
     def forget(self, key: str) -> None:
         """A submission that never reached the API (killed before its upload): its documents are free again."""
@@ -105,8 +128,8 @@ class BatchRecords:
                     (status, text, json.dumps(usage) if usage is not None else None, request_id, error, key, doc_id))
 
     def unfinished(self) -> list[BatchRecord]:
-        """Submissions not yet collected: queued, uploaded, or pending at the API (oldest first)."""
-        rows = self._db.execute("SELECT * FROM batches WHERE status NOT IN ('collected') ORDER BY created_at")
+        """Submissions not yet settled: queued, uploaded, or submitted to the API (oldest first)."""
+        rows = self._db.execute("SELECT * FROM batches WHERE status NOT IN (?, ?) ORDER BY created_at", SETTLED)
         return [_record(row) for row in rows]
 
     def recent(self, limit: int = 10) -> list[BatchRecord]:
@@ -131,7 +154,8 @@ class BatchRecords:
 
 def _record(row: sqlite3.Row) -> BatchRecord:
     return BatchRecord(row["batch_key"], row["run_id"], row["created_at"], row["file_id"], row["batch_id"],
-                       row["status"], json.loads(row["counts_json"]) if row["counts_json"] else {}, row["note"])
+                       row["status"], row["api_status"], json.loads(row["counts_json"]) if row["counts_json"] else {},
+                       row["note"])
 
 
 def _line(row: sqlite3.Row) -> BatchLine:

@@ -195,6 +195,19 @@ def m011_batches_and_warnings(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX batch_lines_by_doc ON batch_lines (doc_id)")
 
 
+@migration
+def m012_batch_api_status(db: sqlite3.Connection) -> None:
+    # A batch's status at the API is the server's word, kept apart from audiosum's own lifecycle (queued, uploaded,
+    # submitted, collected, abandoned): a server that answers "collected" or "queued" cannot end or restart it.
+    db.execute("ALTER TABLE batches ADD COLUMN api_status TEXT")
+    api_statuses = ("validating", "failed", "in_progress", "finalizing", "completed", "expired", "cancelling",
+                    "cancelled")
+    marks = ", ".join("?" * len(api_statuses))
+    # Rows with a batch id held the server's status (whatever it said) unless this audiosum had collected them.
+    db.execute(f"UPDATE batches SET api_status = CASE WHEN status IN ({marks}) THEN status END, status = 'submitted' "
+               "WHERE batch_id IS NOT NULL AND status != 'collected'", api_statuses)
+
+
 def migrate(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
     done = {row[0] for row in db.execute("SELECT name FROM migrations")}

@@ -25,18 +25,20 @@ def _line(custom_id: str, text: str) -> bytes:
                                                             "body": body}, "error": None}).encode() + b"\n"
 
 
-def _outcomes(site: LoopbackSite) -> list[batch_wire.LineOutcome]:
+def _outcomes(site: LoopbackSite, wanted: tuple[str, ...] = ("a", "b", "x")) -> list[batch_wire.LineOutcome]:
     settings = RunSettings(inputs=(), out_dir=Path("/nonexistent"), provider="openai", base_url=site.url("/v1"),
                            api_key=KEY, max_attempts=1)
+    found: list[batch_wire.LineOutcome] = []
 
-    async def go() -> list[batch_wire.LineOutcome]:
+    async def go() -> None:
         provider = OpenAIProvider(settings)
         try:
-            return await provider.batch_api().outcomes("file-out")
+            await provider.batch_api().read_outcomes("file-out", set(wanted), found.append)
         finally:
             await provider.aclose()
 
-    return asyncio.run(go())
+    asyncio.run(go())
+    return found
 
 
 def test_an_output_file_is_parsed_and_its_text_redacted() -> None:

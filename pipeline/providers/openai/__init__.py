@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 
 from pipeline import __version__
-from pipeline.audio import recordings, sniff_container, wav_info
+from pipeline.audio import plausible, recordings, sniff_container, wav_info
 from pipeline.audio.stitch import join_answers, stitch_audio
 from pipeline.clock import SYSTEM_CLOCK, Clock
 from pipeline.errors import (
@@ -46,7 +46,7 @@ from pipeline.models import (
 )
 from pipeline.plan.costs import speech_usage
 from pipeline.plan.split import chapter_label, narration_parts, split_for_budget
-from pipeline.providers.openai import preflight
+from pipeline.providers.openai import preflight, server_json
 from pipeline.providers.openai.conversation import Conversation
 from pipeline.providers.openai.preflight import Preflight
 from pipeline.providers.openai.prompts import (
@@ -61,6 +61,7 @@ from pipeline.providers.openai.prompts import (
 )
 from pipeline.providers.openai.ratelimit import SPOKEN_WORDS_PER_SECOND, RateLimiter, TokenEstimator
 from pipeline.providers.openai.retry import RetryPolicy, retry_after_seconds
+from pipeline.providers.openai.shapes import api_id
 from pipeline.providers.openai.speech import (
     DIRECT_CONTAINERS,
     DIRECT_FORMATS,
@@ -77,6 +78,7 @@ if TYPE_CHECKING:
     from pipeline.providers.openai.batch import BatchApi
 
 T = TypeVar("T")
+Sink = Callable[[bytes], Awaitable[None]]
 RETRYABLE_STATUSES = frozenset({408, 409, 429})  # and every 5xx
 CHAT_PATH = "chat/completions"
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -132,12 +134,12 @@ def classify_error_response(response: httpx.Response, *, secret: str | None = No
     param: str | None = None
     message = ""
     try:
-        error = response.json().get("error") or {}
+        error = server_json.parse(response.content).get("error") or {}
         raw_code = error.get("code") or error.get("type")
         code = from_server(raw_code, secret) if isinstance(raw_code, (str, int)) else None
         message = str(error.get("message") or "")
         param = from_server(error["param"], secret) if isinstance(error.get("param"), str) else None
-    except (ValueError, AttributeError, RecursionError):
+    except (ValueError, AttributeError):
         pass
     message = from_server(message or response.reason_phrase or "no message", secret, limit=MAX_MESSAGE_CHARS) or ""
     text = f"HTTP {status}" + (f" {code}" if code else "") + f": {message}"
@@ -168,9 +170,10 @@ def parse_answer(response: httpx.Response, *, provider: str, voice: str, secret:
                               cause="broken_answer")
 
     try:
-        body = response.json()
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise broken("body is not JSON") from exc
+        body = server_json.parse(response.content)
+    except ValueError as exc:
+        raise broken(f"body is not JSON ({exc})" if isinstance(exc, server_json.TooDeep) else "body is not JSON") \
+            from exc
     try:
         message = body["choices"][0]["message"]
     except (KeyError, IndexError, TypeError) as exc:
@@ -182,19 +185,25 @@ def parse_answer(response: httpx.Response, *, provider: str, voice: str, secret:
         wav = base64.b64decode(audio["data"], validate=True)
     except (binascii.Error, ValueError, TypeError) as exc:
         raise broken("audio data is not valid base64") from exc
+    transcript = audio.get("transcript") or message.get("content") or ""
+    if not isinstance(transcript, str) or not transcript.strip():
+        raise broken("answer has no transcript")
     if audio_format == "wav":
         try:
             info = wav_info(wav)
         except InvalidAudio as exc:
             raise broken(str(exc)) from exc
         sample_rate, duration_s = info.sample_rate, info.duration_s
+        declared: float | None = duration_s
     else:  # format-direct: the runner measures it (one decode, off the loop) when it tags it
         if sniff_container(wav[:4096]) != DIRECT_CONTAINERS[audio_format]:
             raise broken(f"audio is not the {audio_format} asked for")
         sample_rate, duration_s = 0, 0.0
-    transcript = audio.get("transcript") or message.get("content") or ""
-    if not isinstance(transcript, str) or not transcript.strip():
-        raise broken("answer has no transcript")
+        declared = plausible.declared_duration(wav, DIRECT_CONTAINERS[audio_format])
+    # The server's audio is judged against its own words before anything hears or keeps it: hours of audio for a
+    # sentence (or a 1 Hz WAV) is a broken answer, retried, never hours of caption hearing.
+    if declared is not None and (why := plausible.implausible(declared, sample_rate or None, transcript)):
+        raise broken(why)
     return SpokenSummary(
         wav=wav,
         transcript=without_secrets(transcript, secret).strip(),
@@ -205,8 +214,8 @@ def parse_answer(response: httpx.Response, *, provider: str, voice: str, secret:
         model=from_server(body.get("model") or "", secret) or "",
         voice=voice,
         # A compatible server may send other types; an id that cannot be trusted is simply not referred to later.
-        audio_id=audio["id"] if isinstance(audio.get("id"), str) and audio["id"] and audio["id"] == from_server(
-            audio["id"], secret) else None,
+        audio_id=audio_id if (audio_id := api_id(audio.get("id"))) and audio_id == from_server(audio_id, secret)
+        else None,
         audio_expires_at=audio["expires_at"] if type(audio.get("expires_at")) is int else None,
         request_id=request_id,
         usage=usage_of(body.get("usage")),
@@ -229,9 +238,9 @@ def parse_text_answer(response: httpx.Response, secret: str | None = None) -> Te
     """The text of a 2xx text-only answer (without any secret it echoes)."""
     request_id = from_server(response.headers.get("x-request-id"), secret)
     try:
-        body = response.json()
+        body = server_json.parse(response.content)
         content = body["choices"][0]["message"]["content"]
-    except (ValueError, KeyError, IndexError, TypeError, RecursionError) as exc:
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
         raise TransientError("broken answer: no choices[0].message.content", status=response.status_code,
                              request_id=request_id, cause="broken_answer") from exc
     if not isinstance(content, str) or not content.strip():
@@ -519,9 +528,11 @@ class OpenAIProvider:
                 payload = json.dumps(speech_body(part, voice, settings)).encode("utf-8")
                 cost = len(part) // 4 + 1
 
-                async def attempt_once(payload: bytes = payload, cost: int = cost) -> tuple[bytes, str | None]:
-                    return parse_speech(await self._paced_post(limiter, cost, SPEECH_PATH, payload),
-                                        secret=self._secret)
+                async def attempt_once(payload: bytes = payload, cost: int = cost,
+                                       part: str = part) -> tuple[bytes, str | None]:
+                    answer = await self._paced_post(limiter, cost, SPEECH_PATH, payload,
+                                                    plausible.answer_bytes(plausible.spoken_units(part), base64=False))
+                    return parse_speech(answer, part, secret=self._secret)
 
                 (wav, request_id), part_attempts = await retry.call(attempt_once, document.id)
                 wavs.append(wav)
@@ -545,8 +556,9 @@ class OpenAIProvider:
         payload = json.dumps(speech_body(text, voice, settings, audio_format)).encode("utf-8")
 
         async def attempt_once() -> tuple[bytes, str | None]:
-            return parse_encoded_speech(await self._paced_post(limiter, len(text) // 4 + 1, SPEECH_PATH, payload),
-                                        audio_format, secret=self._secret)
+            answer = await self._paced_post(limiter, len(text) // 4 + 1, SPEECH_PATH, payload,
+                                            plausible.answer_bytes(plausible.spoken_units(text), base64=False))
+            return parse_encoded_speech(answer, audio_format, text, secret=self._secret)
 
         (data, request_id), attempts = await retry.call(attempt_once, document.id)
         # Usage is estimated from the audio's length, known once measured: the words at 2.5 a second until then.
@@ -596,32 +608,41 @@ class OpenAIProvider:
         limiter.check_fits(cost)
         payload = json.dumps(body).encode("utf-8")
 
+        # The answer is read with a cap from what was asked: a spoken answer of `words` at the slowest plausible
+        # pace, or a text answer of any sane length; a server cannot make the client hold more.
+        cap = (plausible.answer_bytes(words, base64=True) if "audio" in body else plausible.MAX_TEXT_ANSWER_BYTES)
+
         async def attempt_once() -> Answer:
-            return parse(await self._paced_post(limiter, cost, CHAT_PATH, payload), self._secret)
+            return parse(await self._paced_post(limiter, cost, CHAT_PATH, payload, cap), self._secret)
 
         result, attempts = await retry.call(attempt_once, doc_id)
         limiter.reconcile(cost, result.usage.total_tokens)
         self.estimator.observe(raw_cost, result.usage.total_tokens)
         return result, attempts
 
-    async def _paced_post(self, limiter: RateLimiter, cost: int, path: str, payload: bytes) -> httpx.Response:
-        """One attempt: wait for the budget, send; a 4xx gives its tokens back (refused before any work)."""
+    async def _paced_post(self, limiter: RateLimiter, cost: int, path: str, payload: bytes,
+                          max_bytes: int) -> httpx.Response:
+        """One attempt: wait for the budget, send (the answer read up to max_bytes); a 4xx gives its tokens back
+        (refused before any work)."""
         reservation = await limiter.acquire(cost)
         try:
-            return await self.send(payload, path, limiter)
+            return await self.send(payload, path, limiter, max_bytes)
         except ApiError as error:
             if error.status is not None and 400 <= error.status < 500:
                 limiter.refund(reservation)
             raise
 
-    async def send(self, payload: bytes, path: str = CHAT_PATH, limiter: RateLimiter | None = None) -> httpx.Response:
+    async def send(self, payload: bytes, path: str = CHAT_PATH, limiter: RateLimiter | None = None,
+                   max_bytes: int | None = None) -> httpx.Response:
         """One POST, its failures classified; every answer's x-ratelimit-* headers feed the limiter."""
-        return await self.request("POST", path, content=payload, headers=JSON_HEADERS, limiter=limiter or self.limiter)
+        return await self.request("POST", path, content=payload, headers=JSON_HEADERS, limiter=limiter or self.limiter,
+                                  max_bytes=max_bytes)
 
     async def request(self, method: str, path: str, *, limiter: RateLimiter | None = None,
-                      max_bytes: int | None = None, **options: Any) -> httpx.Response:
+                      max_bytes: int | None = None, sink: Sink | None = None, **options: Any) -> httpx.Response:
         """One request to the API (options as httpx takes them), its failures classified as pipeline.errors.
-        max_bytes: the body is read as it arrives and refused (PermanentApiError) once past it."""
+        max_bytes: the body is read as it arrives and refused (PermanentApiError) once past it. sink: a 2xx body
+        goes to it chunk by chunk instead of into the response (never held whole)."""
         try:
             # httpx's timeouts are per read; this bounds the whole answer, so a trickling server cannot hold
             # a slot for ever.
@@ -629,7 +650,7 @@ class OpenAIProvider:
                 if max_bytes is None:
                     response = await self._client.request(method, path, **options)
                 else:
-                    response = await self._capped(method, path, max_bytes, **options)
+                    response = await self._capped(method, path, max_bytes, sink, **options)
         # httpx's errors hold the request, its Authorization header (the key) included: they are never chained,
         # so no traceback or logger that walks __cause__ can reach it (from None).
         except (httpx.TimeoutException, TimeoutError) as exc:
@@ -651,18 +672,31 @@ class OpenAIProvider:
         hint = retry_after_seconds(response.headers, now_wall=self.clock.wall())
         raise classify_error_response(response, secret=self._secret, retry_after_s=hint)
 
-    async def _capped(self, method: str, path: str, max_bytes: int, **options: Any) -> httpx.Response:
-        """The answer, its body read chunk by chunk and never held past max_bytes."""
+    async def _capped(self, method: str, path: str, max_bytes: int, sink: Sink | None,
+                      **options: Any) -> httpx.Response:
+        """The answer, its body read chunk by chunk and never held past max_bytes (a 2xx body given to sink is not
+        held at all)."""
         async with self._client.stream(method, path, **options) as streamed:
             body = bytearray()
+            read = 0
+            streaming = sink is not None and streamed.is_success
             async for chunk in streamed.aiter_bytes():
-                body += chunk
-                if len(body) > max_bytes:
-                    raise PermanentApiError(f"the answer is over {max_bytes // 2**20} MB; not read further",
+                read += len(chunk)
+                if read > max_bytes:
+                    raise PermanentApiError(f"the answer is over {_size(max_bytes)}; not read further",
                                             cause="too_large")
+                if streaming:
+                    assert sink is not None
+                    await sink(chunk)
+                else:
+                    body += chunk
             kept = [(k, v) for k, v in streamed.headers.items()
                     if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
             return httpx.Response(streamed.status_code, headers=kept, content=bytes(body), request=streamed.request)
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _size(count: int) -> str:
+    return f"{count / 2**20:g} MB" if count >= 2**20 else f"{count / 1024:g} KB"

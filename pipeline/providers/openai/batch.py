@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import IO, Any, TypeVar
 
@@ -17,7 +17,9 @@ import httpx
 
 from pipeline.errors import TransientError
 from pipeline.models import Document, RunSettings, Usage
-from pipeline.providers.openai.usage import usage_of
+from pipeline.providers.openai import server_json
+from pipeline.providers.openai.shapes import BATCH_COUNTS, BATCH_STATUSES, api_id, in_path
+from pipeline.providers.openai.usage import counts_of, usage_of
 from pipeline.redact import from_server, without_secrets
 
 CHAT_ENDPOINT = "/v1/chat/completions"  # the only endpoint audiosum batches (the Batch API takes no audio models)
@@ -27,6 +29,9 @@ COMPLETION_WINDOW = "24h"
 MAX_LINES = 2_000
 MAX_FILE_BYTES = 190 * 1024 * 1024  # under the API's 200 MB limit of an input file
 MAX_OUTPUT_BYTES = 64 * 1024 * 1024  # an output file bigger than this is not 2,000 summaries
+MAX_LINE_BYTES = 1024 * 1024  # one line holds one summary (a few KB): a longer one is skipped, never held whole
+PARSE_GROUP_BYTES = 1024 * 1024  # lines are parsed off the event loop in groups of about this size
+_OURS_MARK = b'"custom_id"'  # a line without it cannot name one of our documents: skipped unparsed
 MAX_LISTED = 1000  # batches scanned to find one created from a given file (a run killed before recording it)
 T = TypeVar("T")
 
@@ -51,7 +56,8 @@ class LineOutcome:
 
 @dataclass(frozen=True, slots=True)
 class BatchState:
-    """What GET /batches/{id} says, redacted."""
+    """What GET /batches/{id} says, checked against the API's shapes: an id, one of Batch.status's values, the
+    counts BatchRequestCounts defines."""
 
     batch_id: str
     status: str
@@ -74,8 +80,8 @@ class BatchApi:
         async def once() -> dict[str, Any]:
             response = await self._request(method, path, **options)
             try:
-                body = response.json()
-            except ValueError as exc:
+                body = server_json.parse(response.content)
+            except ValueError as exc:  # not JSON, or nested past the limit
                 raise TransientError(f"broken answer: {path} sent no JSON", status=response.status_code,
                                      cause="broken_answer") from exc
             if not isinstance(body, dict):
@@ -104,7 +110,10 @@ class BatchApi:
         return self._state(body)
 
     async def retrieve(self, batch_id: str) -> BatchState:
-        return self._state(await self._json("GET", f"batches/{batch_id}", "batch poll"))
+        return self._state(await self._json("GET", f"batches/{in_path(batch_id)}", "batch poll"))
+
+    async def cancel(self, batch_id: str) -> BatchState:
+        return self._state(await self._json("POST", f"batches/{in_path(batch_id)}/cancel", "batch cancel"))
 
     async def created_from(self, file_id: str) -> BatchState | None:
         """The batch made from this input file, if one was (a run killed between create and recording it)."""
@@ -119,27 +128,31 @@ class BatchApi:
                 if isinstance(item, dict) and item.get("input_file_id") == file_id:
                     return self._state(item)
             seen += len(data)
-            if not body.get("has_more") or not data:
+            last = data[-1].get("id") if data and isinstance(data[-1], dict) else None
+            if not body.get("has_more") or api_id(last) is None:
                 return None
-            after = str(data[-1].get("id", ""))
+            after = last
         return None
 
     async def delete_file(self, file_id: str) -> None:
-        await self._json("DELETE", f"files/{file_id}", "batch file delete")
+        await self._json("DELETE", f"files/{in_path(file_id)}", "batch file delete")
 
-    async def outcomes(self, file_id: str) -> list[LineOutcome]:
-        """The lines of an output or error file (at most MAX_LINES summaries: a few MB), read with a cap and parsed
-        off the event loop."""
-        response = await self._retried(lambda: self._request("GET", f"files/{file_id}/content",
-                                                             max_bytes=MAX_OUTPUT_BYTES), "batch output")
-        return await asyncio.to_thread(self._parse_outcomes, response.content)
+    async def read_outcomes(self, file_id: str, wanted: Collection[str],
+                            deliver: Callable[[LineOutcome], None]) -> None:
+        """Each line of an output or error file whose custom_id is in `wanted`, delivered as it is read: the file
+        streams through (capped at MAX_OUTPUT_BYTES), memory bounded by one line and one parse group, lines parsed
+        off the event loop. A retried read delivers again only what `wanted` still holds."""
+        async def once() -> None:
+            reader = _LineReader(self._outcome, wanted, deliver)
+            await self._request("GET", f"files/{in_path(file_id)}/content", max_bytes=MAX_OUTPUT_BYTES,
+                                sink=reader.feed)
+            await reader.close()
 
-    def _parse_outcomes(self, content: bytes) -> list[LineOutcome]:
-        return [self._outcome(raw) for raw in content.split(b"\n") if raw.strip()]
+        await self._retried(once, "batch output")
 
     def _outcome(self, raw: bytes) -> LineOutcome:
         try:
-            line = json.loads(raw)
+            line = server_json.parse(raw)
         except ValueError:
             return LineOutcome("", None, Usage(), None, "an output line that is not JSON")
         custom_id = str(line.get("custom_id") or "") if isinstance(line, dict) else ""
@@ -167,23 +180,81 @@ class BatchApi:
         return LineOutcome(custom_id, None, Usage(), None, from_server(str(detail), self._secret, limit=300))
 
     def _id(self, body: dict[str, Any], kind: str) -> str:
-        value = body.get("id")
-        if not isinstance(value, str) or not value or value != from_server(value, self._secret):
+        value = api_id(body.get("id"))
+        if value is None or value != from_server(value, self._secret):
             raise TransientError(f"broken answer: the {kind} has no usable id", cause="broken_answer")
         return value
 
     def _state(self, body: dict[str, Any]) -> BatchState:
-        counts = body.get("request_counts") if isinstance(body.get("request_counts"), dict) else {}
+        status = body.get("status")
+        if status not in BATCH_STATUSES:
+            shown = from_server(status, self._secret, limit=40) if isinstance(status, str) else type(status).__name__
+            raise TransientError(f"broken answer: the batch status {shown} is not one the API defines",
+                                 cause="broken_answer")
 
         def file_id(name: str) -> str | None:
-            value = body.get(name)
-            return value if isinstance(value, str) and value == from_server(value, self._secret) else None
+            value = api_id(body.get(name))
+            return value if value is not None and value == from_server(value, self._secret) else None
 
-        return BatchState(batch_id=self._id(body, "batch"), status=from_server(str(body.get("status")),
-                                                                               self._secret) or "unknown",
-                          counts={k: v for k, v in (counts or {}).items() if isinstance(v, int)},
+        return BatchState(batch_id=self._id(body, "batch"), status=str(status),
+                          counts=counts_of(body.get("request_counts"), BATCH_COUNTS),
                           output_file_id=file_id("output_file_id"), error_file_id=file_id("error_file_id"),
                           input_file_id=file_id("input_file_id"))
+
+
+class _LineReader:
+    """An output file's bytes as they arrive, cut into lines: a line without `"custom_id"` or longer than
+    MAX_LINE_BYTES is dropped unparsed; the rest are parsed in groups in a thread and the wanted ones delivered."""
+
+    def __init__(self, parse: Callable[[bytes], LineOutcome], wanted: Collection[str],
+                 deliver: Callable[[LineOutcome], None]) -> None:
+        self._parse = parse
+        self._wanted = wanted
+        self._deliver = deliver
+        self._partial = bytearray()
+        self._overlong = False  # the line being read went past MAX_LINE_BYTES: its rest is dropped
+        self._group: list[bytes] = []
+        self._group_bytes = 0
+
+    async def feed(self, chunk: bytes) -> None:
+        pieces = chunk.split(b"\n")
+        self._extend(pieces[0])
+        if len(pieces) > 1:
+            self._end_line()
+            # The pieces between the first and last newline are whole lines: filtered at C speed.
+            whole = [p for p in pieces[1:-1] if _OURS_MARK in p and len(p) <= MAX_LINE_BYTES]
+            self._group += whole
+            self._group_bytes += sum(map(len, whole))
+            self._extend(pieces[-1])
+        if self._group_bytes >= PARSE_GROUP_BYTES:
+            await self._flush()
+
+    async def close(self) -> None:
+        self._end_line()
+        await self._flush()
+
+    def _extend(self, piece: bytes) -> None:
+        if self._overlong:
+            return
+        if len(self._partial) + len(piece) > MAX_LINE_BYTES:
+            self._partial.clear()
+            self._overlong = True
+            return
+        self._partial += piece
+
+    def _end_line(self) -> None:
+        if not self._overlong and _OURS_MARK in self._partial:
+            self._group.append(bytes(self._partial))
+            self._group_bytes += len(self._partial)
+        self._partial.clear()
+        self._overlong = False
+
+    async def _flush(self) -> None:
+        lines, self._group, self._group_bytes = self._group, [], 0
+        if lines:
+            for outcome in await asyncio.to_thread(lambda: [self._parse(line) for line in lines]):
+                if outcome.custom_id in self._wanted:
+                    self._deliver(outcome)
 
 
 

@@ -15,6 +15,7 @@ from urllib.parse import quote
 import httpx
 
 from pipeline.errors import UsageError
+from pipeline.providers.openai import server_json
 from pipeline.redact import from_server
 
 SHUTDOWN_WARNING_DAYS = 30
@@ -118,6 +119,6 @@ async def _get(client: httpx.AsyncClient, path: str, deadline_s: float) -> httpx
 
 def _json(response: httpx.Response) -> Any:
     try:
-        return response.json()
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        return server_json.parse(response.content)
+    except ValueError:  # not JSON, not UTF-8 (UnicodeDecodeError is a ValueError), or nested too deep
         return None

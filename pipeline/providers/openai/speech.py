@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from pipeline.audio import pcm16_to_wav, sniff_container, wav_info
+from pipeline.audio import pcm16_to_wav, plausible, sniff_container, wav_info
 from pipeline.errors import InvalidAudio, TransientError
 from pipeline.models import CUSTOM_VOICE_PREFIX, RunSettings
 from pipeline.plan.split import CHARS_PER_TOKEN, split_for_budget
@@ -43,34 +43,48 @@ def speech_body(text: str, voice: str, settings: RunSettings, response_format: s
     return body
 
 
-def parse_speech(response: httpx.Response, *, secret: str | None = None) -> tuple[bytes, str | None]:
-    """(a WAV, the request id) from a 2xx answer to a `pcm` request; a broken answer is a TransientError (retried).
+def parse_speech(response: httpx.Response, text: str, *, secret: str | None = None) -> tuple[bytes, str | None]:
+    """(a WAV, the request id) from a 2xx answer to a `pcm` request speaking `text`; a broken answer (one that is
+    not audio, or cannot be `text` spoken: plausible.implausible) is a TransientError (retried).
 
     The answer is raw samples. A server that sends a WAV anyway (some compatible servers ignore `pcm`) is accepted
     when it parses: the frames are what count."""
     request_id = from_server(response.headers.get("x-request-id"), secret)
+
+    def broken(reason: str) -> TransientError:
+        return TransientError(f"broken answer: {reason}", status=response.status_code, request_id=request_id,
+                              cause="broken_answer")
+
     data = response.content
     if data[:4] == b"RIFF":
         try:
-            wav_info(data)
+            info = wav_info(data)
         except InvalidAudio as exc:
-            raise TransientError(f"broken answer: {exc}", status=response.status_code, request_id=request_id,
-                                 cause="broken_answer") from exc
+            raise broken(str(exc)) from exc
+        if why := plausible.implausible(info.duration_s, info.sample_rate, text):
+            raise broken(why)
         return data, request_id
     if response.headers.get("content-type", "").split(";")[0].strip() == "application/json" or not data:
-        raise TransientError("broken answer: the speech endpoint sent no audio", status=response.status_code,
-                             request_id=request_id, cause="broken_answer")
+        raise broken("the speech endpoint sent no audio")
     if len(data) % 2:
-        raise TransientError("broken answer: pcm audio of an odd number of bytes (cut short?)",
-                             status=response.status_code, request_id=request_id, cause="broken_answer")
+        raise broken("pcm audio of an odd number of bytes (cut short?)")
+    if why := plausible.implausible(len(data) / 2 / PCM_SAMPLE_RATE, PCM_SAMPLE_RATE, text):
+        raise broken(why)
     return pcm16_to_wav(data, PCM_SAMPLE_RATE), request_id
 
 
-def parse_encoded_speech(response: httpx.Response, audio_format: str, *,
+def parse_encoded_speech(response: httpx.Response, audio_format: str, text: str, *,
                          secret: str | None = None) -> tuple[bytes, str | None]:
-    """(the audio as sent, the request id) from a 2xx answer in a direct format: it must look like that format."""
+    """(the audio as sent, the request id) from a 2xx answer in a direct format: it must look like that format, and
+    the length its headers declare (if any) must fit `text`."""
     request_id = from_server(response.headers.get("x-request-id"), secret)
-    if sniff_container(response.content[:4096]) != DIRECT_CONTAINERS[audio_format]:
-        raise TransientError(f"broken answer: the speech endpoint's audio is not the {audio_format} asked for",
-                             status=response.status_code, request_id=request_id, cause="broken_answer")
+    container = DIRECT_CONTAINERS[audio_format]
+    why = None
+    if sniff_container(response.content[:4096]) != container:
+        why = f"the speech endpoint's audio is not the {audio_format} asked for"
+    elif (declared := plausible.declared_duration(response.content, container)) is not None:
+        why = plausible.implausible(declared, None, text)
+    if why:
+        raise TransientError(f"broken answer: {why}", status=response.status_code, request_id=request_id,
+                             cause="broken_answer")
     return response.content, request_id
