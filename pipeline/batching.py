@@ -12,6 +12,7 @@ before the next is sent, so a run killed anywhere leaves nothing the next run do
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -170,6 +171,9 @@ class BatchPath:
 
     # -- each document ----------------------------------------------------------------------------------------
     def route(self, document: Document, fingerprint: str) -> Route:
+        """fingerprint: the run's settings fingerprint for the document; a line is also bound to the document's
+        content, so an answer written for an older text is never spoken for a newer one."""
+        fingerprint = hashlib.sha256(f"{fingerprint}\n{document.sha256}".encode()).hexdigest()
         if not self._batchable(document):
             return Route("sync", "not batchable (a recording, narrate mode, text output, or over one request)")
         line = self._state.batches.latest_line(document.id)

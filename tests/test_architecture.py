@@ -117,3 +117,19 @@ def test_serve_reads_the_feed_the_client_writes() -> None:
     from pipeline.serve import feed
 
     assert (feed.FEED_NAME, feed.PODCAST) == (podcast.FEED_NAME, podcast.PODCAST)
+
+
+def test_server_json_is_parsed_only_through_the_depth_limited_parser() -> None:
+    """The client parses what a server sends with pipeline/providers/openai/server_json.py only: no `.json()` on a
+    response and no json.loads anywhere in providers/ (a nesting attack is a RecursionError in both)."""
+    offenders = []
+    for path in (PACKAGE / "providers").rglob("*.py"):
+        if path.name == "server_json.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and (
+                    node.func.attr == "json" and not node.args
+                    or node.func.attr in ("loads", "load") and isinstance(node.func.value, ast.Name)
+                    and node.func.value.id == "json"):
+                offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+    assert not offenders, offenders

@@ -77,3 +77,13 @@ def test_regroup_times_another_sentence_split_without_hearing_again() -> None:
 def test_the_estimate_is_proportional_to_sentence_length() -> None:
     assert align.estimated_cues(["ab.", "abcdef."], 10.0) == ((0.0, 3.0, "ab."), (3.0, 10.0, "abcdef."))
     assert align.estimated_transcript_cues("ab. abcdef.", 10.0) == align.estimated_cues(["ab.", "abcdef."], 10.0)
+
+
+def test_audio_far_longer_than_its_transcript_is_refused_before_anything_is_heard() -> None:
+    """Ten minutes of audio for five words: one decode says so (InvalidAudio), not ten minutes of Whisper. The
+    bound is the transcript's longest plausible speech (pipeline/audio/plausible.py)."""
+    from pipeline.errors import InvalidAudio
+
+    ten_minutes = pcm16_to_wav(b"\x00\x00" * (8_000 * 600), 8_000)
+    with pytest.raises(InvalidAudio, match="longer than"):
+        align.align(ten_minutes, "The ferry runs at eight.")

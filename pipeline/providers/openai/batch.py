@@ -217,15 +217,20 @@ class _LineReader:
         self._group_bytes = 0
 
     async def feed(self, chunk: bytes) -> None:
-        pieces = chunk.split(b"\n")
-        self._extend(pieces[0])
-        if len(pieces) > 1:
-            self._end_line()
-            # The pieces between the first and last newline are whole lines: filtered at C speed.
-            whole = [p for p in pieces[1:-1] if _OURS_MARK in p and len(p) <= MAX_LINE_BYTES]
+        first = chunk.find(b"\n")
+        if first < 0:
+            self._extend(chunk)
+            return
+        self._extend(chunk[:first])
+        self._end_line()
+        last = chunk.rfind(b"\n")
+        # The lines between the first and last newline lie whole in this chunk: only when one of them can be ours
+        # are they cut apart (a flood of other lines costs two searches a chunk, not an object a line).
+        if last > first and _OURS_MARK in (middle := chunk[first + 1:last]):
+            whole = [p for p in middle.split(b"\n") if _OURS_MARK in p and len(p) <= MAX_LINE_BYTES]
             self._group += whole
             self._group_bytes += sum(map(len, whole))
-            self._extend(pieces[-1])
+        self._extend(chunk[last + 1:])
         if self._group_bytes >= PARSE_GROUP_BYTES:
             await self._flush()
 
