@@ -24,7 +24,7 @@ from pipeline import __version__
 from pipeline.errors import DiskFull, LockHeld, UsageError
 from pipeline.models import LogFormat, RunSettings
 from pipeline.redact import for_log
-from pipeline.settings import build_settings, merge, run_options, with_env_file
+from pipeline.settings import build_settings, job_api_base_warning, merge, run_options, with_env_file
 
 EXIT_USAGE = 2
 EXIT_LOCKED = 75  # EX_TEMPFAIL: another run holds the output folder; cron may simply try later
@@ -138,8 +138,11 @@ def run_command(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | No
 
     log_format, quiet = cast(LogFormat, options["log_format"]), bool(options["quiet"])
     with exits_on_errors(ErrorSink(json=log_format == "json")) as errors:
-        values, settings = _run_settings(ctx, inputs, job_path, options)
+        values, settings, warning = _run_settings(ctx, inputs, job_path, options)
         errors.secret = settings.api_key
+        if warning is not None:  # said before anything is read or sent, as the run says its own warnings
+            ConsoleOutput(log_format=log_format, quiet=quiet).on_event(
+                "warning", {"kind": "job_api_base", "option": "api_base", "message": warning})
         if values["dry_run"]:
             from pipeline.plan.dryrun import describe
 
@@ -172,8 +175,9 @@ def run_command(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | No
 
 
 def _run_settings(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | None,
-                  options: dict[str, object]) -> tuple[dict[str, object], RunSettings]:
-    """Table defaults < job file < options given on the command line; then the settings built from them."""
+                  options: dict[str, object]) -> tuple[dict[str, object], RunSettings, str | None]:
+    """Table defaults < job file < options given on the command line; then the settings built from them, and the
+    warning when the job file's api_base is not where the environment sends the key."""
     job_values: dict[str, object] = {}
     prices: dict[str, float] = {}
     if job_path is not None:
@@ -183,14 +187,18 @@ def _run_settings(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | 
         job_values, prices = dict(job.values), dict(job.prices)
     values = merge(options, lambda key: ctx.get_parameter_source(key) not in (
         None, click.core.ParameterSource.DEFAULT, click.core.ParameterSource.DEFAULT_MAP), job_values)
-    values, environ = with_env_file(values, os.environ, api_base_on_command_line=ctx.get_parameter_source(
-        "api_base") == click.core.ParameterSource.COMMANDLINE)
+    typed = ctx.get_parameter_source("api_base") == click.core.ParameterSource.COMMANDLINE
+    values, environ = with_env_file(values, os.environ, api_base_on_command_line=typed)
     if not inputs:
         # A job's feeds are inputs like any other (URLs or local feed files).
         listed = [*cast("tuple[object, ...]", job_values.get("inputs", ())),
                   *cast("tuple[object, ...]", job_values.get("feeds", ()))]
         inputs = tuple(str(v) for v in listed)
-    return values, build_settings(inputs, values, prices=prices, environ=environ)
+    settings = build_settings(inputs, values, prices=prices, environ=environ)
+    warning = None
+    if job_path is not None and job_values.get("api_base"):
+        warning = job_api_base_warning(job_path, str(job_values["api_base"]), settings, environ, api_base_typed=typed)
+    return values, settings, warning
 
 
 @cli.command("report", short_help="Rebuild report.json and report.html from the state database.")

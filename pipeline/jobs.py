@@ -28,6 +28,11 @@ PRICE_KEYS = ("text_input_per_1m", "text_output_per_1m", "audio_input_per_1m", "
 # goes in the environment or in the 0600 file `env_file` names, never here.
 SECRET_KEYS = frozenset({"api_key", "openai_api_key", "apikey", "openai_key", "key", "secret", "secret_key", "token",
                          "api_token", "access_token", "bearer", "password"})
+JOB_FILE_LIMIT = 256 * 1024  # a page of settings (a long prompt, a few thousand paths); more is not a job file
+# Levels of arrays, inline tables and dotted key parts a job file may nest (a job needs 1: [prices]). tomllib recurses
+# once per array or inline-table level (a RecursionError past ~1000) and spends memory in the square of a dotted
+# key's length (20,000 parts: 1.5 GB), so depth is checked on the text before it is parsed.
+MAX_NESTING = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,11 +120,69 @@ def job_base_dir(path: Path) -> Path:
 
 
 def _read_toml(path: Path) -> dict[str, object]:
-    text = read_settings_text(path, "job file")
+    text = read_settings_text(path, "job file", limit=JOB_FILE_LIMIT)
+    if _nesting(text) > MAX_NESTING:
+        raise UsageError(f"job file {path}: nested more than {MAX_NESTING} levels deep (arrays, inline tables or "
+                         "dotted keys); a job file is flat")
     try:
         return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except ValueError as exc:  # TOMLDecodeError, or an integer longer than Python converts (4300 digits)
         raise UsageError(f"job file {path}: invalid TOML: {exc}") from None
+    except RecursionError:  # not reached past the depth check; kept so no text can make a traceback of it
+        raise UsageError(f"job file {path}: nested too deeply to read") from None
+
+
+def _nesting(text: str) -> int:
+    """The deepest level of arrays, inline tables and dotted key parts (after the first) in TOML text, outside strings
+    and comments, in one pass without parsing. A table header and the keys under it are counted apart (so the tables
+    they make are at most three times as deep); a number's or a date's one dot adds at most one level."""
+    deepest = depth = dots = 0
+    index, end = 0, len(text)
+    while index < end:
+        char = text[index]
+        if char == "#":
+            newline = text.find("\n", index)
+            index = end if newline < 0 else newline
+            continue
+        if char in "\"'":
+            index = _after_string(text, index)
+            continue
+        if char in "[{":
+            depth, dots = depth + 1, 0
+        elif char in "]}":
+            depth, dots = max(0, depth - 1), 0
+        elif char in "\n=,":
+            dots = 0
+        elif char == ".":
+            dots += 1
+        deepest = max(deepest, depth + dots)
+        index += 1
+    return deepest
+
+
+def _after_string(text: str, start: int) -> int:
+    """The index after the TOML string that opens at `start` (basic or literal, one line or multi-line); an unclosed
+    one ends at its line (one-line) or the text's end, and tomllib reports it."""
+    quote = text[start]
+    multi_line = text.startswith(quote * 3, start)
+    closing = quote * 3 if multi_line else quote
+    index, end = start + len(closing), len(text)
+    while index < end:
+        char = text[index]
+        if char == "\\" and quote == '"':
+            index += 2
+            continue
+        if char == "\n" and not multi_line:
+            return index
+        if text.startswith(closing, index):
+            index += len(closing)
+            # a multi-line string may end with one or two quotes of its own: """a""""" closes after all five
+            extra = 0
+            while multi_line and extra < 2 and index < end and text[index] == quote:
+                index, extra = index + 1, extra + 1
+            return index
+        index += 1
+    return end
 
 
 def _refuse_secrets(path: Path, data: dict[str, object], *, table: str | None) -> None:

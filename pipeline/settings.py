@@ -230,34 +230,61 @@ ENV_FILE_NAMES = ("OPENAI_API_KEY", "OPENAI_BASE_URL")
 _ENV_LINE = re.compile(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*")
 
 
-def read_settings_text(path: Path, what: str, *, encoding: str = "utf-8",
-                       check: Callable[[BinaryIO], None] | None = None, limit: int = -1) -> str:
-    """A job or env file's text: UsageError naming `what` and the file when it cannot be read or is not UTF-8 (never
-    chained: the bytes may hold a key). `check` sees the open file first (the env file's mode)."""
+ENV_FILE_LIMIT = 64 * 1024  # a few KEY=VALUE lines; anything larger is not an env file
+
+
+def read_settings_text(path: Path, what: str, *, limit: int, encoding: str = "utf-8",
+                       check: Callable[[BinaryIO], None] | None = None) -> str:
+    """A job or env file's text: UsageError naming `what` and the file when it cannot be read, is not a regular file,
+    holds more than `limit` bytes or is not UTF-8 (never chained: the bytes may hold a key). `check` sees the open file
+    first (the env file's mode)."""
     try:
-        with open(path, "rb") as handle:
-            if check is not None:
-                check(handle)
-            raw = handle.read(limit)
+        # O_NONBLOCK: opening a FIFO with no writer returns at once instead of waiting for one; fstat then refuses it.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     except OSError as exc:
         raise UsageError(f"{what} {path}: cannot read it: {exc.strerror or exc}") from None
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if stat.S_ISREG(mode):  # a folder cannot even be wrapped in a file object
+            with open(descriptor, "rb", closefd=False) as handle:
+                if check is not None:
+                    check(handle)
+                raw = handle.read(limit + 1)  # never cut at the cap: a shortened file could still parse
+    except OSError as exc:
+        raise UsageError(f"{what} {path}: cannot read it: {exc.strerror or exc}") from None
+    finally:
+        os.close(descriptor)
+    if not stat.S_ISREG(mode):
+        raise UsageError(f"{what} {path} is not a regular file ({_file_kind(mode)}): name a file")
+    if len(raw) > limit:
+        raise UsageError(f"{what} {path} is larger than {limit // 1024} KB, more than such a file ever holds")
     try:
         return raw.decode(encoding)
     except UnicodeDecodeError as exc:
         raise UsageError(f"{what} {path}: not UTF-8 text (byte {exc.start})") from None
 
 
+def _file_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a socket" if stat.S_ISSOCK(mode) else "a special file"
+
+
 def read_env_file(path: Path) -> dict[str, str]:
     """OPENAI_API_KEY and OPENAI_BASE_URL from a file of KEY=VALUE lines (`#` comments, blank lines, `export`,
-    optional quotes). UsageError for a file other users can read, or a line that is not KEY=VALUE; an error names
-    the file and line, never a line's text (it may hold the key)."""
+    optional quotes). UsageError for a file other users can read, anything but a regular file of at most 64 KB, or a
+    line that is not KEY=VALUE; an error names the file and line, never a line's text (it may hold the key)."""
     def private(handle: BinaryIO) -> None:
         mode = os.fstat(handle.fileno()).st_mode
         if mode & 0o077:
             raise UsageError(f"env file {path} can be read or written by other users (mode "
                              f"{stat.S_IMODE(mode):04o}) and it holds an API key: run chmod 600 {path}")
 
-    text = read_settings_text(path, "env file", encoding="utf-8-sig", check=private, limit=1024 * 1024)
+    text = read_settings_text(path, "env file", encoding="utf-8-sig", check=private, limit=ENV_FILE_LIMIT)
     found: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -296,6 +323,31 @@ def with_env_file(values: Mapping[str, object], environ: Mapping[str, str], *,
             if name == "OPENAI_BASE_URL" and not api_base_on_command_line:
                 merged_values["api_base"] = value
     return merged_values, merged_env
+
+
+def job_api_base_warning(job_path: Path, job_api_base: str, settings: RunSettings, environ: Mapping[str, str], *,
+                          api_base_typed: bool) -> str | None:
+    """One line when a job file's `api_base` is not where the environment points the key (OPENAI_BASE_URL, an env
+    file's included, else the default) while a key is to be sent: the key goes to whatever api_base says, so a shared
+    job file can name its own server. None without a key, for the offline engine, when --api-base was typed (the
+    person chose), or when the two agree. Never holds the key."""
+    from pipeline.redact import url_without_credentials, visible, without_secrets
+
+    if settings.provider != "openai" or not settings.api_key or api_base_typed:
+        return None
+    exported = environ.get("OPENAI_BASE_URL", "").strip()
+    expected = (exported or DEFAULT_API_BASE).rstrip("/")
+    if job_api_base.strip().rstrip("/") == expected:
+        return None
+    if settings.base_url == expected:  # the environment wins over a job file
+        outcome = (f" (OPENAI_BASE_URL {url_without_credentials(expected)} overrides it this time): that server "
+                   "would receive the API key")
+    else:
+        where = "OPENAI_BASE_URL" if exported else "the default"
+        outcome = f": the API key is sent there, not to {url_without_credentials(expected)} ({where})"
+    message = (f"job file {job_path} sets api_base {url_without_credentials(job_api_base)}{outcome}; run only job "
+               "files you trust")
+    return visible(without_secrets(message, settings.api_key), one_line=True)
 
 
 def build_settings(inputs: tuple[str, ...], values: Mapping[str, object], *, prices: Mapping[str, float],

@@ -267,3 +267,35 @@ def test_list_jobs_on_the_shipped_folder_loads_everything() -> None:
 def test_list_jobs_on_a_missing_folder_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="does not exist"):
         list_jobs(tmp_path / "nope")
+
+
+def test_brackets_and_dots_in_strings_comments_and_numbers_are_not_nesting(tmp_path: Path) -> None:
+    # The depth check reads the text before tomllib does: what only looks deep must still load.
+    path = write_job(tmp_path, MINIMAL + "\n".join([
+        "# [[[[[[[[[[[[[[[[[[ a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r.s",
+        'instructions = "Say [[[[[[[[[[[[[[[[[[ {{{{{{{{{{{{{{{{{{ a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r.s \\" [[["',
+        "voice_instructions = '''",
+        "[[[[[[[[[[[[[[[[[[ a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r.s = 1 ''''' ",
+        'description = """ "" a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r.s [[[[[[[[[[[[[[[[[[ """""',
+        "timeout = 1.5",
+        "since = 2026-11-01T00:32:00.999999",
+        "[prices]",
+        "text_input_per_1m = 2.5",
+    ]) + "\n")
+    job = load_job(path)
+    assert job.values["instructions"].startswith("Say [[[[") and job.values["timeout"] == 1.5
+    assert job.values["voice_instructions"].startswith("[[[[") and job.description.endswith('[[[[ ""')
+
+
+@pytest.mark.parametrize("levels", [16, 17])
+@pytest.mark.parametrize("shape", ["array", "inline table", "dotted key", "table header"])
+def test_nesting_past_16_levels_is_refused_before_parsing(tmp_path: Path, shape: str, levels: int) -> None:
+    # Each shape `levels` deep: a level is an array, an inline table or a dotted key's part after its first. The
+    # key `x` is unknown, which is what a file within the limit is told.
+    body = {"array": "x = " + "[" * levels + "1" + "]" * levels,
+            "inline table": "x = " + "{k = " * levels + "1" + "}" * levels,
+            "dotted key": "x" + ".k" * levels + " = 1",
+            "table header": "[x" + ".k" * (levels - 1) + "]"}[shape]
+    message = load_error(write_job(tmp_path, MINIMAL + body + "\n"))
+    assert ("nested more than 16 levels" in message) is (levels > 16), message
+    assert ("unknown key 'x'" in message) is (levels <= 16), message
