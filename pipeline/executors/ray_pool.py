@@ -37,6 +37,7 @@ import asyncio
 import collections
 import contextlib
 import os
+import re
 import signal
 import threading
 import time
@@ -52,6 +53,9 @@ from pipeline.settings import OPTIONS_BY_KEY
 
 T = TypeVar("T")
 EXTRA = "pip install 'audiosum[ray]' (in a checkout: pip install '.[ray]')"
+# Token auth (RAY_AUTH_MODE=token, README's cluster recipe) came in Ray 2.52: an older Ray ignores the variable and
+# runs a cluster anyone who reaches it can use. The ray extra in pyproject.toml has the same floor (a test holds them).
+RAY_FLOOR = (2, 52)
 # Measured on 2 cores (Piper, joe-medium; 1 thread vs 2 per speaker): 1 process x 1 thread 4.2-8.1x real time,
 # 1 x 2 threads 3.2x, 2 x 1 thread 4.5-4.8x, 2 x 2 threads 2.5-3.0x (a noisy shared machine; the order held in every
 # round). onnxruntime's intra-op threads do not pay for themselves on this small voice: one CPU, one thread an actor.
@@ -76,6 +80,11 @@ def _import_ray() -> Any:
         import ray
     except ImportError as exc:
         raise UsageError(f"--executor ray needs Ray, which is not installed: {EXTRA}") from exc
+    version = str(getattr(ray, "__version__", ""))
+    found = re.match(r"(\d+)\.(\d+)", version)
+    if found is not None and (int(found[1]), int(found[2])) < RAY_FLOOR:
+        raise UsageError(f"--executor ray needs Ray {RAY_FLOOR[0]}.{RAY_FLOOR[1]} or later, the first with token auth "
+                         f"(an older Ray ignores RAY_AUTH_MODE=token); this is Ray {version}: {EXTRA}")
     return ray
 
 
