@@ -48,6 +48,11 @@ def pcm16_to_wav(pcm: bytes, sample_rate: int) -> bytes:
 
 def wav_info(data: bytes) -> WavInfo:
     """Parse a WAV fully; frames are counted from the data really present, not the header's claim."""
+    return wav_frames(data)[0]
+
+
+def wav_frames(data: bytes) -> tuple[WavInfo, bytes]:
+    """wav_info, and the samples of its whole frames (what a WAV rewritten with nothing else would hold)."""
     try:
         with wave.open(io.BytesIO(data), "rb") as reader:
             rate, channels, width = reader.getframerate(), reader.getnchannels(), reader.getsampwidth()
@@ -59,7 +64,8 @@ def wav_info(data: bytes) -> WavInfo:
     frames = len(payload) // (channels * width)
     if frames == 0:
         raise InvalidAudio("WAV holds no audio frames")
-    return WavInfo(sample_rate=rate, channels=channels, sample_width=width, frames=frames)
+    info = WavInfo(sample_rate=rate, channels=channels, sample_width=width, frames=frames)
+    return info, payload[:frames * channels * width]
 
 
 # --- Decoding, measuring and the bundled ffmpeg -------------------------------------------------------------------

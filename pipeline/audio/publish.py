@@ -34,6 +34,7 @@ from pipeline.audio import (
     sniff_container,
     wav_info,
 )
+from pipeline.audio.strip import audio_only
 from pipeline.errors import AudioToolFailed, InvalidAudio
 from pipeline.models import AUDIO_FORMATS, AudioFormat
 
@@ -183,8 +184,9 @@ _CONTAINERS: dict[AudioFormat, str] = {"mp3": "mp3", "opus": "ogg", "flac": "fla
 
 
 def publish_encoded(data: bytes, options: PublishOptions) -> PublishedAudio:
-    """Audio the API already encoded in --format (no loudness change asked): checked to be that format, tagged and
-    measured by one decode, never re-encoded. InvalidAudio when it is not that format or does not decode."""
+    """Audio the API already encoded in --format (no loudness change asked): checked to be that format, stripped to
+    its audio (strip.audio_only: none of the server's tags or trailing bytes), tagged and measured by one decode,
+    never re-encoded. InvalidAudio when it is not that format or does not decode."""
     encoding = _ENCODINGS[options.format]
     if options.loudness_lufs is not None:
         raise ValueError("publish_encoded keeps the level as it came: a loudness target needs publish()")
@@ -193,7 +195,7 @@ def publish_encoded(data: bytes, options: PublishOptions) -> PublishedAudio:
         raise InvalidAudio(f"the answer's audio is not {options.format} (it looks like {found or 'nothing known'})")
     with tempfile.TemporaryDirectory(prefix="audiosum-publish-") as folder:
         output = Path(folder) / f"episode.{encoding.extension}"
-        output.write_bytes(data)
+        output.write_bytes(audio_only(data, _CONTAINERS[options.format]))
         try:
             _write_tags(output, options.format, options.tags)
         except MutagenError as exc:

@@ -7,6 +7,7 @@ file that state does not record as audiosum's own (OutputClash). A full disk lea
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -19,8 +20,10 @@ from typing import Any, BinaryIO, Protocol
 
 from pipeline import __version__
 from pipeline.audio.publish import PublishedAudio
+from pipeline.audio.strip import audio_only
 from pipeline.errors import DiskFull, OutputClash, is_no_space
 from pipeline.models import Document, RunSettings, SpokenSummary, questions_for
+from pipeline.redact import visible
 
 TEMP_PREFIX = ".audiosum-tmp-"
 
@@ -247,21 +250,38 @@ class DocumentNames:
         return {self.main, self.sidecar, *self.answers, *self.podcast}
 
 
-def _main_data(summary: SpokenSummary, settings: RunSettings, published: PublishedAudio | None) -> tuple[bytes, str]:
+def transcript_file(transcript: str) -> bytes:
+    """A transcript as its .txt holds it: control characters shown as \\xNN, as reports show them (a server's ESC, BEL
+    or CR would act on a terminal or hide what precedes it), one line break at the end."""
+    return (visible(transcript) + "\n").encode("utf-8")
+
+
+Content = Callable[[], bytes]  # a file's bytes, made only when it is written (not when its name is worked out)
+
+
+def _as_it_came(wav: bytes) -> Content:
+    """A WAV as it came (no --format or --loudness asked): still only its fmt and data, none of a server's chunks."""
+    return functools.partial(audio_only, wav, "wav")
+
+
+def _main_data(summary: SpokenSummary, settings: RunSettings, published: PublishedAudio | None) -> tuple[Content, str]:
     if settings.output == "text":
-        return (summary.transcript + "\n").encode("utf-8"), "txt"
-    return (published.data, published.extension) if published else (summary.wav, "wav")
+        return functools.partial(transcript_file, summary.transcript), "txt"
+    if published:
+        return functools.partial(bytes, published.data), published.extension
+    return _as_it_came(summary.wav), "wav"
 
 
-def _answer_data(summary: SpokenSummary, published_answers: tuple[PublishedAudio, ...]) -> list[tuple[bytes, str]]:
-    answers = []
+def _answer_data(summary: SpokenSummary, published_answers: tuple[PublishedAudio, ...]) -> list[tuple[Content, str]]:
+    answers: list[tuple[Content, str]] = []
     for number, answer in enumerate(summary.followups, start=1):
         if number <= len(published_answers):
-            answers.append((published_answers[number - 1].data, published_answers[number - 1].extension))
+            published = published_answers[number - 1]
+            answers.append((functools.partial(bytes, published.data), published.extension))
         elif answer.wav:
-            answers.append((answer.wav, "wav"))
+            answers.append((_as_it_came(answer.wav), "wav"))
         else:
-            answers.append(((answer.transcript + "\n").encode("utf-8"), "txt"))
+            answers.append((functools.partial(transcript_file, answer.transcript), "txt"))
     return answers
 
 
@@ -298,16 +318,17 @@ def write_document_outputs(out_dir: Path, document: Document, summary: SpokenSum
     the sidecar's presence means everything it names is whole.
 
     `published` is the normalised, encoded and tagged file when --format/--loudness asked for one, and
-    `published_answers` the same for each answer; otherwise the model's WAVs are written as they came. `ours` says
-    which existing files may be replaced (claim() them first). The caller must fsync_folder(out_dir) before
-    recording the document as done.
+    `published_answers` the same for each answer; otherwise the model's WAVs are written with their samples as they
+    came but nothing else of the server's (strip.audio_only), and a transcript with its control characters shown.
+    `ours` says which existing files may be replaced (claim() them first). The caller must fsync_folder(out_dir)
+    before recording the document as done.
     """
-    data, _ = _main_data(summary, settings, published)
+    content, _ = _main_data(summary, settings, published)
     names = document_names(document, summary, settings, published, published_answers)
     # All renames are made durable together by the folder fsync the runner does before each state commit.
-    answers = [_write_recorded(confined_path(out_dir, name), answer_data, ours=ours, sync_dir=False)
-               for name, (answer_data, _) in zip(names.answers, _answer_data(summary, published_answers))]
-    audio = _write_recorded(confined_path(out_dir, names.main), data, ours=ours, sync_dir=False)
+    answers = [_write_recorded(confined_path(out_dir, name), answer_content(), ours=ours, sync_dir=False)
+               for name, (answer_content, _) in zip(names.answers, _answer_data(summary, published_answers))]
+    audio = _write_recorded(confined_path(out_dir, names.main), content(), ours=ours, sync_dir=False)
     body = sidecar(document, summary, settings, audio.name, audio.sha256)
     if summary.followups:
         body["followups"] = followup_entries(summary, answers)

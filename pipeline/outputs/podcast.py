@@ -19,7 +19,8 @@ from urllib.parse import quote
 from pipeline import __version__
 from pipeline.engine.align import estimated_transcript_cues
 from pipeline.models import DEFAULT_PODCAST_BASE_URL
-from pipeline.outputs import atomic_write, confined_path
+from pipeline.outputs import atomic_write, confined_path, transcript_file
+from pipeline.redact import visible
 from pipeline.state import DocumentRecord, RunState
 
 FEED_NAME = "podcast.xml"
@@ -92,9 +93,10 @@ def _timestamp(seconds: float) -> str:
 
 
 def render_vtt(cues: list[Cue], note: str) -> str:
-    blocks = ["WEBVTT", note.replace("-->", "→")]
+    """WebVTT of these cues; control characters in their text are shown as \\xNN, as in the .txt."""
+    blocks = ["WEBVTT", visible(note, one_line=True).replace("-->", "→")]
     for index, cue in enumerate(cues, start=1):
-        text = cue.text.replace("-->", "→")
+        text = visible(cue.text).replace("-->", "→")
         blocks.append(f"{index}\n{_timestamp(cue.start_s)} --> {_timestamp(cue.end_s)}\n{text}")
     return "\n\n".join(blocks) + "\n"
 
@@ -158,7 +160,7 @@ def adopt_earlier_transcripts(out_dir: Path, state: RunState) -> None:
             sidecar = json.loads((out_dir / record.sidecar_name).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        transcript = (str(sidecar.get("transcript", "")) + "\n").encode("utf-8")
+        transcript = transcript_file(str(sidecar.get("transcript", "")))
         if (out_dir / f"{doc_id}.txt").exists():
             _ours_or_adoptable(out_dir, state, doc_id, f"{doc_id}.txt", f"{doc_id}.vtt", transcript)
     if candidates:
@@ -215,7 +217,7 @@ def build(out_dir: Path, state: RunState, *, base_url: str = DEFAULT_PODCAST_BAS
             continue  # an episode whose files are gone is left out until a run makes it again
         cues, note = cues_from_sidecar(sidecar)
         txt_name, vtt_name = f"{record.doc_id}.txt", f"{record.doc_id}.vtt"
-        transcript = (sidecar.get("transcript", "") + "\n").encode("utf-8")
+        transcript = transcript_file(str(sidecar.get("transcript", "")))
         if not _ours_or_adoptable(out_dir, state, record.doc_id, txt_name, vtt_name, transcript):
             continue  # a file of that name that audiosum did not make: left alone, and no episode without it
         atomic_write(confined_path(out_dir, txt_name), transcript, ours=state.owns)
