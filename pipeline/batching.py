@@ -12,18 +12,20 @@ before the next is sent, so a run killed anywhere leaves nothing the next run do
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
 from pipeline.errors import ApiError, TransientError
-from pipeline.models import Document, RunSettings, Usage
+from pipeline.models import Document, RunSettings, SpokenSummary, Usage
 from pipeline.plan.split import split_for_budget
-from pipeline.providers.openai import OpenAIProvider, build_request_body
+from pipeline.providers.base import BatchService
+from pipeline.providers.openai import build_request_body
 from pipeline.providers.openai.batch import (
     MAX_FILE_BYTES,
     MAX_LINES,
@@ -61,7 +63,7 @@ class _Spool:
 
 
 class BatchPath:
-    def __init__(self, settings: RunSettings, state: RunState, run_id: str, provider: OpenAIProvider,
+    def __init__(self, settings: RunSettings, state: RunState, run_id: str, provider: BatchService,
                  emit: Emit) -> None:
         self._settings = settings
         self._now = provider.clock.wall
@@ -212,6 +214,12 @@ class BatchPath:
         spool = _Spool(os.fdopen(fd, "w+b"), Path(name))
         self._spools.append(spool)
         return spool
+
+    def speaker(self, document: Document, line: BatchLine) -> Callable[[], Awaitable[SpokenSummary]]:
+        """What makes the document's summary from its batch answer: the provider speaks the written text."""
+        text, usage = self.answer(line)
+        return functools.partial(self._provider.speak_written, document, self._settings, text, usage=usage,
+                                 request_id=line.request_id, batch_id=line.batch_id)
 
     def spoken(self, line: BatchLine) -> None:
         self._state.batches.set_line(line.batch_key, line.doc_id, "collected")

@@ -23,8 +23,8 @@ from pipeline import plan, report, sources
 from pipeline.audio.publish import PublishedAudio, PublishOptions, is_audio_file, publish, publish_encoded
 from pipeline.batching import BatchPath
 from pipeline.errors import ApiError, AuthenticationFailed, DiskFull, DocumentError, OutputClash, UsageError
-from pipeline.executors import Steps, make_steps
-from pipeline.executors.threads import ThreadSteps
+from pipeline.executors import Executor, make_executor
+from pipeline.executors.threads import ThreadExecutor
 from pipeline.models import (
     DEFAULT_PODCAST_BASE_URL,
     Attempt,
@@ -52,11 +52,9 @@ from pipeline.outputs.captions import timed_cues
 from pipeline.plan import dryrun
 from pipeline.providers import make_provider
 from pipeline.providers.base import Provider
-from pipeline.providers.openai import OpenAIProvider
 from pipeline.redact import shown_input, url_without_credentials, visible
 from pipeline.sources.feeds import is_feed_input
 from pipeline.state import DocumentRecord, RunState, locked_state
-from pipeline.state.batches import BatchLine
 
 ResultListener = Callable[[DocumentResult], None]
 RUN_FILE_NAMES = frozenset({report.JSON_NAME, report.HTML_NAME, podcast.FEED_NAME})  # the run's files, not a document's
@@ -178,9 +176,9 @@ async def _run_workers(current: _Run, provider: Provider | None) -> BaseExceptio
     settings = current.settings
     # With --executor ray the offline engine and the steps share one actor pool (the cluster, opened at preflight):
     # the steps make it, or take the one of a provider the caller made.
-    current.steps = make_steps(settings, on_event=current.event, cluster=getattr(provider, "cluster", None))
-    active = provider or make_provider(settings, on_event=current.event,
-                                       cluster=getattr(current.steps, "cluster", None))
+    current.executor = make_executor(settings, on_event=current.event,
+                                     cluster=provider.cluster if provider is not None else None)
+    active = provider or make_provider(settings, on_event=current.event, cluster=current.executor.cluster)
     loop = asyncio.get_running_loop()
     installed = _install_signal_handlers(loop, current)
     flusher = asyncio.create_task(_flush_state_periodically(current.state, current))
@@ -189,7 +187,7 @@ async def _run_workers(current: _Run, provider: Provider | None) -> BaseExceptio
         if not await _checked_before_sending(current, active):
             return None
         current.batch = await _batch_path(current, active)
-        in_flight = current.steps.documents_in_flight(max(1, settings.concurrency))
+        in_flight = current.executor.documents_in_flight(max(1, settings.concurrency))
         if in_flight != settings.concurrency:  # the report says what the run did
             try:
                 current.state.correct_setting(current.run_id, "concurrency", in_flight)
@@ -216,7 +214,7 @@ async def _run_workers(current: _Run, provider: Provider | None) -> BaseExceptio
             if provider is None:
                 await active.aclose()
         finally:
-            await current.steps.aclose()
+            await current.executor.aclose()
     return failure
 
 
@@ -224,12 +222,13 @@ async def _batch_path(current: _Run, provider: Provider) -> BatchPath | None:
     """--batch with the API: earlier batches brought forward before any document; None otherwise."""
     if not current.settings.batch:
         return None
-    if not isinstance(provider, OpenAIProvider):
+    service = provider.batches()
+    if service is None:
         current.emit("warning", kind="batch_needs_api", option="--batch",
                      message="--batch sends two-step's text step through the OpenAI Batch API; the offline engine "
                              "has no batches, so the documents are made now")
         return None
-    batch = BatchPath(current.settings, current.state, current.run_id, provider, current.emit)
+    batch = BatchPath(current.settings, current.state, current.run_id, service, current.emit)
     await batch.bring_forward()
     return batch
 
@@ -238,10 +237,8 @@ async def _checked_before_sending(current: _Run, provider: Provider) -> bool:
     """The provider's one check before any document (does the server offer the model?): False, with the run's abort
     reason set, when it says the run cannot work (an unknown model, a refused key: exit 2). A server failing the
     check is met again by the documents, which report it their usual way."""
-    preflight = getattr(provider, "preflight", None)
     try:
-        if preflight is not None:
-            await preflight()  # the model and the key first: a refusal should not wait for a cluster
+        await provider.preflight()  # the model and the key first: a refusal should not wait for a cluster
     except UsageError as exc:
         current.abort_reason = str(exc)
         return False
@@ -251,7 +248,7 @@ async def _checked_before_sending(current: _Run, provider: Provider) -> bool:
     except ApiError:
         pass
     try:
-        await current.steps.preflight()  # --executor ray: no Ray, or no cluster, is exit 2 here
+        await current.executor.preflight()  # --executor ray: no Ray, or no cluster, is exit 2 here
     except UsageError as exc:
         current.abort_reason = str(exc)
         return False
@@ -371,7 +368,7 @@ class _Run:
     made: int = 0  # documents made (status done) so far in this run
     grace_timer: asyncio.TimerHandle | None = None
     batch: BatchPath | None = None  # --batch: where each document's text step goes
-    steps: Steps = field(default_factory=ThreadSteps)  # where publishing and caption hearing run (--executor)
+    executor: Executor = field(default_factory=ThreadExecutor)  # where publishing and caption hearing run (--executor)
     warnings: list[dict[str, Any]] = field(default_factory=list)  # the run's warning events, for report.json
     # Feed items fetch article pages while being pulled: do that in a thread so the loop keeps serving.
     pull_in_thread: bool = False
@@ -473,7 +470,7 @@ class _Run:
                 self._finish(_waiting(item, route.reason), (), None)
                 return
             if route.kind == "speak" and route.line is not None:
-                make = self._from_batch(item, provider, route.line)
+                make = self.batch.speaker(item, route.line)
                 line = route.line
         try:
             # Before anything is sent: a file in the way would fail the document after its requests were paid for.
@@ -482,7 +479,7 @@ class _Run:
             self._finish(_failed(item, str(exc), type(exc).__name__, 0.0), (), None)
             return
         started = time.time()
-        result, attempts, written = await _process(item, make, self.settings, self._claim, self.steps)
+        result, attempts, written = await _process(item, make, self.settings, self._claim, self.executor)
         if line is not None and self.batch is not None and result.status == "done":
             self.batch.spoken(line)
         if written is not None and record is not None:
@@ -492,13 +489,6 @@ class _Run:
             self.state.release_outputs(remove_outputs(self.settings.out_dir, stale, self.state))
         self._finish(result, attempts, _record(item, result, written, decision.fingerprint, self.run_id, started,
                                               record))
-
-    def _from_batch(self, item: Document, provider: Provider, line: BatchLine) -> MakeSummary:
-        """Speak a batch's written answer (the provider is the API's: only it makes batches)."""
-        assert isinstance(provider, OpenAIProvider)
-        text, usage = BatchPath.answer(line)
-        return functools.partial(provider.speak_written, item, self.settings, text, usage=usage,
-                                 request_id=line.request_id, batch_id=line.batch_id)
 
     def _claim(self, doc_id: str, names: set[str]) -> frozenset[str]:
         return claim(self.settings.out_dir, self.state, doc_id, names)
@@ -540,12 +530,12 @@ class Processed(NamedTuple):
 
 
 async def _process(item: Document, make: MakeSummary, settings: RunSettings,
-                   claim_names: Claim, steps: Steps) -> Processed:
+                   claim_names: Claim, executor: Executor) -> Processed:
     """make() the spoken summary (the provider's summarise, or a batch answer spoken), time its captions, publish
     it (both on `steps`: threads here, or the Ray pool), write it."""
     started = time.monotonic()
     try:
-        summary = await timed_cues(await make(), settings, steps)
+        summary = await timed_cues(await make(), settings, executor)
     except (ApiError, DocumentError) as exc:  # both carry the requests already made for the document
         attempts = tuple(a for a in exc.attempts if isinstance(a, Attempt))
         return Processed(_failed(item, str(exc), type(exc).__name__, time.monotonic() - started,
@@ -556,9 +546,9 @@ async def _process(item: Document, make: MakeSummary, settings: RunSettings,
         options = publish_options(item, settings)
         try:
             # Audio the API sent in --format itself is tagged and measured, never re-encoded (format-direct).
-            published = await steps.publish(_publisher(summary.audio_format), summary.wav, options)
+            published = await executor.publish(_publisher(summary.audio_format), summary.wav, options)
             # The answers to follow-up questions are published the same way (format, loudness, tags).
-            published_answers = tuple([await steps.publish(_publisher(answer.audio_format), answer.wav,
+            published_answers = tuple([await executor.publish(_publisher(answer.audio_format), answer.wav,
                                                            dataclasses.replace(options, tags={
                                                                **options.tags,
                                                                "title": f"{options.tags['title']}: "
@@ -574,7 +564,7 @@ async def _process(item: Document, make: MakeSummary, settings: RunSettings,
         ours = claim_names(item.id, document_names(item, summary, settings, published, published_answers).all)
         written = await asyncio.to_thread(write_document_outputs, settings.out_dir, item, summary, settings,
                                           published, published_answers, ours=ours.__contains__)
-    except (OutputClash, DiskFull) as exc:
+    except (OutputClash, DiskFull, DocumentError) as exc:  # DocumentError: audio that will not strip (InvalidAudio)
         return Processed(_failed(item, str(exc), type(exc).__name__, time.monotonic() - started,
                                  requests=summary.requests), summary.attempts, None)
     except (OSError, ValueError) as exc:

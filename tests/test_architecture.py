@@ -133,3 +133,18 @@ def test_server_json_is_parsed_only_through_the_depth_limited_parser() -> None:
                     and node.func.value.id == "json"):
                 offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
     assert not offenders, offenders
+
+
+def test_the_runner_names_no_concrete_provider() -> None:
+    """The runner works through providers/base.py's contract alone: it imports no concrete provider, and asks a
+    provider nothing through isinstance or getattr."""
+    source = (PACKAGE / "runner.py").read_text()
+    graph = _graph()
+    concrete = {name for name in graph if _within(name, "pipeline.providers") and name not in (
+        "pipeline.providers", "pipeline.providers.base")}
+    assert not graph["pipeline.runner"] & concrete, graph["pipeline.runner"] & concrete
+    tree = ast.parse(source)
+    asked = [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+             and node.func.id in ("isinstance", "getattr") and node.args
+             and isinstance(node.args[0], ast.Name) and node.args[0].id in ("provider", "active")]
+    assert not asked, f"runner.py asks a provider past its contract at lines {asked}"

@@ -11,6 +11,7 @@ from conftest import SAMPLE_INPUTS, SERVER_KEY, RunningServer, api_env, run_cli
 
 from pipeline import runner
 from pipeline.models import Document, RunSettings
+from pipeline.providers.base import Provider
 
 
 def _wav_seconds(path: Path) -> float:
@@ -162,7 +163,9 @@ def test_usage_errors_exit_2_without_traceback(tmp_path: Path) -> None:
         assert "Traceback" not in result.stderr
 
 
-class _BuggyProvider:
+class _BuggyProvider(Provider):
+    """A provider written against the contract alone (providers/base.py): the defaults for everything else."""
+
     name = "buggy"
 
     async def summarise(self, document: Document, settings: RunSettings):

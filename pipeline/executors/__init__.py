@@ -2,9 +2,10 @@
 
 Two kinds of CPU work: the offline engine's (summary and speech, recognising recordings: the local provider's
 process pool, or the Ray pool behind providers.ray_engine) and the steps the runner takes on every finished spoken
-summary, whichever provider made it (`Steps`): publishing (loudness, encode, tags) and hearing the API's audio for
-caption times. Steps run on threads of this process with the local executor, and in the Ray pool with `--executor
-ray`, so an API run's encodes and recognition spread over the cluster while its requests stay in this process.
+summary, whichever provider made it (an `Executor`'s steps): publishing (loudness, encode, tags) and hearing the
+API's audio for caption times. They run on threads of this process with the local executor, and in the Ray pool
+with `--executor ray`, so an API run's encodes and recognition spread over the cluster while its requests stay in
+this process.
 """
 
 from __future__ import annotations
@@ -20,9 +21,14 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-class Steps(Protocol):
-    """The runner's CPU steps on finished audio. Each call returns what function(*args) returns or raises what it
-    raises (a lost Ray actor is retried elsewhere; one that keeps dying is a DocumentError)."""
+class Executor(Protocol):
+    """Where the runner's CPU steps on finished audio run. Each call returns what function(*args) returns or raises
+    what it raises (a lost Ray actor is retried elsewhere; one that keeps dying is a DocumentError)."""
+
+    @property
+    def cluster(self) -> RayCluster | None:
+        """The Ray actor pool the steps run on (--executor ray), for the offline engine to share; else None."""
+        ...
 
     async def preflight(self) -> None: ...
 
@@ -37,13 +43,13 @@ class Steps(Protocol):
     async def aclose(self) -> None: ...
 
 
-def make_steps(settings: RunSettings, on_event: EventListener | None = None,
-               cluster: RayCluster | None = None) -> Steps:
+def make_executor(settings: RunSettings, on_event: EventListener | None = None,
+               cluster: RayCluster | None = None) -> Executor:
     """The run's steps; `cluster`: a Ray pool a caller's provider already has (the steps then share it)."""
     if settings.executor == "ray":
-        from pipeline.executors.ray_pool import RaySteps  # Ray itself is imported at preflight (exit 2 without it)
+        from pipeline.executors.ray_pool import RayExecutor  # Ray itself is imported at preflight (exit 2 without it)
 
-        return RaySteps(settings, on_event=on_event, cluster=cluster)
-    from pipeline.executors.threads import ThreadSteps
+        return RayExecutor(settings, on_event=on_event, cluster=cluster)
+    from pipeline.executors.threads import ThreadExecutor
 
-    return ThreadSteps()
+    return ThreadExecutor()

@@ -1,7 +1,7 @@
 """--executor ray: a run's CPU work on a Ray actor pool; the driver stays the one writer.
 
 One pool a run (`RayCluster`), used by two callers: providers.ray_engine.RayProvider sends the offline engine's
-calls (narrate.narrate, read_aloud, hear, answer) there instead of to local worker processes, and `RaySteps` sends
+calls (narrate.narrate, read_aloud, hear, answer) there instead of to local worker processes, and `RayExecutor` sends
 the runner's steps on finished audio (publishing: loudness, encode, tags; hearing the API's audio for caption times)
 there instead of to this process's threads. Results (WAV or encoded bytes and metadata) come back to this process,
 where the runner writes every file and records state exactly as with the local executor. So resume, skip-unchanged,
@@ -413,7 +413,7 @@ class RayCluster:
             await self._connection.close()
 
 
-class RaySteps:
+class RayExecutor:
     """The runner's steps on finished audio (publish, hear for captions) in the run's Ray pool. The offline engine's
     calls share the same pool (`cluster`, handed to providers.ray_engine.RayProvider, or taken from a provider a
     caller made). What a step raises comes back as a thread's would; what only a cluster can raise (a module missing

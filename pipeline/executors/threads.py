@@ -6,13 +6,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from pipeline.executors.ray_pool import RayCluster
 
 T = TypeVar("T")
 _HEARING = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audiosum-align")
 
 
-class ThreadSteps:
+class ThreadExecutor:
+    cluster: RayCluster | None = None  # threads of this process: no pool to share
     async def preflight(self) -> None:
         return None
 

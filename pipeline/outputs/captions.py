@@ -14,13 +14,13 @@ import functools
 
 from pipeline.engine import align
 from pipeline.errors import DocumentError
-from pipeline.executors import Steps
+from pipeline.executors import Executor
 from pipeline.models import RunSettings, SpokenSummary
 
 Cue = tuple[float, float, str]
 
 
-async def timed_cues(summary: SpokenSummary, settings: RunSettings, steps: Steps) -> SpokenSummary:
+async def timed_cues(summary: SpokenSummary, settings: RunSettings, executor: Executor) -> SpokenSummary:
     """The summary with cues, their method and (for --captions word) word cues."""
     if settings.output == "text" or not summary.wav:
         return summary
@@ -31,7 +31,7 @@ async def timed_cues(summary: SpokenSummary, settings: RunSettings, steps: Steps
         return dataclasses.replace(summary, cues_method="estimated", cues_reason="--captions off: not heard")
     suffix = f".{summary.audio_format}"
     try:
-        found = await steps.hear(functools.partial(align.align, language=settings.language, suffix=suffix),
+        found = await executor.hear(functools.partial(align.align, language=settings.language, suffix=suffix),
                                  summary.wav, summary.transcript)
     except DocumentError as exc:  # the audio does not decode: publishing it will say so; no cues to give
         return dataclasses.replace(summary, cues_method="estimated", cues_reason=f"not heard: {exc}")

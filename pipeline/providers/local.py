@@ -26,11 +26,12 @@ from pipeline.models import (
     questions_for,
 )
 from pipeline.plan.split import chapter_label, narration_parts
+from pipeline.providers.base import Provider
 
 LOCAL_MODEL = "textrank-extractive"
 
 
-class LocalProvider:
+class LocalProvider(Provider):
     name = "local"
 
     def __init__(self, settings: RunSettings, on_event: EventListener | None = None) -> None:

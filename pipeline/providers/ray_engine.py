@@ -23,7 +23,8 @@ class RayProvider(LocalProvider):
     def __init__(self, settings: RunSettings, on_event: EventListener | None = None,
                  cluster: RayCluster | None = None) -> None:
         self._own_cluster = cluster is None  # a run hands over its own (shared with its steps); else one of ours
-        self.cluster = cluster or RayCluster(settings, on_event, voice=True, work="the offline engine")
+        self._ray = cluster or RayCluster(settings, on_event, voice=True, work="the offline engine")
+        self.cluster = self._ray  # the contract's name for it: the run's steps share this pool
         super().__init__(settings, on_event=on_event)
 
     def _start_workers(self, settings: RunSettings) -> None:
@@ -31,11 +32,11 @@ class RayProvider(LocalProvider):
 
     async def preflight(self) -> None:
         """Connect (or start a local Ray) before the first document: no Ray, or no cluster, is exit 2 here."""
-        await self.cluster.open()
+        await self._ray.open()
 
     async def _in_pool(self, function: Callable[..., Any], *args: Any) -> Any:
         try:
-            return await self.cluster.call(function, *args)
+            return await self._ray.call(function, *args)
         except DocumentError:  # InvalidAudio, AudioToolFailed, an actor that kept dying: what the runner records
             raise
         except Exception as exc:  # the engine is this provider's boundary: classify as the local executor does
@@ -43,4 +44,4 @@ class RayProvider(LocalProvider):
 
     async def aclose(self) -> None:
         if self._own_cluster:
-            await self.cluster.aclose()
+            await self._ray.aclose()

@@ -30,7 +30,7 @@ from pipeline.audio.publish import PublishOptions, publish  # noqa: E402
 from pipeline.engine import narrate  # noqa: E402
 from pipeline.errors import DocumentError, InvalidAudio  # noqa: E402
 from pipeline.executors import ray_pool  # noqa: E402
-from pipeline.executors.ray_pool import RaySteps  # noqa: E402
+from pipeline.executors.ray_pool import RayExecutor  # noqa: E402
 from pipeline.models import RunSettings  # noqa: E402
 from pipeline.providers import ray_engine  # noqa: E402
 
@@ -263,7 +263,7 @@ def test_a_step_raises_here_what_it_raised_there(ray_address: str) -> None:
     the document's failure (DocumentError), never the run's."""
     settings = RunSettings(inputs=("unused",), out_dir=Path("unused"), provider="openai", concurrency=1,
                            executor="ray")
-    steps = RaySteps(settings)
+    steps = RayExecutor(settings)
 
     async def scenario() -> None:
         try:

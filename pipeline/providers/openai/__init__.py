@@ -46,6 +46,7 @@ from pipeline.models import (
 )
 from pipeline.plan.costs import speech_usage
 from pipeline.plan.split import chapter_label, narration_parts, split_for_budget
+from pipeline.providers.base import Provider
 from pipeline.providers.openai import preflight, server_json
 from pipeline.providers.openai.conversation import Conversation
 from pipeline.providers.openai.preflight import Preflight
@@ -254,7 +255,7 @@ def _carries_audio(messages: list[dict[str, Any]]) -> bool:
                for message in messages if isinstance(message.get("content"), list) for part in message["content"])
 
 
-class OpenAIProvider:
+class OpenAIProvider(Provider):
     """Chat Completions audio over one pooled httpx client, paced by a RateLimiter, retried by a RetryPolicy."""
 
     name = "openai"
@@ -372,6 +373,10 @@ class OpenAIProvider:
                                       model=settings.text_model)
         return await self._with_followups(document, settings, summary,
                                           build_request_body(document, settings)["messages"])
+
+    def batches(self) -> OpenAIProvider:
+        """--batch: this provider is its own Batch service (batch_api, clock, speak_written)."""
+        return self
 
     def batch_api(self) -> BatchApi:
         """The Batch API over this provider's client, retried by its policy."""
