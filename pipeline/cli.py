@@ -144,7 +144,7 @@ def run_command(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | No
             ConsoleOutput(log_format=log_format, quiet=quiet).on_event(
                 "warning", {"kind": "job_api_base", "option": "api_base", "message": warning})
         if values["dry_run"]:
-            from pipeline.plan.dryrun import describe
+            from pipeline.dryrun import describe
 
             planned, written = runner.dry_run(settings)
             click.echo(describe(planned) + "".join(f"\n  plan {path}" for path in written))

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from pipeline import plan, report, sources
+from pipeline import dryrun, plan, report, sources
 from pipeline.audio.publish import PublishedAudio, PublishOptions, is_audio_file, publish, publish_encoded
 from pipeline.batching import BatchPath
 from pipeline.errors import ApiError, AuthenticationFailed, DiskFull, DocumentError, OutputClash, UsageError
@@ -49,7 +49,6 @@ from pipeline.outputs import (
     write_document_outputs,
 )
 from pipeline.outputs.captions import timed_cues
-from pipeline.plan import dryrun
 from pipeline.providers import make_provider
 from pipeline.providers.base import Provider
 from pipeline.redact import shown_input, url_without_credentials, visible

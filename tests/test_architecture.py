@@ -148,3 +148,33 @@ def test_the_runner_names_no_concrete_provider() -> None:
              and node.func.id in ("isinstance", "getattr") and node.args
              and isinstance(node.args[0], ast.Name) and node.args[0].id in ("provider", "active")]
     assert not asked, f"runner.py asks a provider past its contract at lines {asked}"
+
+
+def _package(name: str) -> str:
+    """pipeline.providers.openai.batch -> pipeline.providers; pipeline.runner -> pipeline.runner."""
+    return ".".join(name.split(".")[:2])
+
+
+def _package_graph() -> dict[str, set[str]]:
+    packages: dict[str, set[str]] = {}
+    for name, imported in _graph().items():
+        packages.setdefault(_package(name), set()).update(_package(other) for other in imported)
+    return {package: imported - {package} for package, imported in packages.items()}
+
+
+def test_no_import_cycles_between_packages() -> None:
+    """A cycle between packages (plan imports providers while providers import plan) hides in a module graph
+    that has none: one package cannot be read, tested or moved without the other."""
+    graph = _package_graph()
+    cycles = []
+    for start in graph:
+        stack = [(start, [start])]
+        while stack:
+            node, path = stack.pop()
+            for nxt in graph.get(node, ()):
+                if nxt == start:
+                    cycles.append(" -> ".join([*path, start]))
+                elif nxt not in path and nxt > start:  # each cycle once, from its smallest package
+                    stack.append((nxt, [*path, nxt]))
+    assert not cycles, cycles
+

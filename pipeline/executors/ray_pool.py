@@ -48,8 +48,7 @@ from typing import Any, TypeVar
 import pipeline
 from pipeline.engine import listen, speech
 from pipeline.errors import DocumentError, UsageError
-from pipeline.models import EventListener, RunSettings
-from pipeline.settings import OPTIONS_BY_KEY
+from pipeline.models import MAX_CONCURRENCY, EventListener, RunSettings
 
 T = TypeVar("T")
 EXTRA = "pip install 'audiosum[ray]' (in a checkout: pip install '.[ray]')"
@@ -342,7 +341,7 @@ class RayCluster:
             # The offline engine's default (--workers, this machine's cores) would leave a cluster idle: one
             # document in flight per actor the pool may have (within --concurrency's own bound). The API's default
             # comes from its rate limit.
-            self.concurrency = min(high, int(OPTIONS_BY_KEY["concurrency"].high or high))
+            self.concurrency = min(high, MAX_CONCURRENCY)
         concurrency = self.concurrency
         context = self._connection.context if self._connection is not None else None
         dashboard = getattr(context, "dashboard_url", None) or None

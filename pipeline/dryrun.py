@@ -1,6 +1,6 @@
 """`--dry-run`: read and plan every document, send nothing, and say what the run would do and cost.
 
-Shares sources and plan with the real run so the counts agree; never calls a provider.
+An orchestrator beside the runner (it reads sources, plan, the wire format's sizes and state); never calls a provider.
 """
 
 from __future__ import annotations
