@@ -506,7 +506,7 @@ def _aware(value: object) -> datetime | None:
 def _proxy(value: object) -> str | None:
     if value is None:
         return None
-    from pipeline.sources.feeds import check_proxy
+    from pipeline.sources.fetch import check_proxy
 
     check_proxy(str(value))
     return str(value)

@@ -17,7 +17,7 @@ from conftest import REPO, SAMPLE_INPUTS, child_env
 
 from pipeline.engine import extractive, text
 from pipeline.engine.text import Sentence
-from pipeline.sources.feeds import FetchLimits
+from pipeline.sources.fetch import FetchLimits
 
 PAGE_CAP_BYTES = FetchLimits().max_page_bytes
 PEAK_RSS_LIMIT_MB = 300

@@ -22,8 +22,8 @@ from loopback import LoopbackSite, Reply, Request
 
 from pipeline.errors import AddressRefused, FetchError, UsageError
 from pipeline.models import Document, RejectedDocument
-from pipeline.sources import feeds
-from pipeline.sources.feeds import FetchLimits, PageFetcher
+from pipeline.sources import feeds, fetch
+from pipeline.sources.fetch import FetchLimits, PageFetcher
 
 PUBLIC = "93.184.215.14"  # only ever a resolver's answer: the connect guard refuses any attempt to reach it
 QUICK = FetchLimits(connect_timeout_s=2.0, read_timeout_s=2.0, deadline_s=5.0)
@@ -386,12 +386,12 @@ def test_an_explicit_proxy_is_used_and_links_are_still_checked(web: Web, names: 
 def test_a_proxy_password_is_not_shown() -> None:
     limits = FetchLimits(proxy="http://user:hunter22@127.0.0.1:3128")
     assert "hunter22" not in repr(limits)
-    feeds.check_proxy("http://user:hunter22@127.0.0.1:3128")
+    fetch.check_proxy("http://user:hunter22@127.0.0.1:3128")
     with pytest.raises(UsageError) as refused:
-        feeds.check_proxy("ftp://user:hunter22@127.0.0.1:21")
+        fetch.check_proxy("ftp://user:hunter22@127.0.0.1:21")
     assert "hunter22" not in str(refused.value) and "ftp://127.0.0.1:21" in str(refused.value)
     with pytest.raises(UsageError, match="with its scheme") as bare:
-        feeds.check_proxy("user:hunter22@127.0.0.1:3128")
+        fetch.check_proxy("user:hunter22@127.0.0.1:3128")
     assert "hunter22" not in str(bare.value)
 
 

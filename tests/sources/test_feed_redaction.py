@@ -13,8 +13,8 @@ import pytest
 from loopback import LoopbackSite, Reply, Request
 
 from pipeline.models import Document, RejectedDocument
-from pipeline.sources import feeds
-from pipeline.sources.feeds import FetchLimits
+from pipeline.sources import feeds, fetch
+from pipeline.sources.fetch import FetchLimits
 
 SECRETS = ("hunter22", "SECRET123", "audiouser", base64.b64encode(b"audiouser:hunter22").decode())
 LIMITS = FetchLimits(connect_timeout_s=2.0, read_timeout_s=2.0, deadline_s=5.0)
@@ -88,8 +88,8 @@ def test_entries_name_their_feed_without_credentials(web: EchoingWeb) -> None:
 
 def test_the_redaction_helpers() -> None:
     text = "cannot fetch http://u:hunter22@host/feed?token=SECRET123 (token=SECRET123, user hunter22)"
-    cleaned = feeds._without_secrets(text, "http://u:hunter22@host/feed?token=SECRET123")
+    cleaned = fetch._without_secrets(text, "http://u:hunter22@host/feed?token=SECRET123")
     assert cleaned == "cannot fetch http://host/feed ([redacted], user [redacted])"
-    assert feeds._without_secrets("see http://[x and more") == "see [URL] and more"
+    assert fetch._without_secrets("see http://[x and more") == "see [URL] and more"
     assert feeds.shown_source("/srv/feeds/local.xml") == "/srv/feeds/local.xml"
     assert feeds.shown_source("https://a:b@example.org:8443/rss?k=v#f") == "https://example.org:8443/rss"

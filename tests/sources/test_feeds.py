@@ -30,8 +30,8 @@ from conftest import RunningServer, api_env, free_port, run_cli
 from pipeline import sources
 from pipeline.errors import DocumentError, FetchError, UsageError
 from pipeline.models import Document, RejectedDocument
-from pipeline.sources import feeds
-from pipeline.sources.feeds import FetchLimits
+from pipeline.sources import feeds, fetch
+from pipeline.sources.fetch import FetchLimits
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "feeds"
 # The fixture server stands in for public sites from loopback, so these tests opt in to private article links;
@@ -315,8 +315,8 @@ def test_article_links_to_private_addresses_are_refused_by_default(web: FeedServ
         "feed-content (page: refusing to fetch from 127.0.0.1: a loopback address, not a public one "
         "(--allow-private-links allows it))"}
     assert items[0].text == "Buses and bikes are back on the bridge."
-    assert feeds.is_public_host("8.8.8.8")
-    assert not any(feeds.is_public_host(h) for h in ("127.0.0.1", "localhost", "10.0.0.8", "169.254.169.254",
+    assert fetch.is_public_host("8.8.8.8")
+    assert not any(fetch.is_public_host(h) for h in ("127.0.0.1", "localhost", "10.0.0.8", "169.254.169.254",
                                                       "[::1]", "::ffff:127.0.0.1", "0.0.0.0"))
 
 
@@ -468,7 +468,7 @@ def test_a_trickle_ends_by_the_deadline(web: FeedServer) -> None:
 
 
 def test_gzip_bomb_stops_at_the_default_cap(web: FeedServer) -> None:
-    fetcher = feeds.PageFetcher(FetchLimits(allow_private_links=True))  # the default cap, on loopback
+    fetcher = fetch.PageFetcher(FetchLimits(allow_private_links=True))  # the default cap, on loopback
     tracemalloc.start()
     try:
         with pytest.raises(FetchError, match=r"^decompressed body is over the 5242880-byte limit$"):
