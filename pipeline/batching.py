@@ -25,7 +25,6 @@ from pipeline.errors import ApiError, TransientError
 from pipeline.models import Document, RunSettings, SpokenSummary, Usage
 from pipeline.plan.split import split_for_budget
 from pipeline.providers.base import BatchService
-from pipeline.providers.openai import build_request_body
 from pipeline.providers.openai.batch import (
     MAX_FILE_BYTES,
     MAX_LINES,
@@ -35,6 +34,7 @@ from pipeline.providers.openai.batch import (
     batch_line,
 )
 from pipeline.providers.openai.shapes import BATCH_FINISHED, api_id
+from pipeline.providers.openai.wire import build_request_body
 from pipeline.state import STATE_DIR, RunState
 from pipeline.state.batches import BatchLine, BatchRecord
 
@@ -218,7 +218,7 @@ class BatchPath:
     def speaker(self, document: Document, line: BatchLine) -> Callable[[], Awaitable[SpokenSummary]]:
         """What makes the document's summary from its batch answer: the provider speaks the written text."""
         text, usage = self.answer(line)
-        return functools.partial(self._provider.speak_written, document, self._settings, text, usage=usage,
+        return functools.partial(self._provider.speak_batch_answer, document, self._settings, text, usage=usage,
                                  request_id=line.request_id, batch_id=line.batch_id)
 
     def spoken(self, line: BatchLine) -> None:

@@ -15,7 +15,6 @@ from pipeline.audio import duration_of, recordings
 from pipeline.errors import InvalidAudio
 from pipeline.models import Document, RunSettings, questions_for
 from pipeline.plan.costs import CHARS_PER_TEXT_TOKEN, cost_usd, prices_for, prices_for_run, speech_usage
-from pipeline.providers.openai import build_request_body
 from pipeline.providers.openai.prompts import recording_system_prompt
 from pipeline.providers.openai.ratelimit import (
     AUDIO_IN_TOKENS_PER_SECOND,
@@ -24,6 +23,7 @@ from pipeline.providers.openai.ratelimit import (
     prompt_tokens,
 )
 from pipeline.providers.openai.speech import MAX_INPUT_CHARS
+from pipeline.providers.openai.wire import build_request_body
 from pipeline.state import RunState
 
 # The offline engine's speed where this folder has no earlier offline run to measure: sample_inputs/ on 2 cores

@@ -27,7 +27,7 @@ class BatchService(Protocol):
         """The Batch API calls (files, batches, output files), over the provider's client and retry policy."""
         ...
 
-    async def speak_written(self, document: Document, settings: RunSettings, text: str, *, usage: Usage,
+    async def speak_batch_answer(self, document: Document, settings: RunSettings, text: str, *, usage: Usage,
                             request_id: str | None, batch_id: str | None) -> SpokenSummary:
         """Speak `text` (a batch's answer for `document`) and ask the document's follow-ups, as a summary would be."""
         ...

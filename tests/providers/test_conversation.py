@@ -36,7 +36,7 @@ class ScriptedAsker:
         self.script = list(script)
         self.sent: list[list[dict[str, Any]]] = []
 
-    async def ask(self, document: Document, settings: RunSettings, messages: list[dict[str, Any]],
+    async def answer_turn(self, document: Document, settings: RunSettings, messages: list[dict[str, Any]],
                   audio_seconds: float = 0.0) -> SpokenSummary:
         self.sent.append(messages)
         step = self.script.pop(0)

@@ -29,8 +29,8 @@ EXPIRY_MARGIN_S = 15
 class Asker(Protocol):
     clock: Clock
 
-    async def ask(self, document: Document, settings: RunSettings, messages: list[dict[str, Any]],
-                  audio_seconds: float = 0.0, *, direct: bool = True) -> SpokenSummary: ...
+    async def answer_turn(self, document: Document, settings: RunSettings, messages: list[dict[str, Any]],
+                          audio_seconds: float = 0.0, *, direct: bool = True) -> SpokenSummary: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,14 +68,14 @@ class Conversation:
         messages, history = self._messages(question)
         with keeping_attempts(lambda: self.attempts):
             try:
-                answer = await self._asker.ask(self._document, self._settings, messages, self._audio_seconds)
+                answer = await self._asker.answer_turn(self._document, self._settings, messages, self._audio_seconds)
             except ApiError as error:
                 if not (_refuses_audio_ids(error) and any(turn.via == "audio_id" for turn in history)):
                     raise
                 self.attempts += tuple(a for a in error.attempts if isinstance(a, Attempt))
                 self._refused = "refused by the server: " + " ".join(str(error).split())[:200]
                 messages, history = self._messages(question)
-                answer = await self._asker.ask(self._document, self._settings, messages, self._audio_seconds)
+                answer = await self._asker.answer_turn(self._document, self._settings, messages, self._audio_seconds)
         self.attempts += answer.attempts
         self.usages.append(answer.usage)
         self.steps.extend(answer.steps)
