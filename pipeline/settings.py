@@ -31,6 +31,7 @@ from pipeline.models import (
     DEFAULT_WORDS,
     EXECUTORS,
     LOG_FORMATS,
+    MAX_CONCURRENCY,
     MODES,
     OPENAI_VOICES,
     OUTPUT_KINDS,
@@ -86,7 +87,7 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
               low=10, high=2000, fingerprint=True),
     RunOption("concurrency", ("--concurrency",), "int", "Documents in flight at once [default: --workers for local, "
               "or with --executor ray the actor pool's size; for openai 8, or enough to keep --rpm busy].", low=1,
-              high=512, show_default=False),
+              high=MAX_CONCURRENCY, show_default=False),
     RunOption("workers", ("--workers",), "int", "Offline engine: speech worker processes (the cores are shared "
               "between them).", default=min(2, os.cpu_count() or 1), low=1, high=64),
     RunOption("instructions", ("--instructions",), "str", "Replace the system prompt; '{words}' in it becomes the "
