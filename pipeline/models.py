@@ -22,6 +22,7 @@ DEFAULT_TTS_MODEL = "gpt-4o-mini-tts"
 DEFAULT_WORDS = 120
 DEFAULT_API_BASE = "https://api.openai.com/v1"
 DEFAULT_PODCAST_BASE_URL = "http://127.0.0.1:8000/feed/"  # what `audiosum serve --feed OUT` serves
+STATE_DIR = ".audiosum"  # OUT/.audiosum: the state database, its lock, a batch's spool (OUT's one folder of ours)
 MAX_CONCURRENCY = 512  # documents in flight at once, at most (--concurrency's bound, and a Ray pool's default)
 
 # The names a run's choices can take, declared once: RunSettings holds them and the options table

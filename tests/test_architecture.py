@@ -178,3 +178,19 @@ def test_no_import_cycles_between_packages() -> None:
                     stack.append((nxt, [*path, nxt]))
     assert not cycles, cycles
 
+
+
+# Imports that would tie a stage to one that comes after it in the data path, or to the CLI's option table.
+FORBIDDEN_PACKAGE_IMPORTS = {
+    ("pipeline.sources", "pipeline.state"),
+    ("pipeline.outputs", "pipeline.state"),
+    ("pipeline.plan", "pipeline.providers"),
+    ("pipeline.executors", "pipeline.settings"),
+}
+
+
+def test_stages_do_not_reach_into_later_stages() -> None:
+    graph = _package_graph()
+    found = {(package, other) for package, imported in graph.items() for other in imported
+             if (package, other) in FORBIDDEN_PACKAGE_IMPORTS}
+    assert not found, sorted(found)

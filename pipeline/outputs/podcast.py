@@ -9,19 +9,47 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from pipeline import __version__
 from pipeline.engine.align import estimated_transcript_cues
 from pipeline.models import DEFAULT_PODCAST_BASE_URL
-from pipeline.outputs import atomic_write, confined_path, transcript_file
+from pipeline.outputs import OutputOwners, atomic_write, confined_path, transcript_file
 from pipeline.redact import visible
-from pipeline.state import DocumentRecord, RunState
+
+
+class Episode(Protocol):
+    """A document as the feed needs it (pipeline.state.DocumentRecord is one)."""
+
+    @property
+    def doc_id(self) -> str: ...
+
+    @property
+    def finished_at(self) -> float: ...
+
+    @property
+    def sidecar_name(self) -> str | None: ...
+
+
+class EpisodeRecords(OutputOwners, Protocol):
+    """What the feed reads of state, and the files in OUT/ it claims (pipeline.state.RunState implements it)."""
+
+    def owns(self, name: str) -> bool: ...
+
+    def episodes(self, limit: int) -> Sequence[Episode]: ...
+
+    def document(self, doc_id: str) -> Episode | None: ...
+
+    def unverified_outputs(self) -> Mapping[str, list[str]]: ...
+
+    def forget_unverified(self) -> None: ...
+
 
 FEED_NAME = "podcast.xml"
 ITUNES = "http://www.itunes.com/dtds/podcast-1.0.dtd"
@@ -120,7 +148,7 @@ def _rfc822(value: str | float | None, fallback: float) -> str:
     return format_datetime(when)
 
 
-def _ours_or_adoptable(out_dir: Path, state: RunState, doc_id: str, txt_name: str, vtt_name: str,
+def _ours_or_adoptable(out_dir: Path, state: EpisodeRecords, doc_id: str, txt_name: str, vtt_name: str,
                        transcript: bytes) -> bool:
     """True when both names are audiosum's or free, or hold the pair an earlier audiosum wrote before it recorded
     its files (the .txt is exactly this transcript, the .vtt a WebVTT file): those are claimed now. False when a
@@ -148,7 +176,7 @@ def _ours_or_adoptable(out_dir: Path, state: RunState, doc_id: str, txt_name: st
     return True
 
 
-def adopt_earlier_transcripts(out_dir: Path, state: RunState) -> None:
+def adopt_earlier_transcripts(out_dir: Path, state: EpisodeRecords) -> None:
     """Once, in a folder made before audiosum recorded its files: claim the <id>.txt/<id>.vtt pairs it wrote then
     (the .txt holds the sidecar's transcript), so remaking a document may replace them; a user's file is left."""
     candidates = state.unverified_outputs()
@@ -167,7 +195,7 @@ def adopt_earlier_transcripts(out_dir: Path, state: RunState) -> None:
         state.forget_unverified()
 
 
-def _add_episode(channel: ET.Element, record: DocumentRecord, sidecar: dict[str, Any], base: str, audio_path: Path,
+def _add_episode(channel: ET.Element, record: Episode, sidecar: dict[str, Any], base: str, audio_path: Path,
                  length: int) -> None:
     """The feed's <item> for one episode: its enclosure, and its <id>.txt and <id>.vtt transcripts."""
     meta = sidecar.get("meta") or {}
@@ -190,7 +218,7 @@ def _add_episode(channel: ET.Element, record: DocumentRecord, sidecar: dict[str,
     ET.SubElement(item, f"{{{PODCAST}}}transcript", {"url": base + quote(txt_name), "type": "text/plain"})
 
 
-def build(out_dir: Path, state: RunState, *, base_url: str = DEFAULT_PODCAST_BASE_URL, title: str | None = None,
+def build(out_dir: Path, state: EpisodeRecords, *, base_url: str = DEFAULT_PODCAST_BASE_URL, title: str | None = None,
           keep: int = 100) -> Path:
     """Write <id>.txt/<id>.vtt for every episode and the feed of the newest `keep` ones; returns the feed path."""
     base = base_url if base_url.endswith("/") else base_url + "/"

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from pipeline.errors import UsageError
 from pipeline.models import RunSettings
 from pipeline.redact import quoted, shown_input
-from pipeline.sources import extract, feeds, folders, manifests  # noqa: F401 - extract: sources.extract stays
+from pipeline.sources import extract, feeds, fetch, folders, manifests  # noqa: F401 - extract: sources.extract stays
 from pipeline.sources.documents import (  # noqa: F401 - the names callers and tests know from pipeline.sources
     AUDIO_SUFFIXES,
     DOCUMENT_SUFFIXES,
@@ -43,7 +43,7 @@ class ReadOptions:
     already_done: Callable[[str], bool] | None = None
     since: datetime | None = None
     max_items: int | None = None
-    fetch_limits: feeds.FetchLimits | None = None
+    fetch_limits: fetch.FetchLimits | None = None
 
 
 def _read_feed(raw: str, options: ReadOptions) -> Iterator[SourceItem]:
@@ -146,14 +146,14 @@ def check_text_output(inputs: tuple[str, ...], *, skip_dir: Path | None = None) 
                          "document; use --output text+audio for text, or give only recordings")
 
 
-def fetch_limits(settings: RunSettings) -> feeds.FetchLimits:
+def fetch_limits(settings: RunSettings) -> fetch.FetchLimits:
     """How this run fetches feed and article pages (private links, proxy)."""
-    return feeds.FetchLimits(allow_private_links=settings.allow_private_links, proxy=settings.proxy)
+    return fetch.FetchLimits(allow_private_links=settings.allow_private_links, proxy=settings.proxy)
 
 
 def iter_inputs(inputs: tuple[str, ...], *, skip_dir: Path | None = None,
                 already_done: Callable[[str], bool] | None = None, since: datetime | None = None,
-                max_items: int | None = None, fetch_limits: feeds.FetchLimits | None = None) -> Iterator[SourceItem]:
+                max_items: int | None = None, fetch_limits: fetch.FetchLimits | None = None) -> Iterator[SourceItem]:
     """Every document of every input, in order; call check_inputs first.
 
     already_done, since, max_items and fetch_limits apply to feed inputs (see feeds.iter_feed).

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pipeline.errors import UsageError
+from pipeline.models import STATE_DIR
 from pipeline.sources.documents import (
     AUDIO_SUFFIXES,
     DOCUMENT_SUFFIXES,
@@ -18,7 +19,6 @@ from pipeline.sources.documents import (
     printable_path,
 )
 from pipeline.sources.placement import same_folder_error, same_place
-from pipeline.state import STATE_DIR
 
 
 def walk_document_files(root: Path, skip_dir: Path | None) -> Iterator[Path]:

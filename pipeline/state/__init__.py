@@ -9,7 +9,8 @@ other packages use from them.
 
 from __future__ import annotations
 
-from pipeline.state.database import STATE_DIR, STATE_FILE
+from pipeline.models import STATE_DIR
+from pipeline.state.database import STATE_FILE
 from pipeline.state.migrations import MIGRATIONS, migration  # stay importable from here, as they always were
 from pipeline.state.opening import locked_state, open_read_only
 from pipeline.state.run_state import COMMIT_EVERY_S, DocumentRecord, RunState

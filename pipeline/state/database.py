@@ -14,7 +14,6 @@ from pathlib import Path
 from pipeline.errors import DiskFull, StateSchemaMismatch, is_no_space
 from pipeline.state.migrations import MIGRATIONS, SCHEMA_VERSION, applied_migrations, migrate
 
-STATE_DIR = ".audiosum"
 STATE_FILE = "state.sqlite"
 
 SQLITE_FULL = 13  # "database or disk is full"

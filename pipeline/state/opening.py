@@ -9,7 +9,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from pipeline.state.database import STATE_DIR
+from pipeline.models import STATE_DIR
 from pipeline.state.lock import RunLock
 from pipeline.state.run_state import RunState
 

@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import DiskFull, UsageError
-from pipeline.models import Attempt, DocumentResult
+from pipeline.models import STATE_DIR, Attempt, DocumentResult
 from pipeline.state.batches import BatchRecords
 from pipeline.state.database import (
-    STATE_DIR,
     STATE_FILE,
     _connect_for_writing,
     _connect_read_only,
