@@ -24,7 +24,14 @@ from pipeline import __version__
 from pipeline.errors import DiskFull, LockHeld, UsageError
 from pipeline.models import LogFormat, RunSettings
 from pipeline.redact import for_log
-from pipeline.settings import build_settings, job_api_base_warning, merge, run_options, with_env_file
+from pipeline.settings import (
+    build_settings,
+    job_api_base_warning,
+    merge,
+    renamed_options,
+    run_options,
+    with_env_file,
+)
 
 EXIT_USAGE = 2
 EXIT_LOCKED = 75  # EX_TEMPFAIL: another run holds the output folder; cron may simply try later
@@ -138,11 +145,10 @@ def run_command(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | No
 
     log_format, quiet = cast(LogFormat, options["log_format"]), bool(options["quiet"])
     with exits_on_errors(ErrorSink(json=log_format == "json")) as errors:
-        values, settings, warning = _run_settings(ctx, inputs, job_path, options)
+        values, settings, warnings = _run_settings(ctx, inputs, job_path, options)
         errors.secret = settings.api_key
-        if warning is not None:  # said before anything is read or sent, as the run says its own warnings
-            ConsoleOutput(log_format=log_format, quiet=quiet).on_event(
-                "warning", {"kind": "job_api_base", "option": "api_base", "message": warning})
+        for warning in warnings:  # said before anything is read or sent, as the run says its own warnings
+            ConsoleOutput(log_format=log_format, quiet=quiet).on_event("warning", warning)
         if values["dry_run"]:
             from pipeline.dryrun import describe
 
@@ -175,18 +181,27 @@ def run_command(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | No
 
 
 def _run_settings(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | None,
-                  options: dict[str, object]) -> tuple[dict[str, object], RunSettings, str | None]:
+                  options: dict[str, object]) -> tuple[dict[str, object], RunSettings, list[dict[str, str]]]:
     """Table defaults < job file < options given on the command line; then the settings built from them, and the
-    warning when the job file's api_base is not where the environment sends the key."""
+    warnings to say first: an old option name used, a job file's api_base that is not where the environment sends
+    the key."""
     job_values: dict[str, object] = {}
     prices: dict[str, float] = {}
+    warnings: list[dict[str, str]] = []
     if job_path is not None:
         from pipeline.jobs import load_job
 
         job = load_job(job_path)
         job_values, prices = dict(job.values), dict(job.prices)
-    values = merge(options, lambda key: ctx.get_parameter_source(key) not in (
-        None, click.core.ParameterSource.DEFAULT, click.core.ParameterSource.DEFAULT_MAP), job_values)
+        warnings += [{"kind": "renamed_option", "message": note} for note in job.notes]
+
+    def given(key: str) -> bool:
+        return ctx.get_parameter_source(key) not in (None, click.core.ParameterSource.DEFAULT,
+                                                     click.core.ParameterSource.DEFAULT_MAP)
+
+    options, given_as_old, notes = renamed_options(options, given)
+    warnings += [{"kind": "renamed_option", "message": note} for note in notes]
+    values = merge(options, lambda key: key in given_as_old or given(key), job_values)
     typed = ctx.get_parameter_source("api_base") == click.core.ParameterSource.COMMANDLINE
     values, environ = with_env_file(values, os.environ, api_base_on_command_line=typed)
     if not inputs:
@@ -195,10 +210,11 @@ def _run_settings(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | 
                   *cast("tuple[object, ...]", job_values.get("feeds", ()))]
         inputs = tuple(str(v) for v in listed)
     settings = build_settings(inputs, values, prices=prices, environ=environ)
-    warning = None
     if job_path is not None and job_values.get("api_base"):
         warning = job_api_base_warning(job_path, str(job_values["api_base"]), settings, environ, api_base_typed=typed)
-    return values, settings, warning
+        if warning is not None:
+            warnings.append({"kind": "job_api_base", "option": "api_base", "message": warning})
+    return values, settings, warnings
 
 
 @cli.command("report", short_help="Rebuild report.json and report.html from the state database.")

@@ -87,7 +87,7 @@ MACHINE_DEFAULTS: dict[tuple[str, str], str] = {
 
 # Where a default bites, said next to the option as well as in the prose.
 WARNINGS: dict[tuple[str, str], str] = {
-    ("run", "base_url"): "**The default is this machine's loopback address: a podcast app on another device cannot "
+    ("run", "podcast_url"): "**The default is this machine's loopback address: a podcast app on another device cannot "
                          "reach the feed's files until you set it.**",
 }
 

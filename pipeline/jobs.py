@@ -44,6 +44,7 @@ class JobFile:
     description: str | None
     values: dict[str, object]
     prices: dict[str, float]
+    notes: tuple[str, ...] = ()  # old key names the file used (read, with a warning)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +58,8 @@ class BrokenJob:
 
 KEYS: dict[str, RunOption] = {option.key: option for option in JOB_OPTIONS}  # from the one options table
 REQUIRED = ("out",)  # and at least one of inputs / feeds
-KNOWN_TOP_LEVEL = ("description", *KEYS, "prices")
+RENAMED = {option.old_key: option.key for option in JOB_OPTIONS if option.old_key}  # old key -> its new name
+KNOWN_TOP_LEVEL = ("description", *KEYS, "prices", *RENAMED)
 
 
 def load_job(path: Path) -> JobFile:
@@ -69,6 +71,13 @@ def load_job(path: Path) -> JobFile:
     for key in data:
         if key not in KNOWN_TOP_LEVEL:
             raise UsageError(_unknown_key(path, key, KNOWN_TOP_LEVEL))
+    notes = []
+    for old, new in RENAMED.items():
+        if old in data:
+            if new in data:
+                raise UsageError(f"job file {path}: {old!r} is the old name of {new!r}; give only {new!r}")
+            data[new] = data.pop(old)
+            notes.append(f"job file {path}: key {old!r} is now {new!r}; the old name is read until the next release")
     for key in REQUIRED:
         if key not in data:
             raise UsageError(f"job file {path}: required key {key!r} is missing")
@@ -94,7 +103,8 @@ def load_job(path: Path) -> JobFile:
         values[key] = value
 
     prices = _check_prices(path, data["prices"]) if "prices" in data else {}
-    return JobFile(path=path, name=path.stem, description=description, values=values, prices=prices)
+    return JobFile(path=path, name=path.stem, description=description, values=values, prices=prices,
+                   notes=tuple(notes))
 
 
 def list_jobs(folder: Path) -> list[JobFile | BrokenJob]:

@@ -101,7 +101,7 @@ class RunSettings:
     concurrency: int = 4
     concurrency_given: bool = True  # False: the default; --executor ray then sizes it to the actor pool
     instructions: str | None = None
-    base_url: str = DEFAULT_API_BASE
+    api_base: str = DEFAULT_API_BASE  # where the API's requests go (--api-base)
     api_key: str | None = field(default=None, repr=False)
     timeout_s: float = 120.0
     local_workers: int = 2
@@ -113,7 +113,7 @@ class RunSettings:
     force: bool = False
     grace_s: float = 30.0
     price_overrides: dict[str, float] = field(default_factory=dict)
-    podcast_base_url: str = DEFAULT_PODCAST_BASE_URL
+    podcast_url: str = DEFAULT_PODCAST_BASE_URL  # the public URL of OUT/ podcast.xml links (--podcast-url)
     podcast_title: str | None = None
     podcast_keep: int = 100
     max_input_tokens: int = 8000

@@ -89,7 +89,7 @@ def settings_for_report(settings: RunSettings) -> dict[str, Any]:
     values = asdict(settings)
     values.pop("api_key", None)
     values["proxy"] = url_without_credentials(settings.proxy) if settings.proxy else None
-    values["base_url"] = url_without_credentials(settings.base_url)
+    values["api_base"] = url_without_credentials(settings.api_base)
     values["out_dir"] = str(settings.out_dir)
     values["inputs"] = [shown_input(raw) for raw in settings.inputs]
     values["since"] = settings.since.isoformat() if settings.since else None
@@ -146,11 +146,11 @@ async def _run_locked(settings: RunSettings, state: RunState, on_result: ResultL
     status = "interrupted" if current.stop_signal else ("aborted" if current.abort_reason else "finished")
     if status == "finished" and current.batch is not None and current.batch.waiting:
         status = "waiting"  # documents wait for a batch: a later run (the nightly line) collects them
-    if settings.podcast_base_url == DEFAULT_PODCAST_BASE_URL and any(True for _ in state.episodes(1)):
-        current.emit("warning", kind="podcast_base_url_local", option="--base-url",
+    if settings.podcast_url == DEFAULT_PODCAST_BASE_URL and any(True for _ in state.episodes(1)):
+        current.emit("warning", kind="podcast_url_local", option="--podcast-url",
                      message=f"{podcast.FEED_NAME} links its episodes under {DEFAULT_PODCAST_BASE_URL} (the default), "
-                             "which no other device can reach: give --base-url (or base_url in the job) the address "
-                             "a podcast app will fetch them from")
+                             "which no other device can reach: give --podcast-url (or podcast_url in the job) the "
+                             "address a podcast app will fetch them from")
     try:
         built = _finish_run(settings, state, run_id, status, current.abort_reason, current.warnings)
     except DiskFull as exc:
@@ -262,7 +262,7 @@ def _finish_run(settings: RunSettings, state: RunState, run_id: str, status: str
     report.write(settings.out_dir, built, state)
     # Also after --output text runs: text answers are not episodes (podcast.build skips them), but a document
     # that was an episode until now must leave the feed.
-    podcast.build(settings.out_dir, state, base_url=settings.podcast_base_url, title=settings.podcast_title,
+    podcast.build(settings.out_dir, state, base_url=settings.podcast_url, title=settings.podcast_title,
                   keep=settings.podcast_keep)
     return built
 

@@ -65,6 +65,8 @@ class RunOption:
     in_job: bool = True
     fingerprint: bool = False
     show_default: bool = True
+    # The key (and --flag) the option had before a rename: still read, with a warning, for one release.
+    old_key: str | None = None
 
 
 def _default(field_name: str) -> object:
@@ -165,8 +167,9 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
               "loopback, private and link-local addresses (an intranet).", default=False),
     RunOption("proxy", ("--proxy",), "str", "Feeds: fetch pages through this proxy (the environment's HTTP_PROXY "
               "and friends are never used).", metavar="URL"),
-    RunOption("base_url", ("--base-url",), "str", "Public URL of OUT/ that podcast.xml's enclosures and transcripts "
-              "point to.", default=_default("podcast_base_url")),
+    RunOption("podcast_url", ("--podcast-url",), "str", "Public URL of OUT/ that podcast.xml's enclosures and "
+              "transcripts point to (was --base-url / base_url: still read, with a warning, until the next release).",
+              default=_default("podcast_url"), old_key="base_url"),
     RunOption("keep", ("--keep",), "int", "Episodes (newest first) listed in podcast.xml.",
               default=_default("podcast_keep"), low=1, high=100_000),
     RunOption("podcast_title", ("--podcast-title",), "str", "The podcast's title [default: 'audiosum: <OUT name>'].",
@@ -201,11 +204,21 @@ def _click_type(option: RunOption) -> Any:
     return str
 
 
+def old_flag(option: RunOption) -> str:
+    """The command-line spelling an option had before its rename."""
+    assert option.old_key is not None
+    return "--" + option.old_key.replace("_", "-")
+
+
 def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorate a click command with every run option of the table (in table order)."""
+    """Decorate a click command with every run option of the table (in table order); an option's old spelling is a
+    hidden flag of its own (old_<key>), read by renamed_options()."""
     for option in reversed(RUN_OPTIONS):
         if not option.flags:
             continue
+        if option.old_key is not None:
+            command = click.option(old_flag(option), "old_" + option.old_key, type=_click_type(option), default=None,
+                                   hidden=True)(command)
         if option.kind == "flag":
             decorator = click.option(*option.flags, option.key, is_flag=True, help=option.help)
         else:
@@ -215,6 +228,26 @@ def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
                 show_default=option.show_default and option.default is not None, help=option.help)
         command = decorator(command)
     return command
+
+
+def renamed_options(command_line: Mapping[str, object],
+                    given: Callable[[str], bool]) -> tuple[dict[str, object], set[str], list[str]]:
+    """Options given under their old spelling (an option's old_key) moved to their new key, unless the new one was
+    given too: (the options, the keys given that way, one warning a rename)."""
+    moved = dict(command_line)
+    keys: set[str] = set()
+    notes: list[str] = []
+    for option in RUN_OPTIONS:
+        if option.old_key is None or not option.flags:
+            continue
+        old = moved.pop("old_" + option.old_key, None)
+        if old is None:
+            continue
+        notes.append(f"{old_flag(option)} is now {option.flags[-1]}; the old name is read until the next release")
+        if not given(option.key):
+            moved[option.key] = old
+            keys.add(option.key)
+    return moved, keys, notes
 
 
 def merge(command_line: Mapping[str, object], given: Callable[[str], bool],
@@ -340,7 +373,7 @@ def job_api_base_warning(job_path: Path, job_api_base: str, settings: RunSetting
     expected = (exported or DEFAULT_API_BASE).rstrip("/")
     if job_api_base.strip().rstrip("/") == expected:
         return None
-    if settings.base_url == expected:  # the environment wins over a job file
+    if settings.api_base == expected:  # the environment wins over a job file
         outcome = (f" (OPENAI_BASE_URL {url_without_credentials(expected)} overrides it this time): that server "
                    "would receive the API key")
     else:
@@ -374,11 +407,11 @@ def build_settings(inputs: tuple[str, ...], values: Mapping[str, object], *, pri
         voice=str(values["voice"]), words=_int(values["words"]), concurrency=concurrency,
         concurrency_given=bool(values["concurrency"]),
         instructions=_optional_str(values["instructions"]),
-        base_url=check_base_url(api_base or DEFAULT_API_BASE), api_key=api_key,
+        api_base=check_base_url(api_base or DEFAULT_API_BASE), api_key=api_key,
         timeout_s=_float(values["timeout"]), local_workers=workers, rpm=rpm, tpm=_int(values["tpm"]),
         max_attempts=_int(values["max_attempts"]), retry_backoff_s=_float(values["retry_backoff"]),
         force=bool(values["force"]), grace_s=_float(values["grace"]), price_overrides=dict(prices),
-        podcast_base_url=str(values["base_url"]), podcast_keep=_int(values["keep"]),
+        podcast_url=str(values["podcast_url"]), podcast_keep=_int(values["keep"]),
         podcast_title=_optional_str(values["podcast_title"]), max_input_tokens=_int(values["max_input_tokens"]),
         map_model=str(values["map_model"]), mode=_choice(values["mode"], MODES),
         since=_aware(values["since"]), max_items=_int(values["max_items"]) if values["max_items"] else None,

@@ -209,7 +209,7 @@ def test_retry_after_forms_are_honoured(tone_server: RunningServer, headers: dic
                               "messages": [{"role": "user", "content": "The museum reopens on Friday."}]}).content
     clock = FakeClock()
     with LoopbackSite(_hint_once(answer, headers, wall=clock.wall())) as hint:
-        settings = RunSettings(inputs=("d.txt",), out_dir=Path("out"), provider="openai", base_url=hint.url("/v1"),
+        settings = RunSettings(inputs=("d.txt",), out_dir=Path("out"), provider="openai", api_base=hint.url("/v1"),
                                api_key="sk-test", max_attempts=3)
         document = Document(id="d", source="d.txt", text="The museum reopens on Friday after repairs.",
                             sha256="0" * 64)

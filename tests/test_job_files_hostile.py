@@ -170,7 +170,7 @@ def _warnings(stderr: str) -> list[str]:
 
 
 def _planned_base(out: Path) -> str:
-    return json.loads((out / "dry-run.json").read_text())["settings"]["base_url"]
+    return json.loads((out / "dry-run.json").read_text())["settings"]["api_base"]
 
 
 def test_a_job_files_api_base_is_warned_about_when_a_key_is_set(tmp_path: Path) -> None:

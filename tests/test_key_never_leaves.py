@@ -105,6 +105,6 @@ def test_a_key_with_a_trailing_newline_works_and_a_bad_key_is_not_echoed(tone_se
 
 
 def test_base_url_credentials_never_reach_the_report() -> None:
-    settings = RunSettings(inputs=("x",), out_dir=Path("o"), base_url="https://user:pa55@proxy.example:8443/v1?key=abc")
-    shown = runner.settings_for_report(settings)["base_url"]
+    settings = RunSettings(inputs=("x",), out_dir=Path("o"), api_base="https://user:pa55@proxy.example:8443/v1?key=abc")
+    shown = runner.settings_for_report(settings)["api_base"]
     assert shown == "https://proxy.example:8443/v1"

@@ -21,7 +21,7 @@ from pipeline.settings import JOB_OPTIONS, RUN_OPTIONS, RunOption, read_env_file
 BOTH = [option for option in JOB_OPTIONS if option.flags]  # settable from a job file and from the command line
 ENV = {"OPENAI_API_KEY": "sk-test-settings"}
 STRINGS = {"loudness": "-20", "proxy": "http://127.0.0.1:3128", "api_base": "http://127.0.0.1:9/v1",
-           "base_url": "https://pods.example.org/feed/", "out": "/tmp/audiosum-settings-out", "language": "de",
+           "podcast_url": "https://pods.example.org/feed/", "out": "/tmp/audiosum-settings-out", "language": "de",
            "ray_actors": "1,3"}
 TWO_STEP_ONLY = {"text_model", "tts_model", "voice_instructions"}
 SECOND_STRINGS = {"language": "fr", "ray_actors": "2,2"}
@@ -104,7 +104,7 @@ def _job(tmp_path: Path, lines: list[str]) -> Path:
 
 def test_the_table_covers_every_settable_field() -> None:
     """Every RunSettings field is filled from the table (or, for the key and the prices, from their own place)."""
-    filled_elsewhere = {"api_key", "price_overrides", "local_workers", "out_dir", "base_url"}
+    filled_elsewhere = {"api_key", "price_overrides", "local_workers", "out_dir"}
     defaults = _settings(["/tmp/in", "-o", "/tmp/o"])
     for option in RUN_OPTIONS:
         if not option.in_job:
@@ -179,11 +179,11 @@ def test_the_fingerprint_changes_exactly_for_the_options_marked_so(option: RunOp
 def test_a_job_file_can_set_what_it_could_not_before(tmp_path: Path) -> None:
     lines = ['format = "mp3"', 'loudness = "-20"', 'mode = "narrate"', 'api_base = "http://127.0.0.1:9/v1"',
              'keep = 7', 'since = 2026-11-01', 'max_items = 3', 'retry_backoff = 0.25',
-             'base_url = "https://pods.example.org/feed/"', 'force = true', 'allow_private_links = true']
+             'podcast_url = "https://pods.example.org/feed/"', 'force = true', 'allow_private_links = true']
     settings = _settings(["--job", str(_job(tmp_path, lines))])
-    assert (settings.audio_format, settings.loudness_lufs, settings.mode, settings.base_url, settings.podcast_keep,
+    assert (settings.audio_format, settings.loudness_lufs, settings.mode, settings.api_base, settings.podcast_keep,
             settings.since.isoformat() if settings.since else None, settings.max_items, settings.retry_backoff_s,
-            settings.podcast_base_url, settings.force, settings.allow_private_links) == (
+            settings.podcast_url, settings.force, settings.allow_private_links) == (
         "mp3", -20.0, "narrate", "http://127.0.0.1:9/v1", 7, "2026-11-01T00:00:00+00:00", 3, 0.25,
         "https://pods.example.org/feed/", True, True)
 
@@ -226,10 +226,35 @@ def test_an_env_file_others_can_read_or_write_is_refused(tmp_path: Path, mode: i
 def test_the_environment_wins_over_the_env_file_and_the_file_fills_what_it_lacks(tmp_path: Path) -> None:
     path = _env_file(tmp_path, "openai.env", "OPENAI_API_KEY=sk-from-the-file\nOPENAI_BASE_URL=http://127.0.0.1:7/v1\n")
     from_file = _settings(["/tmp/in", "-o", "/tmp/o", "--env-file", str(path)], env={"OPENAI_API_KEY": ""})
-    assert (from_file.api_key, from_file.base_url, from_file.provider) == (
+    assert (from_file.api_key, from_file.api_base, from_file.provider) == (
         "sk-from-the-file", "http://127.0.0.1:7/v1", "openai")
     exported = _settings(["/tmp/in", "-o", "/tmp/o", "--env-file", str(path)],
                          env={"OPENAI_API_KEY": "sk-exported", "OPENAI_BASE_URL": "http://127.0.0.1:5/v1"})
-    assert (exported.api_key, exported.base_url) == ("sk-exported", "http://127.0.0.1:5/v1")
+    assert (exported.api_key, exported.api_base) == ("sk-exported", "http://127.0.0.1:5/v1")
     typed = _settings(["/tmp/in", "-o", "/tmp/o", "--env-file", str(path), "--api-base", "http://127.0.0.1:6/v1"])
-    assert typed.base_url == "http://127.0.0.1:6/v1"
+    assert typed.api_base == "http://127.0.0.1:6/v1"
+
+
+def test_a_renamed_option_is_read_under_its_old_name_with_a_warning(tmp_path: Path) -> None:
+    """--base-url became --podcast-url (the API's URL is --api-base): the old flag and job key still work for one
+    release, each with a warning that names the new one; the new name wins when both are given."""
+    from conftest import child_env, run_cli
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.txt").write_text("The ferry runs twice a day.\n")
+    old_flag = run_cli("run", str(folder), "-o", str(tmp_path / "o1"), "--dry-run", "--base-url",
+                       "https://pods.example.org/old/", env=child_env())
+    assert old_flag.exit_code == 0, old_flag.stderr
+    assert "--base-url is now --podcast-url" in old_flag.stderr
+    job = tmp_path / "job.toml"
+    job.write_text(f'inputs = ["{folder}"]\nout = "{tmp_path / "o2"}"\nbase_url = "https://pods.example.org/job/"\n')
+    old_key = run_cli("run", "--job", str(job), "--dry-run", env=child_env())
+    assert old_key.exit_code == 0, old_key.stderr
+    assert "key 'base_url' is now 'podcast_url'" in old_key.stderr
+    settings = _settings(["--job", str(job)])
+    assert settings.podcast_url == "https://pods.example.org/job/"
+    both = _settings(["/tmp/in", "-o", "/tmp/o", "--base-url", "https://a.example/", "--podcast-url",
+                      "https://b.example/"])
+    assert both.podcast_url == "https://b.example/"
+    assert _settings(["/tmp/in", "-o", "/tmp/o", "--base-url", "https://a.example/"]).podcast_url == "https://a.example/"

@@ -42,7 +42,7 @@ def main() -> None:
             victim_existed.append(args.victim.exists())
             args.victim.unlink(missing_ok=True)
 
-    settings = RunSettings(provider="openai", base_url=os.environ["OPENAI_BASE_URL"],
+    settings = RunSettings(provider="openai", api_base=os.environ["OPENAI_BASE_URL"],
                            api_key=os.environ["OPENAI_API_KEY"], inputs=tuple(args.inputs), out_dir=args.out,
                            concurrency=1)
     outcome = run(settings, on_result=on_result)

@@ -24,7 +24,7 @@ def test_feed_lists_every_episode_with_true_lengths_and_stable_guids(tone_server
     shutil.copytree(SAMPLE_INPUTS / "news", folder)
     out = tmp_path / "out"
     base = "https://pods.example.org/nightly/"
-    args = ("run", str(folder), "-o", str(out), "--base-url", base, "--podcast-title", "Nightly <news>")
+    args = ("run", str(folder), "-o", str(out), "--podcast-url", base, "--podcast-title", "Nightly <news>")
     assert run_cli(*args, env=api_env(tone_server)).exit_code == 0
 
     parsed = feedparser.parse((out / "podcast.xml").read_bytes())
@@ -91,7 +91,7 @@ def test_a_feed_with_the_loopback_base_url_warns_once_and_a_given_one_does_not(t
     assert plain.stderr.count("audiosum: warning: podcast.xml links its episodes under http://127.0.0.1") == 1
     logged = run_cli("run", str(notes), "-o", str(tmp_path / "b"), "--log-format", "json", env=api_env(tone_server))
     warnings = [e for e in map(json.loads, logged.stderr.splitlines()) if e["event"] == "warning"]
-    assert [w["kind"] for w in warnings] == ["podcast_base_url_local"]
-    given = run_cli("run", str(notes), "-o", str(tmp_path / "c"), "--base-url", "https://pods.example.org/feed/",
+    assert [w["kind"] for w in warnings] == ["podcast_url_local"]
+    given = run_cli("run", str(notes), "-o", str(tmp_path / "c"), "--podcast-url", "https://pods.example.org/feed/",
                     env=api_env(tone_server))
     assert given.exit_code == 0 and "warning" not in given.stderr

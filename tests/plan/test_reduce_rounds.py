@@ -33,7 +33,7 @@ def test_summaries_that_do_not_shrink_fail_the_document_with_their_attempts() ->
     document = Document(id="long", source="long.txt", text="\n\n".join(paragraphs), sha256="0" * 64)
     with LoopbackSite(echo) as site:
         settings = RunSettings(inputs=("long.txt",), out_dir=Path("out"), provider="openai", api_key="sk-test",
-                               base_url=site.url("/v1"), max_input_tokens=500)
+                               api_base=site.url("/v1"), max_input_tokens=500)
 
         async def summarise() -> None:
             provider = OpenAIProvider(settings)

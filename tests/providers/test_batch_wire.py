@@ -26,7 +26,7 @@ def _line(custom_id: str, text: str) -> bytes:
 
 
 def _outcomes(site: LoopbackSite, wanted: tuple[str, ...] = ("a", "b", "x")) -> list[batch_wire.LineOutcome]:
-    settings = RunSettings(inputs=(), out_dir=Path("/nonexistent"), provider="openai", base_url=site.url("/v1"),
+    settings = RunSettings(inputs=(), out_dir=Path("/nonexistent"), provider="openai", api_base=site.url("/v1"),
                            api_key=KEY, max_attempts=1)
     found: list[batch_wire.LineOutcome] = []
 

@@ -91,7 +91,7 @@ def test_the_30_day_edge_is_read_from_the_injected_clock(days_before: int, warns
     with running_server("--engine", "tone", "--shutdown", f"gpt-audio-1.5={shutdown}") as server:
         noon = datetime(2027, 2, 14, 12, tzinfo=UTC) - timedelta(days=days_before)
         events: list[tuple[str, dict]] = []
-        settings = RunSettings(inputs=("x",), out_dir=Path("unused"), provider="openai", base_url=server.base_url,
+        settings = RunSettings(inputs=("x",), out_dir=Path("unused"), provider="openai", api_base=server.base_url,
                                api_key=server.key, model="gpt-audio-1.5")
 
         async def check() -> None:

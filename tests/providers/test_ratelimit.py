@@ -182,7 +182,7 @@ def test_a_request_the_server_refused_gives_its_tokens_back_to_the_limiter(statu
     error = {"error": {"message": "no", "type": "invalid_request_error", "param": None, "code": None}}
     site = _refusing_site(status, error)
     settings = RunSettings(inputs=("d.txt",), out_dir=Path("out"), provider="openai", tpm=60_000, max_attempts=1,
-                           base_url=site.url("/v1"), api_key="sk-test")
+                           api_base=site.url("/v1"), api_key="sk-test")
     provider = OpenAIProvider(settings, clock=clock)
     document = Document(id="d", source="d.txt", text="The ferry runs twice a day. " * 200, sha256="0" * 64)
     cost, _ = provider.estimator.estimate(build_request_body(document, settings)["messages"], settings.words)

@@ -109,7 +109,7 @@ def _chat_answer(text: str) -> dict[str, object]:
 
 
 def _summarise(site: LoopbackSite, text: str, **options: object) -> SpokenSummary:
-    settings = RunSettings(inputs=(), out_dir=Path("/nonexistent"), provider="openai", base_url=site.url("/v1"),
+    settings = RunSettings(inputs=(), out_dir=Path("/nonexistent"), provider="openai", api_base=site.url("/v1"),
                            api_key="sk-test", strategy="two-step", retry_backoff_s=0.001, **options)  # type: ignore[arg-type]
     document = Document(id="d", source="d.txt", text=text, sha256="0" * 64)
 
@@ -173,7 +173,7 @@ def test_each_model_learns_its_own_rate_limit_from_its_own_answers() -> None:
                      headers={"x-ratelimit-limit-requests": "600", "x-ratelimit-remaining-requests": "599"})
 
     with LoopbackSite(answer) as site:
-        settings = RunSettings(inputs=(), out_dir=Path("/nonexistent"), provider="openai", base_url=site.url("/v1"),
+        settings = RunSettings(inputs=(), out_dir=Path("/nonexistent"), provider="openai", api_base=site.url("/v1"),
                                api_key="sk-test", strategy="two-step")
         document = Document(id="d", source="d.txt", text="The ferry runs twice a day.", sha256="0" * 64)
 
@@ -211,7 +211,7 @@ def test_a_speech_answer_that_is_not_audio_is_retried_as_a_broken_answer() -> No
         return Reply(body=json.dumps(body).encode())
 
     with LoopbackSite(answer) as site:
-        settings = RunSettings(inputs=(), out_dir=Path("/nonexistent"), provider="openai", base_url=site.url("/v1"),
+        settings = RunSettings(inputs=(), out_dir=Path("/nonexistent"), provider="openai", api_base=site.url("/v1"),
                                api_key="sk-test", strategy="two-step", retry_backoff_s=0.001)
         document = Document(id="d", source="d.txt", text="Short.", sha256="0" * 64)
 

@@ -218,7 +218,7 @@ def test_ctrl_c_drains_and_a_rerun_on_the_local_executor_finishes(tmp_path: Path
 def _api_run(server: RunningServer, folder: Path, out: Path, executor: str) -> tuple[Any, list[tuple[str, Any]]]:
     events: list[tuple[str, Any]] = []
     settings = RunSettings(inputs=(str(folder),), out_dir=out, provider="openai", api_key=server.key,
-                           base_url=server.base_url, executor=executor, concurrency=2, audio_format="mp3",
+                           api_base=server.base_url, executor=executor, concurrency=2, audio_format="mp3",
                            loudness_lufs=-16.0)
     return runner.run(settings, on_event=lambda e, f: events.append((e, f))), events
 

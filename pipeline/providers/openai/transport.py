@@ -42,7 +42,7 @@ class ApiTransport:
         self._clock = clock
         self.deadline_s = settings.timeout_s + CONNECT_TIMEOUT_S
         self.client = httpx.AsyncClient(
-            base_url=settings.base_url.rstrip("/") + "/",
+            base_url=settings.api_base.rstrip("/") + "/",
             headers=headers,
             timeout=httpx.Timeout(settings.timeout_s, connect=min(CONNECT_TIMEOUT_S, settings.timeout_s)),
             limits=httpx.Limits(max_connections=settings.concurrency,
