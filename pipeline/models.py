@@ -61,6 +61,16 @@ class AudioSource:
 
 
 @dataclass(frozen=True, slots=True)
+class Chapter:
+    """A part of a document's structure (an EPUB's table of contents, a Word or ODT Heading 1/2, a Markdown or HTML
+    heading): its title and where its text lies in Document.text (start inclusive, end exclusive)."""
+
+    title: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
 class Document:
     """One text (or recording) to summarise; text is already read and decoded, a recording is only referenced."""
 
@@ -75,6 +85,7 @@ class Document:
     meta: dict[str, str] | None = field(default=None, hash=False)
     audio: AudioSource | None = None  # set for a recording; then text is ""
     followups: tuple[str, ...] | None = None  # questions asked after the summary; None = the run's default
+    chapters: tuple[Chapter, ...] = ()  # the text's structure where its format has one; () = one part
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +97,20 @@ class RejectedDocument:
     reason: str
     title: str | None = None
     meta: dict[str, str] | None = field(default=None, hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class PodcastChannel:
+    """What podcast.xml says of its channel beyond the title (each settable in a job; None: audiosum's default)."""
+
+    image: str | None = None  # a JPEG or PNG file, 1400-3000 px square; None: a cover made from the title
+    author: str | None = None
+    owner_name: str | None = None
+    owner_email: str | None = None
+    copyright: str | None = None
+    kind: Literal["episodic", "serial"] = "episodic"  # itunes:type
+    locked: bool = True  # podcast:locked: no other host may import this feed
+    language: str | None = None  # the channel's language (RFC 5646); None: the run's --language
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +141,7 @@ class RunSettings:
     podcast_url: str = DEFAULT_PODCAST_BASE_URL  # the public URL of OUT/ podcast.xml links (--podcast-url)
     podcast_title: str | None = None
     podcast_keep: int = 100
+    podcast: PodcastChannel = field(default_factory=PodcastChannel)
     max_input_tokens: int = 8000
     map_model: str = "gpt-4o-mini"
     mode: Mode = "summary"
