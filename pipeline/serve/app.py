@@ -37,6 +37,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from pipeline.errors import InvalidAudio
+from pipeline.serve import client_json
 from pipeline.serve import work as server_work
 from pipeline.serve.batches import BatchesEndpoint, BatchSettings
 from pipeline.serve.errors import (
@@ -94,10 +95,6 @@ BAD_KEY_MESSAGE = STATUS_ERRORS[401][2]
 # Bounds on the shape of one request, so that validating it stays cheap on the event loop.
 MAX_MESSAGES = 2048
 MAX_CONTENT_PARTS = 4096                  # across all messages
-# Strings, "[", "{", "," and ":" outside strings: about two per value. A 25 MB body of "1," or "[]," would be millions
-# of Python objects (1.2 GB for four at once) and seconds of parsing; the largest request the shape limits allow
-# needs well under 100,000.
-MAX_JSON_TOKENS = 200_000
 # A request's text (all its messages together, UTF-8): the page cap of the client's fetcher, declared here rather
 # than imported, as the voice list is.
 MAX_TEXT_BYTES = 5 * 1024 * 1024
@@ -672,31 +669,15 @@ def _placeholder_wav_base64(sentence: str) -> str:
     return base64.b64encode(tone.tone([sentence]).wav).decode("ascii")
 
 
-def _json_tokens_over(raw: bytes, limit: int) -> bool:
-    """Whether `raw` has more than `limit` JSON tokens (strings, and "[", "{", "," and ":" outside strings), decided
-    without parsing and in short C calls: a count of those bytes anywhere bounds the answer from above, and only a
-    body over it gets the exact count (escaped quotes dropped, then strings removed)."""
-    if sum(raw.count(byte) for byte in (b'"', b"[", b"{", b",", b":")) <= limit:
-        return False
-    # Backslashes appear only inside strings in valid JSON: drop escaped backslashes, then escaped quotes, and
-    # every quote left opens or closes a string.
-    plain = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
-    strings = plain.count(b'"') // 2
-    if strings > limit:
-        return True
-    outside = re.sub(rb'"[^"]*"', b"", plain)
-    return strings + sum(outside.count(byte) for byte in (b"[", b"{", b",", b":")) > limit
-
-
 def _parse_body(raw: bytes) -> dict[str, Any]:
     """The request's JSON object, or the 400 a malformed, over-nested or token-bomb body gets. Runs in a thread."""
-    if _json_tokens_over(raw, MAX_JSON_TOKENS):
-        raise ApiFailure(400, f"The JSON body has more than {MAX_JSON_TOKENS} values, keys and separators; this "
-                         "server accepts requests of ordinary shape only.", code="invalid_value")
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise ApiFailure(400, "We could not parse the JSON body of your request.") from exc
+        body = client_json.loads(raw)
+    except client_json.RefusedJson as refused:
+        if refused.shape:
+            raise ApiFailure(400, f"The JSON body is refused: {refused.why}; this server accepts requests of ordinary "
+                             "shape only.", code="invalid_value") from refused
+        raise ApiFailure(400, "We could not parse the JSON body of your request.") from refused
     if not isinstance(body, dict):
         raise ApiFailure(400, "The request body must be a JSON object.")
     return body
@@ -827,8 +808,8 @@ def _cap_text_answer(answer: dict[str, Any], max_tokens: int) -> None:
 
 def _model_of(raw: bytes) -> str:
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        body = client_json.loads(raw)
+    except client_json.RefusedJson:
         return MODELS[0]
     model = body.get("model") if isinstance(body, dict) else None
     return model if isinstance(model, str) and model else MODELS[0]

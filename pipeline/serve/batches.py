@@ -6,6 +6,10 @@ as a request would; then `finalizing` → `completed` with an output file and an
 between lines (`cancelling` → `cancelled`); with `--batch-expire SECONDS` a batch not finished that long after its
 creation ends `expired`. Lines that never ran are in the error file with code `batch_cancelled` / `batch_expired`.
 At most MAX_BATCHES are remembered (the oldest finished are forgotten) and MAX_ACTIVE_BATCHES run at once.
+
+A running batch holds no copy of its input: it reads the stored file's bytes a line at a time, parsing each line only
+when it runs, and keeps its answers as the JSONL bytes its files will hold (failing the batch past the store's file
+cap), so what 32 batches hold stays within the file caps. It never changes a stored file.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import math
 import secrets
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +39,7 @@ from pipeline.serve.errors import (
     quoted,
     request_id,
 )
-from pipeline.serve.files import BATCH_URL, BatchLine, FileStore, batch_lines, page
+from pipeline.serve.files import BATCH_URL, BatchLine, FileStore, batch_line, page, request_lines
 
 MAX_BATCHES = 1000
 MAX_ACTIVE_BATCHES = 32
@@ -60,7 +64,6 @@ class BatchJob:
     metadata: dict[str, str] | None
     created_at: int
     expires_at: int
-    lines: list[BatchLine]
     model: str | None
     status: str = "validating"
     times: dict[str, int] = field(default_factory=dict)   # in_progress_at, completed_at, ...
@@ -134,15 +137,20 @@ class BatchesEndpoint:
             raise ApiFailure(400, f"Invalid value for 'completion_window': {quoted(body.get('completion_window'))};"
                              f" the only window is {WINDOW!r}.", param="completion_window", code="invalid_value")
         metadata = _metadata(body.get("metadata"))
-        lines = await asyncio.to_thread(batch_lines, self._input_file(body.get("input_file_id")))
-        self._make_room()
-        job = self._new_job(body["input_file_id"], metadata, lines)
-        task = asyncio.get_running_loop().create_task(self._run(job))
+        stored = self.store.hold(self._input_file(body.get("input_file_id")))  # let go when its batch ends
+        try:
+            total, model = await asyncio.to_thread(_survey, stored.data)
+            self._make_room()  # after the last await: batches created at once cannot all pass it
+        except BaseException:
+            self.store.release(stored.id)
+            raise
+        job = self._new_job(stored.id, metadata, total, model)
+        task = asyncio.get_running_loop().create_task(self._run(job, stored.data))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return job.object()
 
-    def _input_file(self, file_id: Any) -> bytes:
+    def _input_file(self, file_id: Any) -> str:
         if not isinstance(file_id, str) or not file_id:
             raise ApiFailure(400, "'input_file_id' is required.", param="input_file_id")
         try:
@@ -153,7 +161,7 @@ class BatchesEndpoint:
         if stored.purpose != "batch":
             raise ApiFailure(400, f"File {file_id} has purpose {stored.purpose!r}; a batch's input file must have "
                              "purpose 'batch'.", param="input_file_id", code="invalid_value")
-        return stored.data
+        return file_id
 
     def _make_room(self) -> None:
         active = sum(job.status not in TERMINAL for job in self.jobs.values())
@@ -165,14 +173,12 @@ class BatchesEndpoint:
                 break
             del self.jobs[job_id]
 
-    def _new_job(self, input_file_id: str, metadata: dict[str, str] | None, lines: list[BatchLine]) -> BatchJob:
+    def _new_job(self, input_file_id: str, metadata: dict[str, str] | None, total: int, model: str | None) -> BatchJob:
         now = int(time.time())
         expire_s = self.settings.expire_s
-        first_model = lines[0].body.get("model") if isinstance(lines[0].body, dict) else None
         job = BatchJob("batch_" + secrets.token_hex(12), input_file_id, metadata, now,
-                       now + (math.ceil(expire_s) if expire_s > 0 else WINDOW_S), lines,
-                       first_model if isinstance(first_model, str) else None)
-        job.counts["total"] = len(lines)
+                       now + (math.ceil(expire_s) if expire_s > 0 else WINDOW_S), model)
+        job.counts["total"] = total
         self.jobs[job.id] = job
         if expire_s > 0:
             asyncio.get_running_loop().call_later(expire_s, _stop, job, "expired")
@@ -203,26 +209,33 @@ class BatchesEndpoint:
         return page(newest_first, request.query_params.get("after"), request.query_params.get("limit") or "20", 100)
 
     # -- running a batch ---------------------------------------------------------------------------------------
-    async def _run(self, job: BatchJob) -> None:
-        done: list[dict[str, Any]] = []
-        failed: list[dict[str, Any]] = []
-        if await _wait(job, self.settings.delay_s / 2):
-            job.enter("in_progress")
+    async def _run(self, job: BatchJob, data: bytes) -> None:
+        """Run the batch to its end, reading its lines from `data` (the stored input file's own bytes) one at a time."""
+        lines = request_lines(data, "input_file_id")
+        results = _Results(self.store.max_file_bytes)
+        try:
             if await _wait(job, self.settings.delay_s / 2):
-                await self._run_lines(job, done, failed)
-        unrun = job.lines[len(done) + len(failed):]
-        failed += [_unrun_line(line, job.stop_reason or "cancelled") for line in unrun]
-        job.lines = []  # what a finished batch keeps is its object and its files
-        await self._finish(job, done, failed)
+                job.enter("in_progress")
+                if await _wait(job, self.settings.delay_s / 2):
+                    await self._run_lines(job, lines, results)
+            await asyncio.to_thread(_add_unrun, lines, job.stop_reason or "cancelled", results)
+            await self._finish(job, results)
+        except ApiFailure as failure:  # an answer past the file cap, a full store, a line that cannot be read
+            job.errors = {"object": "list", "data": [{"code": failure.code, "message": failure.message,
+                                                      "param": None, "line": None}]}
+            job.enter("failed")
+        finally:
+            self.store.release(job.input_file_id)
 
-    async def _run_lines(self, job: BatchJob, done: list[dict[str, Any]], failed: list[dict[str, Any]]) -> None:
-        for line in job.lines:
-            if job.stop.is_set():
+    async def _run_lines(self, job: BatchJob, lines: Iterator[tuple[int, bytes]], results: _Results) -> None:
+        while not job.stop.is_set():
+            line = await asyncio.to_thread(_next_line, lines)
+            if line is None:
                 return
             status, body = await self._run_line(line.body)
-            result = {"id": "batch_req_" + secrets.token_hex(12), "custom_id": line.custom_id,
-                      "response": {"status_code": status, "request_id": request_id(), "body": body}, "error": None}
-            (done if status == 200 else failed).append(result)
+            results.add({"id": "batch_req_" + secrets.token_hex(12), "custom_id": line.custom_id,
+                         "response": {"status_code": status, "request_id": request_id(), "body": body},
+                         "error": None}, ok=status == 200)
             job.counts["completed" if status == 200 else "failed"] += 1
             self.stats["lines_ok" if status == 200 else "lines_failed"] += 1
 
@@ -250,24 +263,63 @@ class BatchesEndpoint:
         raise ApiFailure(503, "The server stayed too busy to run this request.", error_type="server_error",
                          code="server_overloaded")
 
-    async def _finish(self, job: BatchJob, done: list[dict[str, Any]], failed: list[dict[str, Any]]) -> None:
+    async def _finish(self, job: BatchJob, results: _Results) -> None:
         job.enter("finalizing")
-        try:
-            if done:
-                job.output_file_id = await self._store_lines(job, "output", done)
-            if failed:
-                job.error_file_id = await self._store_lines(job, "error", failed)
-        except ApiFailure as failure:
-            job.errors = {"object": "list", "data": [{"code": failure.code, "message": failure.message,
-                                                      "param": None, "line": None}]}
-            job.enter("failed")
-            return
-        job.counts["failed"] = len(failed)
+        if results.output:
+            job.output_file_id = self.store.add(f"{job.id}_output.jsonl", "batch_output", bytes(results.output)).id
+        if results.errors:
+            job.error_file_id = self.store.add(f"{job.id}_error.jsonl", "batch_output", bytes(results.errors)).id
+        job.counts["failed"] = results.failed
         job.enter(job.stop_reason or "completed")
 
-    async def _store_lines(self, job: BatchJob, kind: str, lines: list[dict[str, Any]]) -> str:
-        data = await asyncio.to_thread(_jsonl, lines)
-        return self.store.add(f"{job.id}_{kind}.jsonl", "batch_output", data).id
+
+class _Results:
+    """A running batch's answers, kept as the JSONL its output and error files will hold (a parsed answer takes
+    several times its encoded size); one file growing past the store's file cap fails the batch instead of growing
+    further."""
+
+    def __init__(self, max_file_bytes: int) -> None:
+        self.max_file_bytes = max_file_bytes
+        self.output, self.errors = bytearray(), bytearray()
+        self.failed = 0
+
+    def add(self, result: dict[str, Any], *, ok: bool) -> None:
+        kept = self.output if ok else self.errors
+        kept += json.dumps(result, separators=(",", ":")).encode("ascii") + b"\n"
+        self.failed += not ok
+        if len(kept) > self.max_file_bytes:
+            raise ApiFailure(413, f"The batch's {'output' if ok else 'error'} file grew past the {self.max_file_bytes} "
+                             "bytes this server stores in one file.", code="file_too_large")
+
+
+def _survey(data: bytes) -> tuple[int, str | None]:
+    """(how many requests, the first one's model) of an input file for a batch being created: the lines are counted
+    (at most MAX_BATCH_LINES) and only the first is parsed, for its model. Runs in a thread."""
+    total, model = 0, None
+    for number, line in request_lines(data, "input_file_id"):
+        if number == 1:
+            body = batch_line(number, line, "input_file_id").body
+            model = body.get("model") if isinstance(body, dict) else None
+        total = number
+    if not total:
+        raise ApiFailure(400, "The input file has no requests.", param="input_file_id", code="invalid_batch_file")
+    return total, model if isinstance(model, str) else None
+
+
+def _next_line(lines: Iterator[tuple[int, bytes]]) -> BatchLine | None:
+    """The next request line, parsed (the file was checked when it was uploaded). Runs in a thread."""
+    found = next(lines, None)
+    return None if found is None else batch_line(*found, "input_file_id")
+
+
+def _add_unrun(lines: Iterator[tuple[int, bytes]], reason: str, results: _Results) -> None:
+    """The lines a stopped batch never ran, into its error file. Runs in a thread."""
+    code = "batch_expired" if reason == "expired" else "batch_cancelled"
+    why = "the batch expired" if reason == "expired" else "the batch was cancelled"
+    for number, raw in lines:
+        line = batch_line(number, raw, "input_file_id")
+        results.add({"id": "batch_req_" + secrets.token_hex(12), "custom_id": line.custom_id, "response": None,
+                     "error": {"code": code, "message": f"This request was not executed: {why} first."}}, ok=False)
 
 
 def _stop(job: BatchJob, reason: str) -> None:
@@ -319,14 +371,3 @@ def _fault_failure(fault: str, model: str) -> ApiFailure:
 def _error_body(failure: ApiFailure) -> dict[str, Any]:
     return {"error": {"message": failure.message, "type": failure.error_type, "param": failure.param,
                       "code": failure.code}}
-
-
-def _unrun_line(line: BatchLine, reason: str) -> dict[str, Any]:
-    code = "batch_expired" if reason == "expired" else "batch_cancelled"
-    why = "the batch expired" if reason == "expired" else "the batch was cancelled"
-    return {"id": "batch_req_" + secrets.token_hex(12), "custom_id": line.custom_id, "response": None,
-            "error": {"code": code, "message": f"This request was not executed: {why} first."}}
-
-
-def _jsonl(lines: list[dict[str, Any]]) -> bytes:
-    return "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines).encode("ascii")

@@ -1,25 +1,26 @@
 """`/v1/files` for `audiosum serve`: upload (multipart), retrieve, content, delete and list, kept in memory.
 
 Bounded: a cap per file (413) and on all files together, in bytes and in count (400 `storage_limit_exceeded`; delete
-files to make room). A `batch` upload must be Batch API JSONL for /v1/chat/completions. Knows nothing of batches'
-progress; batches.py reads input files and stores output files here.
+files to make room); a file a running batch reads stays counted until it lets go, even once deleted. A `batch` upload
+must be Batch API JSONL for /v1/chat/completions, checked a line at a time. Knows nothing of batches' progress;
+batches.py reads input files (a line when it runs) and stores output files here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import secrets
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from pipeline.serve import client_json
 from pipeline.serve.core import ServerCore
 from pipeline.serve.errors import ApiFailure, json_response, quoted, request_id
 
@@ -27,11 +28,14 @@ MB = 1024 * 1024
 MAX_FILE_BYTES = 16 * MB
 MAX_TOTAL_BYTES = 64 * MB
 MAX_FILES = 1000
-MAX_BATCH_LINES = 50_000
+MAX_BATCH_LINES = 50_000  # requests in one input file, as the Batch API allows
 UPLOAD_PURPOSES = ("batch", "user_data")
 BATCH_URL = "/v1/chat/completions"
 _BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)
 _DISPOSITION_FIELD = re.compile(rb'\b(name|filename)="([^"]*)"', re.IGNORECASE)
+# A request line's text from its first byte that is not blank: blank lines never match, and the scan between two
+# matches runs in C, so a file of a million empty lines costs no Python step per line.
+_REQUEST_LINE = re.compile(rb"\S[^\n]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,17 +55,23 @@ class StoredFile:
 
 @dataclass(frozen=True, slots=True)
 class BatchLine:
+    """One request line of a Batch input file, parsed when it is checked or run and dropped after."""
+
     custom_id: str
     body: Any  # checked as a chat request only when the line runs: an invalid body fails that line alone
 
 
 class FileStore:
-    """Files by id, oldest first, within the byte and count caps."""
+    """Files by id, oldest first, within the byte and count caps. A file being read (`hold`) that is deleted leaves
+    the listing at once, but its bytes stay counted until its last reader lets go (`release`): they are still in
+    memory, so deleting an input file cannot make room for more."""
 
     def __init__(self, max_file_bytes: int = MAX_FILE_BYTES, max_total_bytes: int = MAX_TOTAL_BYTES,
                  max_files: int = MAX_FILES) -> None:
         self.max_file_bytes, self.max_total_bytes, self.max_files = max_file_bytes, max_total_bytes, max_files
         self._files: OrderedDict[str, StoredFile] = OrderedDict()
+        self._readers: Counter[str] = Counter()
+        self._deleted_while_read: dict[str, int] = {}  # file id -> its bytes, still counted in total_bytes
         self.total_bytes = 0
 
     def add(self, filename: str, purpose: str, data: bytes) -> StoredFile:
@@ -86,7 +96,22 @@ class FileStore:
     def delete(self, file_id: str) -> None:
         stored = self.get(file_id)
         del self._files[file_id]
-        self.total_bytes -= len(stored.data)
+        if self._readers[file_id]:
+            self._deleted_while_read[file_id] = len(stored.data)
+        else:
+            self.total_bytes -= len(stored.data)
+
+    def hold(self, file_id: str) -> StoredFile:
+        """The file, for a reader that will `release` it when done."""
+        stored = self.get(file_id)
+        self._readers[file_id] += 1
+        return stored
+
+    def release(self, file_id: str) -> None:
+        self._readers[file_id] -= 1
+        if self._readers[file_id] <= 0:
+            del self._readers[file_id]
+            self.total_bytes -= self._deleted_while_read.pop(file_id, 0)
 
     def listed(self) -> list[StoredFile]:
         return list(self._files.values())
@@ -136,7 +161,7 @@ class FilesEndpoint:
         purpose = _purpose(fields)
         filename, data = _file_field(fields)
         if purpose == "batch":
-            await asyncio.to_thread(batch_lines, data)
+            await asyncio.to_thread(check_batch_file, data)
         return _ok(self.store.add(filename, purpose, data).object())
 
     async def _retrieve(self, request: Request) -> Response:
@@ -223,45 +248,54 @@ def parse_multipart(raw: bytes, content_type: str) -> dict[str, tuple[str | None
     return fields
 
 
-def batch_lines(data: bytes) -> list[BatchLine]:
-    """A Batch input file's lines, or the 400 that says which line is wrong and why. Runs in a thread."""
-    lines = [line for line in data.split(b"\n") if line.strip()]
-    if not lines:
-        raise _line_error(0, "the file has no requests")
-    if len(lines) > MAX_BATCH_LINES:
-        raise _line_error(MAX_BATCH_LINES + 1, f"a batch holds at most {MAX_BATCH_LINES} requests")
+def request_lines(data: bytes, param: str = "file") -> Iterator[tuple[int, bytes]]:
+    """A Batch input file's request lines as (number, bytes), one at a time, blank lines skipped (and not numbered).
+    The line past MAX_BATCH_LINES is the 400 the whole file gets; `param` names where the file was given."""
+    for number, match in enumerate(_REQUEST_LINE.finditer(data), 1):
+        if number > MAX_BATCH_LINES:
+            raise _line_error(number, f"a batch holds at most {MAX_BATCH_LINES} requests", param)
+        yield number, match.group()
+
+
+def batch_line(number: int, line: bytes, param: str = "file") -> BatchLine:
+    """One request line, parsed within client_json's bounds and checked, or the 400 that says what is wrong with it
+    (all but the uniqueness of its custom_id, which takes the lines before it)."""
+    try:
+        item = client_json.loads(line)
+    except client_json.RefusedJson as refused:
+        raise _line_error(number, refused.why, param) from refused
+    if not isinstance(item, dict):
+        raise _line_error(number, "it is not a JSON object", param)
+    custom_id = item.get("custom_id")
+    if not isinstance(custom_id, str) or not custom_id:
+        raise _line_error(number, "'custom_id' must be a non-empty string", param)
+    if item.get("method") != "POST":
+        raise _line_error(number, "'method' must be 'POST'", param)
+    if item.get("url") != BATCH_URL:
+        raise _line_error(number, f"'url' must be {BATCH_URL!r}, not {quoted(item.get('url'))}", param)
+    if "body" not in item:
+        raise _line_error(number, "'body' is required", param)
+    return BatchLine(custom_id, item["body"])
+
+
+def check_batch_file(data: bytes) -> int:
+    """How many requests a Batch input file holds, or the 400 that says which line is wrong and why. Each line is
+    parsed, checked and dropped in turn, so what the whole file would parse to is never held. Runs in a thread."""
+    for _ in request_lines(data):
+        pass  # counted first, without parsing: a file over MAX_BATCH_LINES is refused before any line is parsed
     seen: set[str] = set()
-    parsed: list[BatchLine] = []
-    for number, line in enumerate(lines, 1):
-        item = _line_object(number, line)
-        custom_id = item.get("custom_id")
-        if not isinstance(custom_id, str) or not custom_id:
-            raise _line_error(number, "'custom_id' must be a non-empty string")
+    for number, line in request_lines(data):
+        custom_id = batch_line(number, line).custom_id
         if custom_id in seen:
             raise _line_error(number, f"'custom_id' {quoted(custom_id)} is used by an earlier line")
         seen.add(custom_id)
-        if item.get("method") != "POST":
-            raise _line_error(number, "'method' must be 'POST'")
-        if item.get("url") != BATCH_URL:
-            raise _line_error(number, f"'url' must be {BATCH_URL!r}, not {quoted(item.get('url'))}")
-        if "body" not in item:
-            raise _line_error(number, "'body' is required")
-        parsed.append(BatchLine(custom_id, item["body"]))
-    return parsed
+    if not seen:
+        raise _line_error(0, "the file has no requests")
+    return len(seen)
 
 
-def _line_object(number: int, line: bytes) -> dict[str, Any]:
-    try:
-        item = json.loads(line)
-    except (ValueError, RecursionError):
-        raise _line_error(number, "it is not valid JSON") from None
-    if not isinstance(item, dict):
-        raise _line_error(number, "it is not a JSON object")
-    return item
-
-
-def _line_error(number: int, why: str) -> ApiFailure:
+def _line_error(number: int, why: str, param: str = "file") -> ApiFailure:
     where = f"line {number}" if number else "the file"
     return ApiFailure(400, f"Invalid batch input file at {where}: {why}. Each line must be a JSON object with "
-                      f"'custom_id' (unique), 'method' 'POST', 'url' '{BATCH_URL}' and 'body'.", param="file",
+                      f"'custom_id' (unique), 'method' 'POST', 'url' '{BATCH_URL}' and 'body'.", param=param,
                       code="invalid_batch_file")
