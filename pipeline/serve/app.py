@@ -932,7 +932,7 @@ def create_app(config: ServerConfig) -> Starlette:
     app = Starlette(
         routes=feed if config.feed_only else [*api, *feed],
         middleware=[Middleware(RequestGuard, limits=config.limits, hosts=config.allowed_hosts,
-                               multipart_paths=("/v1/files",))],
+                               multipart_paths=("/v1/files",), keyed=config.api_key is not None)],
         exception_handlers={404: not_found, 405: not_found},
         lifespan=lifespan,
     )

@@ -1,6 +1,7 @@
-"""What stands in front of every `audiosum serve` route: the Host allow-list, JSON-only POSTs, a body cap counted while
-the body streams in, a cap on the body bytes held by all requests at once, read deadlines for headers and body, a
-connection limit that answers instead of stalling, and no WebSocket at all.
+"""What stands in front of every `audiosum serve` route: the Host allow-list, no cross-site requests (a browser's
+foreign Origin on anything but GET/HEAD), JSON-only POSTs (multipart uploads only when there is a key), a body cap
+counted while the body streams in, a cap on the body bytes held by all requests at once, read deadlines for headers and
+body, a connection limit that answers instead of stalling, and no WebSocket at all.
 
 Decides whether a request may reach the app and how much of it may be read; it never parses a body and knows no
 route. Every refusal is an OpenAI-shaped error.
@@ -14,6 +15,7 @@ import resource
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -26,6 +28,11 @@ MB = 1024 * 1024
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
 HEADER_BYTES = 16 * 1024       # h11 refuses a request line plus headers larger than this (400)
 _HOST_OK = "audiosum.host_allowed"
+# What a page on any site may make a browser send here without asking (a link, an image, a podcast player's fetch).
+# No GET or HEAD route changes anything or runs work worth a refusal, and no answer carries CORS headers, so such a
+# page cannot read what comes back; most of these requests carry no Origin to check anyway.
+CROSS_SITE_METHODS = frozenset({"GET", "HEAD"})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,9 +136,10 @@ class RequestGuard:
     any other refusal). WebSocket scopes are refused outright: the server speaks no WebSocket."""
 
     def __init__(self, app: ASGIApp, limits: GuardLimits, hosts: Sequence[str],
-                 multipart_paths: Sequence[str] = ()) -> None:
+                 multipart_paths: Sequence[str] = (), keyed: bool = False) -> None:
         self.app = app
         self.multipart_paths = frozenset(multipart_paths)  # the uploads (POST /v1/files) that are multipart
+        self.keyed = keyed  # the server has an API key: only then is multipart taken (a form cannot carry the key)
         self.limits = limits
         self.budget = BodyBudget(limits.in_flight_bytes, limits.busy_retry_after_s)
         # Starlette's own middleware decides; its plain-text refusal is dropped and answered in OpenAI's shape.
@@ -162,8 +170,11 @@ class RequestGuard:
             return ApiFailure(400, f"Invalid Host header {quoted(headers.get('host'))}: this server answers only "
                               "for its allowed host names (start it with --allowed-host NAME to add one).",
                               code="invalid_host")
+        refusal = _cross_site_refusal(scope, headers)
+        if refusal is not None:
+            return refusal
         if scope["method"] == "POST":
-            refusal = _content_type_refusal(headers, scope["path"] in self.multipart_paths)
+            refusal = _content_type_refusal(headers, scope["path"] in self.multipart_paths, self.keyed)
             if refusal is not None:
                 return refusal
         declared = _declared_length(headers)
@@ -178,14 +189,53 @@ async def _no_receive() -> Message:
     return {"type": "http.disconnect"}
 
 
-def _content_type_refusal(headers: Headers, multipart: bool = False) -> ApiFailure | None:
+def _cross_site_refusal(scope: Scope, headers: Headers) -> ApiFailure | None:
+    """The 403 for a request a browser sent from a page that is not this server's own (its Origin header names that
+    page's site), on every method but CROSS_SITE_METHODS. A request with no Origin is not a browser's cross-site one:
+    browsers send it on every such method, from a form and from fetch() alike."""
+    if scope["method"] in CROSS_SITE_METHODS:
+        return None
+    for origin in headers.getlist("origin"):
+        if not _own_origin(origin, scope, headers.get("host", "")):
+            return ApiFailure(403, f"Cross-site request refused: Origin {quoted(origin)} is not this server's own. "
+                              "A web page on another site may not send this server requests.",
+                              code="cross_site_request")
+    return None
+
+
+def _own_origin(origin: str, scope: Scope, host: str) -> bool:
+    """Whether `origin` is the site this request was sent to: the scheme it came in on with the host and port of its
+    Host header (which the allow-list has already accepted), or, for a request that came in on a loopback socket,
+    another loopback name with that socket's port (http://localhost:8000 for http://127.0.0.1:8000)."""
+    scheme = scope.get("scheme", "http")
+    try:
+        given, sent_to = urlsplit(origin), urlsplit("//" + host)
+        given_port, sent_to_port = given.port, sent_to.port
+    except ValueError:
+        return False
+    if (given.scheme != scheme or not given.hostname or given.path or given.query or given.fragment
+            or given.username is not None):
+        return False  # "null" (a sandboxed or file: page), another scheme, anything that is not scheme://host:port
+    port = given_port or _DEFAULT_PORTS.get(scheme)
+    if given.hostname == sent_to.hostname and port == (sent_to_port or _DEFAULT_PORTS.get(scheme)):
+        return True
+    server = scope.get("server")  # (address, port) of the socket the request came in on
+    return server is not None and is_loopback(str(server[0])) and is_loopback(given.hostname) and port == server[1]
+
+
+def _content_type_refusal(headers: Headers, multipart: bool = False, keyed: bool = False) -> ApiFailure | None:
     """POST bodies must say they are JSON: a browser's cross-site form (urlencoded, multipart, text/plain) cannot.
-    The upload routes take multipart/form-data instead (and only it)."""
+    The upload routes take multipart/form-data instead (and only it), and only when the server has a key: a form on
+    any page can send multipart, but not the key."""
     given = headers.get("content-type")
     if given is None and not _has_body(headers):
         return None  # a bare POST (/stats/reset) carries nothing to misread
     media = (given or "").split(";", 1)[0].strip().lower()
     expected = "multipart/form-data" if multipart else "application/json"
+    if media == expected == "multipart/form-data" and not keyed:
+        return ApiFailure(403, "File uploads are off: this server has no API key, and a web page on any site can send "
+                          "a multipart form. Start it with --api-key KEY (or AUDIOSUM_SERVE_API_KEY) to take them.",
+                          code="api_key_required")
     if media == expected:
         return None
     return ApiFailure(415, f"Unsupported Content-Type {quoted(given)}: request bodies must be '{expected}'.",
