@@ -425,7 +425,7 @@ class _Run:
             # A rejected item's own reason comes first: it writes nothing, so its (fallback) id clashing with an
             # earlier one harms nothing, and "duplicate" would hide what is really wrong with it.
             if isinstance(item, RejectedDocument):
-                self._finish(_failed(item, item.reason, "DocumentError", 0.0), (), None)
+                self._finish_failed(_failed(item, item.reason, "DocumentError", 0.0))
                 continue
             # Earlier documents of this run are in state; the ones still being made are in in_flight.
             if item.id in self.in_flight or self.state.seen_in_run(self.run_id, item.id):
@@ -459,7 +459,7 @@ class _Run:
             return
         if self.settings.mode == "narrate" and item.audio is None and questions_for(item, self.settings):
             reason = "follow-up questions are asked after a summary; --mode narrate reads the text aloud instead"
-            self._finish(_failed(item, reason, "DocumentError", 0.0), (), None)
+            self._finish_failed(_failed(item, reason, "DocumentError", 0.0))
             return
         make: MakeSummary = functools.partial(provider.summarise, item, self.settings)
         line = None
@@ -475,7 +475,7 @@ class _Run:
             # Before anything is sent: a file in the way would fail the document after its requests were paid for.
             self._claim(item.id, planned_names(item, self.settings).all)
         except (OutputClash, DiskFull) as exc:
-            self._finish(_failed(item, str(exc), type(exc).__name__, 0.0), (), None)
+            self._finish_failed(_failed(item, str(exc), type(exc).__name__, 0.0))
             return
         started = time.time()
         result, attempts, written = await _process(item, make, self.settings, self._claim, self.executor)
@@ -491,6 +491,18 @@ class _Run:
 
     def _claim(self, doc_id: str, names: set[str]) -> frozenset[str]:
         return claim(self.settings.out_dir, self.state, doc_id, names)
+
+    def _finish_failed(self, result: DocumentResult) -> None:
+        """A document that failed before anything was sent. A doc-id state has never seen gets its row (status
+        failed, no files), so `status` counts it and the next run tries it again; a known one keeps its row and the
+        files it has."""
+        first = None
+        if self.state.document(result.doc_id) is None:
+            first = DocumentRecord(
+                doc_id=result.doc_id, source=result.source, title=result.title, input_sha256="", fingerprint="",
+                status="failed", error=result.reason, attempts=0, duration_s=0.0, transcript=None, run_id=self.run_id,
+                started_at=None, finished_at=time.time(), **dict.fromkeys(_FILE_FIELDS))
+        self._finish(result, (), first)
 
     def _finish(self, result: DocumentResult, attempts: tuple[Attempt, ...], record: DocumentRecord | None) -> None:
         try:
