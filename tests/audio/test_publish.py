@@ -146,6 +146,10 @@ def test_tags_read_back_with_mutagen(fmt: str, published: dict[str, PublishedAud
         assert str(frames["TIT2"]) == TAGS["title"] and str(frames["TPE1"]) == TAGS["artist"]
         assert str(frames["TALB"]) == TAGS["album"] and str(frames["TDRC"]) == TAGS["date"]
         assert str(frames["COMM::eng"]) == TAGS["comment"]
+    elif fmt == "m4a":
+        atoms = {"title": "\xa9nam", "artist": "\xa9ART", "album": "\xa9alb", "date": "\xa9day", "comment": "\xa9cmt"}
+        for key, value in TAGS.items():
+            assert tagged.tags[atoms[key]] == [value]
     else:
         for key, value in TAGS.items():
             assert tagged[key] == [value]
