@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, TypeVar
+from typing import Any, BinaryIO, Literal, TypeVar, get_args, get_type_hints
 
 import click
 import httpx
@@ -37,6 +37,7 @@ from pipeline.models import (
     OUTPUT_KINDS,
     PROVIDER_NAMES,
     STRATEGIES,
+    PodcastChannel,
     ProviderName,
     RunSettings,
 )
@@ -45,6 +46,9 @@ Kind = Literal["str", "int", "number", "choice", "str_list", "flag", "date"]
 Choice = TypeVar("Choice", bound=str)
 DATE_FORMATS = ("%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M")
 _SETTINGS_DEFAULTS = {f.name: f.default for f in fields(RunSettings)}
+_CHANNEL_DEFAULTS = {f.name: f.default for f in fields(PodcastChannel)}
+PODCAST_KINDS: tuple[str, ...] = get_args(get_type_hints(PodcastChannel)["kind"])  # itunes:type's values
+YES_NO = ("yes", "no")  # podcast:locked's own spelling
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +178,24 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
               default=_default("podcast_keep"), low=1, high=100_000),
     RunOption("podcast_title", ("--podcast-title",), "str", "The podcast's title [default: 'audiosum: <OUT name>'].",
               show_default=False),
+    RunOption("podcast_image", ("--podcast-image",), "str", "The podcast's artwork: a square JPEG or PNG in RGB, "
+              "1400-3000 px, copied into OUT (another image is published as a copy made to fit, with a warning) "
+              "[default: a cover drawn from the title].", metavar="PATH", show_default=False),
+    RunOption("podcast_author", ("--podcast-author",), "str", "itunes:author, the name apps show under the podcast's "
+              "title [default: the owner's name, else 'audiosum'].", show_default=False),
+    RunOption("podcast_owner_name", ("--podcast-owner-name",), "str", "itunes:owner's name, the contact directories "
+              "keep [default: the author].", show_default=False),
+    RunOption("podcast_owner_email", ("--podcast-owner-email",), "str", "itunes:owner's email (and podcast:locked's "
+              "owner), where Apple Podcasts and Spotify send their ownership check; a published feed without one "
+              "gets a warning.", metavar="EMAIL", show_default=False),
+    RunOption("podcast_copyright", ("--podcast-copyright",), "str", "The channel's copyright line [default: none: "
+              "the rights in the summarised texts are their authors'].", show_default=False),
+    RunOption("podcast_type", ("--podcast-type",), "choice", "itunes:type: episodic (apps list newest first) or "
+              "serial (in order, oldest first).", default=_CHANNEL_DEFAULTS["kind"], choices=PODCAST_KINDS),
+    RunOption("podcast_locked", ("--podcast-locked",), "choice", "podcast:locked: yes asks other podcast hosts not "
+              "to import the feed.", default="yes" if _CHANNEL_DEFAULTS["locked"] else "no", choices=YES_NO),
+    RunOption("podcast_language", ("--podcast-language",), "str", "The channel's language (RFC 5646: en, en-GB, "
+              "pt-BR) [default: --language].", show_default=False),
     RunOption("force", ("--force",), "flag", "Redo every document, even those unchanged since an earlier run.",
               default=False),
     RunOption("grace", ("--grace",), "number", "On SIGINT/SIGTERM, seconds in-flight documents get to finish before "
@@ -426,8 +448,25 @@ def build_settings(inputs: tuple[str, ...], values: Mapping[str, object], *, pri
         batch=bool(values["batch"]), batch_fallback=_choice(values["batch_fallback"], BATCH_FALLBACKS),
         captions=_choice(values["captions"], CAPTIONS), language=_language(values["language"]),
         executor=_choice(values["executor"], EXECUTORS), ray_address=_optional_str(values["ray_address"]),
-        ray_actors=_ray_actors(values["ray_actors"]),
+        ray_actors=_ray_actors(values["ray_actors"]), podcast=_podcast_channel(values),
     )
+
+
+def _podcast_channel(values: Mapping[str, object]) -> PodcastChannel:
+    """What podcast.xml says of its channel; an email or a language a directory could not read is exit 2."""
+    email = _optional_str(values["podcast_owner_email"])
+    if email is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s.]+", email.strip()):
+        raise UsageError(f"--podcast-owner-email {_shown(email)!r} is not an email address")
+    language = _optional_str(values["podcast_language"])
+    if language is not None and not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*", language.strip()):
+        raise UsageError(f"--podcast-language {_shown(language)!r} is not a language tag such as en, en-GB or pt-BR")
+    kind: Literal["episodic", "serial"] = "serial" if _choice(values["podcast_type"], PODCAST_KINDS) == "serial" \
+        else "episodic"
+    return PodcastChannel(
+        image=_optional_str(values["podcast_image"]), author=_optional_str(values["podcast_author"]),
+        owner_name=_optional_str(values["podcast_owner_name"]), owner_email=email.strip() if email else None,
+        copyright=_optional_str(values["podcast_copyright"]), kind=kind,
+        locked=_choice(values["podcast_locked"], YES_NO) == "yes", language=language.strip() if language else None)
 
 
 def _language(value: object) -> str:

@@ -1,13 +1,15 @@
 """OUT/podcast.xml: an RSS 2.0 podcast feed (iTunes and Podcasting 2.0 namespaces) of the narrated documents,
-with each episode's transcript as .txt and WebVTT beside it.
+with each episode's transcript as .txt and WebVTT beside it, and the channel's artwork (cover.py).
 
 Reads state and sidecars; writes only through outputs.atomic_write. It never changes audio.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,8 +21,10 @@ from urllib.parse import quote
 
 from pipeline import __version__
 from pipeline.engine.align import estimated_transcript_cues
-from pipeline.models import DEFAULT_PODCAST_BASE_URL
-from pipeline.outputs import OutputOwners, atomic_write, confined_path, transcript_file
+from pipeline.errors import OutputClash
+from pipeline.models import DEFAULT_PODCAST_BASE_URL, PodcastChannel
+from pipeline.outputs import OutputOwners, atomic_write, claim, confined_path, remove_outputs, transcript_file
+from pipeline.outputs.cover import COVER_STEM, MAX_PX, MIN_PX, Artwork, artwork
 from pipeline.redact import visible
 
 
@@ -35,6 +39,9 @@ class Episode(Protocol):
 
     @property
     def sidecar_name(self) -> str | None: ...
+
+    @property
+    def title(self) -> str | None: ...
 
 
 class EpisodeRecords(OutputOwners, Protocol):
@@ -54,11 +61,16 @@ class EpisodeRecords(OutputOwners, Protocol):
 FEED_NAME = "podcast.xml"
 ITUNES = "http://www.itunes.com/dtds/podcast-1.0.dtd"
 PODCAST = "https://podcastindex.org/namespace/1.0"
+ATOM = "http://www.w3.org/2005/Atom"
+# Podcasting 2.0's namespace for podcast:guid (the spec's uuidv5 of the feed URL without scheme).
+PODCAST_GUID_NAMESPACE = uuid.UUID("ead4c236-bf58-58c6-a2c6-a6b28d128cb6")
+MAX_DESCRIPTION = 4000  # characters: Apple Podcasts' limit; the whole transcript is linked as podcast:transcript
 MIME_BY_SUFFIX = {".wav": "audio/wav", ".mp3": "audio/mpeg", ".opus": "audio/ogg", ".ogg": "audio/ogg",
                   ".flac": "audio/flac", ".m4a": "audio/mp4"}
 
 ET.register_namespace("itunes", ITUNES)
 ET.register_namespace("podcast", PODCAST)
+ET.register_namespace("atom", ATOM)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,45 +207,172 @@ def adopt_earlier_transcripts(out_dir: Path, state: EpisodeRecords) -> None:
         state.forget_unverified()
 
 
+def podcast_guid(feed_url: str) -> str:
+    """Podcasting 2.0's podcast:guid: a UUIDv5 of the feed's URL without its scheme and trailing slashes, so any
+    directory that knows the URL can work it out."""
+    bare = re.sub(r"^[A-Za-z][A-Za-z0-9+.-]*://", "", feed_url.strip()).rstrip("/")
+    return str(uuid.uuid5(PODCAST_GUID_NAMESPACE, bare))
+
+
+def _one_line(value: object) -> str:
+    return " ".join(str(value or "").split())
+
+
+def episode_title(record: Episode, sidecar: Mapping[str, Any]) -> str:
+    """The document's own title (the feed entry's, a heading, a PDF's or a manifest's), else its file name made
+    readable; never a bare doc-id when a better name exists."""
+    meta = sidecar.get("meta") or {}
+    bare = {record.doc_id, record.doc_id.rsplit("__", 1)[-1]}
+    for candidate in (sidecar.get("title"), meta.get("title"), record.title):
+        title = _one_line(candidate)
+        if title and title not in bare:
+            return title
+    # A recording or a file with no heading: its name, as words ("website-launch" reads "Website launch").
+    words = " ".join(re.sub(r"[-_.]+", " ", record.doc_id.rsplit("__", 1)[-1]).split()) or record.doc_id
+    return words[:1].upper() + words[1:]
+
+
+_AFTER_TITLE = re.compile(r"\s*(?:[.:!?\u2014\u2013]|\s-\s|\n)\s*")
+
+
+def episode_description(transcript: str, title: str) -> str:
+    """The spoken summary without the title it often opens with (the app shows the title just above it), at most
+    MAX_DESCRIPTION characters."""
+    text = transcript.strip()
+    flat, flat_title = _one_line(text), _one_line(title)
+    if flat_title and flat.casefold().startswith(flat_title.casefold()):
+        rest = flat[len(flat_title):]
+        separator = _AFTER_TITLE.match(rest)
+        # Only when the title stands alone: "Why Libraries Still Matter. Every few..." but not "... Matter is ...".
+        if separator and rest[separator.end():]:
+            text = rest[separator.end():]
+    if len(text) > MAX_DESCRIPTION:
+        text = text[:MAX_DESCRIPTION - 1].rsplit(" ", 1)[0] + "…"
+    return text
+
+
+def _web_link(value: object) -> str | None:
+    link = str(value or "").strip()
+    return link if re.match(r"https?://[^\s]+$", link, re.I) else None
+
+
 def _add_episode(channel: ET.Element, record: Episode, sidecar: dict[str, Any], base: str, audio_path: Path,
                  length: int) -> None:
     """The feed's <item> for one episode: its enclosure, and its <id>.txt and <id>.vtt transcripts."""
     meta = sidecar.get("meta") or {}
     txt_name, vtt_name = f"{record.doc_id}.txt", f"{record.doc_id}.vtt"
+    title = episode_title(record, sidecar)
     item = ET.SubElement(channel, "item")
-    ET.SubElement(item, "title").text = str(sidecar.get("title") or meta.get("title") or record.doc_id)
-    ET.SubElement(item, "description").text = str(sidecar.get("transcript") or "")
-    if meta.get("link"):
-        ET.SubElement(item, "link").text = str(meta["link"])
+    ET.SubElement(item, "title").text = title
+    ET.SubElement(item, "description").text = episode_description(str(sidecar.get("transcript") or ""), title)
+    link = _web_link(meta.get("link"))
+    if link:
+        ET.SubElement(item, "link").text = link
     if meta.get("author"):
         ET.SubElement(item, f"{{{ITUNES}}}author").text = str(meta["author"])
     # The GUID names the document, not the run: the same episode keeps it when it is remade.
     ET.SubElement(item, "guid", {"isPermaLink": "false"}).text = f"audiosum:{record.doc_id}"
     ET.SubElement(item, "pubDate").text = _rfc822(meta.get("published"), record.finished_at)
+    # A remade episode keeps its file name and guid; the audio's hash in the URL is what tells apps to fetch it anew.
+    digest = str(sidecar.get("audio_sha256") or "")
+    version = f"?v={digest[:16]}" if re.fullmatch(r"[0-9a-f]{16,64}", digest) else ""
     ET.SubElement(item, "enclosure", {
-        "url": base + quote(audio_path.name), "length": str(length),
+        "url": base + quote(audio_path.name) + version, "length": str(length),
         "type": MIME_BY_SUFFIX.get(audio_path.suffix.lower(), "application/octet-stream")})
     ET.SubElement(item, f"{{{ITUNES}}}duration").text = _duration(float(sidecar.get("duration_s") or 0))
+    ET.SubElement(item, f"{{{ITUNES}}}episodeType").text = "full"
     ET.SubElement(item, f"{{{PODCAST}}}transcript", {"url": base + quote(vtt_name), "type": "text/vtt"})
     ET.SubElement(item, f"{{{PODCAST}}}transcript", {"url": base + quote(txt_name), "type": "text/plain"})
 
 
-def build(out_dir: Path, state: EpisodeRecords, *, base_url: str = DEFAULT_PODCAST_BASE_URL, title: str | None = None,
-          keep: int = 100) -> Path:
-    """Write <id>.txt/<id>.vtt for every episode and the feed of the newest `keep` ones; returns the feed path."""
-    base = base_url if base_url.endswith("/") else base_url + "/"
-    channel_title = title or f"audiosum: {out_dir.resolve().name}"
-    rss = ET.Element("rss", {"version": "2.0"})
-    channel = ET.SubElement(rss, "channel")
-    ET.SubElement(channel, "title").text = channel_title
+def channel_title(out_dir: Path, title: str | None) -> str:
+    return title or f"audiosum: {out_dir.resolve().name}"
+
+
+def _add_channel(channel: ET.Element, *, title: str, base: str, settings: PodcastChannel, language: str,
+                 cover: str | None) -> None:
+    """The channel's elements a directory reads: who made it and how to reach them, its art, its identity."""
+    feed_url = base + FEED_NAME
+    author = settings.author or settings.owner_name or "audiosum"
+    ET.SubElement(channel, "title").text = title
     ET.SubElement(channel, "link").text = base
-    ET.SubElement(channel, "description").text = f"Spoken summaries narrated by audiosum ({channel_title})."
-    ET.SubElement(channel, "language").text = "en"
+    ET.SubElement(channel, "description").text = f"Spoken summaries narrated by audiosum ({title})."
+    ET.SubElement(channel, "language").text = settings.language or language
+    if settings.copyright:
+        ET.SubElement(channel, "copyright").text = settings.copyright
     ET.SubElement(channel, "generator").text = f"audiosum {__version__}"
     ET.SubElement(channel, "lastBuildDate").text = format_datetime(datetime.now(UTC))
-    ET.SubElement(channel, f"{{{ITUNES}}}author").text = "audiosum"
+    ET.SubElement(channel, f"{{{ATOM}}}link", {"href": feed_url, "rel": "self", "type": "application/rss+xml"})
+    if cover:
+        image = ET.SubElement(channel, "image")
+        ET.SubElement(image, "url").text = base + cover
+        ET.SubElement(image, "title").text = title
+        ET.SubElement(image, "link").text = base
+        ET.SubElement(channel, f"{{{ITUNES}}}image", {"href": base + cover})
+    ET.SubElement(channel, f"{{{ITUNES}}}author").text = author
+    if settings.owner_email:  # an owner without an address verifies nothing (channel_warnings says so)
+        owner = ET.SubElement(channel, f"{{{ITUNES}}}owner")
+        ET.SubElement(owner, f"{{{ITUNES}}}name").text = settings.owner_name or author
+        ET.SubElement(owner, f"{{{ITUNES}}}email").text = settings.owner_email
     ET.SubElement(channel, f"{{{ITUNES}}}explicit").text = "false"
+    ET.SubElement(channel, f"{{{ITUNES}}}type").text = settings.kind
     ET.SubElement(channel, f"{{{ITUNES}}}category", {"text": "News"})
+    ET.SubElement(channel, f"{{{PODCAST}}}guid").text = podcast_guid(feed_url)
+    locked = {"owner": settings.owner_email} if settings.owner_email else {}
+    ET.SubElement(channel, f"{{{PODCAST}}}locked", locked).text = "yes" if settings.locked else "no"
+
+
+def _publish_cover(out_dir: Path, state: EpisodeRecords, art: Artwork) -> str | None:
+    """OUT/<art.name>, written when its bytes changed, and the cover of the other format removed if audiosum made
+    it; the name with a hash of the bytes as its query (apps cache artwork by URL, so new art needs a new URL), or
+    None when a file of that name is not audiosum's (the feed then has no image rather than someone else's)."""
+    data = art.data()
+    path = confined_path(out_dir, art.name)
+    try:
+        current = path.read_bytes() if state.owns(art.name) and not path.is_symlink() else None
+    except OSError:
+        current = None
+    if current != data:  # unchanged art keeps its file (and its mtime and ETag) as it was
+        try:
+            claim(out_dir, state, None, {art.name})
+        except OutputClash:
+            return None
+        atomic_write(path, data, ours=state.owns)
+    others = {f"{COVER_STEM}.png", f"{COVER_STEM}.jpg"} - {art.name}
+    remove_outputs(out_dir, others, state)
+    return f"{quote(art.name)}?v={hashlib.sha256(data).hexdigest()[:16]}"
+
+
+def channel_warnings(channel: PodcastChannel, *, podcast_url: str, title: str) -> list[dict[str, str]]:
+    """Warnings (kind, option, message) for channel values a podcast directory would reject; the runner says them
+    when the feed has episodes. A feed at the default loopback URL is not published, so it gets no owner warning."""
+    warnings: list[dict[str, str]] = []
+    art = artwork(channel.image, title)
+    if art.problems:
+        rules = f"a square JPEG or PNG in RGB, {MIN_PX}-{MAX_PX} px"
+        outcome = ("a cover drawn from the title is used instead" if art.drawn_instead else
+                   "a copy made to fit is published (padded to a square, scaled, RGB): give an image that fits to "
+                   "have it published as it is")
+        warnings.append({"kind": "podcast_image", "option": "--podcast-image",
+                         "message": f"podcast image {channel.image}: {'; '.join(art.problems)}. Podcast directories "
+                                    f"take {rules}; {outcome}"})
+    if podcast_url != DEFAULT_PODCAST_BASE_URL and not channel.owner_email:
+        warnings.append({"kind": "podcast_owner_email", "option": "--podcast-owner-email",
+                         "message": f"{FEED_NAME} names no owner email: Apple Podcasts and Spotify send the "
+                                    "ownership check to itunes:owner's address, so a directory cannot verify the "
+                                    "feed; give --podcast-owner-email (or podcast_owner_email in the job)"})
+    return warnings
+
+
+def build(out_dir: Path, state: EpisodeRecords, *, base_url: str = DEFAULT_PODCAST_BASE_URL, title: str | None = None,
+          keep: int = 100, channel: PodcastChannel | None = None, language: str = "en") -> Path:
+    """Write <id>.txt/<id>.vtt for every episode, the channel's cover and the feed of the newest `keep` ones;
+    returns the feed path."""
+    base = base_url if base_url.endswith("/") else base_url + "/"
+    settings = channel or PodcastChannel()
+    shown_title = channel_title(out_dir, title)
+    rss = ET.Element("rss", {"version": "2.0"})
+    episodes = ET.Element("channel")
     for record in state.episodes(keep):
         try:
             sidecar = json.loads((out_dir / (record.sidecar_name or "")).read_text(encoding="utf-8"))
@@ -250,7 +389,15 @@ def build(out_dir: Path, state: EpisodeRecords, *, base_url: str = DEFAULT_PODCA
             continue  # a file of that name that audiosum did not make: left alone, and no episode without it
         atomic_write(confined_path(out_dir, txt_name), transcript, ours=state.owns)
         atomic_write(confined_path(out_dir, vtt_name), render_vtt(cues, note).encode("utf-8"), ours=state.owns)
-        _add_episode(channel, record, sidecar, base, audio_path, length)
+        _add_episode(episodes, record, sidecar, base, audio_path, length)
+    feed_path = confined_path(out_dir, FEED_NAME)
+    if episodes.find("item") is None and not feed_path.exists():
+        return feed_path  # nothing spoken here yet (say, only --output text): no empty feed to publish
+    # The cover is in place before the feed that links to it.
+    cover = _publish_cover(out_dir, state, artwork(settings.image, shown_title))
+    channel_element = ET.SubElement(rss, "channel")
+    _add_channel(channel_element, title=shown_title, base=base, settings=settings, language=language, cover=cover)
+    channel_element.extend(episodes)
     for element in rss.iter():
         if element.text:
             element.text = _xml_safe(element.text)
@@ -258,8 +405,5 @@ def build(out_dir: Path, state: EpisodeRecords, *, base_url: str = DEFAULT_PODCA
             element.attrib[name] = _xml_safe(value)
     ET.indent(rss)
     data = b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(rss, encoding="utf-8") + b"\n"
-    feed_path = confined_path(out_dir, FEED_NAME)
-    if channel.find("item") is None and not feed_path.exists():
-        return feed_path  # nothing spoken here yet (say, only --output text): no empty feed to publish
     atomic_write(feed_path, data, ours=state.owns)
     return feed_path
