@@ -1,7 +1,7 @@
 """What the endpoints beyond chat (speech, files, batches) use of `audiosum serve`'s one server object: auth, the
 fault plan, the rate limiter, the request record, the worker pool and the chat answering.
 
-A Protocol only, so those modules depend on this interface and not on app.py (which imports them); it does nothing.
+A Protocol only, so those modules depend on this interface and not on chat.py (which imports them); it does nothing.
 """
 
 from __future__ import annotations

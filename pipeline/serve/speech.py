@@ -41,7 +41,8 @@ def fresh_counts() -> Counter[str]:
 
 
 class SpeechEndpoint:
-    """The route; `voices` are the built-in voice names (app.VOICES), `custom_prefix` a custom voice id's start."""
+    """The route; `voices` are the built-in voice names (chat_request.VOICES), `custom_prefix` a custom voice id's
+    start."""
 
     def __init__(self, core: ServerCore, voices: tuple[str, ...], custom_prefix: str) -> None:
         self.core = core
