@@ -111,9 +111,10 @@ def check_inputs(inputs: tuple[str, ...]) -> None:
         elif not Path(raw).exists():
             raise UsageError(f"input {quoted(raw)!r} does not exist")
         elif kind == "feed_file" and not feeds.is_feed_input(raw):
+            documents = ", ".join(sorted(DOCUMENT_SUFFIXES - AUDIO_SUFFIXES))
             raise UsageError(
-                f"input {quoted(raw)!r} is not a folder, a manifest (.jsonl, .csv), a document (.txt, .md, .html, "
-                ".pdf), a recording (.wav, .mp3, .m4a, .ogg, .flac) or a feed (an http(s) URL, or an .xml, .rss or "
+                f"input {quoted(raw)!r} is not a folder, a manifest (.jsonl, .csv), a document ({documents}), a "
+                f"recording ({', '.join(sorted(AUDIO_SUFFIXES))}) or a feed (an http(s) URL, or an .xml, .rss or "
                 ".atom file)")
 
 

@@ -12,13 +12,16 @@ from pathlib import Path
 
 from pipeline.errors import DocumentError
 from pipeline.models import AudioSource, Document, RejectedDocument
-from pipeline.sources import extract
+from pipeline.sources import blocks, extract
 
-TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown"})
+TEXT_SUFFIXES = frozenset({".txt"}) | extract.MARKDOWN_SUFFIXES
 # Recordings: sent to the model as input_audio (WAV and MP3 as they are; the others converted to MP3 first).
 AUDIO_SUFFIXES = frozenset({".wav", ".mp3", ".m4a", ".ogg", ".oga", ".opus", ".flac"})
-# What folders, manifests' `path` and single-file inputs accept; the kind is then told from the content too.
-DOCUMENT_SUFFIXES = TEXT_SUFFIXES | extract.HTML_SUFFIXES | extract.PDF_SUFFIXES | AUDIO_SUFFIXES
+# Office documents and books (.docx, .pptx, .odt, .rtf, .epub): extract.READERS says who reads each.
+OFFICE_SUFFIXES = frozenset(extract.READERS)
+# What folders, manifests' `path` and single-file inputs accept (the one list: everything else asks it); the kind
+# of text, HTML and PDF is then told from the content too.
+DOCUMENT_SUFFIXES = TEXT_SUFFIXES | extract.HTML_SUFFIXES | extract.PDF_SUFFIXES | OFFICE_SUFFIXES | AUDIO_SUFFIXES
 MAX_DOCUMENT_BYTES = 20 * 1024 * 1024
 MAX_RECORDING_BYTES = 1024 * 1024 * 1024  # the 4-hour decode cap bounds what is really used
 MAX_ID_LENGTH = 100
@@ -76,9 +79,11 @@ def document_from_file(path: Path, *, doc_id: str, source: str, root: Path, alre
         text = clean_text(extracted.text)
     except DocumentError as exc:
         return RejectedDocument(id=safe_id, source=source, reason=str(exc), title=title)
+    # clean_text strips the text: the chapters' spans move back by what it took off the front.
+    chapters = blocks.shifted(extracted.chapters, len(extracted.text) - len(extracted.text.lstrip()), len(text))
     return Document(id=safe_id, source=source, text=text, sha256=hashlib.sha256(data).hexdigest(),
                     title=title or extracted.title or guess_title(text), voice=voice, instructions=instructions,
-                    meta=dict(extracted.meta) or None, followups=followups)
+                    meta=dict(extracted.meta) or None, followups=followups, chapters=chapters)
 
 
 def _recording(path: Path, *, doc_id: str, source: str, root: Path, title: str | None, voice: str | None,

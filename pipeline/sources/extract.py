@@ -1,4 +1,4 @@
-"""Bytes of a document (text, Markdown, HTML or PDF) become plain text, the kind told by content as well as name.
+"""Bytes of a document (text, Markdown, HTML, PDF, Word, PowerPoint, OpenDocument, RTF, EPUB) become plain text.
 
 Pure functions over bytes already read: nothing here opens files or sockets; bad input raises DocumentError.
 """
@@ -10,17 +10,29 @@ import logging
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any, Literal
 
 from pipeline.errors import DocumentError, first_line
+from pipeline.models import Chapter
+from pipeline.sources import encodings, epub, headings, opendocument, rtf, slides, word
+from pipeline.sources.office import Read
 
-Kind = Literal["text", "html", "pdf"]
+Kind = Literal["text", "html", "pdf", "docx", "pptx", "odt", "rtf", "epub"]
 
 HTML_SUFFIXES = frozenset({".html", ".htm"})
 PDF_SUFFIXES = frozenset({".pdf"})
+MARKDOWN_SUFFIXES = frozenset({".md", ".markdown"})
+# Formats read by their name alone (a zip or RTF's own header says nothing a sniff could use), and who reads them.
+READERS: dict[str, tuple[Kind, Callable[[bytes], Read]]] = {
+    **{suffix: ("docx", word.docx_text) for suffix in word.SUFFIXES},
+    **{suffix: ("pptx", slides.pptx_text) for suffix in slides.SUFFIXES},
+    **{suffix: ("odt", opendocument.odt_text) for suffix in opendocument.SUFFIXES},
+    **{suffix: ("rtf", rtf.rtf_text) for suffix in rtf.SUFFIXES},
+    **{suffix: ("epub", epub.epub_text) for suffix in epub.SUFFIXES},
+}
 MAX_PDF_PAGES = 2000
 MAX_TEXT_CHARS = 20 * 1024 * 1024
 # Share of control bytes (besides tab, newlines, form feed, escape) above which bytes are not text.
@@ -45,6 +57,7 @@ class Extracted:
     kind: Kind
     title: str | None = None
     meta: dict[str, str] = field(default_factory=dict)
+    chapters: tuple[Chapter, ...] = ()  # spans into text
 
 
 def sniff_kind(data: bytes, suffix: str = "") -> Kind:
@@ -81,29 +94,25 @@ def reject_binary(head: bytes) -> None:
 
 
 def decode_text(data: bytes) -> str:
-    """UTF-8 (with or without BOM) or UTF-16 with a BOM; anything else raises DocumentError."""
-    if data.startswith(_UTF16_BOMS):
-        try:
-            return data.decode("utf-16")
-        except UnicodeDecodeError as exc:
-            raise DocumentError(f"file has a UTF-16 mark but does not decode: {exc.reason}") from exc
-    if b"\x00" in data[:SNIFF_BYTES]:
-        raise DocumentError("binary data, not text (contains NUL bytes)")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DocumentError(
-            f"file is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})") from exc
+    """Text by its BOM, as UTF-8, else by detection (encodings.decode); a weak guess raises DocumentError."""
+    return encodings.decode(data).text
 
 
 def document_text(data: bytes, *, suffix: str = "", url: str | None = None) -> Extracted:
-    """Plain text of a document's bytes: decoded text as it is, the main text of HTML, the text layer of a PDF."""
+    """Plain text of a document's bytes: decoded text as it is, the main text of HTML, the text layer of a PDF,
+    the text of an office document or book (READERS)."""
+    if suffix.lower() in READERS:
+        kind, reader = READERS[suffix.lower()]
+        found = reader(data)
+        return Extracted(text=found.text, kind=kind, title=found.title, meta=found.meta, chapters=found.chapters)
     kind = sniff_kind(data, suffix)
     if kind == "pdf":
         return pdf_text(data)
     if kind == "html":
         return html_text(data, url=url)
-    return Extracted(text=decode_text(data), kind="text")
+    decoded = encodings.decode(data)
+    chapters = headings.markdown_chapters(decoded.text) if suffix.lower() in MARKDOWN_SUFFIXES else ()
+    return Extracted(text=decoded.text, kind="text", meta=decoded.meta(), chapters=chapters)
 
 
 def html_text(data: bytes | str, *, url: str | None = None) -> Extracted:
@@ -113,8 +122,9 @@ def html_text(data: bytes | str, *, url: str | None = None) -> Extracted:
     """
     import trafilatura
 
-    if isinstance(data, bytes) and data.startswith(_UTF16_BOMS):
-        data = data.decode("utf-16", errors="replace")
+    decoded = encodings.decode(data, html=True) if isinstance(data, bytes) else None
+    if decoded is not None:
+        data = decoded.text
     try:
         # <noscript> holds "please enable JavaScript" on script-built pages: that is not the article.
         found = trafilatura.bare_extraction(data, url=url, with_metadata=True, include_comments=False,
@@ -126,13 +136,13 @@ def html_text(data: bytes | str, *, url: str | None = None) -> Extracted:
     text = (getattr(found, "text", None) or "").strip() if found is not None else ""
     if not text:
         raise DocumentError("no main text found in the HTML page")
-    meta = {"kind": "html", "extraction": "trafilatura"}
+    meta = {"kind": "html", "extraction": "trafilatura", **(decoded.meta() if decoded is not None else {})}
     for key in ("author", "date"):
         value = getattr(found, key, None)
         if value:
             meta[key] = str(value)
     title = (getattr(found, "title", None) or "").strip() or None
-    return Extracted(text=text, kind="html", title=title, meta=meta)
+    return Extracted(text=text, kind="html", title=title, meta=meta, chapters=headings.html_chapters(data, text))
 
 
 def pdf_text(data: bytes, *, max_pages: int = MAX_PDF_PAGES, max_chars: int = MAX_TEXT_CHARS) -> Extracted:

@@ -35,7 +35,7 @@ def test_safe_doc_id_rejects_empty_and_shortens_long() -> None:
 def test_folder_is_streamed_in_order_and_skips_hidden_and_output(tmp_path: Path) -> None:
     (tmp_path / "b.txt").write_text("Second document here.")
     (tmp_path / "a.md").write_text("# Title\n\nFirst document here.")
-    (tmp_path / "skip.docx").write_bytes(b"PK\x03\x04")
+    (tmp_path / "skip.pages").write_bytes(b"PK\x03\x04")  # a format audiosum does not read
     (tmp_path / ".git").mkdir()
     (tmp_path / ".git" / "x.txt").write_text("hidden")
     (tmp_path / "out").mkdir()
@@ -74,9 +74,9 @@ def test_encodings(tmp_path: Path) -> None:
 
 
 def test_unknown_input_kind_is_a_usage_error(tmp_path: Path) -> None:
-    (tmp_path / "doc.docx").write_bytes(b"PK\x03\x04")
-    with pytest.raises(UsageError):
-        sources.check_inputs((str(tmp_path / "doc.docx"),))
+    (tmp_path / "doc.pages").write_bytes(b"PK\x03\x04")
+    with pytest.raises(UsageError, match=r"\.docx.*\.epub"):  # the message lists what is read, from the table
+        sources.check_inputs((str(tmp_path / "doc.pages"),))
     with pytest.raises(UsageError):
         sources.check_inputs(())
 
