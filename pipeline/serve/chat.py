@@ -1,17 +1,15 @@
 """`POST /v1/chat/completions` for `audiosum serve`: ChatServer, the one server object the routes hang off, answers
-chat completions (the narration from the worker pool, the injected faults, the rate limiter's 429s).
+chat completions with the narration the worker pool makes, within the rate limits and the fault plan.
 
 Answers chat requests and holds what every endpoint shares (serve.core.ServerCore); it checks no request's shape
-itself (chat_request.py), builds no routes (app.py) and serves no admin or models route (admin.py, models.py).
+(chat_request.py), words no fault or 429 (fault_answers.py), builds no route (app.py) and serves no admin or models
+route (admin.py, models.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import functools
-import json
 import math
 import random
 import re
@@ -27,7 +25,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from pipeline.errors import InvalidAudio
-from pipeline.serve import client_json
+from pipeline.serve import fault_answers
 from pipeline.serve import work as server_work
 from pipeline.serve.batches import BatchesEndpoint
 from pipeline.serve.chat_request import (
@@ -53,7 +51,6 @@ from pipeline.serve.completion import (
 )
 from pipeline.serve.config import MAX_REMEMBERED_AUDIO, ServerConfig
 from pipeline.serve.errors import (
-    MAX_QUOTED,
     SERVER_ERROR_MESSAGE,
     STATUS_ERRORS,
     ApiFailure,
@@ -61,17 +58,10 @@ from pipeline.serve.errors import (
     quoted,
     request_id,
 )
-from pipeline.serve.faults import (
-    STATUS_FAULTS,
-    FaultPlan,
-    Gauge,
-    HoldUntilClientLeaves,
-    ResetConnection,
-    TruncatedResponse,
-)
+from pipeline.serve.faults import FaultPlan, Gauge, HoldUntilClientLeaves, ResetConnection
 from pipeline.serve.files import FilesEndpoint, FileStore
-from pipeline.serve.limits import Admission, ServerRateLimits, format_duration, retry_after_headers
-from pipeline.serve.models import MODELS, ModelsEndpoint
+from pipeline.serve.limits import Admission, ServerRateLimits, retry_after_headers
+from pipeline.serve.models import ModelsEndpoint
 from pipeline.serve.record import RequestRecorder
 from pipeline.serve.speech import SpeechEndpoint
 
@@ -80,8 +70,6 @@ if TYPE_CHECKING:
 
 ENCODED_FORMATS = frozenset({"mp3", "flac", "opus", "aac"})  # encoded in the pool, sent as they come
 LOGGED_REQUESTS = 1000  # the last requests /stats lists with their server-side times
-ORGANIZATION = "org-audiosum"
-RATE_LIMITS_URL = "https://platform.openai.com/account/rate-limits"
 BAD_KEY_MESSAGE = STATUS_ERRORS[401][2]
 
 _WORDS_HINT = re.compile(r"\b(?:about|around|roughly|approximately|in|under)\s+(\d{1,4})\s+words\b", re.IGNORECASE)
@@ -224,7 +212,7 @@ class ChatServer:
         return await asyncio.to_thread(parse_body, raw)
 
     def rate_limited(self, admission: Admission, model: str) -> ApiFailure:
-        return _rate_limited(admission, model)
+        return fault_answers.rate_limited(admission, model)
 
     async def answer_text(self, body: dict[str, Any]) -> dict[str, Any]:
         """A text-only answer to a chat request body (a batch line): no audio models, no audio in or out."""
@@ -274,7 +262,7 @@ class ChatServer:
             admission = self.limiter.admit(sum(prompt_tokens(turns)))
             entry["limiter_s"] = self.monotonic()
             if not admission.admitted:
-                raise _rate_limited(admission, model)
+                raise fault_answers.rate_limited(admission, model)
         answer, audio = await _unless_client_leaves(request, self._answer(model, turns, voice, audio_format))
         if cap is not None and voice is None:
             cap_text_answer(answer, cap)
@@ -296,29 +284,10 @@ class ChatServer:
             return HoldUntilClientLeaves(self.held)
         if fault in ("badjson", "badaudio", "truncated"):
             await self.latency()
-            return self._broken_success(fault, _model_of(raw))
-        return _fault_failure(fault, self.jitter.uniform(*self.config.fault_retry_after_s), _model_of(raw)).response()
-
-    def _broken_success(self, fault: str, model: str) -> Response:
-        headers = {"x-request-id": request_id()}
-        spoken = ["Here is a short spoken summary of the document."]
-        if fault == "badaudio":
-            # Vary between the two ways audio can be unusable: not base64 at all, and base64 of bytes that are
-            # not a WAV (an MP3-looking header followed by noise).
-            data = ("UklGR%not-base64!" if self.jitter.random() < 0.5
-                    else base64.b64encode(b"ID3\x04\x00\x00" + self.jitter.randbytes(2048)).decode("ascii"))
-        else:
-            data = _placeholder_wav_base64(spoken[0])
-        audio_id, expires_at = self.memory.remember(spoken[0])
-        message = {"role": "assistant", "content": None, "refusal": None,
-                   "audio": {"id": audio_id, "expires_at": expires_at, "data": data, "transcript": spoken[0]}}
-        body = json.dumps(chat_completion(model, message, (20, 0), (12, 30), self.config.engine)).encode()
-        if fault == "badjson":
-            # A 200 whose body stops halfway (with a correct Content-Length): a proxy cut it, not the connection.
-            return Response(body[: len(body) // 2], media_type="application/json", headers=headers)
-        if fault == "truncated":
-            return TruncatedResponse(body, media_type="application/json", headers=headers)
-        return Response(body, media_type="application/json", headers=headers)
+            model = fault_answers.model_of(raw)
+            return fault_answers.broken_success(fault, model, self.jitter, self.memory.remember, self.config.engine)
+        wait_s = self.jitter.uniform(*self.config.fault_retry_after_s)
+        return fault_answers.fault_failure(fault, wait_s, fault_answers.model_of(raw)).response()
 
     async def _answer(self, model: str, turns: list[Turn], voice: str | None,
                       audio_format: str | None) -> tuple[dict[str, Any], tuple[bytes, str] | None]:
@@ -383,14 +352,6 @@ class ChatServer:
                     self.wire[f"input_audio_format={audio_format if known else 'other'}"] += 1
 
 
-@functools.cache
-def _placeholder_wav_base64(sentence: str) -> str:
-    """The broken-answer faults' audio: one fixed sentence of tone, made once (the engine loads only if needed)."""
-    from pipeline.engine import tone
-
-    return base64.b64encode(tone.tone([sentence]).wav).decode("ascii")
-
-
 async def _unless_client_leaves(request: Request, work: Awaitable[T]) -> T:
     """`work`'s result, or ClientDisconnect as soon as the client hangs up, with `work` cancelled (a job still
     queued for the pool is dropped; one already running is abandoned). The body has been read, so the next
@@ -419,55 +380,3 @@ async def _until_disconnected(receive: Callable[[], Awaitable[Any]]) -> None:
 
 def fresh_counts() -> Counter[str]:
     return Counter({"requests": 0, "ok": 0})
-
-
-def _model_of(raw: bytes) -> str:
-    try:
-        body = client_json.loads(raw)
-    except client_json.RefusedJson:
-        return MODELS[0]
-    model = body.get("model") if isinstance(body, dict) else None
-    return model if isinstance(model, str) and model else MODELS[0]
-
-
-def _rate_limited(admission: Admission, model: str) -> ApiFailure:
-    """The real limiter's 429, in OpenAI's words."""
-    kind = admission.limited_by or "requests"
-    per_minute = f"{kind} per min ({'RPM' if kind == 'requests' else 'TPM'})"
-    if admission.too_large:
-        # No retry-after: waiting cannot help a request larger than a whole minute's budget.
-        return ApiFailure(429, f"Request too large for {model} in organization {ORGANIZATION} on {per_minute}: "
-                          f"Limit {admission.limit}, Requested {admission.requested}. The input or output tokens "
-                          f"must be reduced in order to run successfully. Visit {RATE_LIMITS_URL} to learn more.",
-                          code="rate_limit_exceeded", error_type=kind, kind="rate_limited")
-    headers = retry_after_headers(admission.wait_s)
-    return ApiFailure(429, f"Rate limit reached for {kind} in organization {ORGANIZATION} on {per_minute}: "
-                      f"Limit {admission.limit}, Requested {admission.requested}. Please try again in "
-                      f"{format_duration(int(headers['retry-after-ms']) / 1000)}. Visit {RATE_LIMITS_URL} to learn "
-                      "more.", code="rate_limit_exceeded", error_type=kind, headers=headers, kind="rate_limited")
-
-
-def _fault_failure(fault: str, wait_s: float, model: str) -> ApiFailure:
-    """The error answer of an injected fault that is an HTTP error."""
-    kind = f"fault_{fault}"
-    if fault == "429":
-        headers = retry_after_headers(wait_s)
-        return ApiFailure(429, f"Rate limit reached for requests in organization {ORGANIZATION} on requests per min "
-                          f"(RPM). Please try again in {format_duration(int(headers['retry-after-ms']) / 1000)}. "
-                          f"Visit {RATE_LIMITS_URL} to learn more.", code="rate_limit_exceeded",
-                          error_type="requests", headers=headers, kind=kind)
-    if fault == "429-no-retry-after":
-        return ApiFailure(429, f"Rate limit reached for requests in organization {ORGANIZATION} on requests per min "
-                          f"(RPM). Visit {RATE_LIMITS_URL} to learn more.", code="rate_limit_exceeded",
-                          error_type="requests", kind=kind)
-    if fault == "quota":
-        return ApiFailure(429, "You exceeded your current quota, please check your plan and billing details. For "
-                          "more information on this error, read the docs: "
-                          "https://platform.openai.com/docs/guides/error-codes/api-errors.",
-                          code="insufficient_quota", error_type="insufficient_quota", kind=kind)
-    if fault in STATUS_FAULTS:
-        status = int(fault)
-        error_type, code, message = STATUS_ERRORS[status]
-        return ApiFailure(status, message.replace("{model}", model[:MAX_QUOTED]), code=code, error_type=error_type,
-                          kind=kind)
-    raise ValueError(f"no error answer for fault {fault!r}")

@@ -1,7 +1,7 @@
 """Injected faults for `audiosum serve --faults`: the seeded draw that picks a fault, and the connection-level ones.
 
 The only server module that touches sockets (reset, truncated, timeout); it does not decide what an OpenAI answer
-or error body says — `server` builds those.
+or error body says — fault_answers.py builds those.
 """
 
 from __future__ import annotations
