@@ -86,6 +86,9 @@ class Document:
     audio: AudioSource | None = None  # set for a recording; then text is ""
     followups: tuple[str, ...] | None = None  # questions asked after the summary; None = the run's default
     chapters: tuple[Chapter, ...] = ()  # the text's structure where its format has one; () = one part
+    # Why the text is thinner than asked, by a cause that may pass (a feed's own summary because the article could
+    # not be fetched): the document is "degraded", and tried again on the next run.
+    degraded: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,7 +323,8 @@ class DocumentResult:
 
     doc_id: str
     source: str
-    status: Literal["done", "failed", "skipped", "waiting"]  # waiting: its text step is in a batch (--batch)
+    # waiting: its text step is in a batch (--batch); degraded: made, but thinner than asked (`reason` says how)
+    status: Literal["done", "degraded", "failed", "skipped", "waiting"]
     title: str | None = None
     reason: str | None = None
     error_class: str | None = None

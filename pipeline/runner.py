@@ -479,7 +479,7 @@ class _Run:
             return
         started = time.time()
         result, attempts, written = await _process(item, make, self.settings, self._claim, self.executor)
-        if line is not None and self.batch is not None and result.status == "done":
+        if line is not None and self.batch is not None and result.status in ("done", "degraded"):
             self.batch.spoken(line)
         if written is not None and record is not None:
             # Files the last version of this document had and this one does not (fewer questions, another
@@ -501,7 +501,8 @@ class _Run:
             first = DocumentRecord(
                 doc_id=result.doc_id, source=result.source, title=result.title, input_sha256="", fingerprint="",
                 status="failed", error=result.reason, attempts=0, duration_s=0.0, transcript=None, run_id=self.run_id,
-                started_at=None, finished_at=time.time(), **dict.fromkeys(_FILE_FIELDS))
+                started_at=None, finished_at=time.time(), main_name=None, main_sha256=None, main_size=None,
+                main_mtime_ns=None, sidecar_name=None, sidecar_sha256=None, sidecar_size=None, sidecar_mtime_ns=None)
         self._finish(result, (), first)
 
     def _finish(self, result: DocumentResult, attempts: tuple[Attempt, ...], record: DocumentRecord | None) -> None:
@@ -516,7 +517,7 @@ class _Run:
             self.stop_for_full_disk(exc)
         if result.error_class == DiskFull.__name__:
             self.stop_for_full_disk(DiskFull(result.reason or "no space left"))
-        if result.status == "done":
+        if result.status in ("done", "degraded"):
             self.made += 1
         if result.error_class == AuthenticationFailed.__name__ and self.abort_reason is None:
             # Say what happened: documents made earlier, and others already sent when the refusal came back.
@@ -582,8 +583,10 @@ async def _process(item: Document, make: MakeSummary, settings: RunSettings,
         return Processed(_failed(item, f"could not write outputs: {exc}", type(exc).__name__,
                                  time.monotonic() - started, requests=summary.requests), summary.attempts, None)
     duration = published.duration_s if published is not None else summary.duration_s
+    thinner = degraded_because(item)
     return Processed(DocumentResult(
-        doc_id=item.id, source=item.source, status="done", title=item.title,
+        doc_id=item.id, source=item.source, status="degraded" if thinner else "done", title=item.title,
+        reason=thinner,
         main_name=written.main.name, sidecar_name=written.sidecar.name, transcript=summary.transcript,
         duration_s=round(duration, 3), prompt_tokens=summary.usage.prompt_tokens,
         completion_tokens=summary.usage.completion_tokens,
@@ -593,6 +596,13 @@ async def _process(item: Document, make: MakeSummary, settings: RunSettings,
         elapsed_s=round(time.monotonic() - started, 3), meta_json=_meta_json(item),
         followups_json=_followups_json(summary, written),
     ), summary.attempts, written)
+
+
+def degraded_because(item: Document) -> str | None:
+    """Why a made document is thinner than asked, or None: its text fell back to something less (the source says
+    so: a feed's own summary for an article that could not be fetched). Estimated captions are recorded in the
+    sidecar and the VTT (cues_method, cues_reason) but not yet counted here."""
+    return item.degraded
 
 
 def _publisher(audio_format: str) -> Callable[[bytes, PublishOptions], PublishedAudio]:
@@ -651,7 +661,8 @@ def _record(item: Document, result: DocumentResult, written: DocumentFiles | Non
         doc_id=item.id, source=item.source, title=item.title, input_sha256=item.sha256, fingerprint=fingerprint,
         status=result.status, error=result.reason, attempts=result.requests, duration_s=result.duration_s,
         transcript=result.transcript, run_id=run_id, started_at=started, finished_at=time.time(),
-        followups_json=result.followups_json, **files)
+        followups_json=result.followups_json, degraded_retry=int(result.status == "degraded" and bool(item.degraded)),
+        **files)
 
 
 _FILE_FIELDS = ("main_name", "main_sha256", "main_size", "main_mtime_ns", "sidecar_name", "sidecar_sha256",

@@ -268,7 +268,7 @@ def test_json_events_retry_rate_limit_pause_and_run_end(tmp_path: Path) -> None:
     assert names.count("rate_limit_pause") == counts["fault_429"]
 
     end = events[-1]
-    assert set(end) == {"ts", "event", "run_id", "status", "documents", "done", "skipped", "failed", "waiting",
+    assert set(end) == {"ts", "event", "run_id", "status", "documents", "done", "degraded", "skipped", "failed", "waiting",
                         "audio_seconds", "tokens_in", "tokens_out", "audio_tokens_in", "audio_tokens_out", "requests",
                         "wall_seconds", "cost_usd", "cost_per_spoken_minute_usd", "retries"}
     assert end["run_id"] == events[0]["run_id"] and end["status"] == "finished"

@@ -100,7 +100,8 @@ def decide(document: Document, settings: RunSettings, record: DocumentRecord | N
     print_ = fingerprint(document, settings)
     if force:
         return Decision("forced", print_)
-    if record is None or record.status != "done":
+    if record is None or record.status not in ("done", "degraded") or (record.status == "degraded"
+                                                                        and record.degraded_retry):
         return Decision("new" if record is None else "changed", print_)
     if record.input_sha256 != document.sha256 or record.fingerprint != print_:
         return Decision("changed", print_)
@@ -119,7 +120,7 @@ def already_done(settings: RunSettings, state: RunState) -> Callable[[str], bool
         if settings.force:
             return False
         record = state.document(doc_id)
-        if record is None or record.status != "done":
+        if record is None or record.status != "done":  # a degraded entry is fetched again: its cause may have passed
             return False
         probe = Document(id=doc_id, source="", text="", sha256=record.input_sha256, title=record.title)
         # Only when the plan will really skip it (outputs intact too): a redo must fetch the article again.

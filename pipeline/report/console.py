@@ -26,7 +26,7 @@ class ConsoleOutput:
         self.log_format = log_format
         self.quiet = quiet
         self.stream = stream or sys.stderr
-        self.counts = {"done": 0, "failed": 0, "skipped": 0}
+        self.counts = {"done": 0, "degraded": 0, "failed": 0, "skipped": 0}
         self.audio_seconds = 0.0
         self.requests = 0
         self.started = time.monotonic()
@@ -50,7 +50,8 @@ class ConsoleOutput:
     def _stats(self) -> str:
         minutes = max((time.monotonic() - self.started) / 60, 1e-9)
         rate = f" {self.requests / minutes:.0f}/min" if self.requests else ""
-        return (f"ok {self.counts['done']} fail {self.counts['failed']} skip {self.counts['skipped']} "
+        degraded = f" degraded {self.counts['degraded']}" if self.counts["degraded"] else ""
+        return (f"ok {self.counts['done']}{degraded} fail {self.counts['failed']} skip {self.counts['skipped']} "
                 f"{self.audio_seconds / 60:.1f} audio-min{rate}")
 
     def _json(self, event: str, fields: dict[str, Any]) -> None:
@@ -68,7 +69,7 @@ class ConsoleOutput:
 
     def on_result(self, result: DocumentResult) -> None:
         self.counts[result.status] = self.counts.get(result.status, 0) + 1
-        if result.status == "done":
+        if result.status in ("done", "degraded"):
             self.audio_seconds += result.duration_s
         self.requests += result.requests
         if self.log_format == "json":
@@ -78,6 +79,8 @@ class ConsoleOutput:
                                     "elapsed_s": result.elapsed_s})
         elif result.status == "failed":
             self._line(f"audiosum: failed {result.doc_id}: {result.reason}")
+        elif result.status == "degraded":  # made, but thinner than asked: said even with -q, as a failure is
+            self._line(f"audiosum: degraded {result.doc_id}: {result.reason}")
         elif result.status == "waiting":
             if not self.quiet and self._progress is None:
                 self._line(f"  waiting {result.doc_id}  ({result.reason})")
@@ -110,7 +113,9 @@ def summary_line(totals: dict[str, Any], report_path: object) -> str:
     per_minute = totals.get("cost_per_spoken_minute_usd")
     rate = f" (${per_minute:.4f}/spoken min)" if per_minute else ""
     waiting = f", {totals['waiting']} waiting for a batch" if totals.get("waiting") else ""
-    return (f"audiosum: {totals['done']} done, {totals['skipped']} skipped, {totals['failed']} failed{waiting} · "
+    degraded = f", {totals['degraded']} degraded" if totals.get("degraded") else ""
+    return (f"audiosum: {totals['done']} done{degraded}, {totals['skipped']} skipped, {totals['failed']} failed"
+            f"{waiting} · "
             f"{totals['audio_seconds'] / 60:.1f} audio min · {totals['tokens_in']}/{totals['tokens_out']} tokens "
             f"in/out · ~${totals.get('cost_usd', 0):.4f}{rate}{retries} · {totals.get('wall_seconds', 0.0):.1f} s · "
             f"report {report_path}")

@@ -37,7 +37,7 @@ h1 { font-size: 22px; margin: 0 0 4px; }
 .doc .id { font-family: ui-monospace, monospace; font-size: 12px; color: var(--skip); }
 .badge { font-size: 12px; font-weight: 600; padding: 1px 8px; border-radius: 10px; color: #fff; }
 .done { background: var(--ok); } .failed { background: var(--bad); } .skipped { background: var(--skip); }
-.waiting { background: #9a6700; }
+.waiting { background: #9a6700; } .degraded { background: #b35900; }
 .doc audio { width: 100%; margin: 10px 0 4px; }
 .doc p.transcript { margin: 6px 0 0; }
 .doc .followup { margin: 10px 0 0 14px; padding-left: 10px; border-left: 3px solid #d0d7de; }
@@ -66,7 +66,7 @@ def _safe_link(url: str) -> str:
 
 def _document(doc: dict[str, Any]) -> str:
     status = str(doc.get("status") or "")
-    status_class = status if status in ("done", "failed", "skipped") else "skipped"
+    status_class = status if status in ("done", "degraded", "failed", "skipped", "waiting") else "skipped"
     doc_id = str(doc.get("doc_id") or "")
     title = str(doc.get("title") or doc_id)
     id_label = f'<span class="id">{escape(doc_id)}</span>' if title != doc_id else ""
@@ -135,6 +135,7 @@ def render_parts(report: dict[str, Any], failed: Iterator[dict[str, Any]], other
     cards = "".join([
         _card(totals.get("documents", 0), "documents"),
         _card(totals.get("done", 0), "done"),
+        *([_card(totals["degraded"], "degraded")] if totals.get("degraded") else []),
         _card(totals.get("skipped", 0), "skipped"),
         _card(totals.get("failed", 0), "failed"),
         _card(_minutes(totals.get("audio_seconds", 0)), "audio (m:ss)"),

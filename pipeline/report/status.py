@@ -28,8 +28,8 @@ def status_of(out_dir: Path, limit: int = 8) -> str:
 
 def render_status(state: RunState, limit: int = 8, holder: dict[str, object] | None = None) -> str:
     """`holder` is who holds the run lock now (None: nobody): a run recorded as running without one was killed."""
-    lines = [f"{'run':<24} {'status':<12} {'started':<16} {'wall':>7} {'done':>6} {'skip':>6} {'fail':>6} "
-             f"{'audio min':>9}"]
+    lines = [f"{'run':<24} {'status':<12} {'started':<16} {'wall':>7} {'done':>6} {'degr':>6} {'skip':>6} "
+             f"{'fail':>6} {'audio min':>9}"]
     gone = False
     for index, row in enumerate(state.recent_runs(limit)):
         totals = state.totals(row["run_id"])
@@ -38,7 +38,7 @@ def render_status(state: RunState, limit: int = 8, holder: dict[str, object] | N
             shown, gone = "crashed*", True  # its process is gone; the next run records it as crashed
         wall = f"{(row['ended_at'] - row['started_at']):.0f}s" if row["ended_at"] else "-"
         lines.append(f"{row['run_id']:<24} {shown:<12} {_when(row['started_at']):<16} {wall:>7} "
-                     f"{totals['done']:>6} {totals['skipped']:>6} {totals['failed']:>6} "
+                     f"{totals['done']:>6} {totals['degraded']:>6} {totals['skipped']:>6} {totals['failed']:>6} "
                      f"{totals['audio_seconds'] / 60:>9.1f}")
     counts = state.document_counts()
     if gone:

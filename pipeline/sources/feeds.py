@@ -306,18 +306,23 @@ def _entry_item(entry: Any, *, source: str, slug: str, feed_title: str | None, f
 
     page = _page_text(link, fetcher)
     problem = page.problem
+    degraded = None
     if page.text and len(page.text) >= len(feed_text):
         meta["extraction"] = page.extractor
         text = page.text
     elif feed_text:
         if page.text:
             problem = "shorter than the feed's own content"
+        elif link and is_url(link):
+            # The article was asked for and not had (refused, unreachable, no text in it): the episode is the feed's
+            # own summary, thinner than asked, and the next run tries the article again.
+            degraded = f"spoken from the feed's own text: the article could not be read ({problem})"
         meta["extraction"] = f"feed-content (page: {problem})"
         text = feed_text
     else:
         return RejectedDocument(id=doc_id, source=where, title=title, meta=meta,
                                 reason=f"feed entry has no text: page {problem}; the feed gives no content or summary")
-    return Document(id=doc_id, source=where, text=text, sha256=sha, title=title, meta=meta)
+    return Document(id=doc_id, source=where, text=text, sha256=sha, title=title, meta=meta, degraded=degraded)
 
 
 class PageText(NamedTuple):

@@ -208,6 +208,13 @@ def m012_batch_api_status(db: sqlite3.Connection) -> None:
                "WHERE batch_id IS NOT NULL AND status != 'collected'", api_statuses)
 
 
+@migration
+def m013_degraded_retry(db: sqlite3.Connection) -> None:
+    # A degraded document (made, but thinner than asked) whose cause may pass (a fetch that failed) is made again
+    # by the next run; one whose cause stays (captions estimated for a language the recogniser cannot hear) is not.
+    db.execute("ALTER TABLE documents ADD COLUMN degraded_retry INTEGER NOT NULL DEFAULT 0")
+
+
 def migrate(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
     done = {row[0] for row in db.execute("SELECT name FROM migrations")}

@@ -57,6 +57,7 @@ class DocumentRecord:
     finished_at: float
     followups_json: str | None = None
     extra_files_json: str | None = None  # [[name, sha256, size, mtime_ns], ...] of the answers' files
+    degraded_retry: int = 0  # 1: degraded by a cause that may pass; the next run makes it again
 
 
 _RECORD_COLUMNS = [f.name for f in fields(DocumentRecord)]
@@ -150,8 +151,8 @@ class RunState:
     def episodes(self, limit: int) -> list[DocumentRecord]:
         """The newest `limit` documents that are done and have outputs (for the podcast feed)."""
         rows = self._db.execute(
-            f"SELECT {', '.join(_RECORD_COLUMNS)} FROM documents WHERE status = 'done' AND sidecar_name IS NOT NULL"
-            " ORDER BY finished_at DESC, doc_id LIMIT ?", (limit,))
+            f"SELECT {', '.join(_RECORD_COLUMNS)} FROM documents WHERE status IN ('done', 'degraded') "
+            "AND sidecar_name IS NOT NULL ORDER BY finished_at DESC, doc_id LIMIT ?", (limit,))
         return [DocumentRecord(**dict(row)) for row in rows]
 
     def owned_among(self, names: set[str]) -> set[str]:
@@ -268,10 +269,11 @@ class RunState:
         row = self._db.execute("""
             SELECT COUNT(*) AS documents,
                    COALESCE(SUM(status = 'done'), 0) AS done,
+                   COALESCE(SUM(status = 'degraded'), 0) AS degraded,
                    COALESCE(SUM(status = 'skipped'), 0) AS skipped,
                    COALESCE(SUM(status = 'failed'), 0) AS failed,
                    COALESCE(SUM(status = 'waiting'), 0) AS waiting,
-                   COALESCE(SUM(CASE WHEN status = 'done' THEN duration_s END), 0.0) AS audio_seconds,
+                   COALESCE(SUM(CASE WHEN status IN ('done', 'degraded') THEN duration_s END), 0.0) AS audio_seconds,
                    COALESCE(SUM(prompt_tokens), 0) AS tokens_in,
                    COALESCE(SUM(completion_tokens), 0) AS tokens_out,
                    COALESCE(SUM(prompt_audio_tokens), 0) AS audio_tokens_in,
