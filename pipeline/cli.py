@@ -352,7 +352,7 @@ def serve_command(host: str, port: int, engine: Literal["local", "tone"], api_ke
     limits = server_guard.GuardLimits(
         max_body_bytes=max_body_mb * server_guard.MB, header_timeout_s=header_timeout, body_timeout_s=body_timeout,
         keep_alive_s=keep_alive, max_connections=max_connections)
-    server.serve(server.ServerConfig(
+    config = server.ServerConfig(
         host=host, port=port, engine=engine, api_key=api_key, audio_ttl_s=audio_ttl, audio_memory=audio_memory,
         workers=workers, rpm=rpm,
         tpm=tpm, burst_s=burst_s, seed=seed,
@@ -363,7 +363,9 @@ def serve_command(host: str, port: int, engine: Literal["local", "tone"], api_ke
         allowed_hosts=parsed(lambda _: server_guard.allowed_hosts(host, allowed_host), "", "--allowed-host"),
         record=record, shutdowns=parsed(lambda _: server.parse_shutdowns(shutdown), "", "--shutdown"),
         batches=server_batches.BatchSettings(delay_s=batch_delay, expire_s=batch_expire),
-    ))
+    )
+    with exits_on_errors():  # a port in use: one line, exit 2, said before anything claims to serve
+        server.serve(config)
 
 
 def _check_exposure(host: str, api_key: str | None, no_auth: bool, feed_dir: Path | None, feed_only: bool) -> None:

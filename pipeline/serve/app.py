@@ -11,6 +11,8 @@ it checks no request and builds no answer beyond the 404/405 for a route it does
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import socket
 import sys
 from collections.abc import AsyncIterator
 
@@ -21,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from pipeline.errors import UsageError
 from pipeline.serve import work as server_work
 from pipeline.serve.admin import AdminEndpoints
 from pipeline.serve.chat import ChatServer
@@ -95,13 +98,36 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The server's socket, bound and listening before anything is said or started: a port in use is a UsageError
+    (exit 2) with the reason, never a line claiming to serve followed by uvicorn's own error."""
+    bare = host.strip("[]")
+    sock = socket.socket(socket.AF_INET6 if ":" in bare else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((bare, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise UsageError(f"cannot listen on {_url_host(host)}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
 def serve(config: ServerConfig) -> None:
     import uvicorn
 
+    sock = listening_socket(config.host, config.port)
+    config = dataclasses.replace(config, port=int(sock.getsockname()[1]))  # --port 0: the port the OS chose
     limits = config.limits
     # The protocol is uvicorn's own (h11 or httptools), plus the connection in the scope for socket-level faults,
     # plus server_guard's header deadline, lingering close and OpenAI-shaped answer to the connection limit.
-    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="warning", access_log=False,
-                http=guarded_protocol(ConnectionExposingProtocol, limits),
-                limit_concurrency=connection_limit(limits), timeout_keep_alive=limits.keep_alive_s,
-                h11_max_incomplete_event_size=HEADER_BYTES, ws="none")  # no WebSocket, even if a library is there
+    server = uvicorn.Server(uvicorn.Config(
+        create_app(config), log_level="warning", access_log=False,
+        http=guarded_protocol(ConnectionExposingProtocol, limits),
+        limit_concurrency=connection_limit(limits), timeout_keep_alive=limits.keep_alive_s,
+        h11_max_incomplete_event_size=HEADER_BYTES, ws="none"))  # no WebSocket, even if a library is there
+    with sock:
+        try:
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:  # uvicorn hands Ctrl-C back after its clean stop; uvicorn.run() ends quietly too
+            pass
