@@ -351,8 +351,8 @@ def channel_warnings(channel: PodcastChannel, *, podcast_url: str, title: str) -
     if art.problems:
         rules = f"a square JPEG or PNG in RGB, {MIN_PX}-{MAX_PX} px"
         outcome = ("a cover drawn from the title is used instead" if art.drawn_instead else
-                   "a copy made to fit is published (padded to a square, scaled, RGB): give an image that fits to "
-                   "have it published as it is")
+                   "a copy made to fit (RGB, padded to a square where it is not one, scaled into that range) is "
+                   "published instead: give an image that fits to have it published as it is")
         warnings.append({"kind": "podcast_image", "option": "--podcast-image",
                          "message": f"podcast image {channel.image}: {'; '.join(art.problems)}. Podcast directories "
                                     f"take {rules}; {outcome}"})

@@ -94,6 +94,7 @@ def test_a_feed_with_the_loopback_base_url_warns_once_and_a_given_one_does_not(t
     logged = run_cli("run", str(notes), "-o", str(tmp_path / "b"), "--log-format", "json", env=api_env(tone_server))
     warnings = [e for e in map(json.loads, logged.stderr.splitlines()) if e["event"] == "warning"]
     assert [w["kind"] for w in warnings] == ["podcast_url_local"]
+    # A published feed also names its owner's email (without one, podcast_owner_email warns).
     given = run_cli("run", str(notes), "-o", str(tmp_path / "c"), "--podcast-url", "https://pods.example.org/feed/",
-                    env=api_env(tone_server))
+                    "--podcast-owner-email", "owner@pods.example.org", env=api_env(tone_server))
     assert given.exit_code == 0 and "warning" not in given.stderr
