@@ -6,8 +6,10 @@ Makes image bytes and names only; never writes a file (podcast.build writes them
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,7 +162,8 @@ def drawn_cover(title: str, *, as_jpeg: bool = False) -> bytes:
     image = Image.new("RGB", (COVER_PX, COVER_PX), background)
     draw = ImageDraw.Draw(image)
     width = int(COVER_PX * (1 - 2 * _MARGIN))
-    lines, font, stroke, size = _fitted(draw, " ".join(title.split()) or "audiosum", width)
+    face = _face_for(" ".join(title.split()))
+    lines, font, stroke, size = _fitted(draw, face, width)
     spacing = int(size * 0.18)
     block = draw.multiline_textbbox((0, 0), "\n".join(lines), font=font, spacing=spacing, stroke_width=stroke)
     x = (COVER_PX - (block[2] - block[0])) // 2 - block[0]
@@ -173,13 +176,86 @@ def drawn_cover(title: str, *, as_jpeg: bool = False) -> bytes:
     return _encoded(image, as_jpeg)
 
 
-def _fitted(draw: ImageDraw.ImageDraw, text: str, width: int) -> tuple[list[str], _Font, int, int]:
-    """(lines, font, stroke, size): the largest size at which `text` wraps into at most _MAX_LINES lines of `width`
-    px without breaking a word; at the smallest size words are broken where they must be and the last line ends in
-    an ellipsis, rather than the type shrinking below thumbnail legibility."""
+# Bold faces with wide coverage, looked for by file name where the system keeps fonts (Pillow searches the usual
+# folders of Linux, macOS and Windows); without any, the face Pillow bundles, which has ASCII letters only.
+FONT_FILES = ("DejaVuSans-Bold.ttf", "LiberationSans-Bold.ttf", "NotoSans-Bold.ttf", "Arial Bold.ttf",
+              "arialbd.ttf", "NotoSansCJK-Bold.ttc")
+# What a face without the character can show instead (after dropping accents: "é" reads "e").
+_PLAIN = {"\u2014": "-", "\u2013": "-", "\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"',
+          "\u2026": "...", "\u00df": "ss", "\u0141": "L", "\u0142": "l", "\u00d8": "O", "\u00f8": "o",
+          "\u00c6": "AE", "\u00e6": "ae", "\u20ac": "EUR"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Face:
+    file: str | None  # a font file FONT_FILES names; None: Pillow's bundled face
+    text: str  # the title as this face can draw it
+
+    def font(self, size: int) -> _Font:
+        return ImageFont.truetype(self.file, size) if self.file else ImageFont.load_default(size=size)
+
+    def stroke(self, size: int) -> int:
+        # The bundled face is regular weight: a stroke of its own colour makes it bold.
+        return 0 if self.file else max(2, size // 30)
+
+
+@functools.cache
+def installed_fonts() -> tuple[str, ...]:
+    """The FONT_FILES this machine has, in that order."""
+    found = []
+    for name in FONT_FILES:
+        try:
+            ImageFont.truetype(name, 20)
+        except OSError:
+            continue
+        found.append(name)
+    return tuple(found)
+
+
+def cover_text(title: str) -> str:
+    """The title as a drawn cover shows it, in the face it is drawn in."""
+    return _face_for(" ".join(title.split())).text
+
+
+def _face_for(title: str) -> _Face:
+    """The first face that draws every character of the title; else the first there is, with what it cannot draw
+    spelled plainly or left out (a box for a missing glyph reads as a fault, not as a title)."""
+    files: list[str | None] = [*installed_fonts(), None]
+    for file in files:
+        if not _missing(file, title):
+            return _Face(file, title or "audiosum")
+    file = files[0]
+    missing = _missing(file, title)
+    shown = "".join(_plain(char, file) if char in missing else char for char in title)
+    return _Face(file, " ".join(shown.split()) or "audiosum")
+
+
+def _plain(char: str, file: str | None) -> str:
+    spelled = _PLAIN.get(char) or "".join(c for c in unicodedata.normalize("NFKD", char)
+                                          if not unicodedata.combining(c))
+    return "" if not spelled or _missing(file, spelled) else spelled
+
+
+def _missing(file: str | None, text: str) -> set[str]:
+    """The characters of `text` the face has no glyph for: they draw as its placeholder box."""
+    return {char for char in set(text) if not char.isspace() and _glyph(file, char) == _glyph(file, "\uffff")}
+
+
+@functools.lru_cache(maxsize=4096)
+def _glyph(file: str | None, char: str) -> bytes:
+    font = ImageFont.truetype(file, 40) if file else ImageFont.load_default(size=40)
+    image = Image.new("L", (80, 80))
+    ImageDraw.Draw(image).text((10, 10), char, font=font, fill=255)
+    return image.tobytes()
+
+
+def _fitted(draw: ImageDraw.ImageDraw, face: _Face, width: int) -> tuple[list[str], _Font, int, int]:
+    """(lines, font, stroke, size): the largest size at which the title wraps into at most _MAX_LINES lines of
+    `width` px without breaking a word; at the smallest size words are broken where they must be and the last line
+    ends in an ellipsis, rather than the type shrinking below thumbnail legibility."""
+    text = face.text
     for size in _SIZES:
-        font = ImageFont.load_default(size=size)
-        stroke = max(2, size // 30)  # the bundled face is regular weight: a stroke of its own colour makes it bold
+        font, stroke = face.font(size), face.stroke(size)
         fits_whole = not any(_too_wide(draw, word, font, stroke, width) for word in text.split(" "))
         lines = _wrapped(draw, text, font, stroke, width)
         if fits_whole and len(lines) <= _MAX_LINES:
@@ -187,9 +263,10 @@ def _fitted(draw: ImageDraw.ImageDraw, text: str, width: int) -> tuple[list[str]
     if len(lines) <= _MAX_LINES:
         return lines, font, stroke, size
     kept = lines[:_MAX_LINES]
-    while kept[-1] and _too_wide(draw, kept[-1] + "\u2026", font, stroke, width):
+    ellipsis = "\u2026" if not _missing(face.file, "\u2026") else "..."
+    while kept[-1] and _too_wide(draw, kept[-1] + ellipsis, font, stroke, width):
         kept[-1] = kept[-1][:-1].rstrip()
-    kept[-1] += "\u2026"
+    kept[-1] += ellipsis
     return kept, font, stroke, size
 
 

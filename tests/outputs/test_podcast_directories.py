@@ -25,8 +25,7 @@ from PIL import Image
 
 from pipeline.jobs import load_job
 from pipeline.models import PodcastChannel
-from pipeline.outputs import podcast
-from pipeline.outputs.cover import drawn_cover
+from pipeline.outputs import cover, podcast
 from pipeline.settings import build_settings, merge
 from pipeline.state import locked_state
 
@@ -223,13 +222,21 @@ def _line_heights(image: Image.Image, background: tuple[int, ...], bottom: int) 
     return [last - first + 1 for first, last in runs]
 
 
-@pytest.mark.parametrize("title", ["audiosum: out", "Nightly <news>", "A",
+@pytest.fixture(params=["installed", "bundled"])
+def face(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The bold face this machine has (if any), and Pillow's bundled one, which every machine has."""
+    if request.param == "bundled":
+        monkeypatch.setattr(cover, "installed_fonts", lambda: ())
+    return str(request.param)
+
+
+@pytest.mark.parametrize("title", ["audiosum: out", "Nightly <news>", "A", "Platform Sync — 18 November 2026",
                                    "The Extraordinarily Long Title of My Nightly Reading List From Many Feeds",
                                    "Supercalifragilisticexpialidocious-podcast"])
-def test_a_drawn_cover_stays_legible_as_a_60_px_thumbnail(title: str) -> None:
+def test_a_drawn_cover_stays_legible_as_a_60_px_thumbnail(title: str, face: str) -> None:
     """Podcast apps' lists show art at about 60 px: there every line of the title is still several pixels tall and
     stands out from its background at a WCAG contrast of at least 7:1."""
-    image = Image.open(io.BytesIO(drawn_cover(title)))
+    image = Image.open(io.BytesIO(cover.drawn_cover(title)))
     assert (image.format, image.mode, image.size) == ("PNG", "RGB", (1400, 1400))
     background = image.getpixel((2, 2))
     assert isinstance(background, tuple)
@@ -249,6 +256,12 @@ def test_a_drawn_cover_stays_legible_as_a_60_px_thumbnail(title: str) -> None:
     brightest = max((pixels[x, y] for x, y in inked), key=_relative_luminance)  # type: ignore[arg-type]
     lighter, darker = sorted((_relative_luminance(brightest), _relative_luminance(thumb_background)), reverse=True)
     assert (lighter + 0.05) / (darker + 0.05) >= 7
+
+
+def test_a_face_without_a_character_shows_it_plainly_never_as_a_box(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cover, "installed_fonts", lambda: ())  # Pillow's bundled face: ASCII letters only
+    assert cover.cover_text("Café — Ñandú  Straße 日本") == "Cafe - Nandu Strasse"
+    assert cover.cover_text("日本語ニュース") == "audiosum"
 
 
 def test_an_episode_is_named_by_its_document_not_its_id() -> None:
