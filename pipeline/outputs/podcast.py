@@ -286,6 +286,7 @@ def _add_episode(channel: ET.Element, record: Episode, sidecar: dict[str, Any], 
 
 
 def channel_title(out_dir: Path, title: str | None) -> str:
+    """The podcast's title: --podcast-title, else one naming OUT (the runner's album tag says the same)."""
     return title or f"audiosum: {out_dir.resolve().name}"
 
 
