@@ -188,7 +188,7 @@ def save_table(table: str, summary: str) -> None:
         print(f"(table not saved to {TABLE_PATH}: {exc.strerror})")
 
 
-@pytest.mark.slow  # the whole corpus in one run (~15 s)
+@pytest.mark.slow  # the whole corpus in one run (~30 s)
 def test_hostile_corpus_in_one_run(tone_server: RunningServer, tmp_path: Path,
                                    tmp_path_factory: pytest.TempPathFactory) -> None:
     started = time.monotonic()
@@ -229,6 +229,19 @@ def test_hostile_corpus_in_one_run(tone_server: RunningServer, tmp_path: Path,
     # The victim really vanished between listing and reading: it existed when the first result came in.
     assert result["first_result"] == "aaa-first" and result["victim_existed_at_first_result"] is True
     assert not problems, "\n".join(f"{name}: {why}" for name, why in problems.items())
+
+    # Office documents, books and legacy text carry what their format says into the sidecar (issue 26).
+    by_source = {doc["source"]: doc for doc in documents}
+
+    def sidecar_meta(source: str) -> dict[str, str]:
+        return json.loads((out / by_source[source]["sidecar_name"]).read_text())["meta"]
+
+    assert sidecar_meta("office/harbour.docx")["author"] == "Ada Lovelace"
+    assert by_source["office/harbour.docx"]["title"] == "The Harbour Book"
+    assert sidecar_meta("office/crossing.epub")["cover_media_type"] == "image/png"
+    for source in ("office/windows-1252.txt", "latin1.txt", "invalid-utf8.txt"):
+        assert sidecar_meta(source)["encoding"] == "windows-1252", source
+        assert float(sidecar_meta(source)["encoding_confidence"]) >= 0.75, source
 
     # Every row belongs to exactly one case: nothing unexpected was picked up (say, files behind a folder link).
     claims = Counter(id(doc) for case in corpus.cases for doc in rows_for(case, documents))

@@ -15,11 +15,18 @@ import random
 import re
 import stat
 import struct
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from pipeline.audio import pcm16_to_wav
+
+# The office documents and books (good and hostile) are made by the same builders as tests/sources' own tests.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "sources"))
+import hostile_office  # noqa: E402
+import made_documents  # noqa: E402
 
 Expect = Literal["done", "failed", "absent"]
 
@@ -114,14 +121,18 @@ def _folder(corpus: Path, docs: Path, rng: random.Random, cases: list[Case], not
 
     (docs / "binary.txt").write_bytes(rng.randbytes(4096))
     add("binary content named .txt", "failed", r"binary data, not text", source=r"binary\.txt")
+    # Not UTF-8, and Windows-1252 reads every byte: decoded so (issue 26), the sidecar saying how sure it was.
     (docs / "invalid-utf8.txt").write_bytes(b"Broken \xc3 sequence and a lone \x80 continuation byte.\n")
-    add("invalid UTF-8", "failed", r"not valid UTF-8 \(byte 0x", source=r"invalid-utf8\.txt")
+    add("invalid UTF-8 that Windows-1252 reads", "done", source=r"invalid-utf8\.txt")
+    (docs / "tiny-latin1.txt").write_bytes("Déjà vu.".encode("latin-1"))
+    add("9 bytes of Latin-1: too little to tell its encoding", "failed",
+        r"not valid UTF-8 \(byte 0x.*cannot be told.*under the 0\.\d+ floor", source=r"tiny-latin1\.txt")
     (docs / "utf16-bom.txt").write_bytes(_prose("Grüße aus Köln, UTF-16 LE with a mark.").encode("utf-16"))
     add("UTF-16 LE with BOM", "done", source=r"utf16-bom\.txt")
     (docs / "utf16-be-bom.txt").write_bytes(b"\xfe\xff" + _prose("Big-endian UTF-16 with a mark.").encode("utf-16-be"))
     add("UTF-16 BE with BOM", "done", source=r"utf16-be-bom\.txt")
     (docs / "latin1.txt").write_bytes("Crème brûlée à la carte, déjà vu, señor.\n".encode("latin-1"))
-    add("Latin-1 bytes (not UTF-8)", "failed", r"not valid UTF-8", source=r"latin1\.txt")
+    add("Latin-1 bytes (not UTF-8), decoded by detection", "done", source=r"latin1\.txt")
     (docs / "zero-bytes.txt").write_bytes(b"")
     add("0-byte file", "failed", r"empty", source=r"zero-bytes\.txt")
     (docs / "whitespace-only.md").write_bytes(b"  \n\t\r\n   \n")
@@ -201,7 +212,10 @@ def _folder(corpus: Path, docs: Path, rng: random.Random, cases: list[Case], not
     (docs / ".hidden.txt").write_text(_prose("Hidden."))
     add("hidden file", "absent", source=r"\.hidden\.txt")
     (docs / "notes.docx").write_bytes(b"PK\x03\x04" + rng.randbytes(64))
-    add("unknown extension (.docx)", "absent", source=r"notes\.docx")
+    add(".docx of a zip header and random bytes", "failed", r"not a zip file", source=r"notes\.docx")
+    (docs / "notes.pages").write_bytes(b"PK\x03\x04" + rng.randbytes(64))
+    add("unknown extension (.pages)", "absent", source=r"notes\.pages")
+    _office(docs / "office", add)
     (docs / "dir-named.txt").mkdir()
     (docs / "dir-named.txt" / "inner.md").write_text(_prose("Inside a folder named like a file."))
     add("folder named like a .txt file", "done", source=r"dir-named\.txt/inner\.md")
@@ -219,6 +233,20 @@ def _folder(corpus: Path, docs: Path, rng: random.Random, cases: list[Case], not
                                      ("fifo.wav", r"not a regular file", "FIFO named .wav")):
         add(f"audio: {label}", "failed", reason, source=f"audio/{re.escape(file_name)}")
     return victim
+
+
+def _office(folder: Path, add: Callable[..., None]) -> None:
+    """Office documents and books (issue 26): good ones are done, hostile ones fail alone, each with its reason."""
+    folder.mkdir()
+    made_documents.make_docx(folder / "harbour.docx")
+    made_documents.make_epub(folder / "crossing.epub")
+    made_documents.make_odt(folder / "island.odt")
+    made_documents.make_pptx(folder / "ferries.pptx")
+    made_documents.make_cp1252(folder / "windows-1252.txt")
+    for name in ("harbour.docx", "crossing.epub", "island.odt", "ferries.pptx", "windows-1252.txt"):
+        add(f"office: {name} (control)", "done", source=f"office/{re.escape(name)}")
+    for name, reason in hostile_office.build(folder, large=False).items():
+        add(f"office: {name}", "failed", reason, source=f"office/{re.escape(name)}")
 
 
 def _jsonl(corpus: Path, manifests: Path, cases: list[Case]) -> tuple[Path, list[Path]]:
