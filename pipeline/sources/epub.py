@@ -1,7 +1,6 @@
 """An EPUB (2 or 3) becomes text a voice reads, its chapters from the table of contents (else the spine), and meta.
 
-Reads the zip it is given with zipfile and lxml through packages/xmlguard; writes nothing (the cover is only
-recorded); DRM-protected, damaged or bomb-like books are a DocumentError.
+Must not write anything (the cover is only recorded) nor read a DRM-protected, damaged or bomb-like book.
 """
 
 from __future__ import annotations

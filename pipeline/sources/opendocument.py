@@ -1,7 +1,6 @@
 """An OpenDocument text (.odt) becomes text a voice reads (odfpy), its outline levels 1 and 2 its chapters.
 
-Reads the bytes it is given; footnotes are read after their section, page furniture is left out, and an entity,
-a damaged file or a zip bomb is a DocumentError.
+Must not read page furniture nor let a footnote interrupt its sentence; entities and bombs raise DocumentError.
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """Zip-based documents (.docx, .pptx, .odt, .epub) opened with caps on entries, unpacked size and compression ratio.
 
-Knows no format's content; a zip bomb, a damaged zip or one that is not a zip is a DocumentError before anything
-is unpacked, and a member is never unpacked past what its header declared.
+Must not unpack anything before the caps pass, nor a member past its declared size; it knows no format's content.
 """
 
 from __future__ import annotations

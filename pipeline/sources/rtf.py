@@ -1,7 +1,6 @@
 """An RTF file becomes plain text (striprtf), its \\info title and author kept for the sidecar.
 
-Reads the bytes it is given; footnotes, headers and footers (RTF destinations) are left out; a file that is not
-RTF, or holds only control words, is a DocumentError.
+Must not read footnotes, headers or footers; a file that is not RTF, or only control words, raises DocumentError.
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
-"""A PowerPoint deck (.pptx) becomes text a voice reads (python-pptx): each slide's title, text and tables, then
-its speaker notes, slide by slide.
+"""A PowerPoint deck (.pptx) becomes text a voice reads (python-pptx): each slide's text, then its speaker notes.
 
-Reads the bytes it is given; slide numbers, dates and footers are left out; a damaged or bomb-like file is a
-DocumentError.
+Must not read slide numbers, dates or footers; a damaged or bomb-like file raises DocumentError.
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """A Word document (.docx) becomes text a voice reads (python-docx), its Heading 1/2 paragraphs its chapters.
 
-Reads the bytes it is given; headers, footers and page numbers are left out, footnotes are read after their
-section, and a damaged or bomb-like file is a DocumentError.
+Must not read headers, footers or page numbers, nor let a footnote interrupt its sentence; bad files raise.
 """
 
 from __future__ import annotations
