@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pipeline.errors import DocumentError
 from pipeline.models import Chapter
 
-MAX_TEXT_CHARS = 20 * 1024 * 1024  # as extract.MAX_TEXT_CHARS: the most text one document may give
+MAX_TEXT_CHARS = 20 * 1024 * 1024  # the most text one document may give (a PDF's too: extract reads it here)
 SEPARATOR = "\n\n"
 _SPACES = re.compile(r"\s+")
 # A block ending in one of these already makes the voice pause; any other gets a full stop.

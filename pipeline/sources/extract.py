@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pipeline.errors import DocumentError, first_line
 from pipeline.models import Chapter
-from pipeline.sources import encodings, epub, headings, opendocument, rtf, slides, word
+from pipeline.sources import blocks, encodings, epub, headings, opendocument, rtf, slides, word
 from pipeline.sources.office import Read
 
 Kind = Literal["text", "html", "pdf", "docx", "pptx", "odt", "rtf", "epub"]
@@ -34,7 +34,7 @@ READERS: dict[str, tuple[Kind, Callable[[bytes], Read]]] = {
     **{suffix: ("epub", epub.epub_text) for suffix in epub.SUFFIXES},
 }
 MAX_PDF_PAGES = 2000
-MAX_TEXT_CHARS = 20 * 1024 * 1024
+MAX_TEXT_CHARS = blocks.MAX_TEXT_CHARS
 # Share of control bytes (besides tab, newlines, form feed, escape) above which bytes are not text.
 MAX_CONTROL_RATIO = 0.10
 SNIFF_BYTES = 8192
