@@ -2,11 +2,12 @@
 
 It must not run anything, read the environment or accept an API key; the CLI merges the values under its own options.
 
-Path rule (also in jobs/README.md): relative paths in `inputs`, `out` and `env_file` are resolved against the folder
-that *contains* the `jobs/` folder when the job file sits in a folder named exactly `jobs`, and against the job file's
-own folder otherwise. So `jobs/nightly.toml` with `inputs = ["sample_inputs"]` means `<repo>/sample_inputs` whatever the
-current directory is, which is what cron needs. A leading `~` is expanded; absolute paths are kept. The job file's path
-is made absolute but symlinks are not followed, so a symlinked job file resolves against where the link lives.
+Path rule (also in jobs/README.md): relative paths in `inputs`, `out`, `env_file` and `podcast_image` are resolved
+against the folder that *contains* the `jobs/` folder when the job file sits in a folder named exactly `jobs`, and
+against the job file's own folder otherwise. So `jobs/nightly.toml` with `inputs = ["sample_inputs"]` means
+`<repo>/sample_inputs` whatever the current directory is, which is what cron needs. A leading `~` is expanded;
+absolute paths are kept. The job file's path is made absolute but symlinks are not followed, so a symlinked job file
+resolves against where the link lives.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def load_job(path: Path) -> JobFile:
             value = tuple(_resolve(base, item) for item in value)
         elif key == "feeds" and isinstance(value, tuple):  # URLs stay as they are; local feed files resolve
             value = tuple(item if "://" in item else _resolve(base, item) for item in value)
-        elif key in ("out", "env_file") and isinstance(value, str):
+        elif key in ("out", "env_file", "podcast_image") and isinstance(value, str):
             value = _resolve(base, value)
         values[key] = value
 

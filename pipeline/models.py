@@ -141,7 +141,9 @@ class RunSettings:
     force: bool = False
     grace_s: float = 30.0
     price_overrides: dict[str, float] = field(default_factory=dict)
-    podcast_url: str = DEFAULT_PODCAST_BASE_URL  # the public URL of OUT/ podcast.xml links (--podcast-url)
+    # The public URL of OUT/ podcast.xml links (--podcast-url); None: not given, DEFAULT_PODCAST_BASE_URL is used
+    # (this machine's loopback address), and the first run that makes a podcast says so once.
+    podcast_url: str | None = None
     podcast_title: str | None = None
     podcast_keep: int = 100
     podcast: PodcastChannel = field(default_factory=PodcastChannel)

@@ -31,6 +31,7 @@ from pipeline.models import (
     Document,
     DocumentResult,
     EventListener,
+    PodcastChannel,
     RejectedDocument,
     RunSettings,
     SpokenSummary,
@@ -146,11 +147,8 @@ async def _run_locked(settings: RunSettings, state: RunState, on_result: ResultL
     status = "interrupted" if current.stop_signal else ("aborted" if current.abort_reason else "finished")
     if status == "finished" and current.batch is not None and current.batch.waiting:
         status = "waiting"  # documents wait for a batch: a later run (the nightly line) collects them
-    if settings.podcast_url == DEFAULT_PODCAST_BASE_URL and any(True for _ in state.episodes(1)):
-        current.emit("warning", kind="podcast_url_local", option="--podcast-url",
-                     message=f"{podcast.FEED_NAME} links its episodes under {DEFAULT_PODCAST_BASE_URL} (the default), "
-                             "which no other device can reach: give --podcast-url (or podcast_url in the job) the "
-                             "address a podcast app will fetch them from")
+    for warning in _podcast_warnings(settings, state, run_id):
+        current.emit("warning", **warning)
     try:
         built = _finish_run(settings, state, run_id, status, current.abort_reason, current.warnings)
     except DiskFull as exc:
@@ -166,6 +164,26 @@ async def _run_locked(settings: RunSettings, state: RunState, on_result: ResultL
     return RunOutcome(run_id=run_id, status=status, totals=built["totals"],
                       report_json=settings.out_dir / report.JSON_NAME, report_html=settings.out_dir / report.HTML_NAME,
                       abort_reason=current.abort_reason, stop_signal=current.stop_signal, disk_full=current.disk_full)
+
+
+def _podcast_warnings(settings: RunSettings, state: RunState, run_id: str) -> list[dict[str, str]]:
+    """Warnings about the podcast, said only where they can matter: when the feed has episodes and the run makes a
+    podcast (a feed among its inputs, or a podcast option given). The loopback-URL one is said once an output folder
+    (a given --podcast-url, even the default, acknowledges it); a channel value a directory would reject, each run."""
+    makes_podcast = (settings.podcast_url is not None or settings.podcast_title is not None
+                     or settings.podcast != PodcastChannel() or any(is_feed_input(raw) for raw in settings.inputs))
+    if not makes_podcast or not any(True for _ in state.episodes(1)):
+        return []
+    url = settings.podcast_url or DEFAULT_PODCAST_BASE_URL
+    warnings = podcast.channel_warnings(settings.podcast, podcast_url=url,
+                                        title=podcast.channel_title(settings.out_dir, settings.podcast_title))
+    if settings.podcast_url is None and not state.warned_before(run_id, "podcast_url_local"):
+        warnings.insert(0, {"kind": "podcast_url_local", "option": "--podcast-url",
+                            "message": f"{podcast.FEED_NAME} links its episodes under {DEFAULT_PODCAST_BASE_URL} (the "
+                                       "default), which no other device can reach: give --podcast-url (or "
+                                       "podcast_url in the job) the address a podcast app will fetch them from "
+                                       "(said once for this folder; giving it, even as this default, says you know)"})
+    return warnings
 
 
 async def _run_workers(current: _Run, provider: Provider | None) -> BaseException | None:
@@ -262,8 +280,9 @@ def _finish_run(settings: RunSettings, state: RunState, run_id: str, status: str
     report.write(settings.out_dir, built, state)
     # Also after --output text runs: text answers are not episodes (podcast.build skips them), but a document
     # that was an episode until now must leave the feed.
-    podcast.build(settings.out_dir, state, base_url=settings.podcast_url, title=settings.podcast_title,
-                  keep=settings.podcast_keep)
+    podcast.build(settings.out_dir, state, base_url=settings.podcast_url or DEFAULT_PODCAST_BASE_URL,
+                  title=settings.podcast_title, keep=settings.podcast_keep, channel=settings.podcast,
+                  language=settings.language)
     return built
 
 

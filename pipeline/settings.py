@@ -27,6 +27,7 @@ from pipeline.models import (
     CUSTOM_VOICE_PREFIX,
     DEFAULT_API_BASE,
     DEFAULT_MODEL,
+    DEFAULT_PODCAST_BASE_URL,
     DEFAULT_VOICE,
     DEFAULT_WORDS,
     EXECUTORS,
@@ -172,8 +173,8 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
     RunOption("proxy", ("--proxy",), "str", "Feeds: fetch pages through this proxy (the environment's HTTP_PROXY "
               "and friends are never used).", metavar="URL"),
     RunOption("podcast_url", ("--podcast-url",), "str", "Public URL of OUT/ that podcast.xml's enclosures and "
-              "transcripts point to (was --base-url / base_url: still read, with a warning, until the next release).",
-              default=_default("podcast_url"), old_key="base_url"),
+              f"transcripts point to [default: {DEFAULT_PODCAST_BASE_URL}] (was --base-url / base_url: still read, "
+              "with a warning, until the next release).", old_key="base_url", show_default=False),
     RunOption("keep", ("--keep",), "int", "Episodes (newest first) listed in podcast.xml.",
               default=_default("podcast_keep"), low=1, high=100_000),
     RunOption("podcast_title", ("--podcast-title",), "str", "The podcast's title [default: 'audiosum: <OUT name>'].",
@@ -433,7 +434,7 @@ def build_settings(inputs: tuple[str, ...], values: Mapping[str, object], *, pri
         timeout_s=_float(values["timeout"]), local_workers=workers, rpm=rpm, tpm=_int(values["tpm"]),
         max_attempts=_int(values["max_attempts"]), retry_backoff_s=_float(values["retry_backoff"]),
         force=bool(values["force"]), grace_s=_float(values["grace"]), price_overrides=dict(prices),
-        podcast_url=str(values["podcast_url"]), podcast_keep=_int(values["keep"]),
+        podcast_url=_optional_str(values["podcast_url"]), podcast_keep=_int(values["keep"]),
         podcast_title=_optional_str(values["podcast_title"]), max_input_tokens=_int(values["max_input_tokens"]),
         map_model=str(values["map_model"]), mode=_choice(values["mode"], MODES),
         since=_aware(values["since"]), max_items=_int(values["max_items"]) if values["max_items"] else None,

@@ -22,9 +22,11 @@ BOTH = [option for option in JOB_OPTIONS if option.flags]  # settable from a job
 ENV = {"OPENAI_API_KEY": "sk-test-settings"}
 STRINGS = {"loudness": "-20", "proxy": "http://127.0.0.1:3128", "api_base": "http://127.0.0.1:9/v1",
            "podcast_url": "https://pods.example.org/feed/", "out": "/tmp/audiosum-settings-out", "language": "de",
-           "ray_actors": "1,3", "podcast_owner_email": "owner@pods.example.org", "podcast_language": "en-GB"}
+           "ray_actors": "1,3", "podcast_owner_email": "owner@pods.example.org", "podcast_language": "en-GB",
+           "podcast_image": "/tmp/audiosum-settings-cover.png"}  # absolute: a job resolves a relative path
 TWO_STEP_ONLY = {"text_model", "tts_model", "voice_instructions"}
-SECOND_STRINGS = {"language": "fr", "ray_actors": "2,2", "podcast_language": "pt-BR"}
+SECOND_STRINGS = {"language": "fr", "ray_actors": "2,2", "podcast_language": "pt-BR",
+                  "podcast_image": "/tmp/audiosum-settings-other-cover.png"}
 
 
 def _env_file(folder: Path, name: str, text: str, mode: int = 0o600) -> Path:

@@ -30,7 +30,9 @@ from pipeline.serve.errors import error_response, quoted
 FEED_NAME = "podcast.xml"
 PODCAST = "https://podcastindex.org/namespace/1.0"
 MAX_FEED_BYTES = 16 * 1024 * 1024  # a podcast.xml larger than this is not read (keep=100 episodes is ~1 MB)
-_LINKS = ("enclosure", f"{{{PODCAST}}}transcript")
+ITUNES = "http://www.itunes.com/dtds/podcast-1.0.dtd"
+# The elements (and the attribute holding the URL) whose files the feed publishes: episodes, transcripts, cover art.
+_LINKS = (("enclosure", "url"), (f"{{{PODCAST}}}transcript", "url"), (f"{{{ITUNES}}}image", "href"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,15 +42,15 @@ class _Published:
 
 
 def linked_names(feed_xml: bytes) -> frozenset[str]:
-    """The file names podcast.xml links to: the last path segment of each enclosure and transcript URL."""
+    """The file names podcast.xml links to: the last path segment of each enclosure, transcript and cover URL."""
     try:
         root = SafeTree.fromstring(feed_xml)
     except (SafeTree.ParseError, ValueError):  # defusedxml's refusals (entities, DTDs) are ValueErrors
         return frozenset()
     names = set()
-    for tag in _LINKS:
+    for tag, attribute in _LINKS:
         for element in root.iter(tag):
-            name = unquote(urlsplit(element.get("url", "")).path.rsplit("/", 1)[-1])
+            name = unquote(urlsplit(element.get(attribute, "")).path.rsplit("/", 1)[-1])
             if name and "/" not in name and "\\" not in name and not name.startswith("."):
                 names.add(name)
     return frozenset(names)

@@ -143,6 +143,13 @@ class RunState:
             self._db.execute("UPDATE runs SET settings_json = json_set(settings_json, '$.' || ?, ?) WHERE run_id = ?",
                              (name, value, run_id))
 
+    def warned_before(self, run_id: str, kind: str) -> bool:
+        """Whether a run of this folder before `run_id` already gave a warning of this kind."""
+        row = self._db.execute(
+            "SELECT 1 FROM runs, json_each(runs.warnings_json) AS w WHERE runs.run_id != ? AND runs.warnings_json "
+            "IS NOT NULL AND json_extract(w.value, '$.kind') = ? LIMIT 1", (run_id, kind)).fetchone()
+        return row is not None
+
     def record_result(self, run_id: str, result: DocumentResult) -> None:
         self._seq += 1
         # getattr, not dataclasses.asdict: asdict deep-copies every field and showed up in profiles.

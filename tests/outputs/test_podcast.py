@@ -85,16 +85,26 @@ def test_serve_feed_publishes_only_the_public_files(tone_server: RunningServer, 
             assert httpx.get(feed_root + hidden).status_code == 404
 
 
-def test_a_feed_with_the_loopback_base_url_warns_once_and_a_given_one_does_not(tone_server: RunningServer,
-                                                                               tmp_path: Path) -> None:
+def test_the_loopback_podcast_url_is_said_once_and_only_where_a_podcast_is_made(tone_server: RunningServer,
+                                                                                 tmp_path: Path) -> None:
+    """Issue 27, item 5: a folder conversion is not told about the podcast; a run that makes one (a feed among its
+    inputs, or a podcast option) is told once per output folder; giving --podcast-url, even the default, says the
+    user knows."""
     notes = SAMPLE_INPUTS / "notes"
+    warned = "audiosum: warning: podcast.xml links its episodes under http://127.0.0.1"
     plain = run_cli("run", str(notes), "-o", str(tmp_path / "a"), env=api_env(tone_server))
-    assert plain.exit_code == 0, plain.stderr
-    assert plain.stderr.count("audiosum: warning: podcast.xml links its episodes under http://127.0.0.1") == 1
-    logged = run_cli("run", str(notes), "-o", str(tmp_path / "b"), "--log-format", "json", env=api_env(tone_server))
-    warnings = [e for e in map(json.loads, logged.stderr.splitlines()) if e["event"] == "warning"]
-    assert [w["kind"] for w in warnings] == ["podcast_url_local"]
+    assert plain.exit_code == 0 and "warning" not in plain.stderr, plain.stderr
+    podcast = ("--podcast-title", "Notes")
+    first = run_cli("run", str(notes), "-o", str(tmp_path / "b"), *podcast, "--log-format", "json",
+                    env=api_env(tone_server))
+    warnings = [e for e in map(json.loads, first.stderr.splitlines()) if e["event"] == "warning"]
+    assert warnings and warnings[0]["kind"] == "podcast_url_local", warnings
+    again = run_cli("run", str(notes), "-o", str(tmp_path / "b"), *podcast, "--force", env=api_env(tone_server))
+    assert again.exit_code == 0 and warned not in again.stderr, again.stderr  # once for this folder
+    acknowledged = run_cli("run", str(notes), "-o", str(tmp_path / "c"), *podcast, "--podcast-url",
+                           "http://127.0.0.1:8000/feed/", env=api_env(tone_server))
+    assert acknowledged.exit_code == 0 and warned not in acknowledged.stderr, acknowledged.stderr
     # A published feed also names its owner's email (without one, podcast_owner_email warns).
-    given = run_cli("run", str(notes), "-o", str(tmp_path / "c"), "--podcast-url", "https://pods.example.org/feed/",
+    given = run_cli("run", str(notes), "-o", str(tmp_path / "d"), "--podcast-url", "https://pods.example.org/feed/",
                     "--podcast-owner-email", "owner@pods.example.org", env=api_env(tone_server))
     assert given.exit_code == 0 and "warning" not in given.stderr

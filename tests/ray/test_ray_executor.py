@@ -68,7 +68,8 @@ def _view(out: Path) -> dict[str, Any]:
     kept); every text file; and the report's totals without the wall time and audio seconds (compared apart)."""
     view: dict[str, Any] = {}
     for path in sorted(p for p in out.iterdir() if p.is_file()):
-        if path.name in ("report.json", "report.html", "podcast.xml") or path.suffix in (".wav", ".vtt"):
+        if path.name in ("report.json", "report.html", "podcast.xml", "podcast-cover.png") or path.suffix in (
+                ".wav", ".vtt"):
             view[path.name] = "present"
         elif path.suffix == ".json":
             sidecar = json.loads(path.read_text())

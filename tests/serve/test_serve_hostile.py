@@ -302,7 +302,9 @@ def test_feed_only_on_a_lan_address_serves_no_api(monkeypatch: pytest.MonkeyPatc
 # -- the feed --------------------------------------------------------------------------------------------------
 
 FEED_XML = """<?xml version="1.0" encoding="UTF-8"?>
-<rss version="2.0" xmlns:podcast="https://podcastindex.org/namespace/1.0"><channel><title>t</title>
+<rss version="2.0" xmlns:podcast="https://podcastindex.org/namespace/1.0"
+     xmlns:itunes="http://www.itunes.com/dtds/podcast-1.0.dtd"><channel><title>t</title>
+<itunes:image href="http://127.0.0.1:8000/feed/podcast-cover.png?v=1a2b"/>
 <item><title>a</title><enclosure url="http://127.0.0.1:8000/feed/episode.wav" length="4" type="audio/wav"/>
 <podcast:transcript url="http://127.0.0.1:8000/feed/episode.txt" type="text/plain"/>
 <podcast:transcript url="http://127.0.0.1:8000/feed/leak.txt" type="text/plain"/>
@@ -319,6 +321,7 @@ def test_feed_serves_only_linked_regular_files_inside_out(tmp_path: Path) -> Non
     (out / "podcast.xml").write_text(FEED_XML)
     (out / "episode.wav").write_bytes(b"RIFF")
     (out / "episode.txt").write_text("transcript")
+    (out / "podcast-cover.png").write_bytes(b"\x89PNG cover")
     (out / "unlinked.wav").write_bytes(b"RIFF")
     (out / "leak.txt").symlink_to(outside / "secret.txt")   # linked from the feed, but a symlink out of OUT
     with running_server("--engine", "tone", "--feed", str(out), "--feed-only", key=None) as started:
@@ -326,6 +329,7 @@ def test_feed_serves_only_linked_regular_files_inside_out(tmp_path: Path) -> Non
         assert httpx.get(feed + "podcast.xml", timeout=10).status_code == 200
         assert httpx.get(feed + "episode.wav", timeout=10).content == b"RIFF"
         assert httpx.get(feed + "episode.txt", timeout=10).text == "transcript"
+        assert httpx.get(feed + "podcast-cover.png?v=1a2b", timeout=10).content == b"\x89PNG cover"  # the art
         for name in ("leak.txt", "unlinked.wav", "..%2Fsecret.txt", "..%2Foutside%2Fsecret.txt", ".audiosum"):
             response = httpx.get(feed + name, timeout=10)
             assert response.status_code == 404 and b"not for the feed" not in response.content, name
