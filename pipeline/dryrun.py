@@ -57,6 +57,7 @@ class DryRunPlan:
     minutes_at_limits: float | None
     limits_note: str
     paths: tuple[PathEstimate, ...] = ()  # the three API paths side by side, priced with this run's models
+    passed_over: str | None = None  # the input folders' files of kinds this version does not read, by kind
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,12 +65,13 @@ class DryRunPlan:
 
 def plan_run(settings: RunSettings, state: RunState) -> DryRunPlan:
     counts: Counter[str] = Counter()
+    passed_over: Counter[str] = Counter()
     seen: set[str] = set()
     input_tokens = audio_in = text_out = audio_out = 0
     requests = 0
     for item in sources.iter_inputs(settings.inputs, skip_dir=settings.out_dir, since=settings.since,
                                     max_items=settings.max_items, already_done=plan.already_done(settings, state),
-                                    fetch_limits=sources.fetch_limits(settings)):
+                                    fetch_limits=sources.fetch_limits(settings), passed_over=passed_over):
         if item.id in seen or not isinstance(item, Document):
             counts["invalid"] += 1
             continue
@@ -111,7 +113,7 @@ def plan_run(settings: RunSettings, state: RunState) -> DryRunPlan:
                       input_tokens=input_tokens + audio_in, output_text_tokens=text_out,
                       output_audio_tokens=audio_out, audio_minutes=round(audio_seconds / 60, 2),
                       cost_usd=round(cost, 4), minutes_at_limits=minutes, limits_note=note,
-                      paths=three_paths(settings, spoken))
+                      paths=three_paths(settings, spoken), passed_over=sources.passed_over_note(passed_over))
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +197,7 @@ def describe(result: DryRunPlan) -> str:
             f"  would send {result.requests} requests · ~{result.input_tokens} input tokens · "
             f"~{result.output_text_tokens} text + {result.output_audio_tokens} audio output tokens\n"
             f"  ~{result.audio_minutes:.1f} audio min · ~${result.cost_usd:.4f} · time: {when}"
+            + (f"\n  {result.passed_over}" if result.passed_over else "")
             + "".join(f"\n{line}" for line in paths_table(result.paths)))
 
 

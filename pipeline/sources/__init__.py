@@ -6,6 +6,7 @@ Each kind of input is handled in its own module (folders, manifests, documents, 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,6 +45,7 @@ class ReadOptions:
     since: datetime | None = None
     max_items: int | None = None
     fetch_limits: fetch.FetchLimits | None = None
+    passed_over: Counter[str] | None = None  # folders count here the files of kinds this version does not read
 
 
 def _read_feed(raw: str, options: ReadOptions) -> Iterator[SourceItem]:
@@ -70,7 +72,8 @@ HANDLERS: dict[InputKind, InputHandler] = {
     "feed_url": InputHandler(read=lambda raw, options: _read_feed(raw.strip(), options),
                              count=lambda raw, skip: None, first_text=lambda raw, skip: f"the feed {raw}",
                              check_out_dir=_no_out_dir_check),
-    "folder": InputHandler(read=lambda raw, options: iter_folder(Path(raw), skip_dir=options.skip_dir),
+    "folder": InputHandler(read=lambda raw, options: iter_folder(Path(raw), skip_dir=options.skip_dir,
+                                                                 passed_over=options.passed_over),
                            count=folders.count_files, first_text=folders.first_text_file,
                            check_out_dir=folders.check_out_dir),
     "manifest": InputHandler(read=lambda raw, options: iter_manifest(Path(raw)),
@@ -154,16 +157,29 @@ def fetch_limits(settings: RunSettings) -> fetch.FetchLimits:
 
 def iter_inputs(inputs: tuple[str, ...], *, skip_dir: Path | None = None,
                 already_done: Callable[[str], bool] | None = None, since: datetime | None = None,
-                max_items: int | None = None, fetch_limits: fetch.FetchLimits | None = None) -> Iterator[SourceItem]:
+                max_items: int | None = None, fetch_limits: fetch.FetchLimits | None = None,
+                passed_over: Counter[str] | None = None) -> Iterator[SourceItem]:
     """Every document of every input, in order; call check_inputs first.
 
-    already_done, since, max_items and fetch_limits apply to feed inputs (see feeds.iter_feed).
+    already_done, since, max_items and fetch_limits apply to feed inputs (see feeds.iter_feed); passed_over counts,
+    by suffix, the files in input folders of kinds this version does not read (see passed_over_note).
     """
     check_inputs(inputs)
     options = ReadOptions(skip_dir=skip_dir, already_done=already_done, since=since, max_items=max_items,
-                          fetch_limits=fetch_limits)
+                          fetch_limits=fetch_limits, passed_over=passed_over)
     for raw in inputs:
         yield from HANDLERS[input_kind(raw)].read(raw, options)
+
+
+def passed_over_note(passed_over: Counter[str]) -> str | None:
+    """One line on the files input folders held that this version does not read, by kind; None when there were none.
+    "3 files of types this version does not read: .pages (2), .key" """
+    if not passed_over:
+        return None
+    total = sum(passed_over.values())
+    kinds = ", ".join(f"{suffix} ({count})" if count > 1 else suffix for suffix, count in
+                      sorted(passed_over.items(), key=lambda item: (-item[1], item[0])))
+    return f"{total} file{'s' if total != 1 else ''} of types this version does not read: {kinds} (passed over)"
 
 
 def count_items(inputs: tuple[str, ...], *, skip_dir: Path | None = None) -> int | None:

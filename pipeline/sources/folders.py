@@ -6,6 +6,7 @@ Hidden files and folders and OUT itself are never read; files become Documents t
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,9 +22,11 @@ from pipeline.sources.documents import (
 from pipeline.sources.placement import same_folder_error, same_place
 
 
-def walk_document_files(root: Path, skip_dir: Path | None) -> Iterator[Path]:
-    """Document files (text, Markdown, HTML, PDF) under root in a stable (sorted) order; hidden folders and
-    skip_dir are left out."""
+def walk_document_files(root: Path, skip_dir: Path | None,
+                        passed_over: Counter[str] | None = None) -> Iterator[Path]:
+    """Document files (text, Markdown, HTML, PDF, office files, books, recordings) under root in a stable (sorted)
+    order; hidden files and folders and skip_dir are left out. passed_over: counts the other files by suffix (what
+    this version does not read), so a run can say what it passed over."""
     skip = skip_dir.resolve() if skip_dir is not None else None
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
@@ -32,14 +35,21 @@ def walk_document_files(root: Path, skip_dir: Path | None) -> Iterator[Path]:
             if not d.startswith(".") and (skip is None or (here / d).resolve() != skip)
         )
         for name in sorted(filenames):
-            if not name.startswith(".") and Path(name).suffix.lower() in DOCUMENT_SUFFIXES:
+            if name.startswith("."):
+                continue
+            suffix = Path(name).suffix.lower()
+            if suffix in DOCUMENT_SUFFIXES:
                 yield here / name
+            elif passed_over is not None:
+                passed_over[suffix or "(no extension)"] += 1
 
 
-def iter_folder(root: Path, *, skip_dir: Path | None = None) -> Iterator[SourceItem]:
-    """Document files under root, recursively, in a stable (sorted) order; hidden folders are skipped."""
+def iter_folder(root: Path, *, skip_dir: Path | None = None,
+                passed_over: Counter[str] | None = None) -> Iterator[SourceItem]:
+    """Document files under root, recursively, in a stable (sorted) order; hidden folders are skipped (files of
+    other kinds are counted in passed_over)."""
     root_resolved = root.resolve()
-    for path in walk_document_files(root, skip_dir):
+    for path in walk_document_files(root, skip_dir, passed_over):
         relative = path.relative_to(root)
         yield document_from_file(Path(os.path.abspath(path)), doc_id=str(relative.with_suffix("")),
                                   source=printable_path(relative), root=root_resolved)
