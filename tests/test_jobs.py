@@ -49,7 +49,7 @@ def test_nightly_openai_job_loads() -> None:
     assert job.values["inputs"] == (str(REPO / "sample_inputs" / "manifest.jsonl"),)
     assert job.values["out"] == str(REPO / "out" / "nightly")
     assert job.values["provider"] == "openai"
-    assert job.values["model"] == "gpt-4o-audio-preview"
+    assert job.values["model"] == "gpt-audio-1.5"  # the default model (tests/test_docs_in_step.py)
     assert job.values["voice"] == "coral"
     assert job.values["words"] == 90
     assert job.values["concurrency"] == 8
