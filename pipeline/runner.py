@@ -14,6 +14,7 @@ import json
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -132,8 +133,9 @@ async def run_async(settings: RunSettings, *, on_result: ResultListener | None =
 async def _run_locked(settings: RunSettings, state: RunState, on_result: ResultListener | None,
                       on_event: EventListener | None, provider: Provider | None) -> RunOutcome:
     run_id = state.start_run(settings_for_report(settings))
+    passed_over: Counter[str] = Counter()  # input folders' files of kinds this version does not read
     items = sources.iter_inputs(settings.inputs, skip_dir=settings.out_dir, since=settings.since,
-                                fetch_limits=sources.fetch_limits(settings),
+                                fetch_limits=sources.fetch_limits(settings), passed_over=passed_over,
                                 max_items=settings.max_items, already_done=plan.already_done(settings, state))
     current = _Run(settings=settings, state=state, run_id=run_id, on_result=on_result, on_event=on_event,
                    items=items, pull_in_thread=any(is_feed_input(raw) for raw in settings.inputs))
@@ -147,6 +149,8 @@ async def _run_locked(settings: RunSettings, state: RunState, on_result: ResultL
     status = "interrupted" if current.stop_signal else ("aborted" if current.abort_reason else "finished")
     if status == "finished" and current.batch is not None and current.batch.waiting:
         status = "waiting"  # documents wait for a batch: a later run (the nightly line) collects them
+    if (note := sources.passed_over_note(passed_over)) and status != "interrupted":
+        current.emit("warning", kind="passed_over", message=note)  # not a failure: said, counted, left alone
     for warning in _podcast_warnings(settings, state, run_id):
         current.emit("warning", **warning)
     try:

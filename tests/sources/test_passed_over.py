@@ -1,5 +1,5 @@
 """Files the run will not read are not invisible (issue 27, item 3): a folder's files of kinds this version does not
-read are counted by kind and named by the dry run, without failing it."""
+read are counted by kind and named by the dry run and the run (console, JSON log, report), without failing it."""
 
 from __future__ import annotations
 
@@ -39,3 +39,15 @@ def test_the_dry_run_names_what_it_would_pass_over(tmp_path: Path) -> None:
     plan = json.loads((tmp_path / "out" / "dry-run.json").read_text())["dry_run"]
     assert plan["passed_over"].startswith("4 files of types this version does not read")
 
+
+
+def test_the_run_says_what_it_passed_over_and_still_succeeds(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run_cli("run", str(_folder(tmp_path, with_text=False)), "-o", str(out), "--log-format", "json",
+                     env=child_env())
+    assert result.exit_code == 0, result.stderr
+    warnings = [e for e in map(json.loads, result.stderr.splitlines()) if e["event"] == "warning"]
+    assert [w["kind"] for w in warnings] == ["passed_over"], warnings
+    assert ".pages (2)" in warnings[0]["message"]
+    report = json.loads((out / "report.json").read_text())
+    assert any(w["kind"] == "passed_over" for w in report["warnings"])
