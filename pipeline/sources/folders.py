@@ -19,7 +19,12 @@ from pipeline.sources.documents import (
     document_from_file,
     printable_path,
 )
+from pipeline.sources.feeds import FEED_FILE_SUFFIXES
+from pipeline.sources.manifests import MANIFEST_SUFFIXES
 from pipeline.sources.placement import same_folder_error, same_place
+
+# Manifests and feed files are read when named as inputs, not when met in a folder: not "passed over" by a walk.
+NAMED_ONLY = MANIFEST_SUFFIXES | FEED_FILE_SUFFIXES
 
 
 def walk_document_files(root: Path, skip_dir: Path | None,
@@ -40,7 +45,7 @@ def walk_document_files(root: Path, skip_dir: Path | None,
             suffix = Path(name).suffix.lower()
             if suffix in DOCUMENT_SUFFIXES:
                 yield here / name
-            elif passed_over is not None:
+            elif passed_over is not None and suffix not in NAMED_ONLY:
                 passed_over[suffix or "(no extension)"] += 1
 
 
