@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 import click
+import cloup
 
 from pipeline import __version__
 from pipeline.errors import DiskFull, LockHeld, UsageError
@@ -127,11 +128,11 @@ def cli() -> None:
     """
 
 
-@cli.command("run", short_help="Summarise documents into spoken WAVs, sidecars and a report.")
+# cloup's Command shows the options in the sections the options table declares (settings.GROUPS).
+@cli.command("run", cls=cloup.Command, short_help="Summarise documents into spoken WAVs, sidecars and a report.")
 @click.argument("inputs", nargs=-1, metavar="INPUT...")
-@click.option("--job", "job_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="A job file (jobs/NAME.toml) with the run's settings; options given here override it.")
-@run_options
+@run_options(click.option("--job", "job_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                          help="A job file (jobs/NAME.toml) with the run's settings; options given here override it."))
 @click.pass_context
 def run_command(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | None, **options: object) -> None:
     """Summarise INPUT (folders of documents and recordings, .jsonl/.csv manifests, single files, feeds) into OUT.

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import click
 
-from pipeline.settings import RUN_OPTIONS, RunOption
+from pipeline.settings import OPTIONS_BY_KEY, RUN_OPTIONS, RunOption, grouped, metavar
 
 
 def _range(option: RunOption) -> str:
@@ -54,23 +54,33 @@ def _meaning(option: RunOption) -> str:
 
 
 def run_table() -> str:
-    rows = ["| option | default | meaning |", "| --- | --- | --- |"]
-    for option in RUN_OPTIONS:
-        if not option.flags:
-            continue
-        spelled = ", ".join(f"`{flag}`" for flag in option.flags)
-        if option.metavar:
-            spelled += f" {option.metavar.replace('|', '/')}"
-        rows.append(f"| {spelled} | {_default(option)} | {_meaning(option)} |")
-    return "\n".join(rows)
+    """One table per section of `run --help` (settings.GROUPS), each under its title in bold (README's own sections
+    "Feeds" and "Rate limits and retries" keep their anchors); the options run declares itself (--job) head the
+    first, as in the help."""
+    own = [param for param in _command("run").params
+           if isinstance(param, click.Option) and not param.hidden and param.name not in OPTIONS_BY_KEY]
+    blocks = []
+    for index, (title, members) in enumerate(grouped(tuple(option for option in RUN_OPTIONS if option.flags))):
+        rows = [f"**{title}**", "", "| option | default | meaning |", "| --- | --- | --- |"]
+        rows += [_command_row("run", param) for param in (own if index == 0 else ())]
+        for option in members:
+            spelled = ", ".join(f"`{flag}`" for flag in option.flags)
+            shown = metavar(option)
+            spelled += f" {shown.replace('|', '/')}" if shown else ""
+            rows.append(f"| {spelled} | {_default(option)} | {_meaning(option)} |")
+        blocks.append("\n".join(rows))
+    return "\n\n".join(blocks)
 
 
 def job_table() -> str:
-    rows = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
-    for option in RUN_OPTIONS:
-        if option.in_job:
-            rows.append(f"| `{option.key}` | {_job_type(option)} | {_default(option)} | {_meaning(option)} |")
-    return "\n".join(rows)
+    """The job keys in the same sections as `run --help`, each under its heading."""
+    blocks = []
+    for title, members in grouped(tuple(option for option in RUN_OPTIONS if option.in_job)):
+        rows = [f"### {title}", "", "| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+        rows += [f"| `{option.key}` | {_job_type(option)} | {_default(option)} | {_meaning(option)} |"
+                 for option in members]
+        blocks.append("\n".join(rows))
+    return "\n\n".join(blocks)
 
 
 # Commands whose options are declared only by their click command (run's come from the options table above).
@@ -153,12 +163,15 @@ def command_table(command: str) -> str:
     if not options:
         return "\n".join([*lines, "It has no options besides `-h`/`--help`."])
     lines += ["| option | default | meaning |", "| --- | --- | --- |"]
-    for param in options:
-        spelled = ", ".join(f"`{flag}`" for flag in [*param.opts, *param.secondary_opts])
-        metavar = _metavar(param)
-        spelled += f" {metavar}" if metavar else ""
-        lines.append(f"| {spelled} | {command_default(command, param)} | {command_help(command, param)} |")
+    lines += [_command_row(command, param) for param in options]
     return "\n".join(lines)
+
+
+def _command_row(command: str, param: click.Option) -> str:
+    spelled = ", ".join(f"`{flag}`" for flag in [*param.opts, *param.secondary_opts])
+    metavar = _metavar(param)
+    spelled += f" {metavar}" if metavar else ""
+    return f"| {spelled} | {command_default(command, param)} | {command_help(command, param)} |"
 
 
 def _command_generator(command: str) -> Callable[[], str]:

@@ -11,7 +11,7 @@ import os
 import re
 import stat
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, TypeVar, get_args, get_type_hints
@@ -44,7 +44,21 @@ from pipeline.models import (
 )
 
 Kind = Literal["str", "int", "number", "choice", "str_list", "flag", "date"]
+Group = Literal["inputs", "voice", "control", "feeds", "podcast", "api", "limits", "execution"]
+# The sections of `run --help` and of the option tables in README.md and jobs/README.md, in the order they are shown:
+# what a first run needs (where things go, what is said and how) before what one use or one provider needs.
+GROUPS: dict[Group, str] = {
+    "inputs": "Inputs and output",
+    "voice": "Voice and summary",
+    "control": "Run control",
+    "feeds": "Feeds",
+    "podcast": "Podcast",
+    "api": "OpenAI API",
+    "limits": "Rate limits and retries",
+    "execution": "Execution",
+}
 Choice = TypeVar("Choice", bound=str)
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 DATE_FORMATS = ("%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M")
 _SETTINGS_DEFAULTS = {f.name: f.default for f in fields(RunSettings)}
 _CHANNEL_DEFAULTS = {f.name: f.default for f in fields(PodcastChannel)}
@@ -55,12 +69,14 @@ YES_NO = ("yes", "no")  # podcast:locked's own spelling
 @dataclass(frozen=True, slots=True)
 class RunOption:
     """One run option. `key` is its job-file key and the name its value travels under; `flags` its command-line
-    spelling (empty: job files only); `fingerprint`: changing it remakes the documents made before (plan.py)."""
+    spelling (empty: job files only); `group` its section of the help and the docs (GROUPS); `fingerprint`: changing
+    it remakes the documents made before (plan.py)."""
 
     key: str
     flags: tuple[str, ...]
     kind: Kind
     help: str
+    group: Group = field(kw_only=True)
     default: object = None
     low: float | None = None
     high: float | None = None
@@ -80,135 +96,144 @@ def _default(field_name: str) -> object:
 
 RUN_OPTIONS: tuple[RunOption, ...] = (
     RunOption("inputs", (), "str_list", "Folders, manifests, documents, recordings or feeds to read.",
-              show_default=False),
-    RunOption("feeds", (), "str_list", "Feed URLs or files: inputs like any other.", show_default=False),
+              show_default=False, group="inputs"),
+    RunOption("feeds", (), "str_list", "Feed URLs or files: inputs like any other.", show_default=False,
+              group="inputs"),
     RunOption("out", ("-o", "--out"), "str", "Output folder: <id>.wav, <id>.json, report.json, report.html.",
-              metavar="DIRECTORY", show_default=False),
-    RunOption("provider", ("--provider",), "choice", "auto = openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, "
-              "else the offline engine.", default="auto", choices=("auto", *PROVIDER_NAMES), fingerprint=True),
-    RunOption("model", ("--model",), "str", "Model name sent to the API.", default=DEFAULT_MODEL, fingerprint=True),
-    RunOption("voice", ("--voice",), "str", f"Voice ({', '.join(OPENAI_VOICES)}, or a custom voice's "
-              f"{CUSTOM_VOICE_PREFIX}... id; other names are passed to the server as given).", default=DEFAULT_VOICE,
-              fingerprint=True),
-    RunOption("words", ("--words",), "int", "Target length of each summary in words.", default=DEFAULT_WORDS,
-              low=10, high=2000, fingerprint=True),
-    RunOption("concurrency", ("--concurrency",), "int", "Documents in flight at once [default: --workers for local, "
-              "or with --executor ray the actor pool's size; for openai 8, or enough to keep --rpm busy].", low=1,
-              high=MAX_CONCURRENCY, show_default=False),
-    RunOption("workers", ("--workers",), "int", "Offline engine: speech worker processes (the cores are shared "
-              "between them).", default=min(2, os.cpu_count() or 1), low=1, high=64),
-    RunOption("instructions", ("--instructions",), "str", "Replace the system prompt; '{words}' in it becomes the "
-              "--words value.", fingerprint=True),
-    RunOption("api_base", ("--api-base",), "str", f"API base URL [env OPENAI_BASE_URL; default {DEFAULT_API_BASE}].",
-              env="OPENAI_BASE_URL", show_default=False),
-    RunOption("env_file", ("--env-file",), "str", "A file of KEY=VALUE lines (mode 0600) that supplies OPENAI_API_KEY "
-              "and OPENAI_BASE_URL where the environment does not set them (cron has an empty environment).",
-              metavar="PATH", show_default=False),
-    RunOption("rpm", ("--rpm",), "int", "Requests per minute allowed (0 = learn it from the server's "
-              "x-ratelimit-* headers).", default=0, low=0),
-    RunOption("tpm", ("--tpm",), "int", "Tokens per minute allowed (0 = learn it from the server's headers).",
-              default=0, low=0),
-    RunOption("max_attempts", ("--max-attempts",), "int", "Tries per document for transient failures (429, 5xx, "
-              "timeouts, broken answers).", default=_default("max_attempts"), low=1, high=20),
-    RunOption("timeout", ("--timeout",), "number", "Seconds to wait for one answer.", default=_default("timeout_s"),
-              low=1, high=3600),
-    RunOption("retry_backoff", ("--retry-backoff",), "number", "First backoff in seconds when the server gives no "
-              "Retry-After; it doubles per attempt (with full jitter, capped at 30 s).",
-              default=_default("retry_backoff_s"), low=0.001, high=60),
+              metavar="DIRECTORY", show_default=False, group="inputs"),
     RunOption("format", ("--format",), "choice", "Final audio format (the model is still asked for WAV; conversion "
-              "is local).", default=_default("audio_format"), choices=AUDIO_FORMATS, fingerprint=True),
-    RunOption("loudness", ("--loudness",), "str", "Normalise to this integrated loudness [default: -16 for "
-              "mp3/opus/flac, off for wav].", metavar="LUFS|off", fingerprint=True, show_default=False),
-    RunOption("since", ("--since",), "date", "Feeds: only entries published on or after this date (entries without "
-              "a date are kept)."),
-    RunOption("max_items", ("--max-items",), "int", "Feeds: at most the newest N entries of each feed.",
-              low=1, high=100_000),
+              "is local).", default=_default("audio_format"), choices=AUDIO_FORMATS, fingerprint=True, group="inputs"),
     RunOption("output", ("--output",), "choice", "text+audio: a spoken summary (WAV) and sidecar; text: a sidecar "
               "and .txt only, for recordings (e.g. a sentiment analysis of a call with --instructions).",
-              default=_default("output"), choices=OUTPUT_KINDS, fingerprint=True),
-    RunOption("followups", ("--followup",), "str_list", "A follow-up question asked after each summary (repeat for "
-              "more); answers go to <id>.q1.wav, ... A manifest item's own `followups` replace these.",
-              metavar="QUESTION", fingerprint=True, show_default=False),
-    RunOption("max_audio_mb", ("--max-audio-mb",), "number", "Largest recording sent in one request; longer ones "
-              "are split at pauses into parts that fit.", default=20.0, low=0.01, high=1000),
-    RunOption("mode", ("--mode",), "choice", "narrate: read the whole text aloud part by part and stitch one WAV "
-              "with chapter marks.", default=_default("mode"), choices=MODES, fingerprint=True),
-    RunOption("max_input_tokens", ("--max-input-tokens",), "int", "Token budget of one request's document text; "
-              "longer documents are summarised part by part (map) and spoken from the part summaries (reduce).",
-              default=_default("max_input_tokens"), low=500, high=1_000_000),
-    RunOption("map_model", ("--map-model",), "str", "Text model for the part summaries of long documents.",
-              default=_default("map_model")),
-    RunOption("strategy", ("--strategy",), "choice", "chat-audio: one chat request answers with the spoken summary; "
-              "two-step: a text model writes it (--text-model), the speech endpoint speaks it (--tts-model), about a "
-              "fifth of the cost per spoken minute.", default=_default("strategy"), choices=STRATEGIES,
-              fingerprint=True),
-    RunOption("text_model", ("--text-model",), "str", "two-step: the text model that writes the summary.",
-              default=_default("text_model"), fingerprint=True),
-    RunOption("tts_model", ("--tts-model",), "str", "two-step: the speech model (POST /audio/speech).",
-              default=_default("tts_model"), fingerprint=True),
-    RunOption("voice_instructions", ("--voice-instructions",), "str", "two-step: how to speak (tone, pace, "
-              "accent), sent as the speech request's instructions.", fingerprint=True),
-    RunOption("batch", ("--batch",), "flag", "Send the text step of two-step (implied) through the Batch API (half "
-              "price, done within 24 h); the run exits 0 saying it is waiting, and later runs collect and speak it.",
-              default=False),
-    RunOption("batch_fallback", ("--batch-fallback",), "choice", "--batch: where a line that failed or expired "
-              "inside a batch goes: the next batch, or a synchronous request (sync).",
-              default=_default("batch_fallback"), choices=BATCH_FALLBACKS),
+              default=_default("output"), choices=OUTPUT_KINDS, fingerprint=True, group="inputs"),
+    RunOption("loudness", ("--loudness",), "str", "Normalise to this integrated loudness [default: -16 for "
+              "mp3/opus/flac, off for wav].", metavar="LUFS|off", fingerprint=True, show_default=False, group="inputs"),
     RunOption("captions", ("--captions",), "choice", "The VTT's cues: per sentence or per word, timed from "
               "synthesis (offline voice) or by hearing the API's audio and aligning its transcript; off: nothing "
               "is heard, cue times are estimated from sentence length.", default=_default("captions"),
-              choices=CAPTIONS),
+              choices=CAPTIONS, group="inputs"),
     RunOption("language", ("--language",), "str", "Language recordings are heard in by the offline recogniser "
-              "(ISO 639-1; its bundled model hears en only).", default=_default("language"), fingerprint=True),
+              "(ISO 639-1; its bundled model hears en only).", default=_default("language"), fingerprint=True,
+              group="inputs"),
+    RunOption("provider", ("--provider",), "choice", "auto = openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, "
+              "else the offline engine.", default="auto", choices=("auto", *PROVIDER_NAMES), fingerprint=True,
+              group="voice"),
+    RunOption("voice", ("--voice",), "str", f"Voice ({', '.join(OPENAI_VOICES)}, or a custom voice's "
+              f"{CUSTOM_VOICE_PREFIX}... id; other names are passed to the server as given).", default=DEFAULT_VOICE,
+              fingerprint=True, group="voice"),
+    RunOption("words", ("--words",), "int", "Target length of each summary in words.", default=DEFAULT_WORDS,
+              low=10, high=2000, fingerprint=True, group="voice"),
+    RunOption("instructions", ("--instructions",), "str", "Replace the system prompt; '{words}' in it becomes the "
+              "--words value.", fingerprint=True, group="voice"),
+    RunOption("mode", ("--mode",), "choice", "narrate: read the whole text aloud part by part and stitch one WAV "
+              "with chapter marks.", default=_default("mode"), choices=MODES, fingerprint=True, group="voice"),
+    RunOption("followups", ("--followup",), "str_list", "A follow-up question asked after each summary (repeat for "
+              "more); answers go to <id>.q1.wav, ... A manifest item's own `followups` replace these.",
+              metavar="QUESTION", fingerprint=True, show_default=False, group="voice"),
+    # dry_run, quiet and log_format: how this invocation runs and talks, not what the run makes (command line only).
+    RunOption("dry_run", ("--dry-run",), "flag", "Read and plan everything, send nothing (no key needed): counts, "
+              "tokens, audio minutes, cost and time, on stdout and in OUT/dry-run.json and .html (report.* untouched).",
+              default=False, in_job=False, group="control"),
+    RunOption("force", ("--force",), "flag", "Redo every document, even those unchanged since an earlier run.",
+              default=False, group="control"),
+    RunOption("quiet", ("-q", "--quiet"), "flag", "Print only failures and the final summary.", default=False,
+              in_job=False, group="control"),
+    RunOption("log_format", ("--log-format",), "choice", "json: one JSON object per event on stderr (run start/end, "
+              "each document, retries, pauses).", default=LOG_FORMATS[0], choices=LOG_FORMATS, in_job=False,
+              group="control"),
+    RunOption("grace", ("--grace",), "number", "On SIGINT/SIGTERM, seconds in-flight documents get to finish before "
+              "they are abandoned.", default=_default("grace_s"), low=0, group="control"),
+    RunOption("since", ("--since",), "date", "Only entries published on or after this date, "
+              "YYYY-MM-DD[THH:MM[:SS]] (entries without a date are kept).", group="feeds"),
+    RunOption("max_items", ("--max-items",), "int", "At most the newest N entries of each feed.",
+              low=1, high=100_000, group="feeds"),
+    RunOption("allow_private_links", ("--allow-private-links",), "flag", "Also fetch article links on "
+              "loopback, private and link-local addresses (an intranet).", default=False, group="feeds"),
+    RunOption("proxy", ("--proxy",), "str", "Fetch pages through this proxy (the environment's HTTP_PROXY "
+              "and friends are never used).", metavar="URL", group="feeds"),
+    RunOption("podcast_url", ("--podcast-url",), "str", "Public URL of OUT/ that podcast.xml's enclosures and "
+              f"transcripts point to [default: {DEFAULT_PODCAST_BASE_URL}] (was --base-url / base_url: still read, "
+              "with a warning, until the next release).", old_key="base_url", show_default=False, group="podcast"),
+    RunOption("podcast_title", ("--podcast-title",), "str", "The podcast's title [default: 'audiosum: <OUT name>'].",
+              show_default=False, group="podcast"),
+    RunOption("keep", ("--keep",), "int", "Episodes (newest first) listed in podcast.xml.",
+              default=_default("podcast_keep"), low=1, high=100_000, group="podcast"),
+    RunOption("podcast_image", ("--podcast-image",), "str", "The podcast's artwork: a square JPEG or PNG in RGB, "
+              "1400-3000 px, copied into OUT (another image is published as a copy made to fit, with a warning) "
+              "[default: a cover drawn from the title].", metavar="PATH", show_default=False, group="podcast"),
+    RunOption("podcast_author", ("--podcast-author",), "str", "itunes:author, the name apps show under the podcast's "
+              "title [default: the owner's name, else 'audiosum'].", show_default=False, group="podcast"),
+    RunOption("podcast_owner_name", ("--podcast-owner-name",), "str", "itunes:owner's name, the contact directories "
+              "keep [default: the author].", show_default=False, group="podcast"),
+    RunOption("podcast_owner_email", ("--podcast-owner-email",), "str", "itunes:owner's email (and podcast:locked's "
+              "owner), where Apple Podcasts and Spotify send their ownership check; a published feed without one "
+              "gets a warning.", metavar="EMAIL", show_default=False, group="podcast"),
+    RunOption("podcast_copyright", ("--podcast-copyright",), "str", "The channel's copyright line [default: none: "
+              "the rights in the summarised texts are their authors'].", show_default=False, group="podcast"),
+    RunOption("podcast_type", ("--podcast-type",), "choice", "itunes:type: episodic (apps list newest first) or "
+              "serial (in order, oldest first).", default=_CHANNEL_DEFAULTS["kind"], choices=PODCAST_KINDS,
+              group="podcast"),
+    RunOption("podcast_locked", ("--podcast-locked",), "choice", "podcast:locked: yes asks other podcast hosts not "
+              "to import the feed.", default="yes" if _CHANNEL_DEFAULTS["locked"] else "no", choices=YES_NO,
+              group="podcast"),
+    RunOption("podcast_language", ("--podcast-language",), "str", "The channel's language (RFC 5646: en, en-GB, "
+              "pt-BR) [default: --language].", show_default=False, group="podcast"),
+    RunOption("env_file", ("--env-file",), "str", "A file of KEY=VALUE lines (mode 0600) that supplies OPENAI_API_KEY "
+              "and OPENAI_BASE_URL where the environment does not set them (cron has an empty environment).",
+              metavar="PATH", show_default=False, group="api"),
+    RunOption("api_base", ("--api-base",), "str", f"API base URL [env OPENAI_BASE_URL; default {DEFAULT_API_BASE}].",
+              env="OPENAI_BASE_URL", show_default=False, group="api"),
+    RunOption("model", ("--model",), "str", "Model name sent to the API.", default=DEFAULT_MODEL, fingerprint=True,
+              group="api"),
+    RunOption("strategy", ("--strategy",), "choice", "chat-audio: one chat request answers with the spoken summary; "
+              "two-step: a text model writes it (--text-model), the speech endpoint speaks it (--tts-model), about a "
+              "fifth of the cost per spoken minute.", default=_default("strategy"), choices=STRATEGIES,
+              fingerprint=True, group="api"),
+    RunOption("text_model", ("--text-model",), "str", "two-step: the text model that writes the summary.",
+              default=_default("text_model"), fingerprint=True, group="api"),
+    RunOption("tts_model", ("--tts-model",), "str", "two-step: the speech model (POST /audio/speech).",
+              default=_default("tts_model"), fingerprint=True, group="api"),
+    RunOption("voice_instructions", ("--voice-instructions",), "str", "two-step: how to speak (tone, pace, "
+              "accent), sent as the speech request's instructions.", fingerprint=True, group="api"),
+    RunOption("batch", ("--batch",), "flag", "Send the text step of two-step (implied) through the Batch API (half "
+              "price, done within 24 h); the run exits 0 saying it is waiting, and later runs collect and speak it.",
+              default=False, group="api"),
+    RunOption("batch_fallback", ("--batch-fallback",), "choice", "--batch: where a line that failed or expired "
+              "inside a batch goes: the next batch, or a synchronous request (sync).",
+              default=_default("batch_fallback"), choices=BATCH_FALLBACKS, group="api"),
+    RunOption("max_input_tokens", ("--max-input-tokens",), "int", "Token budget of one request's document text; "
+              "longer documents are summarised part by part (map) and spoken from the part summaries (reduce).",
+              default=_default("max_input_tokens"), low=500, high=1_000_000, group="api"),
+    RunOption("map_model", ("--map-model",), "str", "Text model for the part summaries of long documents.",
+              default=_default("map_model"), group="api"),
+    RunOption("max_audio_mb", ("--max-audio-mb",), "number", "Largest recording sent in one request; longer ones "
+              "are split at pauses into parts that fit.", default=20.0, low=0.01, high=1000, group="api"),
+    RunOption("rpm", ("--rpm",), "int", "Requests per minute allowed (0 = learn it from the server's "
+              "x-ratelimit-* headers).", default=0, low=0, group="limits"),
+    RunOption("tpm", ("--tpm",), "int", "Tokens per minute allowed (0 = learn it from the server's headers).",
+              default=0, low=0, group="limits"),
+    RunOption("max_attempts", ("--max-attempts",), "int", "Tries per document for transient failures (429, 5xx, "
+              "timeouts, broken answers).", default=_default("max_attempts"), low=1, high=20, group="limits"),
+    RunOption("timeout", ("--timeout",), "number", "Seconds to wait for one answer.", default=_default("timeout_s"),
+              low=1, high=3600, group="limits"),
+    RunOption("retry_backoff", ("--retry-backoff",), "number", "First backoff in seconds when the server gives no "
+              "Retry-After; it doubles per attempt (with full jitter, capped at 30 s).",
+              default=_default("retry_backoff_s"), low=0.001, high=60, group="limits"),
+    RunOption("concurrency", ("--concurrency",), "int", "Documents in flight at once [default: --workers for local, "
+              "or with --executor ray the actor pool's size; for openai 8, or enough to keep --rpm busy].", low=1,
+              high=MAX_CONCURRENCY, show_default=False, group="execution"),
+    RunOption("workers", ("--workers",), "int", "Offline engine: speech worker processes (the cores are shared "
+              "between them).", default=min(2, os.cpu_count() or 1), low=1, high=64, group="execution"),
     RunOption("executor", ("--executor",), "choice", "Where the CPU work runs: this machine (the offline engine's "
               "worker processes, threads for publishing and caption hearing), or a Ray actor pool for all of it, the "
               "API's answers' publishing and hearing included (pip install '.[ray]').", default=_default("executor"),
-              choices=EXECUTORS),
+              choices=EXECUTORS, group="execution"),
     RunOption("ray_address", ("--ray-address",), "str", "--executor ray: the cluster to join [env RAY_ADDRESS; "
-              "default: start Ray on this machine].", env="RAY_ADDRESS", metavar="ADDRESS", show_default=False),
+              "default: start Ray on this machine].", env="RAY_ADDRESS", metavar="ADDRESS", show_default=False,
+              group="execution"),
     RunOption("ray_actors", ("--ray-actors",), "str", "--executor ray: the actor pool's autoscaling bounds "
-              "[default: 1 to the cluster's CPUs over each actor's share].", metavar="MIN,MAX", show_default=False),
-    RunOption("allow_private_links", ("--allow-private-links",), "flag", "Feeds: also fetch article links on "
-              "loopback, private and link-local addresses (an intranet).", default=False),
-    RunOption("proxy", ("--proxy",), "str", "Feeds: fetch pages through this proxy (the environment's HTTP_PROXY "
-              "and friends are never used).", metavar="URL"),
-    RunOption("podcast_url", ("--podcast-url",), "str", "Public URL of OUT/ that podcast.xml's enclosures and "
-              f"transcripts point to [default: {DEFAULT_PODCAST_BASE_URL}] (was --base-url / base_url: still read, "
-              "with a warning, until the next release).", old_key="base_url", show_default=False),
-    RunOption("keep", ("--keep",), "int", "Episodes (newest first) listed in podcast.xml.",
-              default=_default("podcast_keep"), low=1, high=100_000),
-    RunOption("podcast_title", ("--podcast-title",), "str", "The podcast's title [default: 'audiosum: <OUT name>'].",
-              show_default=False),
-    RunOption("podcast_image", ("--podcast-image",), "str", "The podcast's artwork: a square JPEG or PNG in RGB, "
-              "1400-3000 px, copied into OUT (another image is published as a copy made to fit, with a warning) "
-              "[default: a cover drawn from the title].", metavar="PATH", show_default=False),
-    RunOption("podcast_author", ("--podcast-author",), "str", "itunes:author, the name apps show under the podcast's "
-              "title [default: the owner's name, else 'audiosum'].", show_default=False),
-    RunOption("podcast_owner_name", ("--podcast-owner-name",), "str", "itunes:owner's name, the contact directories "
-              "keep [default: the author].", show_default=False),
-    RunOption("podcast_owner_email", ("--podcast-owner-email",), "str", "itunes:owner's email (and podcast:locked's "
-              "owner), where Apple Podcasts and Spotify send their ownership check; a published feed without one "
-              "gets a warning.", metavar="EMAIL", show_default=False),
-    RunOption("podcast_copyright", ("--podcast-copyright",), "str", "The channel's copyright line [default: none: "
-              "the rights in the summarised texts are their authors'].", show_default=False),
-    RunOption("podcast_type", ("--podcast-type",), "choice", "itunes:type: episodic (apps list newest first) or "
-              "serial (in order, oldest first).", default=_CHANNEL_DEFAULTS["kind"], choices=PODCAST_KINDS),
-    RunOption("podcast_locked", ("--podcast-locked",), "choice", "podcast:locked: yes asks other podcast hosts not "
-              "to import the feed.", default="yes" if _CHANNEL_DEFAULTS["locked"] else "no", choices=YES_NO),
-    RunOption("podcast_language", ("--podcast-language",), "str", "The channel's language (RFC 5646: en, en-GB, "
-              "pt-BR) [default: --language].", show_default=False),
-    RunOption("force", ("--force",), "flag", "Redo every document, even those unchanged since an earlier run.",
-              default=False),
-    RunOption("grace", ("--grace",), "number", "On SIGINT/SIGTERM, seconds in-flight documents get to finish before "
-              "they are abandoned.", default=_default("grace_s"), low=0),
-    # How this invocation runs and talks, not what the run makes: command line only.
-    RunOption("dry_run", ("--dry-run",), "flag", "Read and plan everything, send nothing (no key needed): counts, "
-              "tokens, audio minutes, cost and time, on stdout and in OUT/dry-run.json and .html (report.* untouched).",
-              default=False, in_job=False),
-    RunOption("log_format", ("--log-format",), "choice", "json: one JSON object per event on stderr (run start/end, "
-              "each document, retries, pauses).", default=LOG_FORMATS[0], choices=LOG_FORMATS, in_job=False),
-    RunOption("quiet", ("-q", "--quiet"), "flag", "Print only failures and the final summary.", default=False,
-              in_job=False),
+              "[default: 1 to the cluster's CPUs over each actor's share].", metavar="MIN,MAX", show_default=False,
+              group="execution"),
 )
 OPTIONS_BY_KEY = {option.key: option for option in RUN_OPTIONS}
 JOB_OPTIONS = tuple(option for option in RUN_OPTIONS if option.in_job)
@@ -227,30 +252,53 @@ def _click_type(option: RunOption) -> Any:
     return str
 
 
+def metavar(option: RunOption) -> str | None:
+    """What stands for the option's value in the help: the row's own, else short names for numbers and dates (click's
+    "INTEGER RANGE" widens the help's first column for every row); None for click's own (a choice lists its values)."""
+    return option.metavar or {"int": "N", "number": "NUMBER", "date": "DATE"}.get(option.kind)
+
+
 def old_flag(option: RunOption) -> str:
     """The command-line spelling an option had before its rename."""
     assert option.old_key is not None
     return "--" + option.old_key.replace("_", "-")
 
 
-def run_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorate a click command with every run option of the table (in table order); an option's old spelling is a
-    hidden flag of its own (old_<key>), read by renamed_options()."""
-    for option in reversed(RUN_OPTIONS):
-        if not option.flags:
-            continue
-        if option.old_key is not None:
-            command = click.option(old_flag(option), "old_" + option.old_key, type=_click_type(option), default=None,
-                                   hidden=True)(command)
+def grouped(options: tuple[RunOption, ...]) -> list[tuple[str, list[RunOption]]]:
+    """The options under their GROUPS titles, in GROUPS order and table order within each; a group with none is left
+    out. The help and the docs both read this, so they show the same sections."""
+    return [(title, members) for group, title in GROUPS.items()
+            if (members := [option for option in options if option.group == group])]
+
+
+def run_options(*first: Decorator) -> Decorator:
+    """Decorate a click command with every run option of the table, in its help sections (cloup option groups, see
+    GROUPS); `first`: options the command declares itself (run's --job), put first in the first section. An option's
+    old spelling is a hidden flag of its own (old_<key>), read by renamed_options()."""
+    import cloup  # only the command line needs it: jobs.py and the runner read the table without it
+
+    def option_decorators(option: RunOption) -> list[Decorator]:
         if option.kind == "flag":
-            decorator = click.option(*option.flags, option.key, is_flag=True, help=option.help)
+            decorators: list[Decorator] = [click.option(*option.flags, option.key, is_flag=True,
+                                                        help=option.help)]
         else:
-            decorator = click.option(
+            decorators = [click.option(
                 *option.flags, option.key, type=_click_type(option), default=option.default,
-                multiple=option.kind == "str_list", metavar=option.metavar, envvar=option.env,
-                show_default=option.show_default and option.default is not None, help=option.help)
-        command = decorator(command)
-    return command
+                multiple=option.kind == "str_list", metavar=metavar(option), envvar=option.env,
+                show_default=option.show_default and option.default is not None, help=option.help)]
+        if option.old_key is not None:
+            decorators.append(click.option(old_flag(option), "old_" + option.old_key, type=_click_type(option),
+                                           default=None, hidden=True))
+        return decorators
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        sections = grouped(tuple(option for option in RUN_OPTIONS if option.flags))
+        for index, (title, members) in reversed(list(enumerate(sections))):
+            decorators = [decorator for option in members for decorator in option_decorators(option)]
+            command = cloup.option_group(title, *(first if index == 0 else ()), *decorators)(command)
+        return command
+
+    return decorate
 
 
 def renamed_options(command_line: Mapping[str, object],

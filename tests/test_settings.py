@@ -88,7 +88,7 @@ def _settings(argv: list[str], env: dict[str, str] | None = None) -> RunSettings
     @click.command()
     @click.argument("inputs", nargs=-1)
     @click.option("--job", "job_path", type=click.Path(path_type=Path), default=None)
-    @run_options
+    @run_options()
     @click.pass_context
     def probe(ctx: click.Context, inputs: tuple[str, ...], job_path: Path | None, **options: object) -> None:
         captured.append(cli._run_settings(ctx, inputs, job_path, options)[1])
