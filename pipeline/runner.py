@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from pipeline import dryrun, plan, report, sources
-from pipeline.audio.publish import PublishedAudio, PublishOptions, is_audio_file, publish, publish_encoded
+from pipeline.audio.publish import (
+    DEFAULT_LOUDNESS_LUFS,
+    PublishedAudio,
+    PublishOptions,
+    feed_copy_format,
+    is_audio_file,
+    publish,
+    publish_encoded,
+)
 from pipeline.batching import BatchPath
 from pipeline.errors import ApiError, AuthenticationFailed, DiskFull, DocumentError, OutputClash, UsageError
 from pipeline.executors import Executor, make_executor
@@ -577,18 +585,30 @@ async def _process(item: Document, make: MakeSummary, settings: RunSettings,
                                  requests=len(attempts)), attempts, None)
     published = None
     published_answers: tuple[PublishedAudio, ...] = ()
-    if settings.output != "text" and (settings.audio_format != "wav" or settings.loudness_lufs is not None):
+    feed_audio = None
+    # The podcast feed links only what every app plays: a wav, opus or flac main file gets an mp3 copy, made in the
+    # same publishing call (one decode of the source, in the executor's thread or Ray pool).
+    feed_format = feed_copy_format(settings.audio_format) if settings.output != "text" else None
+    if settings.output != "text":
         options = publish_options(item, settings)
         try:
-            # Audio the API sent in --format itself is tagged and measured, never re-encoded (format-direct).
-            published = await executor.publish(_publisher(summary.audio_format), summary.wav, options)
-            # The answers to follow-up questions are published the same way (format, loudness, tags).
-            published_answers = tuple([await executor.publish(_publisher(answer.audio_format), answer.wav,
-                                                           dataclasses.replace(options, tags={
-                                                               **options.tags,
-                                                               "title": f"{options.tags['title']}: "
-                                                                        f"{answer.question}"}))
-                                       for answer in summary.followups])
+            if settings.audio_format != "wav" or settings.loudness_lufs is not None:
+                # Audio the API sent in --format itself is tagged and measured, never re-encoded (format-direct).
+                published = await executor.publish(_publisher(summary.audio_format), summary.wav,
+                                                   dataclasses.replace(options, feed_format=feed_format))
+                feed_audio = published.feed_copy
+                # The answers to follow-up questions are published the same way (format, loudness, tags).
+                published_answers = tuple([await executor.publish(_publisher(answer.audio_format), answer.wav,
+                                                               dataclasses.replace(options, tags={
+                                                                   **options.tags,
+                                                                   "title": f"{options.tags['title']}: "
+                                                                            f"{answer.question}"}))
+                                           for answer in summary.followups])
+            elif feed_format is not None:
+                # The WAV stays as it came; its copy is a published file, at the level every published format
+                # gets unless --loudness says otherwise (-16 LUFS, what podcast apps expect).
+                feed_audio = await executor.publish(publish, summary.wav, dataclasses.replace(
+                    options, format=feed_format, loudness_lufs=DEFAULT_LOUDNESS_LUFS))
         except (DocumentError, ValueError) as exc:  # InvalidAudio, AudioToolFailed; ValueError: a tag publish refuses
             # The prefix says which stage failed: the spoken summary was made, its publishing was not.
             error_class = type(exc).__name__ if isinstance(exc, DocumentError) else DocumentError.__name__
@@ -596,9 +616,11 @@ async def _process(item: Document, make: MakeSummary, settings: RunSettings,
                                      time.monotonic() - started, requests=summary.requests), summary.attempts, None)
     try:
         # Claimed (and committed) on the loop's thread before the writer thread may replace any of them.
-        ours = claim_names(item.id, document_names(item, summary, settings, published, published_answers).all)
+        ours = claim_names(item.id, document_names(item, summary, settings, published, published_answers,
+                                                   feed_audio=feed_audio).all)
         written = await asyncio.to_thread(write_document_outputs, settings.out_dir, item, summary, settings,
-                                          published, published_answers, ours=ours.__contains__)
+                                          published, published_answers, feed_audio=feed_audio,
+                                          ours=ours.__contains__)
     except (OutputClash, DiskFull, DocumentError) as exc:  # DocumentError: audio that will not strip (InvalidAudio)
         return Processed(_failed(item, str(exc), type(exc).__name__, time.monotonic() - started,
                                  requests=summary.requests), summary.attempts, None)
@@ -638,7 +660,7 @@ def _file_names(files: DocumentRecord | DocumentFiles) -> set[str]:
     <id>.txt and <id>.vtt transcripts (which --output text does not make)."""
     if isinstance(files, DocumentFiles):
         main, sidecar = files.main.name, files.sidecar.name
-        names = {main, sidecar, *(f.name for f in files.followups)}
+        names = {main, sidecar, *(f.name for f in files.extras)}
     else:
         main, sidecar = files.main_name or "", files.sidecar_name or ""
         names = {n for n in (main, sidecar) if n} | {extra[0] for extra in json.loads(files.extra_files_json or "[]")}
@@ -676,8 +698,8 @@ def _record(item: Document, result: DocumentResult, written: DocumentFiles | Non
             "main_name": main.name, "main_sha256": main.sha256, "main_size": main.size, "main_mtime_ns": main.mtime_ns,
             "sidecar_name": sidecar.name, "sidecar_sha256": sidecar.sha256, "sidecar_size": sidecar.size,
             "sidecar_mtime_ns": sidecar.mtime_ns,
-            "extra_files_json": json.dumps([[f.name, f.sha256, f.size, f.mtime_ns] for f in written.followups])
-            if written.followups else None}
+            "extra_files_json": json.dumps([[f.name, f.sha256, f.size, f.mtime_ns] for f in written.extras])
+            if written.extras else None}
     else:
         files = {name: getattr(previous, name) if previous is not None else None for name in _FILE_FIELDS}
     return DocumentRecord(

@@ -13,6 +13,7 @@ measures ~0.5 LU quieter than its source) the search is aimed off by the miss an
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import subprocess
@@ -28,6 +29,7 @@ from pipeline.audio import (
     SILENCE_LUFS,
     AudioMeasurement,
     Loudness,
+    WavInfo,
     ffmpeg_command,
     ffmpeg_environment,
     measure,
@@ -87,6 +89,20 @@ _ENCODINGS: dict[AudioFormat, _Encoding] = {
                      sample_rate=44100, mono=True, lossless=False, loudness_shift_lu=-0.3),
 }
 AUDIO_SUFFIXES = frozenset(f".{encoding.extension}" for encoding in _ENCODINGS.values())
+# What every podcast app plays (Apple Podcasts takes MP3 and AAC in MP4 and no other audio; Spotify, Pocket Casts
+# and Overcast the same), and the copy a feed links when --format is another: MP3, because it is the one format
+# every app, browser, car stereo and old phone plays, and its CBR frames let players that do not read the LAME
+# header still seek and estimate the length. m4a would be a little smaller for the same quality, not more playable.
+PODCAST_FORMATS: tuple[AudioFormat, ...] = ("mp3", "m4a")
+FEED_FORMAT: AudioFormat = "mp3"
+
+
+def feed_copy_format(extension: str) -> AudioFormat | None:
+    """The format of the copy the podcast feed links for a main file of this extension (no dot): FEED_FORMAT for
+    wav, opus and flac, None for a file apps already play (mp3, m4a) and for what is not audio (txt)."""
+    extension = extension.lower().lstrip(".")
+    known = {encoding.extension for encoding in _ENCODINGS.values()}
+    return FEED_FORMAT if extension in known and extension not in PODCAST_FORMATS else None
 
 
 def is_audio_file(name: str) -> bool:
@@ -98,15 +114,21 @@ def is_audio_file(name: str) -> bool:
 @dataclass(frozen=True, slots=True)
 class PublishOptions:
     """format; loudness_lufs: integrated-loudness target (None leaves the level alone); tags: title, artist,
-    album, date (ISO 8601, e.g. 2025-03-14) and comment, each optional."""
+    album, date (ISO 8601, e.g. 2025-03-14) and comment, each optional; feed_format: also make a copy in this
+    podcast format (mp3 or m4a) from the same source, at the same target, for the feed to link."""
 
     format: AudioFormat = "mp3"
     loudness_lufs: float | None = DEFAULT_LOUDNESS_LUFS
     tags: Mapping[str, str] = field(default_factory=dict)
+    feed_format: AudioFormat | None = None
 
     def __post_init__(self) -> None:
         if self.format not in _ENCODINGS:
             raise ValueError(f"unknown audio format {self.format!r}: choose one of {', '.join(FORMATS)}")
+        if self.feed_format is not None and (self.feed_format not in PODCAST_FORMATS
+                                             or self.feed_format == self.format):
+            raise ValueError(f"a feed copy is made in {' or '.join(PODCAST_FORMATS)}, for a file in another format "
+                             f"(not {self.feed_format!r} for {self.format!r})")
         if self.loudness_lufs is not None and not (-50.0 <= self.loudness_lufs <= -5.0):
             raise ValueError(f"loudness target {self.loudness_lufs} LUFS is outside -50 to -5")
         unknown = set(self.tags) - set(TAG_KEYS)
@@ -132,54 +154,65 @@ class PublishedAudio:
     source_loudness_lufs: float
     gain_db: float            # gain applied before the limiter (0.0 when loudness is off)
     limited: bool             # whether the true-peak limiter was in the chain
+    feed_copy: PublishedAudio | None = None  # with PublishOptions.feed_format: the copy the podcast feed links
 
 
 def publish(wav: bytes, options: PublishOptions = PublishOptions()) -> PublishedAudio:
-    """Normalise, encode and tag a PCM WAV; InvalidAudio if `wav` is not one, AudioToolFailed if ffmpeg fails."""
+    """Normalise, encode and tag a PCM WAV (and with options.feed_format the feed's copy, from the same source and
+    its one loudness measurement); InvalidAudio if `wav` is not one, AudioToolFailed if ffmpeg fails."""
     info = wav_info(wav)
-    encoding = _ENCODINGS[options.format]
-    rate = encoding.sample_rate or info.sample_rate
-    channels = 1 if encoding.mono else info.channels
-    timeout_s = RENDER_TIMEOUT_FLOOR_S + info.duration_s
     with tempfile.TemporaryDirectory(prefix="audiosum-publish-") as folder:
         source = Path(folder) / "source.wav"
         source.write_bytes(wav)
-        output = Path(folder) / f"episode.{encoding.extension}"
-        scratch = Path(folder) / "search.wav"
         before = measure(source).loudness
+        main = _published(Path(folder), source, info, before, options.format, options.loudness_lufs, options.tags)
+        if options.feed_format is None:
+            return main
+        feed = _published(Path(folder), source, info, before, options.feed_format, options.loudness_lufs,
+                          options.tags)
+    return dataclasses.replace(main, feed_copy=feed)
 
-        def final(gain_db: float | None, ceiling_dbtp: float | None) -> AudioMeasurement:
-            if options.format == "mp3":
-                # Render the PCM first so its exact length is known: ffmpeg's LAME header can under-declare the
-                # padding (by up to ~1 ms seen), and decoders trim exactly what the header declares.
-                pcm = Path(folder) / "final.wav"
-                _encode(source, pcm, _ENCODINGS["wav"], rate, channels, gain_db, ceiling_dbtp, {}, folder,
-                        timeout_s, info.sample_rate)
-                _encode(pcm, output, encoding, rate, channels, None, None, {}, folder, timeout_s, rate)
-                _declare_mp3_length(output, wav_info(pcm.read_bytes()).frames)
-            else:
-                _encode(source, output, encoding, rate, channels, gain_db, ceiling_dbtp, options.tags, folder,
-                        timeout_s, info.sample_rate)
-            try:
-                _write_tags(output, options.format, options.tags)
-            except MutagenError as exc:
-                raise AudioToolFailed(f"cannot tag the {encoding.extension} file: {exc}") from exc
-            return measure(output)
 
-        def search(gain_db: float | None, ceiling_dbtp: float | None) -> AudioMeasurement:
-            _encode(source, scratch, _ENCODINGS["wav"], info.sample_rate, channels, gain_db, ceiling_dbtp, {},
-                    folder, timeout_s, info.sample_rate)
-            return measure(scratch)
+def _published(folder: Path, source: Path, info: WavInfo, before: Loudness, audio_format: AudioFormat,
+               target: float | None, tags: Mapping[str, str]) -> PublishedAudio:
+    """The WAV at `source` (measured as `before`) normalised to target, encoded in audio_format and tagged."""
+    encoding = _ENCODINGS[audio_format]
+    rate = encoding.sample_rate or info.sample_rate
+    channels = 1 if encoding.mono else info.channels
+    timeout_s = RENDER_TIMEOUT_FLOOR_S + info.duration_s
+    output = folder / f"episode.{encoding.extension}"
+    scratch = folder / f"search-{encoding.extension}.wav"
 
-        target = options.loudness_lufs
-        if target is None or before.integrated_lufs <= SILENCE_LUFS:
-            after = final(None, None)
-            gain, limited = 0.0, False
+    def final(gain_db: float | None, ceiling_dbtp: float | None) -> AudioMeasurement:
+        if audio_format == "mp3":
+            # Render the PCM first so its exact length is known: ffmpeg's LAME header can under-declare the
+            # padding (by up to ~1 ms seen), and decoders trim exactly what the header declares.
+            pcm = folder / "final.wav"
+            _encode(source, pcm, _ENCODINGS["wav"], rate, channels, gain_db, ceiling_dbtp, {}, str(folder),
+                    timeout_s, info.sample_rate)
+            _encode(pcm, output, encoding, rate, channels, None, None, {}, str(folder), timeout_s, rate)
+            _declare_mp3_length(output, wav_info(pcm.read_bytes()).frames)
         else:
-            gain, limited, after = _normalise(final, final if encoding.lossless else search, target, before,
-                                              encoding.loudness_shift_lu, encoding.ceiling_dbtp)
-        data = output.read_bytes()
-    return PublishedAudio(data=data, extension=encoding.extension, mime_type=encoding.mime_type,
+            _encode(source, output, encoding, rate, channels, gain_db, ceiling_dbtp, tags, str(folder),
+                    timeout_s, info.sample_rate)
+        try:
+            _write_tags(output, audio_format, tags)
+        except MutagenError as exc:
+            raise AudioToolFailed(f"cannot tag the {encoding.extension} file: {exc}") from exc
+        return measure(output)
+
+    def search(gain_db: float | None, ceiling_dbtp: float | None) -> AudioMeasurement:
+        _encode(source, scratch, _ENCODINGS["wav"], info.sample_rate, channels, gain_db, ceiling_dbtp, {},
+                str(folder), timeout_s, info.sample_rate)
+        return measure(scratch)
+
+    if target is None or before.integrated_lufs <= SILENCE_LUFS:
+        after = final(None, None)
+        gain, limited = 0.0, False
+    else:
+        gain, limited, after = _normalise(final, final if encoding.lossless else search, target, before,
+                                          encoding.loudness_shift_lu, encoding.ceiling_dbtp)
+    return PublishedAudio(data=output.read_bytes(), extension=encoding.extension, mime_type=encoding.mime_type,
                           duration_s=after.duration_s, loudness_lufs=after.loudness.integrated_lufs,
                           sample_rate=after.sample_rate, true_peak_dbtp=after.loudness.true_peak_dbtp,
                           source_loudness_lufs=before.integrated_lufs, gain_db=round(gain, 2), limited=limited)
@@ -192,7 +225,8 @@ _CONTAINERS: dict[AudioFormat, str] = {"mp3": "mp3", "opus": "ogg", "flac": "fla
 def publish_encoded(data: bytes, options: PublishOptions) -> PublishedAudio:
     """Audio the API already encoded in --format (no loudness change asked): checked to be that format, stripped to
     its audio (strip.audio_only: none of the server's tags or trailing bytes), tagged and measured by one decode,
-    never re-encoded. InvalidAudio when it is not that format or does not decode."""
+    never re-encoded. With options.feed_format, the feed's copy is encoded from one decode of it, at its level.
+    InvalidAudio when it is not that format or does not decode."""
     encoding = _ENCODINGS[options.format]
     if options.loudness_lufs is not None:
         raise ValueError("publish_encoded keeps the level as it came: a loudness target needs publish()")
@@ -208,10 +242,19 @@ def publish_encoded(data: bytes, options: PublishOptions) -> PublishedAudio:
             raise InvalidAudio(f"cannot tag the {encoding.extension} audio: {exc}") from exc
         measured = measure(output)
         tagged = output.read_bytes()
+        feed = None
+        if options.feed_format is not None:
+            decoded = Path(folder) / "decoded.wav"
+            _encode(output, decoded, _ENCODINGS["wav"], measured.sample_rate, measured.channels, None, None, {},
+                    folder, RENDER_TIMEOUT_FLOOR_S + measured.duration_s, measured.sample_rate,
+                    demuxer=_CONTAINERS[options.format])
+            feed = _published(Path(folder), decoded, wav_info(decoded.read_bytes()), measured.loudness,
+                              options.feed_format, None, options.tags)
     return PublishedAudio(data=tagged, extension=encoding.extension, mime_type=encoding.mime_type,
                           duration_s=measured.duration_s, loudness_lufs=measured.loudness.integrated_lufs,
                           sample_rate=measured.sample_rate, true_peak_dbtp=measured.loudness.true_peak_dbtp,
-                          source_loudness_lufs=measured.loudness.integrated_lufs, gain_db=0.0, limited=False)
+                          source_loudness_lufs=measured.loudness.integrated_lufs, gain_db=0.0, limited=False,
+                          feed_copy=feed)
 
 
 Render = Callable[[float | None, float | None], AudioMeasurement]
@@ -277,8 +320,8 @@ def _filters(gain_db: float | None, ceiling_dbtp: float | None, source_rate: int
 
 def _encode(source: Path, output: Path, encoding: _Encoding, rate: int, channels: int, gain_db: float | None,
             ceiling_dbtp: float | None, tags: Mapping[str, str], folder: str, timeout_s: float,
-            source_rate: int) -> None:
-    command = [*ffmpeg_command("level+error", protocols="file"), "-y", "-f", "wav", "-i", f"file:{source}",
+            source_rate: int, demuxer: str = "wav") -> None:
+    command = [*ffmpeg_command("level+error", protocols="file"), "-y", "-f", demuxer, "-i", f"file:{source}",
                "-map", "0:a:0", "-map_metadata", "-1", "-fflags", "+bitexact", "-flags:a", "+bitexact",
                *_filters(gain_db, ceiling_dbtp, source_rate),
                "-ar", str(rate), "-ac", str(channels), *encoding.codec]
@@ -385,4 +428,5 @@ def _write_tags(path: Path, audio_format: AudioFormat, tags: Mapping[str, str]) 
     vorbis.save()
 
 
-__all__ = ["FORMATS", "TAG_KEYS", "PublishOptions", "PublishedAudio", "publish", "publish_encoded"]
+__all__ = ["FEED_FORMAT", "FORMATS", "PODCAST_FORMATS", "TAG_KEYS", "PublishOptions", "PublishedAudio",
+           "feed_copy_format", "publish", "publish_encoded"]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from pipeline import __version__
-from pipeline.audio.publish import PublishedAudio
+from pipeline.audio.publish import PublishedAudio, feed_copy_format
 from pipeline.audio.strip import audio_only
 from pipeline.errors import DiskFull, OutputClash, is_no_space
 from pipeline.models import Document, RunSettings, SpokenSummary, questions_for
@@ -229,11 +229,18 @@ def _write_recorded(path: Path, data: bytes, *, ours: Ours, sync_dir: bool) -> W
 
 @dataclass(frozen=True, slots=True)
 class DocumentFiles:
-    """What one document left in OUT/: its audio (or, for --output text, its .txt), sidecar and answer files."""
+    """What one document left in OUT/: its audio (or, for --output text, its .txt), sidecar and answer files, and
+    the podcast feed's copy of its audio when its format is one podcast apps do not play."""
 
     main: WrittenFile
     sidecar: WrittenFile
     followups: tuple[WrittenFile, ...] = ()
+    feed: WrittenFile | None = None
+
+    @property
+    def extras(self) -> tuple[WrittenFile, ...]:
+        """The files besides main and sidecar, as state records them (extra_files_json) and plan checks them."""
+        return (*self.followups, *((self.feed,) if self.feed is not None else ()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,10 +251,11 @@ class DocumentNames:
     sidecar: str
     answers: tuple[str, ...]
     podcast: tuple[str, ...]  # <id>.txt and <id>.vtt, which podcast.build writes for a spoken summary
+    feed: str | None = None  # <id>.mp3, the feed's copy of a wav, opus or flac main file
 
     @property
     def all(self) -> set[str]:
-        return {self.main, self.sidecar, *self.answers, *self.podcast}
+        return {self.main, self.sidecar, *self.answers, *self.podcast, *((self.feed,) if self.feed else ())}
 
 
 def transcript_file(transcript: str) -> bytes:
@@ -285,18 +293,21 @@ def _answer_data(summary: SpokenSummary, published_answers: tuple[PublishedAudio
     return answers
 
 
-def _names(doc_id: str, main_extension: str, answer_extensions: list[str]) -> DocumentNames:
+def _names(doc_id: str, main_extension: str, answer_extensions: list[str], feed_extension: str | None) -> DocumentNames:
     answers = tuple(f"{doc_id}.q{n}.{ext}" for n, ext in enumerate(answer_extensions, start=1))
     podcast = (f"{doc_id}.txt", f"{doc_id}.vtt") if main_extension != "txt" else ()
-    return DocumentNames(f"{doc_id}.{main_extension}", f"{doc_id}.json", answers, podcast)
+    feed = f"{doc_id}.{feed_extension}" if feed_extension else None
+    return DocumentNames(f"{doc_id}.{main_extension}", f"{doc_id}.json", answers, podcast, feed)
 
 
 def document_names(document: Document, summary: SpokenSummary, settings: RunSettings,
                    published: PublishedAudio | None = None,
-                   published_answers: tuple[PublishedAudio, ...] = ()) -> DocumentNames:
+                   published_answers: tuple[PublishedAudio, ...] = (), *,
+                   feed_audio: PublishedAudio | None = None) -> DocumentNames:
     """The names this summary's files get."""
     _, extension = _main_data(summary, settings, published)
-    return _names(document.id, extension, [ext for _, ext in _answer_data(summary, published_answers)])
+    return _names(document.id, extension, [ext for _, ext in _answer_data(summary, published_answers)],
+                  feed_audio.extension if feed_audio is not None else None)
 
 
 def planned_names(document: Document, settings: RunSettings) -> DocumentNames:
@@ -307,27 +318,33 @@ def planned_names(document: Document, settings: RunSettings) -> DocumentNames:
         extension = settings.audio_format
     else:
         extension = "wav"
-    return _names(document.id, extension, [extension] * len(questions_for(document, settings)))
+    return _names(document.id, extension, [extension] * len(questions_for(document, settings)),
+                  feed_copy_format(extension))
 
 
 def write_document_outputs(out_dir: Path, document: Document, summary: SpokenSummary, settings: RunSettings,
                            published: PublishedAudio | None = None,
                            published_answers: tuple[PublishedAudio, ...] = (), *,
-                           ours: Ours) -> DocumentFiles:
-    """Write the answers' files (<id>.q1.wav, ...), then <id>.<format> (or <id>.txt), then <id>.json last, so
-    the sidecar's presence means everything it names is whole.
+                           feed_audio: PublishedAudio | None = None, ours: Ours) -> DocumentFiles:
+    """Write the answers' files (<id>.q1.wav, ...), the feed's copy (<id>.mp3), then <id>.<format> (or
+    <id>.txt), then <id>.json last, so the sidecar's presence means everything it names is whole.
 
     `published` is the normalised, encoded and tagged file when --format/--loudness asked for one, and
     `published_answers` the same for each answer; otherwise the model's WAVs are written with their samples as they
     came but nothing else of the server's (strip.audio_only), and a transcript with its control characters shown.
+    `feed_audio` is the copy the podcast feed links when the main file is in a format podcast apps do not play
+    (the sidecar's `feed_audio` names it, with its exact size and duration).
     `ours` says which existing files may be replaced (claim() them first). The caller must fsync_folder(out_dir)
     before recording the document as done.
     """
     content, _ = _main_data(summary, settings, published)
-    names = document_names(document, summary, settings, published, published_answers)
+    names = document_names(document, summary, settings, published, published_answers, feed_audio=feed_audio)
     # All renames are made durable together by the folder fsync the runner does before each state commit.
     answers = [_write_recorded(confined_path(out_dir, name), answer_content(), ours=ours, sync_dir=False)
                for name, (answer_content, _) in zip(names.answers, _answer_data(summary, published_answers))]
+    feed = None
+    if feed_audio is not None and names.feed is not None:
+        feed = _write_recorded(confined_path(out_dir, names.feed), feed_audio.data, ours=ours, sync_dir=False)
     audio = _write_recorded(confined_path(out_dir, names.main), content(), ours=ours, sync_dir=False)
     body = sidecar(document, summary, settings, audio.name, audio.sha256)
     if summary.followups:
@@ -338,10 +355,14 @@ def write_document_outputs(out_dir: Path, document: Document, summary: SpokenSum
                     loudness_lufs=round(published.loudness_lufs, 1), true_peak_dbtp=round(published.true_peak_dbtp, 1))
         if summary.audio_format != "wav":
             body["encoded_by"] = "api"  # format-direct: saved as the API sent it (tagged), never re-encoded
+    if feed is not None and feed_audio is not None:
+        body["feed_audio"] = {"file": feed.name, "mime_type": feed_audio.mime_type, "bytes": feed.size,
+                              "sha256": feed.sha256, "duration_s": round(feed_audio.duration_s, 3),
+                              "loudness_lufs": round(feed_audio.loudness_lufs, 1)}
     written = _write_recorded(confined_path(out_dir, names.sidecar),
                               (json.dumps(body, indent=2, ensure_ascii=False) + "\n").encode("utf-8"),
                               ours=ours, sync_dir=False)
-    return DocumentFiles(audio, written, tuple(answers))
+    return DocumentFiles(audio, written, tuple(answers), feed)
 
 
 def remove_outputs(out_dir: Path, names: set[str], owners: OutputOwners) -> set[str]:

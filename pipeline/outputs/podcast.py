@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from pipeline import __version__
+from pipeline.audio.publish import PODCAST_FORMATS
 from pipeline.engine.align import estimated_transcript_cues
 from pipeline.errors import OutputClash
 from pipeline.models import DEFAULT_PODCAST_BASE_URL, PodcastChannel
@@ -256,8 +257,35 @@ def _web_link(value: object) -> str | None:
     return link if re.match(r"https?://[^\s]+$", link, re.I) else None
 
 
-def _add_episode(channel: ET.Element, record: Episode, sidecar: dict[str, Any], base: str, audio_path: Path,
-                 length: int) -> None:
+@dataclass(frozen=True, slots=True)
+class Enclosure:
+    """The audio file an episode links: one every podcast app plays (MP3 or AAC in .m4a)."""
+
+    name: str
+    mime_type: str
+    length: int        # the file's size in bytes, as it is now
+    duration_s: float  # what it decodes to, measured when it was made
+    sha256: str        # its hash as recorded (the URL's version), or "" when unknown
+
+
+def playable_enclosure(out_dir: Path, sidecar: Mapping[str, Any]) -> Enclosure | None:
+    """The sidecar's feed_audio (the mp3 copy of a wav, opus or flac file) or else its own audio file, if that is
+    MP3 or M4A; None when it has neither (say, a wav episode made before feed copies existed: plan.decide finds its
+    outputs incomplete and the next run remakes it). OSError when the file is gone."""
+    feed = sidecar.get("feed_audio")
+    if isinstance(feed, Mapping) and feed.get("file"):
+        name, duration, digest = str(feed["file"]), feed.get("duration_s"), feed.get("sha256")
+    else:
+        name, duration, digest = str(sidecar["audio_file"]), sidecar.get("duration_s"), sidecar.get("audio_sha256")
+    suffix = Path(name).suffix.lower()
+    if suffix.lstrip(".") not in PODCAST_FORMATS:
+        return None
+    length = confined_path(out_dir, name).stat().st_size
+    return Enclosure(name, MIME_BY_SUFFIX[suffix], length, float(duration or 0), str(digest or ""))
+
+
+def _add_episode(channel: ET.Element, record: Episode, sidecar: dict[str, Any], base: str,
+                 enclosure: Enclosure) -> None:
     """The feed's <item> for one episode: its enclosure, and its <id>.txt and <id>.vtt transcripts."""
     meta = sidecar.get("meta") or {}
     txt_name, vtt_name = f"{record.doc_id}.txt", f"{record.doc_id}.vtt"
@@ -274,12 +302,12 @@ def _add_episode(channel: ET.Element, record: Episode, sidecar: dict[str, Any], 
     ET.SubElement(item, "guid", {"isPermaLink": "false"}).text = f"audiosum:{record.doc_id}"
     ET.SubElement(item, "pubDate").text = _rfc822(meta.get("published"), record.finished_at)
     # A remade episode keeps its file name and guid; the audio's hash in the URL is what tells apps to fetch it anew.
-    digest = str(sidecar.get("audio_sha256") or "")
+    digest = enclosure.sha256
     version = f"?v={digest[:16]}" if re.fullmatch(r"[0-9a-f]{16,64}", digest) else ""
     ET.SubElement(item, "enclosure", {
-        "url": base + quote(audio_path.name) + version, "length": str(length),
-        "type": MIME_BY_SUFFIX.get(audio_path.suffix.lower(), "application/octet-stream")})
-    ET.SubElement(item, f"{{{ITUNES}}}duration").text = _duration(float(sidecar.get("duration_s") or 0))
+        "url": base + quote(enclosure.name) + version, "length": str(enclosure.length),
+        "type": enclosure.mime_type})
+    ET.SubElement(item, f"{{{ITUNES}}}duration").text = _duration(enclosure.duration_s)
     ET.SubElement(item, f"{{{ITUNES}}}episodeType").text = "full"
     ET.SubElement(item, f"{{{PODCAST}}}transcript", {"url": base + quote(vtt_name), "type": "text/vtt"})
     ET.SubElement(item, f"{{{PODCAST}}}transcript", {"url": base + quote(txt_name), "type": "text/plain"})
@@ -379,8 +407,9 @@ def build(out_dir: Path, state: EpisodeRecords, *, base_url: str = DEFAULT_PODCA
             sidecar = json.loads((out_dir / (record.sidecar_name or "")).read_text(encoding="utf-8"))
             if not sidecar.get("audio_file"):
                 continue  # --output text: an analysis to read, not an episode
-            audio_path = confined_path(out_dir, str(sidecar["audio_file"]))
-            length = audio_path.stat().st_size
+            enclosure = playable_enclosure(out_dir, sidecar)
+            if enclosure is None:
+                continue  # no file a podcast app plays (an episode from before feed copies, remade next run)
         except (OSError, ValueError, KeyError, TypeError):
             continue  # an episode whose files are gone is left out until a run makes it again
         cues, note = cues_from_sidecar(sidecar)
@@ -390,7 +419,7 @@ def build(out_dir: Path, state: EpisodeRecords, *, base_url: str = DEFAULT_PODCA
             continue  # a file of that name that audiosum did not make: left alone, and no episode without it
         atomic_write(confined_path(out_dir, txt_name), transcript, ours=state.owns)
         atomic_write(confined_path(out_dir, vtt_name), render_vtt(cues, note).encode("utf-8"), ours=state.owns)
-        _add_episode(episodes, record, sidecar, base, audio_path, length)
+        _add_episode(episodes, record, sidecar, base, enclosure)
     feed_path = confined_path(out_dir, FEED_NAME)
     if episodes.find("item") is None and not feed_path.exists():
         return feed_path  # nothing spoken here yet (say, only --output text): no empty feed to publish

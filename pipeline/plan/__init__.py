@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NamedTuple
 
+from pipeline.audio.publish import feed_copy_format
 from pipeline.models import Document, RunSettings, questions_for
 from pipeline.state import DocumentRecord, RunState
 
@@ -94,6 +95,17 @@ def _output_intact(out_dir: Path, name: str | None, sha256: str | None, size: in
     return sha256_file(path) == sha256
 
 
+def _feed_copy_missing(record: DocumentRecord) -> bool:
+    """A main file podcast apps do not play (wav, opus, flac) needs the feed's copy recorded beside it; a document
+    made before feed copies existed has none, and is made again rather than left out of the feed."""
+    main = Path(record.main_name or "")
+    copy_format = feed_copy_format(main.suffix)
+    if copy_format is None:
+        return False
+    return main.with_suffix(f".{copy_format}").name not in {
+        extra[0] for extra in json.loads(record.extra_files_json or "[]")}
+
+
 def decide(document: Document, settings: RunSettings, record: DocumentRecord | None, *,
            force: bool = False) -> Decision:
     """The verdict on one document, with its settings fingerprint."""
@@ -109,7 +121,8 @@ def decide(document: Document, settings: RunSettings, record: DocumentRecord | N
     if not (_output_intact(out_dir, record.main_name, record.main_sha256, record.main_size, record.main_mtime_ns)
             and _output_intact(out_dir, record.sidecar_name, record.sidecar_sha256, record.sidecar_size,
                                record.sidecar_mtime_ns)
-            and all(_output_intact(out_dir, *extra) for extra in json.loads(record.extra_files_json or "[]"))):
+            and all(_output_intact(out_dir, *extra) for extra in json.loads(record.extra_files_json or "[]"))
+            and not _feed_copy_missing(record)):
         return Decision("damaged", print_)
     return Decision("unchanged", print_)
 

@@ -47,8 +47,9 @@ def test_changing_the_format_leaves_no_old_audio_file(tone_server: RunningServer
     assert (out / "short-reminder.wav").exists()
     result = run_cli("run", str(SAMPLE_INPUTS / "notes"), "-o", str(out), "--format", "opus", env=api_env(tone_server))
     assert result.exit_code == 0, result.stderr
+    # short-reminder.mp3 was the WAV's feed copy and is now the opus file's: the same name, remade.
     assert sorted(p.name for p in out.glob("short-reminder.*")) == [
-        "short-reminder.json", "short-reminder.opus", "short-reminder.txt", "short-reminder.vtt"]
+        "short-reminder.json", "short-reminder.mp3", "short-reminder.opus", "short-reminder.txt", "short-reminder.vtt"]
 
 
 def test_flac_through_the_cli_is_lossless_and_in_the_feed(tone_server: RunningServer, tmp_path: Path) -> None:
@@ -63,6 +64,9 @@ def test_flac_through_the_cli_is_lossless_and_in_the_feed(tone_server: RunningSe
     info = MutagenFile(flac).info  # mutagen reads the STREAMINFO block: lossless 16-bit mono, the sidecar's length
     assert (info.bits_per_sample, info.channels) == (16, 1)
     assert abs(info.length - sidecar["duration_s"]) <= 0.01
+    # The feed links the MP3 copy (apps do not play FLAC); the FLAC stays as the archive.
     enclosure = feedparser.parse((out / "podcast.xml").read_bytes()).entries[0].enclosures[0]
-    assert enclosure.type == "audio/flac" and int(enclosure.length) == flac.stat().st_size
+    copy = out / "short-reminder.mp3"
+    assert enclosure.type == "audio/mpeg" and int(enclosure.length) == copy.stat().st_size
+    assert sidecar["feed_audio"]["file"] == copy.name and sidecar["feed_audio"]["bytes"] == copy.stat().st_size
     assert not list(out.glob("*.wav"))

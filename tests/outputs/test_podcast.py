@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import wave
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -12,6 +11,7 @@ from urllib.parse import urlsplit
 import feedparser
 import httpx
 from conftest import SAMPLE_INPUTS, RunningServer, api_env, run_cli, running_server
+from oracles import RATE, decoded_samples
 
 from pipeline.outputs.podcast import CUE_NOTES, Cue, estimated_cues, render_vtt
 
@@ -37,9 +37,9 @@ def test_feed_lists_every_episode_with_true_lengths_and_stable_guids(tone_server
         assert enclosure.href.startswith(base)
         local = out / urlsplit(enclosure.href).path.removeprefix(urlsplit(base).path)
         assert int(enclosure.length) == local.stat().st_size
-        assert enclosure.type == "audio/wav"
-        with wave.open(str(local), "rb") as reader:
-            seconds = reader.getnframes() / reader.getframerate()
+        # The default --format wav keeps its WAV; the feed links the MP3 copy every app plays.
+        assert enclosure.type == "audio/mpeg" and local.suffix == ".mp3" and local.with_suffix(".wav").exists()
+        seconds = len(decoded_samples(local.read_bytes())) / RATE
         h, m, s = (int(x) for x in entry.itunes_duration.split(":"))
         assert abs(h * 3600 + m * 60 + s - seconds) <= 1
         assert entry.published_parsed is not None
@@ -79,8 +79,10 @@ def test_serve_feed_publishes_only_the_public_files(tone_server: RunningServer, 
         feed_root = server.base_url.removesuffix("/v1") + "/feed/"
         feed = httpx.get(feed_root + "podcast.xml")
         assert feed.status_code == 200 and feed.headers["content-type"].startswith("application/rss+xml")
-        part = httpx.get(feed_root + "short-reminder.wav", headers={"Range": "bytes=0-43"})
-        assert part.status_code == 206 and part.content[:4] == b"RIFF" and len(part.content) == 44
+        part = httpx.get(feed_root + "short-reminder.mp3", headers={"Range": "bytes=0-9"})
+        assert part.status_code == 206 and part.content[:3] == b"ID3" and len(part.content) == 10
+        # The WAV is kept in OUT for the archive, but the feed does not link it, so it is not served.
+        assert httpx.get(feed_root + "short-reminder.wav").status_code == 404
         for hidden in (".audiosum/state.sqlite", ".audiosum", "..%2Fsecret", "lock"):
             assert httpx.get(feed_root + hidden).status_code == 404
 
