@@ -29,10 +29,17 @@ def _number(value: float) -> str:
 
 
 def _job_type(option: RunOption) -> str:
+    """The TOML a key takes: the forms its row declares besides its kind's own (a number, a boolean, an array), then
+    its kind's own."""
     if option.kind == "choice":
-        return " or ".join(f'`"{choice}"`' for choice in option.choices)
-    return {"str": "string", "int": "integer", "number": "number", "str_list": "array of strings",
-            "flag": "`true` or `false`", "date": "date (`2026-11-01`)"}[option.kind] + _range(option)
+        own = " or ".join(f'`"{choice}"`' for choice in option.choices)
+    elif option.kind == "str" and option.toml and option.metavar:
+        own = f"string ({option.metavar.replace('|', '/')})"
+    else:
+        own = {"str": "string", "int": "integer", "number": "number", "str_list": "array of strings",
+               "flag": "`true` or `false`", "date": "date (`2026-11-01`)"}[option.kind] + _range(option)
+    others = [form.name for form in option.toml]
+    return f"{', '.join(others)} or {own}" if others else own
 
 
 def _default(option: RunOption) -> str:

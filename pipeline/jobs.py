@@ -254,7 +254,21 @@ def _check_str(path: Path, key: str, value: object) -> str:
     return value
 
 
+def _expected(spec: RunOption) -> str:
+    """What a string-valued key takes, for its wrong-type error: its other TOML forms first, then a string."""
+    shown = spec.metavar or "|".join(spec.choices)
+    text = "a string" + (f" ({shown})" if shown else "")
+    forms = [form.expected for form in spec.toml]
+    return f"{', '.join(forms)}, or {text}" if forms else text
+
+
 def _check_value(path: Path, key: str, spec: RunOption, value: object) -> object:
+    for form in spec.toml:  # a number, a boolean or an array where the option means one: what the command line gives
+        text = form.read(value)
+        if text is not None:
+            return text
+    if spec.kind in ("str", "choice") and not isinstance(value, str):
+        raise _wrong_type(path, key, _expected(spec), value)
     if spec.kind == "str":
         return _check_str(path, key, value)
     if spec.kind == "flag":

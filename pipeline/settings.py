@@ -67,6 +67,42 @@ YES_NO = ("yes", "no")  # podcast:locked's own spelling
 
 
 @dataclass(frozen=True, slots=True)
+class TomlForm:
+    """A TOML type a job-file key takes besides its kind's own (RunOption.toml), read into the text the command line
+    would give for it, so that the one parse in build_settings reads a job file's value and a typed one alike."""
+
+    name: str  # in jobs/README's type column
+    expected: str  # in a job file's error: "key 'K' must be <expected>, ..., got <type>"
+    read: Callable[[object], str | None]  # the command line's text for a value of this form; None: not of this form
+
+
+def _toml_integer(value: object) -> str | None:
+    # bool is an int in Python, but `ray_actors = true` is a mistake, not 1.
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _toml_number(value: object) -> str | None:
+    return str(value) if isinstance(value, float) else _toml_integer(value)
+
+
+def _toml_yes_no(value: object) -> str | None:
+    return (YES_NO[0] if value else YES_NO[1]) if isinstance(value, bool) else None
+
+
+def _toml_integer_pair(value: object) -> str | None:
+    if not isinstance(value, list) or len(value) != 2:
+        return None
+    low, high = (_toml_integer(item) for item in value)
+    return f"{low},{high}" if low is not None and high is not None else None
+
+
+TOML_NUMBER = TomlForm("number", "a number", _toml_number)
+TOML_INTEGER = TomlForm("integer", "an integer", _toml_integer)
+TOML_YES_NO = TomlForm("`true` or `false`", "true or false", _toml_yes_no)
+TOML_INTEGER_PAIR = TomlForm("`[MIN, MAX]`", "an array [MIN, MAX] of two integers", _toml_integer_pair)
+
+
+@dataclass(frozen=True, slots=True)
 class RunOption:
     """One run option. `key` is its job-file key and the name its value travels under; `flags` its command-line
     spelling (empty: job files only); `group` its section of the help and the docs (GROUPS); `fingerprint`: changing
@@ -88,6 +124,8 @@ class RunOption:
     show_default: bool = True
     # The key (and --flag) the option had before a rename: still read, with a warning, for one release.
     old_key: str | None = None
+    # What a job file may give besides a string where the value means a number, a yes/no or a pair: `loudness = -18`.
+    toml: tuple[TomlForm, ...] = ()
 
 
 def _default(field_name: str) -> object:
@@ -107,7 +145,8 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
               "and .txt only, for recordings (e.g. a sentiment analysis of a call with --instructions).",
               default=_default("output"), choices=OUTPUT_KINDS, fingerprint=True, group="inputs"),
     RunOption("loudness", ("--loudness",), "str", "Normalise to this integrated loudness [default: -16 for "
-              "mp3/opus/flac, off for wav].", metavar="LUFS|off", fingerprint=True, show_default=False, group="inputs"),
+              "mp3/opus/flac, off for wav].", metavar="LUFS|off", fingerprint=True, show_default=False, group="inputs",
+              toml=(TOML_NUMBER,)),
     RunOption("captions", ("--captions",), "choice", "The VTT's cues: per sentence or per word, timed from "
               "synthesis (offline voice) or by hearing the API's audio and aligning its transcript; off: nothing "
               "is heard, cue times are estimated from sentence length.", default=_default("captions"),
@@ -175,7 +214,7 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
               group="podcast"),
     RunOption("podcast_locked", ("--podcast-locked",), "choice", "podcast:locked: yes asks other podcast hosts not "
               "to import the feed.", default="yes" if _CHANNEL_DEFAULTS["locked"] else "no", choices=YES_NO,
-              group="podcast"),
+              group="podcast", toml=(TOML_YES_NO,)),
     RunOption("podcast_language", ("--podcast-language",), "str", "The channel's language (RFC 5646: en, en-GB, "
               "pt-BR) [default: --language].", show_default=False, group="podcast"),
     RunOption("env_file", ("--env-file",), "str", "A file of KEY=VALUE lines (mode 0600) that supplies OPENAI_API_KEY "
@@ -233,7 +272,7 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
               group="execution"),
     RunOption("ray_actors", ("--ray-actors",), "str", "--executor ray: the actor pool's autoscaling bounds "
               "[default: 1 to the cluster's CPUs over each actor's share].", metavar="MIN,MAX", show_default=False,
-              group="execution"),
+              group="execution", toml=(TOML_INTEGER, TOML_INTEGER_PAIR)),
 )
 OPTIONS_BY_KEY = {option.key: option for option in RUN_OPTIONS}
 JOB_OPTIONS = tuple(option for option in RUN_OPTIONS if option.in_job)

@@ -173,6 +173,28 @@ def test_other_wrong_types(tmp_path: Path, line: str, key: str) -> None:
     assert f"'{key}'" in message and "must be" in message and "got" in message
 
 
+@pytest.mark.parametrize("line, key, forms", [
+    ("loudness = true", "loudness", ["a number", "a string (LUFS|off)"]),
+    ("loudness = [-18]", "loudness", ["a number", "a string (LUFS|off)"]),
+    ("ray_actors = 2.5", "ray_actors", ["an integer", "[MIN, MAX]", "a string (MIN,MAX)"]),
+    ("ray_actors = [1, 2, 3]", "ray_actors", ["an integer", "[MIN, MAX]", "a string (MIN,MAX)"]),
+    ('ray_actors = [1, "4"]', "ray_actors", ["an integer", "[MIN, MAX]", "a string (MIN,MAX)"]),
+    ("podcast_locked = 1", "podcast_locked", ["true or false", "a string"]),
+])
+def test_a_wrong_toml_type_names_every_form_the_key_takes(tmp_path: Path, line: str, key: str,
+                                                          forms: list[str]) -> None:
+    """A key that takes a number, a boolean or an array besides a string says so when given something else, in one
+    line."""
+    message = load_error(write_job(tmp_path, MINIMAL + line + "\n"))
+    assert f"'{key}'" in message and "\n" not in message and "got " in message
+    assert all(form in message for form in forms), message
+
+
+def test_natural_types_load_as_the_command_line_would_give_them(tmp_path: Path) -> None:
+    job = load_job(write_job(tmp_path, MINIMAL + "loudness = -18\nray_actors = [2, 6]\npodcast_locked = false\n"))
+    assert (job.values["loudness"], job.values["ray_actors"], job.values["podcast_locked"]) == ("-18", "2,6", "no")
+
+
 @pytest.mark.parametrize("line, key", [
     ("words = 9", "words"), ("words = 2001", "words"),
     ("concurrency = 0", "concurrency"), ("concurrency = 513", "concurrency"),

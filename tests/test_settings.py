@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
+import tomllib
 from pathlib import Path
 
 import click
@@ -176,6 +177,36 @@ def test_the_fingerprint_changes_exactly_for_the_options_marked_so(option: RunOp
         chat_audio = _settings(["/tmp/in", "-o", "/tmp/o"])
         assert plan.fingerprint(document, chat_audio) == plan.fingerprint(document, dataclasses.replace(
             chat_audio, text_model="x", tts_model="y", voice_instructions="z")), "chat-audio ignores them"
+
+
+# Job-file values in their natural TOML type, and the command line each stands for (issue 27): a number where the
+# option means a number, true/false where it means yes/no, an array where it means a list.
+NATURAL = [
+    ("loudness", "-18", ["--loudness", "-18"]),
+    ("loudness", "-18.5", ["--loudness", "-18.5"]),
+    ("ray_actors", "3", ["--ray-actors", "3"]),
+    ("ray_actors", "[2, 6]", ["--ray-actors", "2,6"]),
+    ("podcast_locked", "false", ["--podcast-locked", "no"]),
+    ("podcast_locked", "true", ["--podcast-locked", "yes"]),
+]
+
+
+@pytest.mark.parametrize("key, toml, argv", NATURAL, ids=lambda part: str(part))
+def test_a_job_value_in_its_natural_toml_type_means_what_the_command_line_does(
+        tmp_path: Path, key: str, toml: str, argv: list[str]) -> None:
+    from_job = _settings(["--job", str(_job(tmp_path, [f"{key} = {toml}"]))])
+    from_cli = _settings(["/tmp/in", "-o", "/tmp/audiosum-settings-out", *argv])
+    assert dataclasses.asdict(from_job) == dataclasses.asdict(from_cli)
+
+
+def test_every_natural_form_a_row_declares_is_tried() -> None:
+    """Each TOML form a row of the table takes besides its kind's own has a case in NATURAL, and each row whose
+    command-line value is a number, a yes/no or a list of numbers declares one."""
+    for option in JOB_OPTIONS:
+        for form in option.toml:
+            assert any(form.read(tomllib.loads(f"v = {toml}")["v"]) is not None
+                       for key, toml, _ in NATURAL if key == option.key), f"{option.key}: no case of {form.name}"
+    assert {key for key, _, _ in NATURAL} <= {option.key for option in JOB_OPTIONS if option.toml}
 
 
 def test_a_job_file_can_set_what_it_could_not_before(tmp_path: Path) -> None:
