@@ -1,5 +1,6 @@
-"""The one declaration of every `audiosum run` option: each row generates its click option, its job-file key (and that
-key's validation in jobs.py) and names what it fills in RunSettings; defaults derived from other options live here.
+"""The one declaration of every `audiosum run` option: each row generates its click option and its section of the
+help, its job-file key (and that key's validation in jobs.py, with the TOML forms it takes) and names what it fills
+in RunSettings; defaults derived from other options live here.
 
 Builds settings only: it reads the environment (and an --env-file) for the key and base URL, and never runs or sends
 anything.
