@@ -139,6 +139,7 @@ class RunSettings:
     max_attempts: int = 6
     retry_backoff_s: float = 0.5
     force: bool = False
+    strict: bool = False  # a degraded document counts as failed (--strict)
     grace_s: float = 30.0
     price_overrides: dict[str, float] = field(default_factory=dict)
     # The public URL of OUT/ podcast.xml links (--podcast-url); None: not given, DEFAULT_PODCAST_BASE_URL is used

@@ -537,6 +537,12 @@ class _Run:
         self._finish(result, (), first)
 
     def _finish(self, result: DocumentResult, attempts: tuple[Attempt, ...], record: DocumentRecord | None) -> None:
+        if result.status == "degraded" and self.settings.strict:
+            # --strict: thinner than asked is a failure (exit 1; not an episode; made again by the next run). Its
+            # files stay recorded as audiosum's, so that run replaces them.
+            result = dataclasses.replace(result, status="failed", error_class="DocumentError",
+                                         reason=f"degraded (--strict): {result.reason}")
+            record = dataclasses.replace(record, status="failed", error=result.reason) if record else None
         try:
             with self.state.transaction():
                 if attempts:

@@ -176,6 +176,9 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
               default=False, in_job=False, group="control"),
     RunOption("force", ("--force",), "flag", "Redo every document, even those unchanged since an earlier run.",
               default=False, group="control"),
+    RunOption("strict", ("--strict",), "flag", "A degraded document (made, but thinner than asked: a feed's summary "
+              "for an article that could not be read) counts as failed: exit 1, and the next run makes it again.",
+              default=False, group="control"),
     RunOption("quiet", ("-q", "--quiet"), "flag", "Print only failures and the final summary.", default=False,
               in_job=False, group="control"),
     RunOption("log_format", ("--log-format",), "choice", "json: one JSON object per event on stderr (run start/end, "
@@ -521,7 +524,8 @@ def build_settings(inputs: tuple[str, ...], values: Mapping[str, object], *, pri
         api_base=check_base_url(api_base or DEFAULT_API_BASE), api_key=api_key,
         timeout_s=_float(values["timeout"]), local_workers=workers, rpm=rpm, tpm=_int(values["tpm"]),
         max_attempts=_int(values["max_attempts"]), retry_backoff_s=_float(values["retry_backoff"]),
-        force=bool(values["force"]), grace_s=_float(values["grace"]), price_overrides=dict(prices),
+        force=bool(values["force"]), strict=bool(values["strict"]), grace_s=_float(values["grace"]),
+        price_overrides=dict(prices),
         podcast_url=_optional_str(values["podcast_url"]), podcast_keep=_int(values["keep"]),
         podcast_title=_optional_str(values["podcast_title"]), max_input_tokens=_int(values["max_input_tokens"]),
         map_model=str(values["map_model"]), mode=_choice(values["mode"], MODES),

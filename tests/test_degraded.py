@@ -64,3 +64,15 @@ def test_a_feed_summary_in_place_of_the_article_is_degraded_shown_and_made_again
         # And a rerun now skips it as unchanged.
         assert "0 done, 1 skipped" in run_cli("run", feed, "-o", str(out), "--captions", "off",
                                                "--allow-private-links", env=api_env(tone_server)).stdout
+
+
+def test_strict_makes_a_degraded_document_a_failure(tone_server: RunningServer, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with _site() as site:
+        strict = run_cli("run", site.url("/feed.xml"), "-o", str(out), "--captions", "off", "--strict",
+                         env=api_env(tone_server))
+    assert strict.exit_code == 1, strict.stdout + strict.stderr
+    (document,) = json.loads((out / "report.json").read_text())["documents"]
+    assert document["status"] == "failed" and document["reason"].startswith("degraded (--strict): ")
+    feed = out / "podcast.xml"
+    assert not feed.exists() or "<item>" not in feed.read_text()  # a failure is not an episode
