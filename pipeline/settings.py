@@ -151,7 +151,7 @@ RUN_OPTIONS: tuple[RunOption, ...] = (
     RunOption("captions", ("--captions",), "choice", "The VTT's cues: per sentence or per word, timed from "
               "synthesis (offline voice) or by hearing the API's audio and aligning its transcript; off: nothing "
               "is heard, cue times are estimated from sentence length.", default=_default("captions"),
-              choices=CAPTIONS, group="inputs"),
+              choices=CAPTIONS, group="inputs", fingerprint=True),
     RunOption("language", ("--language",), "str", "Language recordings are heard in by the offline recogniser "
               "(ISO 639-1; its bundled model hears en only).", default=_default("language"), fingerprint=True,
               group="inputs"),

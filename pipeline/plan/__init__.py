@@ -51,6 +51,8 @@ def fingerprint(document: Document, settings: RunSettings) -> str:
         relevant["two_step"] = [settings.text_model, settings.tts_model, settings.voice_instructions]
     if settings.language != "en":  # only when set: fingerprints made before the option existed still match
         relevant["language"] = settings.language
+    if settings.captions != "sentence":  # the sidecar's cues and the VTT differ; only when set, as above
+        relevant["captions"] = settings.captions
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode("utf-8")).hexdigest()[:32]
 
 
