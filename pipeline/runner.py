@@ -596,7 +596,8 @@ async def _process(item: Document, make: MakeSummary, settings: RunSettings,
     # same publishing call (one decode of the source, in the executor's thread or Ray pool).
     feed_format = feed_copy_format(settings.audio_format) if settings.output != "text" else None
     if settings.output != "text":
-        options = publish_options(item, settings)
+        # Chapter marks (a narration read part by part) go into the mp3 and m4a files, the feed's copy included.
+        options = dataclasses.replace(publish_options(item, settings), chapters=summary.chapters)
         try:
             if settings.audio_format != "wav" or settings.loudness_lufs is not None:
                 # Audio the API sent in --format itself is tagged and measured, never re-encoded (format-direct).
@@ -605,7 +606,7 @@ async def _process(item: Document, make: MakeSummary, settings: RunSettings,
                 feed_audio = published.feed_copy
                 # The answers to follow-up questions are published the same way (format, loudness, tags).
                 published_answers = tuple([await executor.publish(_publisher(answer.audio_format), answer.wav,
-                                                               dataclasses.replace(options, tags={
+                                                               dataclasses.replace(options, chapters=(), tags={
                                                                    **options.tags,
                                                                    "title": f"{options.tags['title']}: "
                                                                             f"{answer.question}"}))

@@ -18,7 +18,7 @@ import math
 import re
 import subprocess
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,6 +97,22 @@ PODCAST_FORMATS: tuple[AudioFormat, ...] = ("mp3", "m4a")
 FEED_FORMAT: AudioFormat = "mp3"
 
 
+Chapters = tuple[tuple[float, str], ...]  # (start second, title) of each chapter, in order
+MIN_CHAPTERS = 2  # one chapter marks nothing a listener could skip to
+
+
+def chapter_marks(chapters: Sequence[tuple[float, str]]) -> Chapters:
+    """The chapters worth marking in a file and in the feed: () for fewer than MIN_CHAPTERS; titles on one line
+    (a part with no words of its own is "Part n"), starts in order and never negative."""
+    if len(chapters) < MIN_CHAPTERS:
+        return ()
+    marks: list[tuple[float, str]] = []
+    for number, (start, title) in enumerate(chapters, start=1):
+        shown = " ".join(str(title).replace("\x00", " ").split()) or f"Part {number}"
+        marks.append((round(max(float(start), marks[-1][0] if marks else 0.0), 3), shown))
+    return tuple(marks)
+
+
 def feed_copy_format(extension: str) -> AudioFormat | None:
     """The format of the copy the podcast feed links for a main file of this extension (no dot): FEED_FORMAT for
     wav, opus and flac, None for a file apps already play (mp3, m4a) and for what is not audio (txt)."""
@@ -115,12 +131,15 @@ def is_audio_file(name: str) -> bool:
 class PublishOptions:
     """format; loudness_lufs: integrated-loudness target (None leaves the level alone); tags: title, artist,
     album, date (ISO 8601, e.g. 2025-03-14) and comment, each optional; feed_format: also make a copy in this
-    podcast format (mp3 or m4a) from the same source, at the same target, for the feed to link."""
+    podcast format (mp3 or m4a) from the same source, at the same target, for the feed to link; chapters: marks
+    (chapter_marks) written into mp3 (ID3 CHAP and CTOC frames) and m4a files (a QuickTime chapter track and Nero
+    chapters), ignored by the other formats."""
 
     format: AudioFormat = "mp3"
     loudness_lufs: float | None = DEFAULT_LOUDNESS_LUFS
     tags: Mapping[str, str] = field(default_factory=dict)
     feed_format: AudioFormat | None = None
+    chapters: Chapters = ()
 
     def __post_init__(self) -> None:
         if self.format not in _ENCODINGS:
@@ -140,6 +159,7 @@ class PublishOptions:
         if "date" in tags and not _ISO_DATE.match(tags["date"]):
             raise ValueError(f"tag date {tags['date']!r} is not an ISO 8601 date such as 2025-03-14")
         object.__setattr__(self, "tags", tags)
+        object.__setattr__(self, "chapters", chapter_marks(self.chapters))
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,23 +185,29 @@ def publish(wav: bytes, options: PublishOptions = PublishOptions()) -> Published
         source = Path(folder) / "source.wav"
         source.write_bytes(wav)
         before = measure(source).loudness
-        main = _published(Path(folder), source, info, before, options.format, options.loudness_lufs, options.tags)
+        main = _published(Path(folder), source, info, before, options.format, options.loudness_lufs, options.tags,
+                          options.chapters)
         if options.feed_format is None:
             return main
         feed = _published(Path(folder), source, info, before, options.feed_format, options.loudness_lufs,
-                          options.tags)
+                          options.tags, options.chapters)
     return dataclasses.replace(main, feed_copy=feed)
 
 
 def _published(folder: Path, source: Path, info: WavInfo, before: Loudness, audio_format: AudioFormat,
-               target: float | None, tags: Mapping[str, str]) -> PublishedAudio:
-    """The WAV at `source` (measured as `before`) normalised to target, encoded in audio_format and tagged."""
+               target: float | None, tags: Mapping[str, str], chapters: Chapters) -> PublishedAudio:
+    """The WAV at `source` (measured as `before`) normalised to target, encoded in audio_format, tagged and
+    marked with its chapters."""
     encoding = _ENCODINGS[audio_format]
     rate = encoding.sample_rate or info.sample_rate
     channels = 1 if encoding.mono else info.channels
     timeout_s = RENDER_TIMEOUT_FLOOR_S + info.duration_s
     output = folder / f"episode.{encoding.extension}"
     scratch = folder / f"search-{encoding.extension}.wav"
+    chapters_file = None
+    if chapters and audio_format == "m4a":  # mutagen cannot write MP4 chapters: ffmpeg muxes them as it encodes
+        chapters_file = folder / "chapters.ffmeta"
+        chapters_file.write_text(_ffmetadata(chapters, info.duration_s), encoding="utf-8")
 
     def final(gain_db: float | None, ceiling_dbtp: float | None) -> AudioMeasurement:
         if audio_format == "mp3":
@@ -194,9 +220,9 @@ def _published(folder: Path, source: Path, info: WavInfo, before: Loudness, audi
             _declare_mp3_length(output, wav_info(pcm.read_bytes()).frames)
         else:
             _encode(source, output, encoding, rate, channels, gain_db, ceiling_dbtp, tags, str(folder),
-                    timeout_s, info.sample_rate)
+                    timeout_s, info.sample_rate, chapters_file=chapters_file)
         try:
-            _write_tags(output, audio_format, tags)
+            _write_tags(output, audio_format, tags, chapters, info.duration_s)
         except MutagenError as exc:
             raise AudioToolFailed(f"cannot tag the {encoding.extension} file: {exc}") from exc
         return measure(output)
@@ -236,11 +262,11 @@ def publish_encoded(data: bytes, options: PublishOptions) -> PublishedAudio:
     with tempfile.TemporaryDirectory(prefix="audiosum-publish-") as folder:
         output = Path(folder) / f"episode.{encoding.extension}"
         output.write_bytes(audio_only(data, _CONTAINERS[options.format]))
+        measured = measure(output)
         try:
-            _write_tags(output, options.format, options.tags)
+            _write_tags(output, options.format, options.tags, options.chapters, measured.duration_s)
         except MutagenError as exc:
             raise InvalidAudio(f"cannot tag the {encoding.extension} audio: {exc}") from exc
-        measured = measure(output)
         tagged = output.read_bytes()
         feed = None
         if options.feed_format is not None:
@@ -249,7 +275,7 @@ def publish_encoded(data: bytes, options: PublishOptions) -> PublishedAudio:
                     folder, RENDER_TIMEOUT_FLOOR_S + measured.duration_s, measured.sample_rate,
                     demuxer=_CONTAINERS[options.format])
             feed = _published(Path(folder), decoded, wav_info(decoded.read_bytes()), measured.loudness,
-                              options.feed_format, None, options.tags)
+                              options.feed_format, None, options.tags, options.chapters)
     return PublishedAudio(data=tagged, extension=encoding.extension, mime_type=encoding.mime_type,
                           duration_s=measured.duration_s, loudness_lufs=measured.loudness.integrated_lufs,
                           sample_rate=measured.sample_rate, true_peak_dbtp=measured.loudness.true_peak_dbtp,
@@ -320,9 +346,15 @@ def _filters(gain_db: float | None, ceiling_dbtp: float | None, source_rate: int
 
 def _encode(source: Path, output: Path, encoding: _Encoding, rate: int, channels: int, gain_db: float | None,
             ceiling_dbtp: float | None, tags: Mapping[str, str], folder: str, timeout_s: float,
-            source_rate: int, demuxer: str = "wav") -> None:
-    command = [*ffmpeg_command("level+error", protocols="file"), "-y", "-f", demuxer, "-i", f"file:{source}",
-               "-map", "0:a:0", "-map_metadata", "-1", "-fflags", "+bitexact", "-flags:a", "+bitexact",
+            source_rate: int, demuxer: str = "wav", chapters_file: Path | None = None) -> None:
+    command = [*ffmpeg_command("level+error", protocols="file"), "-y", "-f", demuxer, "-i", f"file:{source}"]
+    if chapters_file is not None:
+        # Chapters from the FFMETADATA file; only the global metadata is dropped (-map_metadata -1 would drop the
+        # chapters' titles too), and the mov muxer writes them as a QuickTime chapter track and Nero chpl.
+        command += ["-f", "ffmetadata", "-i", f"file:{chapters_file}", "-map_chapters", "1", "-map_metadata:g", "-1"]
+    else:
+        command += ["-map_metadata", "-1"]
+    command += ["-map", "0:a:0", "-fflags", "+bitexact", "-flags:a", "+bitexact",
                *_filters(gain_db, ceiling_dbtp, source_rate),
                "-ar", str(rate), "-ac", str(channels), *encoding.codec]
     if encoding.muxer == "wav":
@@ -379,11 +411,58 @@ def _crc16(data: bytes) -> int:
     return crc
 
 
-def _write_tags(path: Path, audio_format: AudioFormat, tags: Mapping[str, str]) -> None:
-    if not tags:
+def _ffmetadata(chapters: Chapters, duration_s: float) -> str:
+    """ffmpeg's FFMETADATA text for these chapters, in milliseconds, each ending where the next starts."""
+    def escaped(text: str) -> str:
+        return re.sub(r"([=;#\\\n])", r"\\\1", text)
+
+    lines = [";FFMETADATA1"]
+    for (start, title), end in _with_ends(chapters, duration_s):
+        lines += ["[CHAPTER]", "TIMEBASE=1/1000", f"START={round(start * 1000)}", f"END={round(end * 1000)}",
+                  f"title={escaped(title)}"]
+    return "\n".join(lines) + "\n"
+
+
+def _with_ends(chapters: Chapters, duration_s: float) -> list[tuple[tuple[float, str], float]]:
+    ends = [start for start, _ in chapters[1:]] + [max(duration_s, chapters[-1][0])]
+    return list(zip(chapters, ends))
+
+
+def _order_chapter_frames(path: Path) -> None:
+    """Put the ID3v2.3 tag's CHAP frames in order of their start, in place (same bytes, other order).
+
+    mutagen writes frames shortest first, and ffmpeg (with the players built on it) lists CHAP frames in file order,
+    not by the CTOC, so the chapters would show shuffled. Anything unexpected (another version, unsynchronisation,
+    an extended header) is left alone: the CTOC still orders them for players that read it.
+    """
+    data = bytearray(path.read_bytes())
+    if len(data) < 10 or data[:3] != b"ID3" or data[3] != 3 or data[5] & 0xC0:
+        return
+    end = 10 + sum((byte & 0x7F) << (7 * (3 - index)) for index, byte in enumerate(data[6:10]))
+    frames: list[bytes] = []
+    at = 10
+    while at + 10 <= end and data[at] != 0:
+        size = int.from_bytes(data[at + 4:at + 8], "big")
+        if at + 10 + size > end:
+            return
+        frames.append(bytes(data[at:at + 10 + size]))
+        at += 10 + size
+
+    def start_ms(frame: bytes) -> int:
+        element_end = frame.index(b"\0", 10)
+        return int.from_bytes(frame[element_end + 1:element_end + 5], "big")
+
+    in_order = iter(sorted((frame for frame in frames if frame[:4] == b"CHAP"), key=start_ms))
+    data[10:at] = b"".join(next(in_order) if frame[:4] == b"CHAP" else frame for frame in frames)
+    path.write_bytes(data)
+
+
+def _write_tags(path: Path, audio_format: AudioFormat, tags: Mapping[str, str], chapters: Chapters = (),
+                duration_s: float = 0.0) -> None:
+    if not tags and not (chapters and audio_format == "mp3"):
         return
     if audio_format in ("mp3", "wav"):
-        from mutagen.id3 import COMM, ID3, TALB, TDRC, TIT2, TPE1
+        from mutagen.id3 import CHAP, COMM, CTOC, ID3, TALB, TDRC, TIT2, TPE1, CTOCFlags
 
         frames = {"title": TIT2, "artist": TPE1, "album": TALB, "date": TDRC}
         id3: Any  # mutagen is untyped; its WAVE tags are ID3 too
@@ -400,9 +479,21 @@ def _write_tags(path: Path, audio_format: AudioFormat, tags: Mapping[str, str]) 
                 id3.add(frame(encoding=3, text=[tags[key]]))
         if "comment" in tags:
             id3.add(COMM(encoding=3, lang="eng", desc="", text=[tags["comment"]]))
+        if chapters and audio_format == "mp3":
+            # ID3v2 Chapter Frame Addendum: one CHAP per chapter (times in ms; byte offsets unused, all ones) and a
+            # top-level, ordered CTOC listing them, which is what players read to show and skip chapters.
+            ids = [f"chp{number}" for number in range(len(chapters))]
+            id3.add(CTOC(element_id="toc", flags=CTOCFlags.TOP_LEVEL | CTOCFlags.ORDERED, child_element_ids=ids,
+                         sub_frames=[TIT2(encoding=3, text=[tags.get("title") or "Chapters"])]))
+            for element_id, ((start, title), end) in zip(ids, _with_ends(chapters, duration_s)):
+                id3.add(CHAP(element_id=element_id, start_time=round(start * 1000), end_time=round(end * 1000),
+                             start_offset=0xFFFFFFFF, end_offset=0xFFFFFFFF,
+                             sub_frames=[TIT2(encoding=3, text=[title])]))
         # ID3v2.3: the version every podcast app and OS reads (mutagen writes TDRC as TYER/TDAT there).
         if audio_format == "mp3":
             id3.save(path, v2_version=3)
+            if chapters:
+                _order_chapter_frames(path)
         else:
             wave_file.save(v2_version=3)
         return
@@ -429,4 +520,4 @@ def _write_tags(path: Path, audio_format: AudioFormat, tags: Mapping[str, str]) 
 
 
 __all__ = ["FEED_FORMAT", "FORMATS", "PODCAST_FORMATS", "TAG_KEYS", "PublishOptions", "PublishedAudio",
-           "feed_copy_format", "publish", "publish_encoded"]
+           "chapter_marks", "feed_copy_format", "publish", "publish_encoded"]

@@ -19,13 +19,15 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from pipeline import __version__
-from pipeline.audio.publish import PublishedAudio, feed_copy_format
+from pipeline.audio.publish import PublishedAudio, chapter_marks, feed_copy_format
 from pipeline.audio.strip import audio_only
 from pipeline.errors import DiskFull, OutputClash, is_no_space
 from pipeline.models import Document, RunSettings, SpokenSummary, questions_for
 from pipeline.redact import visible
 
 TEMP_PREFIX = ".audiosum-tmp-"
+CHAPTERS_SUFFIX = ".chapters.json"  # <id>.chapters.json: Podcasting 2.0 JSON chapters, linked as podcast:chapters
+JSON_CHAPTERS_VERSION = "1.2.0"
 
 
 def _current_umask() -> int:
@@ -236,11 +238,12 @@ class DocumentFiles:
     sidecar: WrittenFile
     followups: tuple[WrittenFile, ...] = ()
     feed: WrittenFile | None = None
+    chapters: WrittenFile | None = None  # <id>.chapters.json, for an episode with chapter marks
 
     @property
     def extras(self) -> tuple[WrittenFile, ...]:
         """The files besides main and sidecar, as state records them (extra_files_json) and plan checks them."""
-        return (*self.followups, *((self.feed,) if self.feed is not None else ()))
+        return (*self.followups, *(f for f in (self.feed, self.chapters) if f is not None))
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,10 +255,12 @@ class DocumentNames:
     answers: tuple[str, ...]
     podcast: tuple[str, ...]  # <id>.txt and <id>.vtt, which podcast.build writes for a spoken summary
     feed: str | None = None  # <id>.mp3, the feed's copy of a wav, opus or flac main file
+    chapters: str | None = None  # <id>.chapters.json
 
     @property
     def all(self) -> set[str]:
-        return {self.main, self.sidecar, *self.answers, *self.podcast, *((self.feed,) if self.feed else ())}
+        return {self.main, self.sidecar, *self.answers, *self.podcast,
+                *(name for name in (self.feed, self.chapters) if name)}
 
 
 def transcript_file(transcript: str) -> bytes:
@@ -293,11 +298,22 @@ def _answer_data(summary: SpokenSummary, published_answers: tuple[PublishedAudio
     return answers
 
 
-def _names(doc_id: str, main_extension: str, answer_extensions: list[str], feed_extension: str | None) -> DocumentNames:
+def _names(doc_id: str, main_extension: str, answer_extensions: list[str], feed_extension: str | None,
+           chapters: bool) -> DocumentNames:
     answers = tuple(f"{doc_id}.q{n}.{ext}" for n, ext in enumerate(answer_extensions, start=1))
     podcast = (f"{doc_id}.txt", f"{doc_id}.vtt") if main_extension != "txt" else ()
     feed = f"{doc_id}.{feed_extension}" if feed_extension else None
-    return DocumentNames(f"{doc_id}.{main_extension}", f"{doc_id}.json", answers, podcast, feed)
+    marks = f"{doc_id}{CHAPTERS_SUFFIX}" if chapters and main_extension != "txt" else None
+    return DocumentNames(f"{doc_id}.{main_extension}", f"{doc_id}.json", answers, podcast, feed, marks)
+
+
+def chapters_file(chapters: tuple[tuple[float, str], ...], title: str | None) -> bytes:
+    """Podcasting 2.0 JSON chapters (version 1.2.0): each mark's startTime in seconds and its title."""
+    body: dict[str, Any] = {"version": JSON_CHAPTERS_VERSION}
+    if title:
+        body["title"] = title
+    body["chapters"] = [{"startTime": start, "title": label} for start, label in chapters]
+    return (json.dumps(body, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def document_names(document: Document, summary: SpokenSummary, settings: RunSettings,
@@ -307,7 +323,7 @@ def document_names(document: Document, summary: SpokenSummary, settings: RunSett
     """The names this summary's files get."""
     _, extension = _main_data(summary, settings, published)
     return _names(document.id, extension, [ext for _, ext in _answer_data(summary, published_answers)],
-                  feed_audio.extension if feed_audio is not None else None)
+                  feed_audio.extension if feed_audio is not None else None, bool(chapter_marks(summary.chapters)))
 
 
 def planned_names(document: Document, settings: RunSettings) -> DocumentNames:
@@ -318,8 +334,10 @@ def planned_names(document: Document, settings: RunSettings) -> DocumentNames:
         extension = settings.audio_format
     else:
         extension = "wav"
+    # Chapters come from reading a text aloud part by part; a narration that fits one part has none, and a name
+    # claimed but not written stays free of any file.
     return _names(document.id, extension, [extension] * len(questions_for(document, settings)),
-                  feed_copy_format(extension))
+                  feed_copy_format(extension), settings.mode == "narrate")
 
 
 def write_document_outputs(out_dir: Path, document: Document, summary: SpokenSummary, settings: RunSettings,
@@ -327,7 +345,8 @@ def write_document_outputs(out_dir: Path, document: Document, summary: SpokenSum
                            published_answers: tuple[PublishedAudio, ...] = (), *,
                            feed_audio: PublishedAudio | None = None, ours: Ours) -> DocumentFiles:
     """Write the answers' files (<id>.q1.wav, ...), the feed's copy (<id>.mp3), then <id>.<format> (or
-    <id>.txt), then <id>.json last, so the sidecar's presence means everything it names is whole.
+    <id>.txt), then <id>.json last, so the sidecar's presence means everything it names is whole. A summary with
+    chapter marks also gets <id>.chapters.json (Podcasting 2.0 JSON chapters).
 
     `published` is the normalised, encoded and tagged file when --format/--loudness asked for one, and
     `published_answers` the same for each answer; otherwise the model's WAVs are written with their samples as they
@@ -345,6 +364,11 @@ def write_document_outputs(out_dir: Path, document: Document, summary: SpokenSum
     feed = None
     if feed_audio is not None and names.feed is not None:
         feed = _write_recorded(confined_path(out_dir, names.feed), feed_audio.data, ours=ours, sync_dir=False)
+    marks = None
+    if names.chapters is not None:
+        marks = _write_recorded(confined_path(out_dir, names.chapters),
+                                chapters_file(chapter_marks(summary.chapters), document.title), ours=ours,
+                                sync_dir=False)
     audio = _write_recorded(confined_path(out_dir, names.main), content(), ours=ours, sync_dir=False)
     body = sidecar(document, summary, settings, audio.name, audio.sha256)
     if summary.followups:
@@ -359,10 +383,12 @@ def write_document_outputs(out_dir: Path, document: Document, summary: SpokenSum
         body["feed_audio"] = {"file": feed.name, "mime_type": feed_audio.mime_type, "bytes": feed.size,
                               "sha256": feed.sha256, "duration_s": round(feed_audio.duration_s, 3),
                               "loudness_lufs": round(feed_audio.loudness_lufs, 1)}
+    if marks is not None:
+        body["chapters_file"] = {"file": marks.name, "sha256": marks.sha256}
     written = _write_recorded(confined_path(out_dir, names.sidecar),
                               (json.dumps(body, indent=2, ensure_ascii=False) + "\n").encode("utf-8"),
                               ours=ours, sync_dir=False)
-    return DocumentFiles(audio, written, tuple(answers), feed)
+    return DocumentFiles(audio, written, tuple(answers), feed, marks)
 
 
 def remove_outputs(out_dir: Path, names: set[str], owners: OutputOwners) -> set[str]:

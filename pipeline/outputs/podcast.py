@@ -1,5 +1,6 @@
 """OUT/podcast.xml: an RSS 2.0 podcast feed (iTunes and Podcasting 2.0 namespaces) of the narrated documents,
-with each episode's transcript as .txt and WebVTT beside it, and the channel's artwork (cover.py).
+with each episode's transcript as .txt and WebVTT beside it, its chapters file when it has one, and the channel's
+artwork (cover.py).
 
 Reads state and sidecars; writes only through outputs.atomic_write. It never changes audio.
 """
@@ -66,6 +67,7 @@ ATOM = "http://www.w3.org/2005/Atom"
 # Podcasting 2.0's namespace for podcast:guid (the spec's uuidv5 of the feed URL without scheme).
 PODCAST_GUID_NAMESPACE = uuid.UUID("ead4c236-bf58-58c6-a2c6-a6b28d128cb6")
 MAX_DESCRIPTION = 4000  # characters: Apple Podcasts' limit; the whole transcript is linked as podcast:transcript
+CHAPTERS_TYPE = "application/json+chapters"  # Podcasting 2.0's podcast:chapters type
 MIME_BY_SUFFIX = {".wav": "audio/wav", ".mp3": "audio/mpeg", ".opus": "audio/ogg", ".ogg": "audio/ogg",
                   ".flac": "audio/flac", ".m4a": "audio/mp4"}
 
@@ -284,8 +286,24 @@ def playable_enclosure(out_dir: Path, sidecar: Mapping[str, Any]) -> Enclosure |
     return Enclosure(name, MIME_BY_SUFFIX[suffix], length, float(duration or 0), str(digest or ""))
 
 
+def chapters_link(out_dir: Path, sidecar: Mapping[str, Any]) -> str | None:
+    """The sidecar's <id>.chapters.json as the feed links it (with its hash as the version, like the audio), or
+    None when the episode has no chapters or the file is gone."""
+    marks = sidecar.get("chapters_file")
+    if not isinstance(marks, Mapping) or not marks.get("file"):
+        return None
+    name = str(marks["file"])
+    try:
+        if not confined_path(out_dir, name).is_file():
+            return None
+    except ValueError:
+        return None
+    digest = str(marks.get("sha256") or "")
+    return quote(name) + (f"?v={digest[:16]}" if re.fullmatch(r"[0-9a-f]{16,64}", digest) else "")
+
+
 def _add_episode(channel: ET.Element, record: Episode, sidecar: dict[str, Any], base: str,
-                 enclosure: Enclosure) -> None:
+                 enclosure: Enclosure, chapters: str | None = None) -> None:
     """The feed's <item> for one episode: its enclosure, and its <id>.txt and <id>.vtt transcripts."""
     meta = sidecar.get("meta") or {}
     txt_name, vtt_name = f"{record.doc_id}.txt", f"{record.doc_id}.vtt"
@@ -311,6 +329,8 @@ def _add_episode(channel: ET.Element, record: Episode, sidecar: dict[str, Any], 
     ET.SubElement(item, f"{{{ITUNES}}}episodeType").text = "full"
     ET.SubElement(item, f"{{{PODCAST}}}transcript", {"url": base + quote(vtt_name), "type": "text/vtt"})
     ET.SubElement(item, f"{{{PODCAST}}}transcript", {"url": base + quote(txt_name), "type": "text/plain"})
+    if chapters:
+        ET.SubElement(item, f"{{{PODCAST}}}chapters", {"url": base + chapters, "type": CHAPTERS_TYPE})
 
 
 def channel_title(out_dir: Path, title: str | None) -> str:
@@ -419,7 +439,7 @@ def build(out_dir: Path, state: EpisodeRecords, *, base_url: str = DEFAULT_PODCA
             continue  # a file of that name that audiosum did not make: left alone, and no episode without it
         atomic_write(confined_path(out_dir, txt_name), transcript, ours=state.owns)
         atomic_write(confined_path(out_dir, vtt_name), render_vtt(cues, note).encode("utf-8"), ours=state.owns)
-        _add_episode(episodes, record, sidecar, base, enclosure)
+        _add_episode(episodes, record, sidecar, base, enclosure, chapters_link(out_dir, sidecar))
     feed_path = confined_path(out_dir, FEED_NAME)
     if episodes.find("item") is None and not feed_path.exists():
         return feed_path  # nothing spoken here yet (say, only --output text): no empty feed to publish
