@@ -11,14 +11,14 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import RunningServer, api_env, child_env, run_cli, start_server, stop_server
 from loopback import LoopbackSite, Reply, Request
+from peers import RunningServer, api_env, start_server, stop_server
+from runs import child_env, run_cli, until
 
 BATCH_DELAY_S = 1.5
 HANG_S = 60
@@ -74,10 +74,8 @@ def _api(server: RunningServer, method: str, path: str) -> dict:  # type: ignore
 
 
 def _until_batches_end(server: BatchServer) -> None:
-    deadline = time.monotonic() + HANG_S
-    while any(b["status"] not in ("completed", "failed", "expired", "cancelled") for b in server.batches()):
-        assert time.monotonic() < deadline, "the server's batches never ended"
-        time.sleep(0.05)
+    until(lambda: all(b["status"] in ("completed", "failed", "expired", "cancelled") for b in server.batches()),
+          "the server's batches ending", deadline_s=HANG_S, every_s=0.05)
 
 
 def _uploads(server: BatchServer) -> int:

@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SAMPLE_INPUTS, SERVER_KEY, RunningServer, api_env, child_env, copy_text_samples, run_cli
+from peers import SERVER_KEY, RunningServer, api_env
+from runs import REPO, SAMPLE_INPUTS, child_env, copy_text_samples, run_cli
 
 # Exactly the line README.md proposes; the test substitutes the checkout, the interpreter and the log path the way a
 # user would edit them.

@@ -7,7 +7,8 @@ import json
 import shutil
 from pathlib import Path
 
-from conftest import REPO, SAMPLE_INPUTS, SERVER_KEY, RunningServer, api_env, child_env, run_cli
+from peers import SERVER_KEY, RunningServer, api_env
+from runs import REPO, SAMPLE_INPUTS, child_env, run_cli
 
 
 def _everything(out: Path, *streams: str) -> str:

@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import RunningServer, api_env, child_env, run_cli
 from loopback import LoopbackSite, Reply, Request
+from peers import RunningServer, api_env
+from runs import child_env, run_cli
 
 ARTICLE = ("<html><body><article><h1>Harbour bridge reopens</h1>"
            + "<p>The harbour bridge reopened on Saturday after eighteen months of repairs to its steel deck. "

@@ -9,7 +9,7 @@ import re
 import tomllib
 from pathlib import Path
 
-from conftest import child_env, run_cli
+from runs import child_env, run_cli
 
 from pipeline import cli, runner
 from pipeline.models import DEFAULT_MODEL

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import RunningServer, child_env, run_cli, running_server
 from loopback import Answer, LoopbackSite, Reply, Request
+from peers import RunningServer, running_server
+from runs import child_env, run_cli
 
 from pipeline.clock import FakeClock
 from pipeline.models import Document, RunSettings

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import child_env, one_document, run_cli
 from loopback import LoopbackSite, Reply, Request
+from runs import child_env, one_document, run_cli
 
 from pipeline.audio import pcm16_to_wav
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RunningServer, api_env
+from peers import RunningServer, api_env
 
 from pipeline import sources
 from pipeline.redact import visible

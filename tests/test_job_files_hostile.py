@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import child_env, one_document, run_cli
+from runs import child_env, one_document, run_cli
 
 KEY = "sk-test-hostile-job-0123456789abcdef"
 JOB_BASE = "http://127.0.0.2:9/v1"  # never contacted: every run here is a dry run

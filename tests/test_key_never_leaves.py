@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE_INPUTS, RunningServer, child_env, run_cli
 from loopback import LoopbackSite, Reply, Request
+from peers import RunningServer
+from runs import SAMPLE_INPUTS, child_env, run_cli
 
 from pipeline import runner
 from pipeline.audio import pcm16_to_wav

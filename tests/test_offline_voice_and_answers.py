@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RunningServer, api_env, child_env, run_cli
+from peers import RunningServer, api_env
+from runs import child_env, run_cli
 
 from pipeline.engine import extractive
 
@@ -183,7 +184,7 @@ def test_api_sidecar_voice_used_is_the_voice_asked_for(tone_server: RunningServe
 def test_the_voice_note_s_two_questions_are_answered_with_their_own_facts(tmp_path: Path) -> None:
     """Issue 14 item 3: what Whisper hears is good enough to answer from. The sample voice note's manifest asks when
     the launch is and what Tom needs by when; each answer names its facts and not the other's."""
-    from conftest import SAMPLE_INPUTS
+    from runs import SAMPLE_INPUTS
 
     out = tmp_path / "out"
     result = run_cli("run", str(SAMPLE_INPUTS / "voice-notes" / "questions.jsonl"), "-o", str(out), env=child_env())

@@ -11,7 +11,7 @@ import types
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli
+from runs import REPO, run_cli
 
 from pipeline.errors import UsageError
 from pipeline.executors import ray_pool

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import SERVER_KEY, RunningServer, child_env
+from peers import SERVER_KEY, RunningServer
+from runs import child_env
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = (REPO / "README.md", REPO / "jobs" / "README.md")

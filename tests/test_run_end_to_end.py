@@ -7,7 +7,8 @@ import wave
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE_INPUTS, SERVER_KEY, RunningServer, api_env, run_cli
+from peers import SERVER_KEY, RunningServer, api_env
+from runs import SAMPLE_INPUTS, run_cli
 
 from pipeline import runner
 from pipeline.models import Document, RunSettings

@@ -271,7 +271,7 @@ def test_the_environment_wins_over_the_env_file_and_the_file_fills_what_it_lacks
 def test_a_renamed_option_is_read_under_its_old_name_with_a_warning(tmp_path: Path) -> None:
     """--base-url became --podcast-url (the API's URL is --api-base): the old flag and job key still work for one
     release, each with a warning that names the new one; the new name wins when both are given."""
-    from conftest import child_env, run_cli
+    from runs import child_env, run_cli
 
     folder = tmp_path / "in"
     folder.mkdir()

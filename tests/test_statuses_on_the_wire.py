@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import RunningServer, api_env, run_cli, start_server, stop_server
+from peers import RunningServer, api_env, start_server, stop_server
+from runs import run_cli
 
 RETRIED = (408, 409, 429, 500, 502, 503, 504)
 REFUSED = (400, 403, 404, 422)            # 401 is refused too, and stops the whole run: its own test below

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import RunningServer, child_env, no_partial_files, run_cli, start_server, stop_server
 from loopback import LoopbackSite, Reply, Request
+from peers import RunningServer, start_server, stop_server
+from runs import child_env, no_partial_files, run_cli, until
 
 DOCS = 12
 CONCURRENCY = 2
@@ -50,17 +51,6 @@ def corpus(tmp_path: Path) -> Path:
             f"Report {i}. The river authority measured water levels at {i + 3} stations this week. "
             + "Levels stayed close to the seasonal average. " * (i + 1) + "No flood warnings were issued.")
     return folder
-
-
-def _until(condition: Callable[[], bool], what: str, process: subprocess.Popen[str] | None = None) -> None:
-    """Poll until condition() holds; fail if the run exits first or after HANG_S (a hang, not a slow machine)."""
-    deadline = time.monotonic() + HANG_S
-    while not condition():
-        if process is not None and process.poll() is not None:
-            raise AssertionError(f"the run exited ({process.returncode}) before {what}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no {what} within {HANG_S:g} s")
-        time.sleep(0.01)
 
 
 class Gate(LoopbackSite):
@@ -336,7 +326,8 @@ def test_sigkill_loses_nothing_and_a_rerun_equals_a_clean_run(upstream: RunningS
     run = Run(corpus, out, held.base_url)
     in_flight = min(CONCURRENCY, DOCS - answered)
     held.wait(lambda g: g.answered == answered and g.held == in_flight, f"{in_flight} held requests", run)
-    _until(lambda: len(_sidecars(out)) == answered, f"{answered} sidecars in OUT", run.process)
+    until(lambda: len(_sidecars(out)) == answered, f"{answered} sidecars in OUT", process=run.process,
+          deadline_s=HANG_S)
     run.kill()
 
     # The partial state, before anything repairs it.
@@ -355,7 +346,7 @@ def test_sigkill_loses_nothing_and_a_rerun_equals_a_clean_run(upstream: RunningS
     rerun = run_cli("run", str(corpus), "-o", str(out), "--concurrency", "4", env=_env(upstream))
     assert rerun.exit_code == 0, rerun.stderr
     assert f"{DOCS - len(done)} done, {len(done)} skipped, 0 failed" in rerun.stdout
-    clean = tmp_path / "clean"
+    clean = tmp_path / "clean" / "out"  # named as the killed run's OUT: its name is the podcast's (and tags') title
     result = run_cli("run", str(corpus), "-o", str(clean), "--concurrency", "4", env=_env(upstream))
     assert result.exit_code == 0, result.stderr
 

@@ -31,8 +31,10 @@ FEED_NAME = "podcast.xml"
 PODCAST = "https://podcastindex.org/namespace/1.0"
 MAX_FEED_BYTES = 16 * 1024 * 1024  # a podcast.xml larger than this is not read (keep=100 episodes is ~1 MB)
 ITUNES = "http://www.itunes.com/dtds/podcast-1.0.dtd"
-# The elements (and the attribute holding the URL) whose files the feed publishes: episodes, transcripts, cover art.
-_LINKS = (("enclosure", "url"), (f"{{{PODCAST}}}transcript", "url"), (f"{{{ITUNES}}}image", "href"))
+# The elements (and the attribute holding the URL) whose files the feed publishes: episodes, transcripts, chapters,
+# cover art.
+_LINKS = (("enclosure", "url"), (f"{{{PODCAST}}}transcript", "url"), (f"{{{PODCAST}}}chapters", "url"),
+          (f"{{{ITUNES}}}image", "href"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import feedparser
-from conftest import SAMPLE_INPUTS, RunningServer, api_env, run_cli
 from mutagen import File as MutagenFile
 from oracles import integrated_lufs
+from peers import RunningServer, api_env
+from runs import SAMPLE_INPUTS, run_cli
 
 from pipeline.audio import duration_of
 

@@ -13,7 +13,8 @@ import wave
 from pathlib import Path
 
 import pytest
-from conftest import RunningServer, api_env, child_env, run_cli, running_server
+from peers import RunningServer, api_env, running_server
+from runs import child_env, run_cli
 
 from pipeline.audio import ffmpeg_exe, wav_info
 from pipeline.audio.recordings import plan_cuts

@@ -22,7 +22,8 @@ from pathlib import Path
 
 # This checkout's pipeline/ and tests/, never a copy of pipeline installed in the environment earlier.
 sys.path[:0] = [str(Path(__file__).resolve().parents[2]), str(Path(__file__).resolve().parents[1])]
-from conftest import REPO, child_env, start_server, stop_server  # noqa: E402,F401
+from peers import start_server, stop_server  # noqa: E402,F401
+from runs import REPO, child_env  # noqa: E402,F401
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<=": lambda value, limit: value <= limit,

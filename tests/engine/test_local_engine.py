@@ -7,7 +7,8 @@ import wave
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE_INPUTS, RunningServer, api_env, child_env, run_cli
+from peers import RunningServer, api_env
+from runs import SAMPLE_INPUTS, child_env, run_cli
 
 from pipeline.engine import extractive, text
 

@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO, SAMPLE_INPUTS, child_env
+from runs import REPO, SAMPLE_INPUTS, child_env
 
 from pipeline.engine import extractive, text
 from pipeline.engine.text import Sentence

@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE_INPUTS, RunningServer, api_env, child_env, run_cli
+from peers import RunningServer, api_env
+from runs import SAMPLE_INPUTS, child_env, run_cli
 
 from pipeline.audio import duration_of
 from pipeline.outputs.captions import word_cues_within

@@ -15,9 +15,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import RunningServer, api_env, run_cli
 from mutagen.id3 import ID3
 from mutagen.mp4 import MP4
+from peers import RunningServer, api_env
+from runs import run_cli
 
 from pipeline.audio import ffmpeg_exe
 from pipeline.audio.publish import PublishOptions, chapter_marks, publish

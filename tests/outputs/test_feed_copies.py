@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 import feedparser
 import podcastparser
 import pytest
-from conftest import SAMPLE_INPUTS, child_env, run_cli
 from oracles import RATE, decoded_samples, integrated_lufs
+from runs import SAMPLE_INPUTS, child_env, run_cli
 
 from pipeline.audio.publish import PublishOptions, publish
 from pipeline.engine.tone import tone

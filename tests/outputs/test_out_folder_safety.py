@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import RunningServer, api_env, run_cli, running_server
+from peers import RunningServer, api_env, running_server
+from runs import run_cli
 
 ARTICLE = ("The harbour bridge reopens on Monday after two years of repairs. It carries four lanes of traffic and a "
            "new cycle path. The council says the work came in under budget.\n")

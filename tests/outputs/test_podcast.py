@@ -10,8 +10,9 @@ from urllib.parse import urlsplit
 
 import feedparser
 import httpx
-from conftest import SAMPLE_INPUTS, RunningServer, api_env, run_cli, running_server
 from oracles import RATE, decoded_samples
+from peers import RunningServer, api_env, running_server
+from runs import SAMPLE_INPUTS, run_cli
 
 from pipeline.outputs.podcast import CUE_NOTES, Cue, estimated_cues, render_vtt
 

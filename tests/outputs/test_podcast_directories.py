@@ -18,10 +18,10 @@ from urllib.parse import urlsplit
 import feedparser
 import podcastparser
 import pytest
-from conftest import SAMPLE_INPUTS, child_env, run_cli
 from loopback import LoopbackSite, Reply, Request
 from oracles import RATE, decoded_samples
 from PIL import Image
+from runs import SAMPLE_INPUTS, child_env, run_cli
 
 from pipeline.jobs import load_job
 from pipeline.models import PodcastChannel

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import child_env, run_cli
 from loopback import LoopbackSite, Reply, Request
+from runs import child_env, run_cli
 
 from pipeline.models import Document, FollowUpAnswer, RunSettings, SpokenSummary
 from pipeline.outputs import write_document_outputs

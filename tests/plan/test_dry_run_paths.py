@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import child_env, run_cli
+from runs import child_env, run_cli
 
 from pipeline.plan.costs import DEFAULT_PRICES, SPEECH_AUDIO_TOKENS_PER_MINUTE, SPEECH_PRICES
 

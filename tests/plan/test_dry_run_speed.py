@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE_INPUTS, child_env, run_cli
+from runs import SAMPLE_INPUTS, child_env, run_cli
 
 
 @pytest.mark.slow  # one real offline run (Piper speaks), then two dry runs

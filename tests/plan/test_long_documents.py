@@ -7,7 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import RunningServer, api_env, run_cli
+from peers import RunningServer, api_env
+from runs import run_cli
 
 from pipeline.plan.split import split_for_budget
 
@@ -121,7 +122,7 @@ def test_narrate_mode_reads_everything_with_chapters(recording_server: RunningSe
 
 @pytest.mark.slow  # the offline voice reads everything
 def test_offline_narrate_mode(tmp_path: Path) -> None:
-    from conftest import SAMPLE_INPUTS, child_env
+    from runs import SAMPLE_INPUTS, child_env
 
     out = tmp_path / "out"
     result = run_cli("run", str(SAMPLE_INPUTS / "notes"), "-o", str(out), "--mode", "narrate", env=child_env())
@@ -159,7 +160,7 @@ def test_stitch_joins_parts_with_pauses_at_measured_starts() -> None:
 
 
 def test_narrate_mode_refuses_a_book(tmp_path: Path) -> None:
-    from conftest import child_env
+    from runs import child_env
 
     from pipeline.plan.split import NARRATE_MAX_WORDS
 

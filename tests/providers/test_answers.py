@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import httpx
-from conftest import RunningServer
+from peers import RunningServer
 
 from pipeline.providers.openai import parse_answer
 

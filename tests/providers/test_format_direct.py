@@ -9,7 +9,8 @@ from pathlib import Path
 
 import mutagen
 import pytest
-from conftest import RunningServer, api_env, one_document, run_cli, start_server, stop_server
+from peers import RunningServer, api_env, start_server, stop_server
+from runs import one_document, run_cli
 
 from pipeline.audio import duration_of, sniff_container
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import RunningServer, api_env, child_env, one_document, run_cli, running_server
 from loopback import LoopbackSite, Reply, Request
+from peers import RunningServer, api_env, running_server
+from runs import child_env, one_document, run_cli
 
 from pipeline.clock import FakeClock
 from pipeline.models import RunSettings

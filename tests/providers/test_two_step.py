@@ -11,8 +11,9 @@ import wave
 from pathlib import Path
 
 import pytest
-from conftest import RunningServer, api_env, run_cli, running_server, start_server, stop_server
 from loopback import LoopbackSite, Reply, Request
+from peers import RunningServer, api_env, running_server, start_server, stop_server
+from runs import run_cli
 
 from pipeline.models import Document, RunSettings, SpokenSummary
 from pipeline.providers.openai import OpenAIProvider

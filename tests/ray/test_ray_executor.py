@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SAMPLE_INPUTS, RunningServer, child_env, no_partial_files, run_cli
+from peers import RunningServer
+from runs import SAMPLE_INPUTS, child_env, no_partial_files, run_cli
 
 ray = pytest.importorskip("ray")
 

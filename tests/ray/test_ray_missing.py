@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import RunningServer, api_env, run_cli
+from peers import RunningServer, api_env
+from runs import run_cli
 
 
 def test_executor_ray_without_ray_is_a_usage_error_naming_the_extra(tmp_path: Path,

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import RunningServer, api_env, run_cli
+from peers import RunningServer, api_env
+from runs import run_cli
 
 from pipeline.audio.publish import FORMATS, is_audio_file
 from pipeline.report import page as report_html

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import child_env, run_cli
+from runs import child_env, run_cli
 
 
 def test_a_document_that_could_not_be_read_is_counted_as_failed(tmp_path: Path) -> None:

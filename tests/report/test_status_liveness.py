@@ -7,10 +7,10 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from conftest import SAMPLE_INPUTS, api_env, run_cli, running_server
+from peers import api_env, running_server
+from runs import SAMPLE_INPUTS, run_cli, until
 
 HANG_S = 60.0  # only a guard against a hang: every wait below ends on an event
 
@@ -34,11 +34,8 @@ def test_status_shows_a_live_run_as_running_and_a_killed_one_as_crashed(tmp_path
                                     str(out)], env=api_env(server), stdout=subprocess.DEVNULL,
                                    stderr=subprocess.PIPE)
         try:
-            deadline = time.monotonic() + HANG_S
-            while _run_row_status(out) != "running":
-                assert process.poll() is None, process.stderr.read() if process.stderr else ""
-                assert time.monotonic() < deadline, "the run never recorded itself as running"
-                time.sleep(0.02)
+            until(lambda: _run_row_status(out) == "running", "the run recording itself as running",
+                  process=process, deadline_s=HANG_S)
             live = run_cli("status", str(out))
             assert live.exit_code == 0, live.stderr
             assert f"running now: pid {process.pid}" in live.stdout and "crashed" not in live.stdout

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from conftest import SERVER_KEY, RunningServer, start_server, stop_server
+from peers import SERVER_KEY, RunningServer, start_server, stop_server
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Otters hold hands while they sleep."}]}
 BATCH = {"input_file_id": "file-x", "endpoint": "/v1/chat/completions", "completion_window": "24h"}

@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import openai
 import pytest
-from conftest import RunningServer, start_server, stop_server
 from openai.types import Batch
 from openai.types.chat import ChatCompletion
 from openai.types.shared import ErrorObject
+from peers import RunningServer, start_server, stop_server
+from runs import until
 
 DOCUMENT = "The ferry to the island runs twice a day this winter. Tickets cost four pounds. The first boat leaves at 8."
 TERMINAL = {"completed", "failed", "expired", "cancelled"}
@@ -56,12 +56,9 @@ def _upload(client: openai.OpenAI, lines: list[dict[str, Any]]) -> str:
 
 
 def _finished(client: openai.OpenAI, batch_id: str, timeout_s: float = 20.0) -> Batch:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        batch = client.batches.retrieve(batch_id)
-        if batch.status in TERMINAL or time.monotonic() > deadline:
-            return batch
-        time.sleep(0.02)
+    finished: Batch = until(lambda: (batch := client.batches.retrieve(batch_id)).status in TERMINAL and batch,
+                            f"batch {batch_id} ending", deadline_s=timeout_s, every_s=0.02)
+    return finished
 
 
 def _file_lines(client: openai.OpenAI, file_id: str | None) -> list[dict[str, Any]]:

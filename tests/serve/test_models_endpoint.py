@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 import openai
 import pytest
-from conftest import RunningServer, run_cli, start_server, stop_server
+from peers import RunningServer, start_server, stop_server
+from runs import run_cli
 
 SHUTDOWN = "2027-02-14"
 

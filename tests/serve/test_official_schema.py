@@ -19,12 +19,13 @@ from typing import Any
 import openai
 import pydantic
 import pytest
-from conftest import RunningServer, api_env, run_cli, start_server, stop_server
 from openai.types.audio.speech_create_params import SpeechCreateParams
 from openai.types.batch_create_params import BatchCreateParams
 from openai.types.chat.completion_create_params import CompletionCreateParamsNonStreaming
 from openai.types.file_create_params import FileCreateParams
 from openai.types.shared import ErrorObject
+from peers import RunningServer, api_env, start_server, stop_server
+from runs import run_cli
 from typing_extensions import is_typeddict
 
 # Endpoint → the SDK's params type for its JSON body. A new endpoint joins with one row; a recorded request to an

@@ -20,7 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
-from conftest import SERVER_KEY, RunningServer, child_env, free_port, running_server, stop_server
+from peers import SERVER_KEY, RunningServer, free_port, running_server, stop_server
+from runs import child_env, until
 
 from pipeline.cli import cli
 from pipeline.serve import app as server
@@ -384,20 +385,13 @@ def _pool(server: RunningServer) -> dict:
     return server.stats()["pool"]
 
 
-def _until(predicate, timeout_s: float = 120) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.02)  # polling a condition, not waiting out a window
-
-
 @pytest.mark.slow  # load on the server (seconds)
 def test_models_answers_while_the_worker_pool_is_saturated(local_server: RunningServer) -> None:
     # One worker admits two jobs (one running, one waiting); the third request is refused at once.
     assert _pool(local_server)["capacity"] == 2
     with ThreadPoolExecutor(max_workers=2) as pool:
         heavy = [pool.submit(_post, local_server, _heavy_request(i)) for i in range(2)]
-        _until(lambda: _pool(local_server)["jobs"] == 2 or all(f.done() for f in heavy))
+        until(lambda: _pool(local_server)["jobs"] == 2 or all(f.done() for f in heavy), "two jobs in the pool")
         refused = _post(local_server, _heavy_request(9))
         for _ in range(10):
             assert httpx.get(local_server.base_url + "/models", headers=AUTH, timeout=30).status_code == 200
@@ -415,14 +409,14 @@ def test_a_waiting_job_whose_client_left_is_dropped(local_server: RunningServer)
     body = json.dumps(_heavy_request(5)).encode()
     with ThreadPoolExecutor(max_workers=1) as pool:
         running = pool.submit(_post, local_server, _heavy_request(4))
-        _until(lambda: _pool(local_server)["jobs"] >= 1)
+        until(lambda: _pool(local_server)["jobs"] >= 1, "a job in the pool")
         with socket.create_connection(("127.0.0.1", _port(local_server))) as sock:
             sock.sendall(_head("POST", len(body)) + body)
-            _until(lambda: _pool(local_server)["jobs"] == 2)
+            until(lambda: _pool(local_server)["jobs"] == 2, "two jobs in the pool")
         # The client has gone: its job, still waiting behind the running one, is dropped and never run.
-        _until(lambda: _pool(local_server)["dropped"] == before["dropped"] + 1)
+        until(lambda: _pool(local_server)["dropped"] == before["dropped"] + 1, "the waiting job dropped")
         assert running.result().status_code == 200
-    _until(lambda: _pool(local_server)["jobs"] == 0)
+    until(lambda: _pool(local_server)["jobs"] == 0, "an empty pool")
     assert local_server.stats()["counts"]["client_disconnected"] >= 1
 
 
@@ -486,7 +480,7 @@ def test_bodies_in_flight_are_bounded_across_requests() -> None:
             for sock in held:
                 sock.close()
         # Once they are gone, the budget is free again.
-        _until(lambda: _post(started, REQUEST).status_code == 200)
+        until(lambda: _post(started, REQUEST).status_code == 200, "a 200 for the next request")
         assert httpx.get(started.base_url + "/models", headers=AUTH, timeout=10).status_code == 200
 
 

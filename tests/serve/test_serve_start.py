@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 
-from conftest import child_env
+from runs import child_env
 
 
 def test_a_port_in_use_is_exit_2_with_one_line_and_no_claim_to_serve() -> None:

@@ -17,7 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 from click.testing import CliRunner
-from conftest import SERVER_KEY, RunningServer, start_server, stop_server
+from peers import SERVER_KEY, RunningServer, start_server, stop_server
+from runs import until
 
 from pipeline.cli import cli
 from pipeline.serve.faults import FaultPlan, parse_faults, parse_seconds_range
@@ -246,15 +247,6 @@ def test_reset_drops_the_connection_without_an_answer(servers: dict[str, Running
     assert _counts(server)["fault_reset"] == 1
 
 
-def _wait_for(condition, what: str, deadline_s: float = 30.0):
-    """Poll until `condition()` is truthy. The deadline only bounds a broken server: no outcome depends on it."""
-    deadline = time.monotonic() + deadline_s
-    while not (result := condition()):
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.01)
-    return result
-
-
 def test_timeout_holds_the_request_without_blocking_the_server(servers: dict[str, RunningServer]) -> None:
     server = _faulting(servers, "timeout=1")
     host, port = server.base_url.removeprefix("http://").removesuffix("/v1").split(":")
@@ -263,13 +255,13 @@ def test_timeout_holds_the_request_without_blocking_the_server(servers: dict[str
     with socket.create_connection((host, int(port)), timeout=30) as held:
         held.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                      + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
-        _wait_for(lambda: server.stats()["held"] == 1, "the server to hold the request")
+        until(lambda: server.stats()["held"] == 1, "the server to hold the request")
         # While the request is held, the server still answers others at once.
         assert httpx.get(server.base_url + "/models", timeout=30).status_code == 200
         held.setblocking(False)
         with pytest.raises(BlockingIOError):
             held.recv(1)                 # and the held one has had no answer, not a byte
-    _wait_for(lambda: server.stats()["held"] == 0, "the hold to end once the client left")
+    until(lambda: server.stats()["held"] == 0, "the hold to end once the client left")
     counts = _counts(server)
     assert counts["fault_timeout"] == 1 and counts["requests"] == 1   # the held one (/models counts apart)
     assert server.stats()["models"]["ok"] == 1

@@ -10,7 +10,7 @@ import wave
 import httpx
 import openai
 import pytest
-from conftest import SERVER_KEY, RunningServer, running_server
+from peers import SERVER_KEY, RunningServer, running_server
 
 
 def _client(server: RunningServer, key: str = SERVER_KEY) -> openai.OpenAI:

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from conftest import RunningServer, running_server, start_server, stop_server
+from peers import RunningServer, running_server, start_server, stop_server
 
 from pipeline.audio import ffmpeg_command, ffmpeg_environment
 

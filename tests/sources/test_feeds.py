@@ -25,7 +25,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import RunningServer, api_env, free_port, run_cli
+from peers import RunningServer, api_env, free_port
+from runs import run_cli
 
 from pipeline import sources
 from pipeline.errors import DocumentError, FetchError, UsageError

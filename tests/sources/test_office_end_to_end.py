@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
 from made_documents import CP1252_TEXT, make_cp1252, make_docx, make_epub
+from runs import run_cli
 
 
 @pytest.mark.slow  # the offline engine speaks three documents (~4 s with its start)

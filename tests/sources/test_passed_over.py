@@ -7,7 +7,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from conftest import child_env, run_cli
+from runs import child_env, run_cli
 
 from pipeline import sources
 

@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE_INPUTS, RunningServer, api_env, copy_text_samples, run_cli
+from peers import RunningServer, api_env
+from runs import SAMPLE_INPUTS, copy_text_samples, run_cli
 
 from pipeline.state.lock import RunLock
 
