@@ -35,6 +35,7 @@ from pipeline.providers.openai.batch import (
 )
 from pipeline.providers.openai.shapes import BATCH_FINISHED, api_id
 from pipeline.providers.openai.wire import build_request_body
+from pipeline.redact import from_server
 from pipeline.state import STATE_DIR, RunState
 from pipeline.state.batches import BatchLine, BatchRecord
 
@@ -82,23 +83,27 @@ class BatchPath:
         """Every unsettled submission one step on; a failure to reach the API leaves it for the next run, until its
         deadline (the API's 24 h window and a margin) passes and it is abandoned. --force abandons every one."""
         for record in self._state.batches.unfinished():
-            label = record.batch_id or record.batch_key
+            label = _label(record)
             if self._settings.force:
                 await self._abandon(record, "given up by --force", cancel=True)
                 continue
             overdue = self._now() - record.created_at > BATCH_DEADLINE_S
+            if overdue and record.batch_id is None:  # never created: creating it now would only pay twice
+                await self._abandon(record, f"not created within {BATCH_DEADLINE_S // 3600} h")
+                continue
             try:
                 settled = await self._advance(record)
             except ApiError as exc:
                 if overdue:
-                    await self._abandon(record, f"no answer past its deadline ({exc})")
+                    await self._abandon(record, f"no answer past its deadline ({exc})", cancel=True)
                     continue
                 self._emit("warning", kind="batch_unreachable", batch=label,
                            message=f"batch {label} could not be checked: {exc}; the next run tries again "
                                    "(--force gives it up)")
                 continue
             if overdue and not settled:
-                await self._abandon(record, f"not finished {BATCH_DEADLINE_S // 3600} h after it was submitted")
+                await self._abandon(record, f"not finished {BATCH_DEADLINE_S // 3600} h after it was submitted",
+                                    cancel=True)
 
     async def _advance(self, record: BatchRecord) -> bool:
         """One step on; True when the submission is settled (forgotten or collected)."""
@@ -129,7 +134,7 @@ class BatchPath:
     async def _abandon(self, record: BatchRecord, reason: str, *, cancel: bool = False) -> None:
         """Give a submission up: its pending documents take the fallback route from this run on. cancel: ask the API
         to stop it too (best effort: a refusal is only reported)."""
-        label = record.batch_id or record.batch_key
+        label = _label(record)
         if cancel and record.batch_id is not None and api_id(record.batch_id) is not None:
             try:
                 await self._api.cancel(record.batch_id)
@@ -269,6 +274,12 @@ class BatchPath:
             with contextlib.suppress(FileNotFoundError):
                 spool.path.unlink()
         self._spools.clear()
+
+
+def _label(record: BatchRecord) -> str:
+    """How a submission is named in warnings: its batch id (one recorded before ids were checked passes the
+    redaction boundary), else audiosum's own key."""
+    return from_server(record.batch_id, limit=80) or record.batch_key if record.batch_id else record.batch_key
 
 
 def pending_summary(state: RunState) -> list[dict[str, Any]]:

@@ -25,8 +25,16 @@ def url_without_credentials(url: str) -> str:
 
 
 # C0 and C1 controls but tab and newline, and the Unicode line separators: a file name or a title can carry terminal
-# escapes (ESC, BEL) or a CR that would hide what precedes it; they are invalid in HTML text too.
-_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+# escapes (ESC, BEL) or a CR that would hide what precedes it; they are invalid in HTML text too. Lone surrogates
+# (a JSON "\ud800" decodes to one) cannot be encoded as UTF-8: written to state, a file or stderr they crash the
+# writer, so they are shown as \udXXX like the controls.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def well_formed(text: str) -> bool:
+    """Whether text can be written as UTF-8: no lone surrogate (a server's JSON can carry one)."""
+    return _SURROGATE.search(text) is None
 
 
 def visible(text: str, *, one_line: bool = False) -> str:

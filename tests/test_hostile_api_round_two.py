@@ -360,3 +360,66 @@ def _headers() -> Any:
 
     return Message()
 
+
+
+# -- a second reader's findings (review of the fixes above) --------------------------------------------------------------
+LONE = "\ud800"  # json.dumps sends it as the escape "\ud800", which decodes to a lone surrogate
+
+
+def test_a_lone_surrogate_in_a_batch_answer_fails_that_line_not_this_run_or_the_next(api: HostileApi,
+                                                                                    tmp_path: Path) -> None:
+    folder, out = one_document(tmp_path), tmp_path / "out"
+    api.content = lambda ids: Reply(body=output_line("ferry", f"The ferry {LONE} runs twice a day."))
+    code, stderr = run(api, folder, out, "--batch")
+    assert code == 0, stderr
+    for _ in range(2):  # collected (the line failed), then queued again: no run crashes
+        code, stderr = run(api, folder, out, "--batch")
+        assert code == 0, stderr
+
+
+def test_a_lone_surrogate_in_an_error_or_a_transcript_fails_one_document(api: HostileApi, tmp_path: Path) -> None:
+    api.chat = lambda request: Reply(400, json.dumps({"error": {"message": f"bad {LONE} thing", "type": "x",
+                                                                "code": f"c{LONE}", "param": None}}).encode())
+    out = tmp_path / "out"
+    code, stderr = run(api, one_document(tmp_path), out)
+    assert code == 1, stderr
+    assert "\\ud800" in json.loads((out / "report.json").read_text())["documents"][0]["reason"]
+    api.chat = lambda request: _json(chat_answer(f"The ferry {LONE} runs."))
+    out, second = tmp_path / "out2", tmp_path / "b"
+    second.mkdir()
+    code, stderr = run(api, one_document(second), out)
+    assert code == 1 and "not well-formed" in json.loads((out / "report.json").read_text())["documents"][0]["reason"]
+    assert not list(out.glob("ferry.*"))  # nothing left behind for it
+
+
+def test_an_endless_batch_poll_answer_is_refused_past_its_cap(api: HostileApi, tmp_path: Path) -> None:
+    folder, out = one_document(tmp_path), tmp_path / "out"
+    code, stderr = run(api, folder, out, "--batch")
+    assert code == 0, stderr
+    sent = [0]
+
+    def endless(batch: Json) -> Reply:
+        def chunks() -> Iterator[bytes]:
+            yield b'{"id": "batch_one", "status": "in_progress", "x": "'
+            for _ in range(4096):  # 256 MB offered
+                sent[0] += 1
+                yield b"A" * 65_536
+        return Reply(chunks=chunks())
+
+    api.poll = endless
+    code, stderr = run(api, folder, out, "--batch")
+    assert code == 0 and "batch_unreachable" in stderr, stderr
+    assert sent[0] * 65_536 < 32 * 2**20  # stopped near the 4 MB cap, not at the end
+
+
+def test_an_overdue_submission_never_created_is_abandoned_without_creating_it(api: HostileApi, tmp_path: Path) -> None:
+    folder, out = one_document(tmp_path), tmp_path / "out"
+    api.created = lambda batch: {**batch, "status": "not-a-status"}  # the create fails: recorded as uploaded only
+    code, stderr = run(api, folder, out, "--batch")
+    assert code == 0 and batch_rows(out)[0]["status"] == "uploaded", stderr
+    _age(out, 31)
+    creates = sum(1 for r in api.requests if r.method == "POST" and r.path == "/v1/batches")
+    code, stderr = run(api, folder, out, "--batch", "--batch-fallback", "sync")
+    assert code == 0 and "batch_abandoned" in stderr, stderr
+    assert sum(1 for r in api.requests if r.method == "POST" and r.path == "/v1/batches") == creates
+    assert (out / "ferry.wav").exists()  # the fallback made it now

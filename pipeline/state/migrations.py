@@ -206,6 +206,11 @@ def m012_batch_api_status(db: sqlite3.Connection) -> None:
     # Rows with a batch id held the server's status (whatever it said) unless this audiosum had collected them.
     db.execute(f"UPDATE batches SET api_status = CASE WHEN status IN ({marks}) THEN status END, status = 'submitted' "
                "WHERE batch_id IS NOT NULL AND status != 'collected'", api_statuses)
+    # A 'collected' that still has pending lines was a server's answer ("collected"), not audiosum's: the old collect
+    # failed every line it did not answer. It goes back to being polled.
+    db.execute("UPDATE batches SET status = 'submitted', api_status = NULL WHERE status = 'collected' AND batch_id IS "
+               "NOT NULL AND EXISTS (SELECT 1 FROM batch_lines l WHERE l.batch_key = batches.batch_key AND "
+               "l.status = 'pending')")
 
 
 @migration

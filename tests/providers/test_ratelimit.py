@@ -17,8 +17,10 @@ from pipeline.providers.openai.ratelimit import RateLimiter, TokenEstimator, par
 
 
 @pytest.mark.parametrize("text, seconds", [
-    ("1s", 1.0), ("12ms", 0.012), ("6m0s", 360.0), ("1m30.5s", 90.5), ("2h1m", 7260.0), ("0s", 0.0),
+    ("1s", 1.0), ("12ms", 0.012), ("6m0s", 120.0), ("1m30.5s", 90.5), ("2h1m", 120.0), ("0s", 0.0),
     ("0.5", 0.5), ("", None), ("soon", None), ("1x", None),
+    # a server's hint is believed up to MAX_RESET_S (120 s), as Retry-After is; not a finite number: unreadable
+    ("1000h", 120.0), ("inf", None), ("1e999", None), ("nan", None),
 ])
 def test_reset_durations(text: str, seconds: float | None) -> None:
     assert parse_reset_duration(text) == (pytest.approx(seconds) if seconds is not None else None)
@@ -202,3 +204,16 @@ def test_a_request_the_server_refused_gives_its_tokens_back_to_the_limiter(statu
     # Refused before any work: the next request goes at once. Failed after the server took it (5xx): the tokens
     # stay spent, and the next request waits for them to refill.
     assert waited == (0.0 if refunded else pytest.approx(cost / 1000))
+
+
+@in_loop
+async def test_hostile_rate_limit_headers_neither_stop_nor_crash_the_limiter() -> None:
+    """A budget 'spent for 1000 h' pauses at most MAX_RESET_S; a limit of 1e999 (OverflowError in int()) or a
+    negative one is not a limit (issue 23 review)."""
+    clock = FakeClock()
+    limiter = RateLimiter(0, 0, clock=clock)
+    limiter.observe({"x-ratelimit-limit-requests": "1e999", "x-ratelimit-limit-tokens": "-5",
+                     "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1000h"})
+    started = clock.monotonic()
+    await limiter.acquire(1)
+    assert clock.monotonic() - started <= 120.0 + 1e-6

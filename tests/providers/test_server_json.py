@@ -34,3 +34,11 @@ def test_exactly_at_the_limit_parses() -> None:
     server_json.parse(deep)
     with pytest.raises(server_json.TooDeep):
         server_json.parse(b"[" + deep + b"]")
+
+
+def test_the_scan_counts_objects_and_arrays_alike_across_blocks() -> None:
+    """The depth is counted by the scan itself (not left to json's recursion), across the scan's blocks."""
+    assert server_json.nesting(b'{"a":' * 100 + b"1" + b"}" * 100) == 100
+    wide = b"[" + b"[]," * (server_json._BLOCK // 2) + b"[" * 70 + b"]" * 70 + b"]"
+    assert server_json.nesting(wide) == 71
+    assert server_json.nesting(b"{" * 10 + b"[" * 10 + b"]" * 10 + b"}" * 10) == 20

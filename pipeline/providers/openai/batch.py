@@ -20,7 +20,7 @@ from pipeline.models import Document, RunSettings, Usage
 from pipeline.providers.openai import server_json
 from pipeline.providers.openai.shapes import BATCH_COUNTS, BATCH_STATUSES, api_id, in_path
 from pipeline.providers.openai.usage import counts_of, usage_of
-from pipeline.redact import from_server, without_secrets
+from pipeline.redact import from_server, well_formed, without_secrets
 
 CHAT_ENDPOINT = "/v1/chat/completions"  # the only endpoint audiosum batches (the Batch API takes no audio models)
 COMPLETION_WINDOW = "24h"
@@ -31,8 +31,10 @@ MAX_FILE_BYTES = 190 * 1024 * 1024  # under the API's 200 MB limit of an input f
 MAX_OUTPUT_BYTES = 64 * 1024 * 1024  # an output file bigger than this is not 2,000 summaries
 MAX_LINE_BYTES = 1024 * 1024  # one line holds one summary (a few KB): a longer one is skipped, never held whole
 PARSE_GROUP_BYTES = 1024 * 1024  # lines are parsed off the event loop in groups of about this size
+SLICE_BYTES = 64 * 1024  # what arrives is cut into slices of this size before it is split into lines
 _OURS_MARK = b'"custom_id"'  # a line without it cannot name one of our documents: skipped unparsed
 MAX_LISTED = 1000  # batches scanned to find one created from a given file (a run killed before recording it)
+MAX_OBJECT_BYTES = 4 * 1024 * 1024  # a Batch, a File or a page of 100 of them: a few hundred KB at most
 T = TypeVar("T")
 
 
@@ -78,7 +80,7 @@ class BatchApi:
 
     async def _json(self, method: str, path: str, label: str, **options: Any) -> dict[str, Any]:
         async def once() -> dict[str, Any]:
-            response = await self._request(method, path, **options)
+            response = await self._request(method, path, max_bytes=MAX_OBJECT_BYTES, **options)
             try:
                 body = server_json.parse(response.content)
             except ValueError as exc:  # not JSON, or nested past the limit
@@ -144,8 +146,10 @@ class BatchApi:
         off the event loop. A retried read delivers again only what `wanted` still holds."""
         async def once() -> None:
             reader = _LineReader(self._outcome, wanted, deliver)
+            # identity: a compressed file would decode into chunks far bigger than one line (the cap counts
+            # decoded bytes, and feed() cuts what arrives into slices either way).
             await self._request("GET", f"files/{in_path(file_id)}/content", max_bytes=MAX_OUTPUT_BYTES,
-                                sink=reader.feed)
+                                sink=reader.feed, headers={"Accept-Encoding": "identity"})
             await reader.close()
 
         await self._retried(once, "batch output")
@@ -166,7 +170,7 @@ class BatchApi:
                 text = body["choices"][0]["message"]["content"]
             except (KeyError, IndexError, TypeError):
                 text = None
-            if isinstance(text, str) and text.strip():
+            if isinstance(text, str) and text.strip() and well_formed(text):
                 return LineOutcome(custom_id, without_secrets(text, self._secret).strip(),
                                    usage_of(body.get("usage")), request_id, None)
             return LineOutcome(custom_id, None, Usage(), request_id, "the answer has no text")
@@ -217,6 +221,12 @@ class _LineReader:
         self._group_bytes = 0
 
     async def feed(self, chunk: bytes) -> None:
+        # A decoded chunk can be far larger than what arrived (a compressed answer): taken a slice at a time, so a
+        # parse group never holds more than about PARSE_GROUP_BYTES.
+        for start in range(0, len(chunk), SLICE_BYTES):
+            await self._feed(chunk[start:start + SLICE_BYTES])
+
+    async def _feed(self, chunk: bytes) -> None:
         first = chunk.find(b"\n")
         if first < 0:
             self._extend(chunk)

@@ -108,10 +108,22 @@ async def _offered(client: httpx.AsyncClient, deadline_s: float, secret: str | N
             if (shown := from_server(item["id"], secret))}
 
 
+MAX_ANSWER_BYTES = 4 * 1024 * 1024  # a Model or a list of models: tens of KB; more is refused unread
+
+
 async def _get(client: httpx.AsyncClient, path: str, deadline_s: float) -> httpx.Response | None:
+    """The answer to GET path, read within the deadline and MAX_ANSWER_BYTES (None: no usable answer)."""
     try:
-        async with asyncio.timeout(deadline_s):
-            return await client.get(path)
+        async with asyncio.timeout(deadline_s), client.stream("GET", path,
+                                                              headers={"Accept-Encoding": "identity"}) as streamed:
+            body = bytearray()
+            async for chunk in streamed.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_ANSWER_BYTES:
+                    return None  # not a model list: the model is simply not checked, as for no answer
+            kept = [(k, v) for k, v in streamed.headers.items()
+                    if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
+            return httpx.Response(streamed.status_code, headers=kept, content=bytes(body), request=streamed.request)
     # Like send(): httpx's errors hold the request and its Authorization header, so none is kept or chained.
     except (httpx.HTTPError, TimeoutError):
         return None

@@ -406,7 +406,10 @@ class OpenAIProvider(Provider):
         for part in parts:
             body = {**build_request_body(document, settings), "messages": narrate_messages(part)}
             voice = voice_name(body["audio"]["voice"])
-            answer, attempts = await self._call(body, document.id, len(part.split()), self._parse_spoken(voice))
+            # Words as spoken: a script without spaces counts by characters (plausible.spoken_units), so its
+            # answer's size cap and audio bound fit a Chinese or Japanese part too.
+            words = round(plausible.spoken_units(part))
+            answer, attempts = await self._call(body, document.id, words, self._parse_spoken(voice))
             spoken.append(dataclasses.replace(answer, attempts=attempts))
         return join_answers(spoken, separator=" ", chapter_labels=[chapter_label(part) for part in parts])
 

@@ -7,6 +7,7 @@ A 429 pauses the whole pool. It never sends anything itself and keeps no global 
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,8 +20,20 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 
+# A server's reset hint is believed up to this long (as Retry-After is): a budget "spent for 1000 h" would stop the
+# run; past the cap the next request finds out, and a 429 says how long to wait.
+MAX_RESET_S = 120.0
+MAX_HEADER_COUNT = 10**12  # a limit or remaining count past this is not one
+
+
 def parse_reset_duration(text: str) -> float | None:
-    """Seconds in an OpenAI reset duration: '1s', '12ms', '6m0s', '1m30.5s', '2h1m'; None if unreadable."""
+    """Seconds in an OpenAI reset duration: '1s', '12ms', '6m0s', '1m30.5s', '2h1m', capped at MAX_RESET_S; None if
+    unreadable (or not finite)."""
+    seconds = _reset_seconds(text)
+    return None if seconds is None or not math.isfinite(seconds) else min(seconds, MAX_RESET_S)
+
+
+def _reset_seconds(text: str) -> float | None:
     text = text.strip()
     if not text:
         return None
@@ -32,9 +45,10 @@ def parse_reset_duration(text: str) -> float | None:
         position = match.end()
     if position != len(text):
         try:
-            return max(0.0, float(text))
+            value = float(text)
         except ValueError:
             return None
+        return max(0.0, value) if math.isfinite(value) else None
     return total
 
 
@@ -152,12 +166,14 @@ class RateLimiter:
 
 
 def _int(value: str | None) -> int | None:
+    """A count from a header: a finite number from 0 to MAX_HEADER_COUNT, else None (not a count: ignored)."""
     if value is None:
         return None
     try:
-        return int(float(value))
+        number = float(value)
     except ValueError:
         return None
+    return int(number) if math.isfinite(number) and 0 <= number <= MAX_HEADER_COUNT else None
 
 
 # Guesses before the first answer; the calibration below corrects them from the server's `usage`.

@@ -24,22 +24,30 @@ class TooDeep(ValueError):
     """JSON nested deeper than MAX_DEPTH (a ValueError, so every 'not JSON' handler also catches it)."""
 
 
-def nesting(data: bytes) -> int:
-    """How deep the JSON in data nests (brackets inside strings not counted); linear in len(data), no recursion."""
+_BLOCK = 1 << 20  # brackets scanned a block at a time: the working arrays stay a few MB whatever the answer's size
+
+
+def nesting(data: bytes, stop_past: int | None = None) -> int:
+    """How deep the JSON in data nests (brackets inside strings not counted); linear in len(data), no recursion,
+    memory about twice the data. stop_past: return as soon as the depth passes it (the caller refuses it anyway)."""
     brackets = _STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
-    if not brackets:
-        return 0
-    codes = np.frombuffer(brackets, dtype=np.uint8)
-    steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1).astype(np.int64)
-    return int(np.cumsum(steps).max())
+    depth = deepest = 0
+    for start in range(0, len(brackets), _BLOCK):
+        codes = np.frombuffer(brackets, dtype=np.uint8, count=min(_BLOCK, len(brackets) - start), offset=start)
+        opening = (codes == ord("[")) | (codes == ord("{"))
+        running = np.cumsum(np.where(opening, 1, -1).astype(np.int32), dtype=np.int64) + depth
+        deepest, depth = max(deepest, int(running.max())), int(running[-1])
+        if stop_past is not None and deepest > stop_past:
+            break
+    return deepest
 
 
 def parse(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
     """The JSON value in data; ValueError when it is not JSON (TooDeep when nested past max_depth)."""
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
     # The common answer has few brackets (a base64 audio string has none): only then is the structure scanned.
-    if raw.count(b"[") + raw.count(b"{") > max_depth and (depth := nesting(raw)) > max_depth:
-        raise TooDeep(f"JSON nested {depth} deep (at most {max_depth})")
+    if raw.count(b"[") + raw.count(b"{") > max_depth and (depth := nesting(raw, max_depth)) > max_depth:
+        raise TooDeep(f"JSON nested more than {max_depth} deep ({depth} at least)")
     try:
         return json.loads(raw)
     except RecursionError as exc:  # the scan above makes this unreachable; kept as the last line of defence

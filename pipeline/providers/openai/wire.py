@@ -40,7 +40,7 @@ from pipeline.providers.openai.speech import (
     DIRECT_FORMATS,
 )
 from pipeline.providers.openai.usage import usage_of
-from pipeline.redact import from_server, without_secrets
+from pipeline.redact import from_server, well_formed, without_secrets
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429})  # and every 5xx
 CHAT_PATH = "chat/completions"
@@ -147,6 +147,8 @@ def parse_answer(response: httpx.Response, *, provider: str, voice: str, secret:
     transcript = audio.get("transcript") or message.get("content") or ""
     if not isinstance(transcript, str) or not transcript.strip():
         raise broken("answer has no transcript")
+    if not well_formed(transcript):
+        raise broken("the transcript is not well-formed Unicode (a lone surrogate)")
     if audio_format == "wav":
         try:
             info = wav_info(wav)
@@ -202,9 +204,9 @@ def parse_text_answer(response: httpx.Response, secret: str | None = None) -> Te
     except (ValueError, KeyError, IndexError, TypeError) as exc:
         raise TransientError("broken answer: no choices[0].message.content", status=response.status_code,
                              request_id=request_id, cause="broken_answer") from exc
-    if not isinstance(content, str) or not content.strip():
-        raise TransientError("broken answer: empty text", status=response.status_code, request_id=request_id,
-                             cause="broken_answer")
+    if not isinstance(content, str) or not content.strip() or not well_formed(content):
+        raise TransientError("broken answer: no text, or text that is not well-formed Unicode",
+                             status=response.status_code, request_id=request_id, cause="broken_answer")
     return TextAnswer(without_secrets(content, secret).strip(), usage_of(body.get("usage")), request_id)
 
 
