@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from pipeline import dryrun, plan, report, sources
+from pipeline.audio import plausible
 from pipeline.audio.publish import (
     DEFAULT_LOUDNESS_LUFS,
     PublishedAudio,
@@ -597,7 +598,8 @@ async def _process(item: Document, make: MakeSummary, settings: RunSettings,
     feed_format = feed_copy_format(settings.audio_format) if settings.output != "text" else None
     if settings.output != "text":
         # Chapter marks (a narration read part by part) go into the mp3 and m4a files, the feed's copy included.
-        options = dataclasses.replace(publish_options(item, settings), chapters=summary.chapters)
+        options = dataclasses.replace(publish_options(item, settings), chapters=summary.chapters,
+                                      max_seconds=plausible.longest_s(plausible.spoken_units(summary.transcript)))
         try:
             if settings.audio_format != "wav" or settings.loudness_lufs is not None:
                 # Audio the API sent in --format itself is tagged and measured, never re-encoded (format-direct).

@@ -423,3 +423,25 @@ def test_an_overdue_submission_never_created_is_abandoned_without_creating_it(ap
     assert code == 0 and "batch_abandoned" in stderr, stderr
     assert sum(1 for r in api.requests if r.method == "POST" and r.path == "/v1/batches") == creates
     assert (out / "ferry.wav").exists()  # the fallback made it now
+
+
+def test_format_direct_audio_that_hides_its_length_is_bounded_by_its_transcript(api: HostileApi,
+                                                                                tmp_path: Path) -> None:
+    """A FLAC written to a pipe declares no length, so nothing judges it before it is decoded: publishing decodes it
+    no further than its transcript can take to say (plausible.longest_s), and fails it there."""
+    import subprocess
+
+    from pipeline.audio import ffmpeg_exe
+
+    flac = subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "anullsrc=r=24000:cl=mono", "-t", "300",
+                           "-f", "flac", "-"], capture_output=True, check=True).stdout
+    api.chat = lambda request: _json({**chat_answer("The ferry runs at eight."), "choices": [{
+        "index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": None, "audio": {
+            "id": "audio_x", "expires_at": 2_000_000_000, "transcript": "The ferry runs at eight.",
+            "data": base64.b64encode(flac).decode()}}}]})
+    out = tmp_path / "out"
+    code, stderr = run(api, one_document(tmp_path), out, "--format", "flac", "--loudness", "off")
+    assert code == 1, stderr
+    reason = json.loads((out / "report.json").read_text())["documents"][0]["reason"]
+    assert "longer than" in reason, reason
+    assert not list(out.glob("ferry.*"))

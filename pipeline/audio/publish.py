@@ -140,6 +140,9 @@ class PublishOptions:
     tags: Mapping[str, str] = field(default_factory=dict)
     feed_format: AudioFormat | None = None
     chapters: Chapters = ()
+    # Audio a server encoded (publish_encoded) that decodes longer than this is InvalidAudio: its headers can lie
+    # about its length, its transcript cannot (the runner passes plausible.longest_s of it). None: the decode's cap.
+    max_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if self.format not in _ENCODINGS:
@@ -262,7 +265,7 @@ def publish_encoded(data: bytes, options: PublishOptions) -> PublishedAudio:
     with tempfile.TemporaryDirectory(prefix="audiosum-publish-") as folder:
         output = Path(folder) / f"episode.{encoding.extension}"
         output.write_bytes(audio_only(data, _CONTAINERS[options.format]))
-        measured = measure(output)
+        measured = measure(output) if options.max_seconds is None else measure(output, max_seconds=options.max_seconds)
         try:
             _write_tags(output, options.format, options.tags, options.chapters, measured.duration_s)
         except MutagenError as exc:
