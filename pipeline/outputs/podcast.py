@@ -150,6 +150,11 @@ def _duration(seconds: float) -> str:
 
 
 def _rfc822(value: str | float | None, fallback: float) -> str:
+    return format_datetime(published_at(value, fallback))
+
+
+def published_at(value: str | float | None, fallback: float) -> datetime:
+    """When an episode was published: its source's date (a feed entry's `published`), else when it was made."""
     when: datetime | None = None
     if isinstance(value, str) and value:
         try:
@@ -160,7 +165,7 @@ def _rfc822(value: str | float | None, fallback: float) -> str:
         when = datetime.fromtimestamp(fallback, UTC)
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return format_datetime(when)
+    return when
 
 
 def _ours_or_adoptable(out_dir: Path, state: EpisodeRecords, doc_id: str, txt_name: str, vtt_name: str,
@@ -422,6 +427,7 @@ def build(out_dir: Path, state: EpisodeRecords, *, base_url: str = DEFAULT_PODCA
     shown_title = channel_title(out_dir, title)
     rss = ET.Element("rss", {"version": "2.0"})
     episodes = ET.Element("channel")
+    ordered: list[tuple[datetime, str, ET.Element]] = []  # newest publication first, as apps list them
     for record in state.episodes(keep):
         try:
             sidecar = json.loads((out_dir / (record.sidecar_name or "")).read_text(encoding="utf-8"))
@@ -440,6 +446,12 @@ def build(out_dir: Path, state: EpisodeRecords, *, base_url: str = DEFAULT_PODCA
         atomic_write(confined_path(out_dir, txt_name), transcript, ours=state.owns)
         atomic_write(confined_path(out_dir, vtt_name), render_vtt(cues, note).encode("utf-8"), ours=state.owns)
         _add_episode(episodes, record, sidecar, base, enclosure, chapters_link(out_dir, sidecar))
+        meta = sidecar.get("meta") if isinstance(sidecar.get("meta"), dict) else {}
+        ordered.append((published_at(meta.get("published"), record.finished_at), record.doc_id, episodes[-1]))
+    for item in list(episodes):
+        episodes.remove(item)
+    ordered.sort(key=lambda entry: (-entry[0].timestamp(), entry[1]))
+    episodes.extend(item for _, _, item in ordered)
     feed_path = confined_path(out_dir, FEED_NAME)
     if episodes.find("item") is None and not feed_path.exists():
         return feed_path  # nothing spoken here yet (say, only --output text): no empty feed to publish
