@@ -25,7 +25,7 @@ import httpx
 from pipeline.errors import DocumentError, FetchError, first_line
 from pipeline.models import Document, RejectedDocument
 from pipeline.redact import url_without_credentials
-from pipeline.sources import extract
+from pipeline.sources import extract, xmlguard
 from pipeline.sources.fetch import Fetched, FetchLimits, PageFetcher, _without_secrets
 
 FEED_FILE_SUFFIXES = frozenset({".xml", ".rss", ".atom"})  # a local file named so is read as a feed
@@ -158,10 +158,7 @@ def check_feed_xml(data: bytes) -> None:
     needs none, so any declaration is refused before feedparser sees the bytes. The check streams (SAX).
     """
     import xml.sax
-    from xml.sax.handler import ContentHandler, feature_external_ges, feature_external_pes
-
-    import defusedxml
-    import defusedxml.expatreader
+    from xml.sax.handler import ContentHandler
 
     class _Root(ContentHandler):
         root: str | None = None
@@ -175,22 +172,8 @@ def check_feed_xml(data: bytes) -> None:
                 self.root = name.rsplit(":", 1)[-1]
 
     handler = _Root()
-    # forbid_external=False only so that a DOCTYPE naming an external DTD (RSS 0.91's Netscape one) is allowed;
-    # with both external-entity features off, expat never loads it, and every entity declaration is refused.
-    parser = defusedxml.expatreader.create_parser(forbid_dtd=False, forbid_entities=True, forbid_external=False)
-    parser.setFeature(feature_external_ges, False)
-    parser.setFeature(feature_external_pes, False)
-    parser.setContentHandler(handler)
     try:
-        parser.parse(io.BytesIO(data))
-    except defusedxml.EntitiesForbidden as exc:
-        if exc.sysid or exc.pubid:
-            raise DocumentError(f"refused: the feed declares an external entity {exc.name!r} "
-                                f"({exc.sysid or exc.pubid!s}); such entities read local files or URLs") from exc
-        raise DocumentError(f"refused: the feed declares an XML entity {exc.name!r} "
-                            "(entities are how XML bombs such as billion laughs are built)") from exc
-    except defusedxml.DefusedXmlException as exc:
-        raise DocumentError(f"refused: {exc}") from exc
+        xmlguard.parse_guarded(data, "the feed", handler)
     except xml.sax.SAXParseException as exc:
         raise DocumentError(f"not an RSS/Atom feed: not well-formed XML ({exc.getMessage()} at line "
                             f"{exc.getLineNumber()}, column {exc.getColumnNumber()})") from exc

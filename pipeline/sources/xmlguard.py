@@ -11,21 +11,21 @@ from typing import Any
 from pipeline.errors import DocumentError, first_line
 
 
-def refuse_entities(data: bytes, what: str) -> bool:
-    """DocumentError when data declares an XML entity (billion laughs, or an external one reading a file or URL);
-    streams through expat (defusedxml), so it costs no memory. False when data is not well-formed XML."""
-    import xml.sax
+def parse_guarded(data: bytes, what: str, handler: Any = None) -> None:
+    """Stream data through expat (defusedxml) into a SAX handler: DocumentError when it declares an XML entity
+    (billion laughs, or an external one reading a file or URL); xml.sax.SAXException (the caller's to word) when it
+    is not well-formed. No DTD is loaded and nothing is fetched; it costs no memory."""
     from xml.sax.handler import ContentHandler, feature_external_ges, feature_external_pes
 
     import defusedxml
     import defusedxml.expatreader
 
-    # forbid_external=False only so a DOCTYPE naming an external DTD (XHTML 1.1's) is allowed; with both
+    # forbid_external=False only so a DOCTYPE naming an external DTD (XHTML 1.1's, RSS 0.91's) is allowed; with both
     # external-entity features off expat never loads it, and every entity declaration is refused.
     parser = defusedxml.expatreader.create_parser(forbid_dtd=False, forbid_entities=True, forbid_external=False)
     parser.setFeature(feature_external_ges, False)
     parser.setFeature(feature_external_pes, False)
-    parser.setContentHandler(ContentHandler())
+    parser.setContentHandler(handler or ContentHandler())
     try:
         parser.parse(io.BytesIO(data))
     except defusedxml.EntitiesForbidden as exc:
@@ -36,6 +36,14 @@ def refuse_entities(data: bytes, what: str) -> bool:
                             "(entities are how XML bombs such as billion laughs are built)") from exc
     except defusedxml.DefusedXmlException as exc:
         raise DocumentError(f"refused: {what}: {exc}") from exc
+
+
+def refuse_entities(data: bytes, what: str) -> bool:
+    """DocumentError when data declares an XML entity (parse_guarded); False when it is not well-formed XML."""
+    import xml.sax
+
+    try:
+        parse_guarded(data, what)
     except (xml.sax.SAXException, ValueError):
         return False
     return True
