@@ -28,7 +28,7 @@ class BatchService(Protocol):
         ...
 
     async def speak_batch_answer(self, document: Document, settings: RunSettings, text: str, *, usage: Usage,
-                            request_id: str | None, batch_id: str | None) -> SpokenSummary:
+                                 request_id: str | None, batch_id: str | None) -> SpokenSummary:
         """Speak `text` (a batch's answer for `document`) and ask the document's follow-ups, as a summary would be."""
         ...
 
