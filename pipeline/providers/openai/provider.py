@@ -182,7 +182,7 @@ class OpenAIProvider(Provider):
         return await self._with_followups(document, settings, summary, opening)
 
     async def speak_batch_answer(self, document: Document, settings: RunSettings, text: str, *, usage: Usage,
-                            request_id: str | None, batch_id: str | None) -> SpokenSummary:
+                                 request_id: str | None, batch_id: str | None) -> SpokenSummary:
         """--batch: the text step's answer came from a batch; speak it (and ask the follow-ups) like two-step."""
         await self.preflight()
         said = await self.speak_text(document, settings, text)
