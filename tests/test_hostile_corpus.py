@@ -33,7 +33,7 @@ import build_corpus  # noqa: E402
 from build_corpus import Case, Corpus  # noqa: E402
 
 MAX_RSS_MB = 400
-DRIVER_DEADLINE_S = 60.0  # a hang (a FIFO opened blocking, say) is killed here instead of stalling the suite
+DRIVER_DEADLINE_S = 180.0  # a hang (a FIFO opened blocking, say) is killed here instead of stalling the suite
 # Where to save the per-case table as Markdown (for a closing note); unset: only printed (pytest -s shows it).
 TABLE_PATH = Path(os.environ["AUDIOSUM_HOSTILE_TABLE"]) if os.environ.get("AUDIOSUM_HOSTILE_TABLE") else None
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")

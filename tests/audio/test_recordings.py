@@ -260,15 +260,16 @@ def test_fewer_questions_or_text_output_leave_no_stale_files(recordings: Path, t
     manifest = _followup_manifest(recordings, tmp_path)
     out = tmp_path / "out"
     assert run_cli("run", str(manifest), "-o", str(out), env=api_env(tone_server)).exit_code == 0
+    # call-17.mp3: the podcast feed's copy of the WAV summary (podcast apps do not play WAV).
     assert {p.name for p in out.glob("call-17*")} == {
-        "call-17.wav", "call-17.json", "call-17.txt", "call-17.vtt", "call-17.q1.wav", "call-17.q2.wav",
+        "call-17.wav", "call-17.mp3", "call-17.json", "call-17.txt", "call-17.vtt", "call-17.q1.wav", "call-17.q2.wav",
         "call-17.q3.wav"}
     line = json.loads(manifest.read_text(encoding="utf-8"))
     line["followups"] = line["followups"][:1]
     manifest.write_text(json.dumps(line) + "\n", encoding="utf-8")
     assert run_cli("run", str(manifest), "-o", str(out), env=api_env(tone_server)).exit_code == 0
     assert {p.name for p in out.glob("call-17*")} == {
-        "call-17.wav", "call-17.json", "call-17.txt", "call-17.vtt", "call-17.q1.wav"}
+        "call-17.wav", "call-17.mp3", "call-17.json", "call-17.txt", "call-17.vtt", "call-17.q1.wav"}
     assert run_cli("run", str(manifest), "-o", str(out), "--output", "text", env=api_env(tone_server)).exit_code == 0
     assert {p.name for p in out.glob("call-17*")} == {"call-17.json", "call-17.txt", "call-17.q1.txt"}
     # It is no longer an episode: the feed, rebuilt, does not point at the files that are gone.
