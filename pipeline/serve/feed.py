@@ -14,6 +14,7 @@ import os
 import stat
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import unquote, urlsplit
@@ -107,7 +108,30 @@ class FeedFolder:
         if opened is None:
             return error_response(404, f"No such file: {quoted(name)}.", code="unknown_url")
         media = "application/rss+xml" if name == FEED_NAME else None
-        return OpenedFileResponse(opened, name, media_type=media)
+        response = OpenedFileResponse(opened, name, media_type=media)
+        if _unchanged(request, response):
+            # Apps poll podcast.xml: a copy they already hold costs a 304 and no body (RFC 9110 13.1.1, 13.1.3).
+            opened.close()
+            return Response(status_code=304, headers={k: response.headers[k] for k in ("etag", "last-modified")})
+        return response
+
+
+def _unchanged(request: Request, response: Response) -> bool:
+    """Whether the client's conditional GET/HEAD says it holds this version: If-None-Match naming the ETag (weak
+    comparison), else an If-Modified-Since not before Last-Modified."""
+    if request.method not in ("GET", "HEAD"):
+        return False
+    etag = response.headers.get("etag", "")
+    if (match := request.headers.get("if-none-match")) is not None:
+        held = {tag.strip().removeprefix("W/") for tag in match.split(",")}
+        return "*" in held or etag.removeprefix("W/") in held
+    since, modified = request.headers.get("if-modified-since"), response.headers.get("last-modified")
+    if since is None or modified is None:
+        return False
+    try:
+        return parsedate_to_datetime(since) >= parsedate_to_datetime(modified)
+    except (TypeError, ValueError):
+        return False
 
 
 class OpenedFileResponse(FileResponse):

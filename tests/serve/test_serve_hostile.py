@@ -331,6 +331,16 @@ def test_feed_serves_only_linked_regular_files_inside_out(tmp_path: Path) -> Non
         assert httpx.get(feed + "episode.wav", timeout=10).content == b"RIFF"
         assert httpx.get(feed + "episode.txt", timeout=10).text == "transcript"
         assert httpx.get(feed + "podcast-cover.png?v=1a2b", timeout=10).content == b"\x89PNG cover"  # the art
+        # Apps poll the feed: the copy they hold costs a 304 with no body, by ETag or by date; a changed one a 200.
+        first = httpx.get(feed + "podcast.xml", timeout=10)
+        etag, modified = first.headers["etag"], first.headers["last-modified"]
+        for conditional in ({"If-None-Match": etag}, {"If-None-Match": f'W/{etag}, "other"'},
+                            {"If-Modified-Since": modified}):
+            held = httpx.get(feed + "podcast.xml", headers=conditional, timeout=10)
+            assert held.status_code == 304 and held.content == b"" and held.headers["etag"] == etag, conditional
+        assert httpx.get(feed + "podcast.xml", headers={"If-None-Match": '"older"'}, timeout=10).status_code == 200
+        assert httpx.get(feed + "podcast.xml", headers={"If-Modified-Since": "Thu, 01 Jan 1970 00:00:00 GMT"},
+                         timeout=10).status_code == 200
         for name in ("leak.txt", "unlinked.wav", "..%2Fsecret.txt", "..%2Foutside%2Fsecret.txt", ".audiosum"):
             response = httpx.get(feed + name, timeout=10)
             assert response.status_code == 404 and b"not for the feed" not in response.content, name
