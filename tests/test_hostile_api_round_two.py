@@ -445,3 +445,15 @@ def test_format_direct_audio_that_hides_its_length_is_bounded_by_its_transcript(
     reason = json.loads((out / "report.json").read_text())["documents"][0]["reason"]
     assert "longer than" in reason, reason
     assert not list(out.glob("ferry.*"))
+
+
+def test_a_transcript_far_longer_than_asked_is_a_broken_answer(api: HostileApi, tmp_path: Path) -> None:
+    """The transcript is the yardstick the audio is judged by: 1,500 words (which would make an hour of audio look
+    plausible) for a 20-word summary is refused and retried. (An hour itself would pass the answer's byte cap first.)"""
+    words = " ".join(["ferry"] * 1500) + "."
+    api.chat = lambda request: _json(chat_answer(words, wav=_wav(60, 8_000)))
+    out = tmp_path / "out"
+    code, stderr = run(api, one_document(tmp_path), out, "--words", "20")
+    assert code == 1, stderr
+    reason = json.loads((out / "report.json").read_text())["documents"][0]["reason"]
+    assert "1500 words where about 20 were asked" in reason, reason

@@ -33,6 +33,11 @@ def longest_s(words: float) -> float:
     return words * MAX_SECONDS_PER_WORD + SLACK_S
 
 
+def longest_answer_units(words: float) -> float:
+    """The most words an answer asked for `words` words may plausibly have: models overshoot, not fourfold."""
+    return 4 * words + 50
+
+
 def implausible(duration_s: float, sample_rate: int | None, transcript: str) -> str | None:
     """Why audio of this length (and sample rate, when known) cannot be `transcript` spoken, or None when it can."""
     if sample_rate is not None and not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:

@@ -23,6 +23,7 @@ from pipeline.clock import SYSTEM_CLOCK, Clock
 from pipeline.errors import (
     ApiError,
     DocumentError,
+    TransientError,
     UsageError,
     keeping_attempts,
 )
@@ -441,7 +442,15 @@ class OpenAIProvider(Provider):
         cap = (plausible.answer_bytes(words, base64=True) if "audio" in body else plausible.MAX_TEXT_ANSWER_BYTES)
 
         async def attempt_once() -> Answer:
-            return parse(await self._paced_post(limiter, cost, CHAT_PATH, payload, cap), self._secret)
+            answer = parse(await self._paced_post(limiter, cost, CHAT_PATH, payload, cap), self._secret)
+            if isinstance(answer, SpokenSummary) and (spoken := plausible.spoken_units(
+                    answer.transcript)) > plausible.longest_answer_units(words):
+                # The server's own transcript is what its audio is judged by: one far longer than asked would make
+                # hours of audio (and of hearing) look plausible. (A text answer's length is bounded by the map
+                # step's token cap, and a chatty one by the reduce rounds' own check.)
+                raise TransientError(f"broken answer: {spoken:.0f} words where about {words} were asked",
+                                     cause="broken_answer")
+            return answer
 
         result, attempts = await retry.call(attempt_once, doc_id)
         limiter.reconcile(cost, result.usage.total_tokens)
