@@ -284,18 +284,19 @@ def test_ids_that_climb_out_of_their_path_are_never_requested(api: HostileApi, t
 
 
 # -- 8: an answer is read with a cap -------------------------------------------------------------------------------------
+def endless_answer(opening: bytes, chunks: int, sent: list[int]) -> Reply:
+    """An answer that opens a JSON string and never ends it: `chunks` of 64 KB, each counted in sent[0] as it goes."""
+    def body() -> Iterator[bytes]:
+        yield opening
+        for _ in range(chunks):
+            sent[0] += 1
+            yield b"A" * 65_536
+    return Reply(chunks=body())
+
+
 def test_an_endless_chat_answer_is_refused_past_its_cap(api: HostileApi, tmp_path: Path) -> None:
     sent = [0]
-
-    def endless(request: Request) -> Reply:
-        def chunks() -> Iterator[bytes]:
-            yield b'{"choices": [{"message": {"audio": {"data": "'
-            for _ in range(20_000):  # 1.3 GB offered
-                sent[0] += 1
-                yield b"A" * 65_536
-        return Reply(chunks=chunks())
-
-    api.chat = endless
+    api.chat = lambda request: endless_answer(b'{"choices": [{"message": {"audio": {"data": "', 20_000, sent)  # 1.3 GB
     out = tmp_path / "out"
     code, stderr = run(api, one_document(tmp_path), out, "--words", "20", "--max-attempts", "1")
     assert code == 1, stderr
@@ -397,16 +398,7 @@ def test_an_endless_batch_poll_answer_is_refused_past_its_cap(api: HostileApi, t
     code, stderr = run(api, folder, out, "--batch")
     assert code == 0, stderr
     sent = [0]
-
-    def endless(batch: Json) -> Reply:
-        def chunks() -> Iterator[bytes]:
-            yield b'{"id": "batch_one", "status": "in_progress", "x": "'
-            for _ in range(4096):  # 256 MB offered
-                sent[0] += 1
-                yield b"A" * 65_536
-        return Reply(chunks=chunks())
-
-    api.poll = endless
+    api.poll = lambda batch: endless_answer(b'{"id": "batch_one", "status": "in_progress", "x": "', 4096, sent)
     code, stderr = run(api, folder, out, "--batch")
     assert code == 0 and "batch_unreachable" in stderr, stderr
     assert sent[0] * 65_536 < 32 * 2**20  # stopped near the 4 MB cap, not at the end
