@@ -102,7 +102,9 @@ def listening_socket(host: str, port: int) -> socket.socket:
     """The server's socket, bound and listening before anything is said or started: a port in use is a UsageError
     (exit 2) with the reason, never a line claiming to serve followed by uvicorn's own error."""
     bare = host.strip("[]")
-    sock = socket.socket(socket.AF_INET6 if ":" in bare else socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP named: asyncio turns Nagle off (TCP_NODELAY) only on sockets whose proto says TCP; with proto 0
+    # every small answer waited out the peer's delayed ACK (~40 ms).
+    sock = socket.socket(socket.AF_INET6 if ":" in bare else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((bare, port))
