@@ -9,8 +9,8 @@ Goals (README: "a 1 GB upload costs no memory", "/v1/models answers in milliseco
   heavy requests still running when the probes end, and answered 200 (or 503 past the pool's queue, never 500);
 - four 24 MB float bodies: all refused (400, 413 or 503), and /v1/models median meanwhile <= 50x the idle median
   (the old parser froze the loop ~2 s a body; 13x measured for issue 11).
---smoke: a 100 MB body (still 4x the cap), heavy requests of 600 sentences summarised in 15 words (not 3000 in
-60), 20 probes; every goal is still checked.
+--smoke: a 100 MB body (still 4x the cap), heavy requests of the full size (3000 sentences in 60 words: smaller
+ones finished before the probes on an idle machine), 20 probes; every goal is still checked.
 """
 
 from __future__ import annotations
