@@ -317,7 +317,7 @@ class OpenAIProvider(Provider):
                                  usage=answer.usage, attempts=attempts)
         voice = voice_name(body["audio"]["voice"])
         spoken, attempts = await self._call(body, document.id, settings.words, self._parse_spoken(voice, audio_format),
-                                            audio_seconds)
+                                            audio_seconds, title=document.title)
         return dataclasses.replace(spoken, attempts=attempts)
 
     async def _two_step_turn(self, document: Document, settings: RunSettings, messages: list[dict[str, Any]],
@@ -410,7 +410,8 @@ class OpenAIProvider(Provider):
             # Words as spoken: a script without spaces counts by characters (plausible.spoken_units), so its
             # answer's size cap and audio bound fit a Chinese or Japanese part too.
             words = round(plausible.spoken_units(part))
-            answer, attempts = await self._call(body, document.id, words, self._parse_spoken(voice))
+            answer, attempts = await self._call(body, document.id, words, self._parse_spoken(voice),
+                                                title=document.title)
             spoken.append(dataclasses.replace(answer, attempts=attempts))
         return join_answers(spoken, separator=" ", chapter_labels=[chapter_label(part) for part in parts])
 
@@ -420,7 +421,8 @@ class OpenAIProvider(Provider):
         audio_format = direct_format(settings)
         body = build_request_body(document, settings) | output_options(document, settings, audio_format)
         voice = voice_name(body["audio"]["voice"])
-        summary, attempts = await self._call(body, document.id, settings.words, self._parse_spoken(voice, audio_format))
+        summary, attempts = await self._call(body, document.id, settings.words, self._parse_spoken(voice, audio_format),
+                                              title=document.title)
         return dataclasses.replace(summary, attempts=attempts)
 
     def _parse_spoken(self, voice: str,
@@ -430,8 +432,9 @@ class OpenAIProvider(Provider):
 
     async def _call(self, body: dict[str, Any], doc_id: str, words: int,
                     parse: Callable[[httpx.Response, str | None], Answer],
-                    audio_seconds: float = 0.0) -> tuple[Answer, tuple[Attempt, ...]]:
-        """One logical request: paced, retried, its usage fed back into the limiter and the estimate."""
+                    audio_seconds: float = 0.0, title: str | None = None) -> tuple[Answer, tuple[Attempt, ...]]:
+        """One logical request: paced, retried, its usage fed back into the limiter and the estimate. title: the
+        document's, which a spoken answer may say on top of the words asked."""
         cost, raw_cost = self.estimator.estimate(body["messages"], words, audio_seconds)
         limiter, retry = self.paced(str(body["model"]))
         limiter.check_fits(cost)
@@ -444,7 +447,7 @@ class OpenAIProvider(Provider):
         async def attempt_once() -> Answer:
             answer = parse(await self._paced_post(limiter, cost, CHAT_PATH, payload, cap), self._secret)
             if isinstance(answer, SpokenSummary) and (spoken := plausible.spoken_units(
-                    answer.transcript)) > plausible.longest_answer_units(words):
+                    answer.transcript)) > plausible.longest_answer_units(words) + plausible.spoken_units(title or ""):
                 # The server's own transcript is what its audio is judged by: one far longer than asked would make
                 # hours of audio (and of hearing) look plausible. (A text answer's length is bounded by the map
                 # step's token cap, and a chatty one by the reduce rounds' own check.)
