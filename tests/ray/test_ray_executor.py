@@ -40,7 +40,9 @@ pytestmark = pytest.mark.ray
 # Piper's voice samples noise (VITS): two renderings of one text differ in their last bits and their timing by a few
 # per cent, whichever executor makes them (two local runs differ too). So the audio itself is compared by presence and
 # length; everything that says what was spoken, and how it is filed, must be identical.
-TIMED_SIDECAR_KEYS = {"created_at", "audio_sha256", "duration_s", "cues", "chapters"}
+# What differs between two syntheses of the same text (times, the audio's bytes): compared apart or not at all. The
+# feed's MP3 copy is encoded from that audio, so its bytes, hash and measures differ with it (its name is compared).
+TIMED_SIDECAR_KEYS = {"created_at", "audio_sha256", "duration_s", "cues", "chapters", "feed_audio"}
 FILLER = ("The district council reviewed the budget for bridges, ferries and cycle lanes, and agreed to publish the "
           "figures next week. ")
 
@@ -70,12 +72,13 @@ def _view(out: Path) -> dict[str, Any]:
     view: dict[str, Any] = {}
     for path in sorted(p for p in out.iterdir() if p.is_file()):
         if path.name in ("report.json", "report.html", "podcast.xml", "podcast-cover.png") or path.suffix in (
-                ".wav", ".vtt"):
+                ".wav", ".mp3", ".vtt"):
             view[path.name] = "present"
         elif path.suffix == ".json":
             sidecar = json.loads(path.read_text())
             view[path.name] = {k: v for k, v in sidecar.items() if k not in TIMED_SIDECAR_KEYS}
             view[path.name]["cue_texts"] = [cue[-1] for cue in sidecar.get("cues") or []]
+            view[path.name]["feed_audio_file"] = (sidecar.get("feed_audio") or {}).get("file")
             view[path.name]["chapter_labels"] = [chapter[-1] for chapter in sidecar.get("chapters") or []]
         else:
             view[path.name] = path.read_bytes()
@@ -91,11 +94,13 @@ def _audio_seconds(out: Path) -> float:
 
 def test_same_outputs_as_the_local_executor(ray_address: str, tmp_path: Path) -> None:
     """sample_inputs/, its recording included (heard by an actor from bytes the driver read)."""
-    local = run_cli("run", str(SAMPLE_INPUTS), "-o", str(tmp_path / "local"), "--executor", "local")
+    # Both OUT folders have the same name: it is the podcast's default title, so it is in the MP3 copy's album tag.
+    local_out, ray_out = tmp_path / "local" / "out", tmp_path / "ray" / "out"
+    local = run_cli("run", str(SAMPLE_INPUTS), "-o", str(local_out), "--executor", "local")
     assert local.exit_code == 0, local.stderr
-    on_ray = run_cli("run", str(SAMPLE_INPUTS), "-o", str(tmp_path / "ray"), "--executor", "ray")
+    on_ray = run_cli("run", str(SAMPLE_INPUTS), "-o", str(ray_out), "--executor", "ray")
     assert on_ray.exit_code == 0, on_ray.stderr
-    local_view, ray_view = _view(tmp_path / "local"), _view(tmp_path / "ray")
+    local_view, ray_view = _view(local_out), _view(ray_out)
     assert sorted(ray_view) == sorted(local_view)
     for name, value in local_view.items():
         assert ray_view[name] == value, name
@@ -103,7 +108,7 @@ def test_same_outputs_as_the_local_executor(ray_address: str, tmp_path: Path) ->
     heard = [name for name, value in ray_view.items()
              if isinstance(value, dict) and (value.get("input") or {}).get("kind") == "recording"]
     assert heard and ray_view[heard[0]]["input"]["heard"], "the recording was not heard"
-    assert _audio_seconds(tmp_path / "ray") == pytest.approx(_audio_seconds(tmp_path / "local"), rel=0.1)
+    assert _audio_seconds(ray_out) == pytest.approx(_audio_seconds(local_out), rel=0.1)
 
 
 def test_an_actor_killed_mid_run_costs_no_document(ray_address: str, tmp_path: Path,
