@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from pipeline.errors import UsageError
 from pipeline.models import RunSettings
-from pipeline.redact import quoted, shown_input
+from pipeline.redact import quoted, shown_input, visible
 from pipeline.sources import extract, feeds, fetch, folders, manifests  # noqa: F401 - extract: sources.extract stays
 from pipeline.sources.documents import (  # noqa: F401 - the names callers and tests know from pipeline.sources
     AUDIO_SUFFIXES,
@@ -179,7 +179,9 @@ def passed_over_note(passed_over: Counter[str]) -> str | None:
     total = sum(passed_over.values())
     kinds = ", ".join(f"{suffix} ({count})" if count > 1 else suffix for suffix, count in
                       sorted(passed_over.items(), key=lambda item: (-item[1], item[0])))
-    return f"{total} file{'s' if total != 1 else ''} of types this version does not read: {kinds} (passed over)"
+    # A suffix is part of a file name, which can hold a terminal escape: shown, never acted on.
+    return visible(f"{total} file{'s' if total != 1 else ''} of types this version does not read: {kinds} "
+                   "(passed over)", one_line=True)
 
 
 def count_items(inputs: tuple[str, ...], *, skip_dir: Path | None = None) -> int | None:

@@ -24,7 +24,7 @@ import httpx
 
 from pipeline.errors import DocumentError, FetchError, first_line
 from pipeline.models import Document, RejectedDocument
-from pipeline.redact import url_without_credentials
+from pipeline.redact import url_without_credentials, visible
 from pipeline.sources import extract, xmlguard
 from pipeline.sources.fetch import Fetched, FetchLimits, PageFetcher, _without_secrets
 
@@ -299,7 +299,9 @@ def _entry_item(entry: Any, *, source: str, slug: str, feed_title: str | None, f
         elif link and is_url(link):
             # The article was asked for and not had (refused, unreachable, no text in it): the episode is the feed's
             # own summary, thinner than asked, and the next run tries the article again.
-            degraded = f"spoken from the feed's own text: the article could not be read ({problem})"
+            # The problem quotes what the site and the feed said: shown, never acted on (a terminal escape).
+            degraded = visible(f"spoken from the feed's own text: the article could not be read ({problem})",
+                               one_line=True)
         meta["extraction"] = f"feed-content (page: {problem})"
         text = feed_text
     else:

@@ -51,3 +51,8 @@ def test_the_run_says_what_it_passed_over_and_still_succeeds(tmp_path: Path) -> 
     assert ".pages (2)" in warnings[0]["message"]
     report = json.loads((out / "report.json").read_text())
     assert any(w["kind"] == "passed_over" for w in report["warnings"])
+
+
+def test_a_suffix_with_a_terminal_escape_is_shown_not_acted_on() -> None:
+    note = sources.passed_over_note(Counter({".\x1b[2Jx": 1}))
+    assert note is not None and "\x1b" not in note and "\\x1b[2Jx" in note
